@@ -1,0 +1,142 @@
+"""Plain-text records a run leaves in its folder, readable without TensorBoard.
+
+One module owns the formats so that the training loop (writer), the queue (outcome) and
+the reports (reader) cannot drift apart.
+
+Run folder ``<root>/<exp>/<run_id>/``:
+
+* ``config.json``   every option of the run (``read_config``).
+* ``metrics.jsonl`` one JSON object per line and per (step, split) evaluation::
+
+      {"step": 1200, "epoch": 3, "split": "test", "time": 35.2,
+       "values": {"loss/L_k": -95.1, "loss/ess": 2.7, ...}}
+
+  ``split`` is the writer name (``train``, ``test``, ``valid``); reports address a metric as
+  ``<split>:<key>`` (``test:loss/L_k``).
+* ``success.txt``   the outcome marker; first line ``Success.``, ``Aborted by User.`` or
+  ``Failed. <message>`` (then the traceback).
+"""
+import json
+import math
+import os
+import time
+from typing import Dict, Iterator, List, Optional
+
+METRICS_FILE = "metrics.jsonl"
+CONFIG_FILE = "config.json"
+OUTCOME_FILE = "success.txt"
+
+SUCCESS = "success"
+ABORTED = "aborted"
+FAILED = "failed"
+OUTCOME_FIRST_LINE = {SUCCESS: "Success.", ABORTED: "Aborted by User.", FAILED: "Failed."}
+
+
+def _finite_or_none(value: float) -> Optional[float]:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+class MetricsWriter:
+    """Appends evaluation records to ``metrics.jsonl``; each line is flushed at once so a
+    killed run keeps every record written before the kill."""
+
+    def __init__(self, run_dir: str):
+        self.path = os.path.join(run_dir, METRICS_FILE)
+
+    def write(self, step: int, split: str, values: Dict[str, float], epoch: Optional[int] = None) -> None:
+        record = {"step": int(step), "epoch": None if epoch is None else int(epoch), "split": split,
+                  "time": time.time(), "values": {k: _finite_or_none(v) for k, v in values.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records logged after ``step`` (used when resuming from an older checkpoint,
+        so that a resumed run has the same curve as an unbroken one)."""
+        if not os.path.exists(self.path):
+            return
+        kept = [r for r in iter_metric_records(os.path.dirname(self.path)) if r["step"] <= step]
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            for r in kept:
+                f.write(json.dumps(r) + "\n")
+        os.replace(tmp, self.path)
+
+
+def iter_metric_records(run_dir: str) -> Iterator[dict]:
+    """Yield the records of ``metrics.jsonl``; a torn last line (killed writer) is skipped."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                continue
+
+
+def read_metrics(run_dir: str, keys: Optional[List[str]] = None):
+    """Long-format pandas DataFrame with columns ``step, epoch, split, key, metric, value``
+    where ``metric = '<split>:<key>'``. ``keys`` filters on ``metric`` when given."""
+    import pandas as pd
+
+    rows = []
+    wanted = set(keys) if keys else None
+    for r in iter_metric_records(run_dir):
+        for key, value in r["values"].items():
+            metric = f"{r['split']}:{key}"
+            if wanted is None or metric in wanted:
+                rows.append((r["step"], r.get("epoch"), r["split"], key, metric,
+                             float("nan") if value is None else value))
+    return pd.DataFrame(rows, columns=["step", "epoch", "split", "key", "metric", "value"])
+
+
+def write_config(run_dir: str, config: dict) -> None:
+    tmp = os.path.join(run_dir, CONFIG_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True, default=str)
+    os.replace(tmp, os.path.join(run_dir, CONFIG_FILE))
+
+
+def read_config(run_dir: str) -> Optional[dict]:
+    path = os.path.join(run_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_outcome(run_dir: str, outcome: str, message: str = "") -> None:
+    """Write the outcome marker atomically; ``outcome`` is SUCCESS, ABORTED or FAILED."""
+    text = OUTCOME_FIRST_LINE[outcome]
+    if message:
+        text += (" " if outcome == FAILED else "\n") + message
+    tmp = os.path.join(run_dir, OUTCOME_FILE + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(run_dir, OUTCOME_FILE))
+
+
+def read_outcome(run_dir: str) -> Optional[str]:
+    """SUCCESS, ABORTED or FAILED from the marker; ``None`` when the run has not ended
+    (no marker) or the folder does not exist; ``'unknown'`` for any other content."""
+    path = os.path.join(run_dir, OUTCOME_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        first = f.readline().strip()
+    for outcome, line in OUTCOME_FIRST_LINE.items():
+        if first.startswith(line):
+            return outcome
+    return "unknown"
+
+
+def clear_outcome(run_dir: str) -> None:
+    path = os.path.join(run_dir, OUTCOME_FILE)
+    if os.path.exists(path):
+        os.remove(path)
