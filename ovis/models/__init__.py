@@ -1,0 +1,140 @@
+"""Models of the paper, selectable by name.
+
+    model = get_model("sbm", x_shape=(1, 28, 28), x_mean=datasets.train.mean(), N=200, depth=3)
+
+=================  ==========================================================================
+name               model
+=================  ==========================================================================
+``vae``            MLP VAE, ``depth`` stochastic layers of ``N`` normal / bernoulli /
+                   categorical units (``prior``), Bernoulli pixels (``vae.HierarchicalVAE``)
+``shapes``         ``vae`` preset of the mini-vae experiment: categorical prior, learnt,
+                   N=32, K=8, hdim=128, nlayers=2
+``gaussian-vae``   Gaussian VAE of the TVO paper (budget analysis): N=200, hdim=200,
+                   nlayers=2, depth=1
+``sbm``            sigmoid belief network of TVO / OVIS: ``depth`` x ``N`` Bernoulli units,
+                   linear maps (``nlayers=0``), inputs ``2z - 1`` and ``(x - x_mean + 1) / 2``
+``gaussian-toy``   linear Gaussian model of Rainforth et al. 2018 (``gaussian_toy``)
+``gmm``            Gaussian mixture of Le et al. 2019 with ``N`` clusters (``gmm``)
+=================  ==========================================================================
+
+Hyper-parameters use the ``run.py`` option names: ``N, K, hdim, nlayers, depth, prior,
+learn_prior, normalization, dropout, kdim``; model-specific extras: ``q_std`` (``gaussian-toy``,
+q's standard deviation) and ``q_hdim`` (``gmm``, width of q's hidden layer; the shared ``hdim``
+does not apply so that the paper's 1-16-C network is kept whatever the trainer's default).
+A model ignores the shared names it has no use for (so a trainer may pass all of them):
+``sbm`` uses ``N, depth, nlayers`` (hidden width = N, prior learnt Bernoulli); ``gaussian-vae``
+everything but ``prior, K, kdim``; ``gaussian-toy`` none; ``gmm`` only ``N`` (clusters).
+A value of ``None`` means "this model's default" (the paper's setting, ``MODEL_DEFAULTS``).
+Any other name raises ``ValueError``.
+"""
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from torch import Tensor
+
+from .base import TemplateModel
+from .distributions import LATENT_FAMILIES
+from .gaussian_toy import GaussianToyModel
+from .gmm import GaussianMixtureModel
+from .layers import NORMALIZATIONS
+from .vae import HierarchicalVAE
+
+SHARED_HYPERPARAMETERS = ("N", "K", "hdim", "nlayers", "depth", "prior", "learn_prior",
+                          "normalization", "dropout", "kdim")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """``build(x_shape, x_mean, **hparams)`` and the defaults of the hyper-parameters it uses."""
+    build: Callable[..., TemplateModel]
+    defaults: Dict[str, Any]
+
+
+def _vae(x_shape, x_mean, **hparams) -> TemplateModel:
+    return HierarchicalVAE(x_shape, x_mean=x_mean, **hparams)
+
+
+def _gaussian_vae(x_shape, x_mean, **hparams) -> TemplateModel:
+    return HierarchicalVAE(x_shape, x_mean=x_mean, prior="normal", **hparams)
+
+
+def _sbm(x_shape, x_mean, N, depth, nlayers) -> TemplateModel:
+    return HierarchicalVAE(x_shape, N=N, hdim=N, nlayers=nlayers, depth=depth, prior="bernoulli",
+                           learn_prior=True, x_mean=x_mean, signed_latents=True, centered_data=True)
+
+
+def _gaussian_toy(x_shape, x_mean, q_std) -> TemplateModel:
+    return GaussianToyModel(x_shape, x_mean=x_mean, q_std=q_std)
+
+
+def _gmm(x_shape, x_mean, N, q_hdim) -> TemplateModel:
+    return GaussianMixtureModel(x_shape, N=N, hdim=q_hdim)
+
+
+_VAE_DEFAULTS = dict(N=32, K=8, hdim=64, nlayers=3, depth=1, prior="normal", learn_prior=False,
+                     normalization="none", dropout=0.0, kdim=0)
+
+MODELS: Dict[str, ModelSpec] = {
+    "vae": ModelSpec(_vae, _VAE_DEFAULTS),
+    "shapes": ModelSpec(_vae, {**_VAE_DEFAULTS, "prior": "categorical", "learn_prior": True, "N": 32,
+                               "K": 8, "hdim": 128, "nlayers": 2}),
+    "gaussian-vae": ModelSpec(_gaussian_vae, dict(N=200, hdim=200, nlayers=2, depth=1, learn_prior=False,
+                                                  normalization="none", dropout=0.0)),
+    "sbm": ModelSpec(_sbm, dict(N=200, depth=3, nlayers=0)),
+    "gaussian-toy": ModelSpec(_gaussian_toy, dict(q_std=2 / 3)),
+    "gmm": ModelSpec(_gmm, dict(N=20, q_hdim=16)),
+}
+MODEL_NAMES = tuple(MODELS)
+MODEL_DEFAULTS = {name: dict(spec.defaults) for name, spec in MODELS.items()}
+
+
+def _integer(name: str, value, minimum: int) -> int:
+    try:
+        valid = not isinstance(value, bool) and float(value).is_integer() and value >= minimum
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise ValueError(f"{name}={value!r}: expected an integer >= {minimum}")
+    return int(value)
+
+
+def _check_hyperparameter(name: str, value):
+    """Validate one hyper-parameter value; returns it normalised."""
+    minimum = {"N": 1, "K": 2, "hdim": 1, "nlayers": 0, "depth": 1, "kdim": 0, "q_hdim": 1}
+    if name in minimum:
+        return _integer(name, value, minimum[name])
+    if name == "prior" and value not in LATENT_FAMILIES:
+        raise ValueError(f"prior={value!r}; allowed: {sorted(LATENT_FAMILIES)}")
+    if name == "normalization" and value not in NORMALIZATIONS:
+        raise ValueError(f"normalization={value!r}; allowed: {list(NORMALIZATIONS)}")
+    if name == "learn_prior" and not isinstance(value, bool):
+        raise ValueError(f"learn_prior={value!r}: expected True or False")
+    if name == "dropout" and not 0.0 <= float(value) < 1.0:
+        raise ValueError(f"dropout={value!r}: expected a probability in [0, 1)")
+    if name == "q_std" and not float(value) > 0:
+        raise ValueError(f"q_std={value!r}: expected a standard deviation > 0")
+    return value
+
+
+def get_model(name: str, x_shape: Sequence[int], x_mean: Optional[Tensor] = None, **hparams) -> TemplateModel:
+    """Build the model ``name`` for data points of shape ``x_shape``.
+
+    ``x_mean``: training-set mean ``[*x_shape]`` (decoder bias init of the image models, input
+    centring of ``sbm``, optimum of ``gaussian-toy`` where it is required). ``hparams``: see the
+    module docstring. The caller seeds the global RNG beforehand for a reproducible init.
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; available models: {list(MODEL_NAMES)}")
+    spec = MODELS[name]
+    allowed = sorted(set(SHARED_HYPERPARAMETERS) | set(spec.defaults))
+    unknown = sorted(set(hparams) - set(allowed))
+    if unknown:
+        raise ValueError(f"unknown hyper-parameter(s) {unknown} for model {name!r}; allowed: {allowed}")
+    used = dict(spec.defaults)
+    used.update({k: v for k, v in hparams.items() if k in spec.defaults and v is not None})
+    used = {k: _check_hyperparameter(k, v) for k, v in used.items()}
+    return spec.build(tuple(x_shape), x_mean, **used)
+
+
+__all__ = ["get_model", "MODEL_NAMES", "MODEL_DEFAULTS", "MODELS", "TemplateModel", "HierarchicalVAE",
+           "GaussianToyModel", "GaussianMixtureModel"]

@@ -1,0 +1,184 @@
+"""Hierarchical variational auto-encoders with a Bernoulli observation model.
+
+One class covers the paper's VAE-like models (the registry in ``ovis.models`` picks the
+settings): the MLP VAE with Gaussian, Bernoulli or categorical latents (``vae``, ``shapes``),
+the Gaussian VAE of the TVO paper (``gaussian-vae``) and the sigmoid belief network of
+TVO / OVIS (``sbm``: Bernoulli latents, linear maps, inputs ``2z - 1``).
+
+Structure, with ``depth`` stochastic layers of ``N`` units, layer 0 at the top (SPEC 3.2):
+
+    generative:  p(z_0) p(z_1 | z_0) ... p(z_{L-1} | z_{L-2}) p(x | z_{L-1})
+    inference:   q(z_{L-1} | x) q(z_{L-2} | z_{L-1}) ... q(z_0 | z_1)     (sampled bottom-up)
+
+Every arrow is ``mlp(...)`` (``nlayers`` tanh hidden layers, 0 = linear). Lists returned by
+``forward`` are ordered top first, one entry per stochastic layer.
+"""
+import math
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from .base import TemplateModel
+from .distributions import BernoulliLogits, LatentFamily, bernoulli_logit_bias, latent_family
+from .layers import KeyQueryLogits, mlp, output_layer
+
+
+class StochasticLayer(nn.Module):
+    """q(z | h) or p(z | h) for ``n_units`` latent units, computed by an MLP from ``h``.
+
+    Input ``h``: ``[rows, in_features]``; output: a distribution of batch shape ``[rows, N]``
+    (one-hot categorical: event shape ``[C]``). With ``kdim > 0`` (categorical only) the
+    logits come from a key-query head (``KeyQueryLogits``).
+    """
+
+    def __init__(self, family: LatentFamily, in_features: int, n_units: int, hdim: int,
+                 nlayers: int, normalization: str = "none", dropout: float = 0.0, kdim: int = 0):
+        super().__init__()
+        self.family, self.n_units = family, n_units
+        out_per_unit = kdim if kdim > 0 else family.n_params
+        self.net = mlp(in_features, n_units * out_per_unit, hdim, nlayers, normalization, dropout)
+        self.key_query = KeyQueryLogits(n_units, family.n_params, kdim) if kdim > 0 else None
+
+    def forward(self, h: Tensor, tau: float = 0.0) -> Distribution:
+        out = self.net(h)  # [rows, N * out_per_unit]
+        if self.key_query is not None:
+            params = self.key_query(out)  # [rows, N, C]
+        else:
+            params = out.view(out.shape[0], self.n_units, self.family.n_params)  # [rows, N, P]
+        return self.family.distribution(params, tau)
+
+
+class HierarchicalVAE(TemplateModel):
+    """Hierarchical VAE / sigmoid belief network (see the module docstring).
+
+    Args:
+        x_shape: shape of one data point, e.g. ``(1, 28, 28)``; pixels are Bernoulli targets.
+        N: latent units per stochastic layer. K: categories per unit (categorical prior).
+        hdim, nlayers: width and number of the tanh hidden layers of every MLP.
+        depth: number of stochastic layers.
+        prior: latent family, ``normal`` | ``bernoulli`` | ``categorical``.
+        learn_prior: train the parameters of the top prior p(z_0) (else N(0, I),
+            Bernoulli(1/2) or uniform).
+        normalization, dropout: inside the MLP hidden blocks.
+        kdim: key-query head dimension of the categorical logits of q (0 = plain linear head).
+        x_mean: training-set pixel mean ``[*x_shape]``; when given the decoder's output bias
+            starts at ``logit(clip(x_mean))`` so the untrained model predicts the mean image.
+        signed_latents: feed latent samples to the networks as ``2z - 1`` (SBN).
+        centered_data: feed data to the encoder as ``(x - x_mean + 1) / 2`` (SBN); without
+            ``x_mean`` the mean is taken as 1/2.
+    """
+
+    def __init__(self, x_shape: Sequence[int], N: int = 32, K: int = 8, hdim: int = 64,
+                 nlayers: int = 3, depth: int = 1, prior: str = "normal", learn_prior: bool = False,
+                 normalization: str = "none", dropout: float = 0.0, kdim: int = 0,
+                 x_mean: Optional[Tensor] = None, signed_latents: bool = False,
+                 centered_data: bool = False):
+        super().__init__()
+        self.x_shape = tuple(int(d) for d in x_shape)
+        self.depth, self.n_units = depth, N
+        self.signed_latents, self.centered_data = signed_latents, centered_data
+        self.family = latent_family(prior, K)
+        if kdim > 0 and prior != "categorical":
+            raise ValueError(f"kdim={kdim} (key-query logits) needs prior='categorical', got prior={prior!r}")
+        x_features = math.prod(self.x_shape)
+        z_features = N * self.family.unit_size
+        self.register_buffer("x_mean", self._flat_mean(x_mean, x_features))  # [x_features]
+
+        layer_args = dict(hdim=hdim, nlayers=nlayers, normalization=normalization, dropout=dropout)
+        # inference_network[0] = q(z_{L-1} | x), then q(z_{l} | z_{l+1}) going up
+        self.inference_network = nn.ModuleList(
+            [StochasticLayer(self.family, x_features, N, kdim=kdim, **layer_args)]
+            + [StochasticLayer(self.family, z_features, N, kdim=kdim, **layer_args) for _ in range(depth - 1)])
+
+        self.generative_model = nn.Module()
+        prior_params = self.family.uninformative_params(N)  # [N, P]
+        if learn_prior:
+            self.generative_model.prior_params = nn.Parameter(prior_params)
+        else:
+            self.generative_model.register_buffer("prior_params", prior_params)
+        # conditionals[l - 1] = p(z_l | z_{l-1})
+        self.generative_model.conditionals = nn.ModuleList(
+            [StochasticLayer(self.family, z_features, N, **layer_args) for _ in range(depth - 1)])
+        self.generative_model.observation = mlp(z_features, x_features, **layer_args)
+        if x_mean is not None:
+            with torch.no_grad():
+                output_layer(self.generative_model.observation).bias.copy_(bernoulli_logit_bias(self.x_mean))
+
+    @staticmethod
+    def _flat_mean(x_mean: Optional[Tensor], x_features: int) -> Tensor:
+        if x_mean is None:
+            return torch.full((x_features,), 0.5)
+        x_mean = torch.as_tensor(x_mean, dtype=torch.float32).flatten()
+        if x_mean.numel() != x_features:
+            raise ValueError(f"x_mean has {x_mean.numel()} values, the data points have {x_features}")
+        return x_mean
+
+    @property
+    def supports_reparam(self) -> bool:
+        return self.family.reparameterisable
+
+    def _data_input(self, x: Tensor) -> Tensor:
+        h = x.flatten(1)  # [rows, x_features]
+        return (h - self.x_mean + 1) * 0.5 if self.centered_data else h
+
+    def _latent_input(self, z: Tensor) -> Tensor:
+        h = self.family.flatten(z)  # [rows, N * unit_size]
+        return 2 * h - 1 if self.signed_latents else h
+
+    def _top_prior(self, rows: int, tau: float) -> Distribution:
+        params = self.generative_model.prior_params
+        return self.family.distribution(params.expand(rows, *params.shape), tau)  # batch [rows, N]
+
+    def _likelihood(self, z_bottom: Tensor) -> Distribution:
+        logits = self.generative_model.observation(self._latent_input(z_bottom))  # [rows, x_features]
+        return BernoulliLogits(logits.view(-1, *self.x_shape))
+
+    def _check_latents(self, z: List[Tensor], rows: int) -> None:
+        if len(z) != self.depth or any(zl.shape[0] != rows for zl in z):
+            raise ValueError(f"z must be a list of {self.depth} tensors (top layer first) with "
+                             f"{rows} rows each, got shapes {[tuple(zl.shape) for zl in z]}")
+
+    def _inference(self, x: Tensor, reparam: bool, tau: float, z: Optional[List[Tensor]]):
+        """q distributions and latents, top first; evaluated at ``z`` when given."""
+        if z is not None:
+            self._check_latents(z, x.shape[0])
+        h = self._data_input(x)
+        qz, zs = [], []
+        for level, layer in enumerate(self.inference_network):  # bottom-up
+            q = layer(h, tau)
+            z_level = z[self.depth - 1 - level] if z is not None else self.sample(q, reparam)
+            qz.append(q)
+            zs.append(z_level)
+            h = self._latent_input(z_level)
+        return qz[::-1], zs[::-1]
+
+    def forward(self, x: Tensor, reparam: bool = False, tau: float = 0.0,
+                z: Optional[List[Tensor]] = None, **kwargs) -> Dict:
+        """``x``: ``[rows, *x_shape]``. ``z``: optional given latents (list, top first), at
+        which q, p(z) and p(x|z) are evaluated instead of sampling (sleep phase)."""
+        if reparam and not self.supports_reparam:
+            raise ValueError("this model's latents are Bernoulli: no pathwise (reparam=True) samples; "
+                             "use a score-function estimator")
+        qz, zs = self._inference(x, reparam, tau, z)
+        pz = [self._top_prior(x.shape[0], tau)]
+        for layer, parent in zip(self.generative_model.conditionals, zs[:-1]):
+            pz.append(layer(self._latent_input(parent), tau))
+        return {"px": self._likelihood(zs[-1]), "z": zs, "qz": qz, "pz": pz}
+
+    def infer(self, x: Tensor, z: Optional[List[Tensor]] = None, tau: float = 0.0, **kwargs) -> List[Distribution]:
+        """The inference distributions [q(z_0 | z_1), ..., q(z_{L-1} | x)] (top first), at the
+        given latents ``z`` when provided, else along a fresh sample."""
+        return self._inference(x, False, tau, z)[0]
+
+    @torch.no_grad()
+    def sample_from_prior(self, n: int, tau: float = 0.0, **kwargs) -> Dict:
+        """Ancestral sample of ``n`` latent chains; returns ``px``, ``z`` (top first), ``pz``."""
+        p = self._top_prior(n, tau)
+        pz, zs = [p], [p.sample()]
+        for layer in self.generative_model.conditionals:
+            p = layer(self._latent_input(zs[-1]), tau)
+            pz.append(p)
+            zs.append(p.sample())
+        return {"px": self._likelihood(zs[-1]), "z": zs, "pz": pz}
