@@ -1,0 +1,118 @@
+"""The local backend: worker threads that take runs from the queue and execute them.
+
+Each worker is pinned to one device (``ovis.queue.devices.WorkerSlot``); it claims the next
+queued run atomically, executes it (``ovis.queue.executor.RunExecution``) and repeats until
+the queue is empty. Several managers, on one machine or several sharing the experiment folder,
+can work on the same queue: claims are exclusive, so no run is executed twice.
+
+The first SIGINT (Ctrl-C), SIGTERM or SIGHUP asks every run to checkpoint and exit (they are
+recorded as ``aborted`` and resume when requeued); a second one kills them at once.
+"""
+import os
+import signal
+import threading
+import time
+from typing import Dict, List, Optional
+
+from ovis.queue.database import ABORTED, FAILED, SUCCESS, DatabaseError, RunDatabase
+from ovis.queue.devices import WorkerSlot
+from ovis.queue.display import Console, format_counts, format_duration, status_counts
+from ovis.queue.executor import LaunchSettings, RunExecution, StopRequest
+from ovis.queue.process import ProcessIdentity
+
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_INTERRUPTED = 0, 1, 130
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class LocalManager:
+    """Runs the queue of ``database`` on ``slots`` until it is empty or a stop is requested."""
+
+    def __init__(self, database: RunDatabase, settings: LaunchSettings, slots: List[WorkerSlot],
+                 console: Optional[Console] = None, status_interval: Optional[float] = None):
+        self.database = database
+        self.settings = settings
+        self.slots = slots
+        self.console = console or Console()
+        # Redraw the live line every second on a terminal; print a summary once a minute in logs.
+        self.status_interval = status_interval or (1.0 if self.console.interactive else 60.0)
+        self.owner = ProcessIdentity.current()
+        self.stop = StopRequest()
+        self.finished: Dict[str, int] = {SUCCESS: 0, FAILED: 0, ABORTED: 0}
+        self.errors: List[str] = []
+        self._lock = threading.Lock()
+        self._start = time.time()
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def _worker(self, slot: WorkerSlot) -> None:
+        try:
+            while not self.stop.stop.is_set():
+                record = self.database.claim(self.owner, slot.device, self.settings.stale_after)
+                if record is None:
+                    return
+                self.console.log(f"start  {record['run_id']} on {slot.device} (attempt {record['attempts']})")
+                started = time.time()
+                status = RunExecution(self.database, record, self.settings, self.owner, self.stop,
+                                      cuda_visible_devices=slot.cuda_visible_devices,
+                                      cpu_threads=slot.cpu_threads, log=self.console.log).execute()
+                with self._lock:
+                    self.finished[status] = self.finished.get(status, 0) + 1
+                self.console.log(f"{status:<8}{record['run_id']} after {format_duration(time.time() - started)}"
+                                 + (f"  (see {os.path.join(self.database.run_dir(record['run_id']), 'process.log')})"
+                                    if status == FAILED else ""))
+        except Exception as error:  # a worker must not die silently: stop the manager with the reason
+            with self._lock:
+                self.errors.append(f"worker {slot.name}: {error}")
+            self.console.log(f"worker {slot.name} stopped: {error}")
+            self.stop.stop.set()
+
+    # -- signals and status ----------------------------------------------------------------
+
+    def _on_signal(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if not self.stop.stop.is_set():
+            self.stop.stop.set()
+            self.console.log(f"{name}: stopping; running runs checkpoint and are marked aborted "
+                             f"(they resume when requeued). Send it again to kill them now.")
+        elif not self.stop.kill.is_set():
+            self.stop.kill.set()
+            self.console.log(f"{name} again: killing the running runs")
+
+    def status_text(self) -> str:
+        try:
+            counts = status_counts(self.database.records())
+        except (DatabaseError, FileNotFoundError, OSError):
+            counts = {}
+        elapsed = time.time() - self._start
+        done = self.finished[SUCCESS] + self.finished[FAILED]
+        rate = done / (elapsed / 3600.0) if elapsed > 0 else 0.0
+        text = f"[{self.settings.exp}] {format_counts(counts)} | {rate:.1f} runs/h | {format_duration(elapsed)}"
+        if rate > 0 and counts.get("queued"):
+            text += f" | ETA {format_duration(3600.0 * counts['queued'] / rate)}"
+        return text
+
+    def run(self) -> int:
+        """Execute the queue; returns the exit code (0, 1 if runs failed, 130 if interrupted)."""
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS
+                    if threading.current_thread() is threading.main_thread()}
+        threads = [threading.Thread(target=self._worker, args=(slot,), name=slot.name, daemon=True)
+                   for slot in self.slots]
+        try:
+            for thread in threads:
+                thread.start()
+            next_status = 0.0
+            while any(thread.is_alive() for thread in threads):
+                if time.time() >= next_status:
+                    self.console.status(self.status_text())
+                    next_status = time.time() + self.status_interval
+                for thread in threads:
+                    thread.join(timeout=0.2)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.console.close()
+        self.console.log(f"done: {format_counts(self.finished)} in this session")
+        self.console.log(self.status_text())
+        if self.stop.stop.is_set() or self.errors:
+            return EXIT_INTERRUPTED if not self.errors else EXIT_FAILED_RUNS
+        return EXIT_FAILED_RUNS if self.finished[FAILED] else EXIT_OK

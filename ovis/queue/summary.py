@@ -1,0 +1,65 @@
+"""Text summaries of a queue: runs per status and per grid key, failures."""
+import os
+from typing import Dict, List, Sequence
+
+from ovis.queue.database import FAILED, RUNNING, STATUSES
+from ovis.queue.display import format_duration, format_table, format_time
+from ovis.queue.process import run_is_alive
+
+
+def grid_keys(records: Sequence[dict]) -> List[str]:
+    """Options whose value differs between runs (the axes of the grid), in order of appearance."""
+    keys: Dict[str, None] = {}
+    for record in records:
+        for key in record.get("params", {}):
+            keys.setdefault(key, None)
+    return [key for key in keys if len({str(r.get("params", {}).get(key)) for r in records}) > 1]
+
+
+def _status_row(label: str, records: Sequence[dict]) -> list:
+    counts = [sum(1 for r in records if r.get("status") == status) for status in STATUSES]
+    return [label] + counts + [len(records)]
+
+
+def check_report(records: Sequence[dict]) -> str:
+    """Runs per status, overall and for each value of each grid key."""
+    if not records:
+        return "the queue is empty"
+    headers = ["", *STATUSES, "total"]
+    sections = [format_table(headers, [_status_row("all runs", records)])]
+    for key in grid_keys(records):
+        values: Dict[str, List[dict]] = {}
+        for record in records:
+            values.setdefault(str(record.get("params", {}).get(key, "(not set)")), []).append(record)
+        rows = [_status_row(value, group) for value, group in values.items()]
+        sections.append(format_table([f"--{key}", *STATUSES, "total"], rows))
+    dead = [r for r in records if r.get("status") == RUNNING and not run_is_alive(r)]
+    if dead:
+        sections.append(f"{len(dead)} running run(s) have no live process (killed manager or machine); "
+                        f"'--requeue --requeue_level 3' queues them again: " + ", ".join(r["run_id"] for r in dead))
+    return "\n\n".join(sections)
+
+
+def runs_report(records: Sequence[dict]) -> str:
+    """One line per run."""
+    rows = []
+    for r in records:
+        duration = (r.get("finished") or r.get("heartbeat") or 0) - r["started"] if r.get("started") else None
+        rows.append([r["run_id"], r["status"], r.get("attempts", 0), r.get("device") or "-", r.get("host") or "-",
+                     format_time(r.get("started")), format_duration(duration)])
+    return format_table(["run", "status", "attempts", "device", "host", "started", "duration"], rows)
+
+
+def failed_report(records: Sequence[dict], exp_dir: str) -> str:
+    failed = [r for r in records if r.get("status") == FAILED]
+    if not failed:
+        return "no failed run"
+    blocks = []
+    for r in failed:
+        log = os.path.join(exp_dir, r["run_id"], "process.log")
+        error = (r.get("error") or "(no error output recorded)").rstrip()
+        blocks.append(f"=== {r['run_id']} (attempt {r.get('attempts', 0)}, exit code {r.get('returncode')}, "
+                      f"{r.get('host') or '-'}, {format_time(r.get('finished'))})\n"
+                      f"args: {r.get('args', '')}\nlog:  {log}\n"
+                      + "\n".join("    " + line for line in error.splitlines()))
+    return "\n\n".join(blocks) + f"\n\n{len(failed)} failed run(s)"
