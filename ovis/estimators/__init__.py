@@ -1,0 +1,27 @@
+"""Gradient estimators of importance weighted variational bounds.
+
+    from ovis.estimators.config import parse_estimator_id
+    Estimator, config = parse_estimator_id("ovis-gamma1")
+    estimator = Estimator(mc=1, iw=16, **config)
+    loss, diagnostics, output = estimator(model, x, backward=False, alpha=0.0, beta=1.0)
+    loss.mean().backward()
+
+``loss [bs]`` is a per-data-point surrogate whose gradient estimates that of ``-L``;
+``diagnostics`` maps ``group/key`` to per-data-point values (``loss/L_k``, ``loss/ess``, ...).
+``python -m ovis.estimators.check`` prints each estimator's bias and variance on a model small
+enough to enumerate.
+"""
+from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound
+from .config import EXAMPLE_IDS, VALID_FORMS, parse_estimator_id
+from .evaluation import BoundEvaluator
+from .ovis import OvisAsymptotic, OvisMonteCarlo
+from .pathwise import DReG, Pathwise, PathwiseIWAE, PathwiseVAE, StickingTheLanding
+from .score_function import Reinforce, ReinforceBaseline, ScoreFunctionEstimator
+from .tvo import ThermodynamicVariationalObjective
+from .vimco import VIMCO
+from .wake_sleep import WakeSleep, WakeWake
+
+__all__ = ["parse_estimator_id", "VALID_FORMS", "EXAMPLE_IDS", "GradientEstimator", "Particles",
+           "RuntimeOptions", "iw_bound", "BoundEvaluator", "Pathwise", "PathwiseVAE", "PathwiseIWAE",
+           "StickingTheLanding", "DReG", "ScoreFunctionEstimator", "Reinforce", "ReinforceBaseline", "VIMCO",
+           "OvisAsymptotic", "OvisMonteCarlo", "ThermodynamicVariationalObjective", "WakeWake", "WakeSleep"]
