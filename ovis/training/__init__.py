@@ -1,0 +1,12 @@
+"""The training loop behind ``run.py`` (DESIGN 4).
+
+* ``arguments``: the options of ``run.py``, their validation and the run identity.
+* ``schedules``: Renyi-alpha warm-up and learning-rate reduction.
+* ``data``: deterministic batch order and fixed evaluation subsets.
+* ``trainer``: the ``Trainer`` (train, evaluate, analyse, log, checkpoint, resume).
+* ``main``: ``main(argv) -> exit code``, what ``run.py`` calls.
+"""
+from ovis.training.arguments import ArgumentError, build_parser, parse_args, run_identity
+from ovis.training.schedules import AlphaSchedule, LearningRateSchedule
+
+__all__ = ["ArgumentError", "build_parser", "parse_args", "run_identity", "AlphaSchedule", "LearningRateSchedule"]

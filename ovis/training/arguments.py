@@ -1,0 +1,253 @@
+"""Command-line options of ``run.py`` (SPEC 5.1), their validation and the run identity.
+
+Option names and defaults are those of the original code, with these differences:
+
+* ``--data_root`` defaults to ``$OVIS_DATA``, then ``./data`` (resolved by ``ovis.datasets``).
+* ``--alpha_init`` has no default: a warm-up (``--warmup N``) must say where alpha starts.
+* ``--valid_bs`` is the batch size of the final validation pass (unused in the original).
+* ``--depth`` and ``--hdim`` default to the model's own values (``ovis.models.MODEL_DEFAULTS``):
+  depth 3 for sbm and 1 for vae / gaussian-vae, hdim 64 for vae and 200 for gaussian-vae. This
+  is what the original computed: its vae ignored ``--depth`` and its gaussian-vae ``--hdim``.
+* new: ``--device``, ``--resume``, ``--run_id``, ``--au_threshold`` (active-unit threshold,
+  1e-2 as in Burda et al.; the original used 1e-3), ``--threads`` (PyTorch CPU threads) and
+  ``--checkpoint_interval`` (seconds between checkpoints besides the ones after every evaluation).
+
+Step counts accept a float literal with an integral value (``--nsteps 4e6``,
+``--warmup 1000000.0``), since the experiment files print numbers with Python's ``str``.
+"""
+import argparse
+import hashlib
+import json
+import math
+from typing import Dict, Optional, Sequence, Tuple
+
+from ovis.training.schedules import WARMUP_MODES
+
+OPTIMIZERS = ("sgd", "adam", "adamax", "rmsprop")
+NORMALIZATIONS = ("none", "layernorm", "batchnorm")
+PRIORS = ("normal", "categorical", "bernoulli")
+
+# Data sets that come with their own model: the model name is forced to the data set's (SPEC 4).
+DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
+
+# Options that do not change what a run computes: left out of the run hash (SPEC 5.2 plus the
+# options added here), so that a run keeps its identity when moved, resumed or extended.
+BOOKKEEPING_KEYS = frozenset({
+    "root", "data_root", "exp", "workers", "silent", "sequential_computation", "epochs", "nsteps",
+    "valid_bs", "test_bs", "load", "rf", "device", "resume", "run_id", "checkpoint_interval", "threads",
+})
+
+
+class ArgumentError(ValueError):
+    """Bad or incompatible options; ``run.py`` exits with code 2 before doing any work."""
+
+
+def _count(text: str) -> int:
+    """An integer option that also accepts integral float literals such as ``4e6``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
+
+
+def _optional(parse):
+    def parse_optional(text: str):
+        return None if text.strip().lower() in ("none", "null", "") else parse(text)
+
+    parse_optional.__name__ = f"optional {parse.__name__}"
+    return parse_optional
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``run.py`` parser; groups in the original's order (base, run, model, active units,
+    gradients), then the additions."""
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="Train a latent variable model with an importance-weighted "
+                                   "gradient estimator, evaluate it and analyse its gradients.")
+    base = parser.add_argument_group("base")
+    base.add_argument("--dataset", default="shapes", help="data set name (see ovis.datasets)")
+    base.add_argument("--mini", action="store_true", help="subsample 5000/500/500 points")
+    base.add_argument("--root", default="runs/", help="experiments root directory")
+    base.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
+    base.add_argument("--exp", default="sandbox", help="experiment name (sub-folder of --root)")
+    base.add_argument("--id", default="", help="prefix of the run name")
+    base.add_argument("--seed", type=_count, default=1, help="random seed")
+    base.add_argument("--workers", type=_count, default=1,
+                      help="data-loading processes; <= 1 loads batches in the training process")
+    base.add_argument("--rf", action="store_true", help="delete an existing run folder first")
+    base.add_argument("--silent", action="store_true", help="no progress bar")
+    base.add_argument("--deterministic", action="store_true",
+                      help="deterministic algorithms (cuDNN/cuBLAS); resumed runs then reproduce unbroken ones")
+    base.add_argument("--sequential_computation", action="store_true",
+                      help="evaluate the particles of one data point at a time (lowest memory)")
+
+    run = parser.add_argument_group("run")
+    run.add_argument("--epochs", type=_count, default=-1, help="number of epochs (< 0: derived from --nsteps)")
+    run.add_argument("--nsteps", type=_count, default=500000, help="number of optimisation steps")
+    run.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    run.add_argument("--lr", type=float, default=2e-3, help="learning rate")
+    run.add_argument("--freebits", type=_optional(float), default=None, help="free bits per latent group")
+    run.add_argument("--baseline_lr", type=float, default=5e-3, help="learning rate of a neural baseline")
+    run.add_argument("--bs", type=_count, default=32, help="training batch size")
+    run.add_argument("--valid_bs", type=_count, default=50, help="batch size of the final validation pass")
+    run.add_argument("--test_bs", type=_count, default=50, help="batch size of the periodic evaluations")
+    run.add_argument("--lr_reduce_steps", type=_count, default=0, help="number of learning-rate halvings")
+    run.add_argument("--only_train_set", action="store_true", help="use the training set for every split")
+    run.add_argument("--estimator", default="reinforce", help="estimator id (ovis.estimators.config)")
+    run.add_argument("--mc", type=_count, default=1, help="outer Monte-Carlo samples M")
+    run.add_argument("--iw", type=_count, default=1, help="importance samples K")
+    run.add_argument("--beta", type=float, default=1.0, help="KL weight beta")
+    run.add_argument("--tau", type=float, default=0.0, help="relaxation temperature (0: straight-through)")
+    run.add_argument("--alpha", type=float, default=0.0, help="Renyi alpha (final value after a warm-up)")
+    run.add_argument("--warmup", type=_count, default=0, help="alpha warm-up length in steps (0: off)")
+    run.add_argument("--warmup_offset", type=_count, default=0, help="step at which the warm-up starts")
+    run.add_argument("--warmup_mode", default="log", choices=WARMUP_MODES)
+    run.add_argument("--alpha_init", type=_optional(float), default=None, help="alpha at the start of the warm-up")
+    run.add_argument("--eval_freq", type=_count, default=10, help="evaluate every this many epochs")
+    run.add_argument("--max_eval", type=_optional(_count), default=None,
+                     help="data points per periodic evaluation (default: the whole split)")
+    run.add_argument("--iw_valid", type=_count, default=100, help="K of the final validation bound")
+    run.add_argument("--iw_test", type=_count, default=1000, help="K of the periodic evaluation bound")
+
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="vae", help="model name (see ovis.models)")
+    model.add_argument("--hdim", type=_optional(_count), default=None,
+                       help="hidden units per deterministic layer (default: the model's, vae 64, gaussian-vae 200)")
+    model.add_argument("--nlayers", type=_count, default=3, help="deterministic hidden layers")
+    model.add_argument("--depth", type=_optional(_count), default=None,
+                       help="stochastic layers (default: the model's, sbm 3, vae and gaussian-vae 1)")
+    model.add_argument("--b_nlayers", type=_count, default=1, help="hidden layers of the neural baseline")
+    model.add_argument("--normalization", default="none", choices=NORMALIZATIONS)
+    model.add_argument("--dropout", type=float, default=0.0)
+    model.add_argument("--prior", default="normal", choices=PRIORS)
+    model.add_argument("--N", type=_count, default=32, help="latent variables (per layer)")
+    model.add_argument("--K", type=_count, default=8, help="categories of a categorical latent")
+    model.add_argument("--kdim", type=_count, default=0, help="key dimension of the key-query head")
+    model.add_argument("--learn_prior", action="store_true")
+
+    units = parser.add_argument_group("active units")
+    units.add_argument("--mc_au_analysis", type=_count, default=0, help="MC samples per point (0: skip)")
+    units.add_argument("--npoints_au_analysis", type=_count, default=1000, help="data points")
+    units.add_argument("--au_threshold", type=float, default=1e-2,
+                       help="a unit is active when Cov_x(E_q[z|x]) exceeds this (original code: 1e-3)")
+
+    grads = parser.add_argument_group("gradient analysis")
+    grads.add_argument("--grad_bs", type=_count, default=10, help="data points of the gradient analysis")
+    grads.add_argument("--grad_samples", type=_count, default=100, help="gradient samples (0: skip)")
+    grads.add_argument("--grad_key", default="inference_network",
+                       help="comma-separated substrings of the analysed parameters' names")
+    grads.add_argument("--grad_epsilon", type=float, default=1e-15, help="variance threshold and SNR floor")
+
+    session = parser.add_argument_group("session")
+    session.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    session.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    session.add_argument("--run_id", default=None, help="run folder name (default: derived from the options)")
+    session.add_argument("--threads", type=_count, default=0,
+                         help="CPU threads of PyTorch (0: its default); 1 is fastest for small models on a busy machine")
+    session.add_argument("--checkpoint_interval", type=float, default=600.0,
+                         help="seconds between checkpoints (besides the one after every evaluation)")
+    return parser
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parse and validate; argparse errors exit with code 2, other problems raise ArgumentError."""
+    args = build_parser().parse_args(argv)
+    validate_args(args)
+    return args
+
+
+def _check(condition: bool, message: str) -> None:
+    if not condition:
+        raise ArgumentError(message)
+
+
+def validate_args(args: argparse.Namespace) -> None:
+    """Checks that need no data, model or estimator. Raises ArgumentError."""
+    for name in ("mc", "iw", "bs", "valid_bs", "test_bs", "iw_test", "iw_valid", "eval_freq",
+                 "grad_bs", "N", "K"):
+        _check(getattr(args, name) >= 1, f"--{name} must be >= 1, got {getattr(args, name)}")
+    for name in ("workers", "threads", "warmup", "warmup_offset", "lr_reduce_steps", "nlayers", "b_nlayers",
+                 "kdim", "mc_au_analysis", "seed"):
+        _check(getattr(args, name) >= 0, f"--{name} must be >= 0, got {getattr(args, name)}")
+    for name in ("depth", "hdim"):
+        value = getattr(args, name)
+        _check(value is None or value >= 1, f"--{name} must be >= 1, got {value}")
+    _check(args.epochs >= 0 or args.nsteps >= 1,
+           f"--nsteps must be >= 1 when --epochs is derived from it, got {args.nsteps}")
+    _check(args.lr > 0 and args.baseline_lr > 0,
+           f"--lr and --baseline_lr must be > 0, got {args.lr} and {args.baseline_lr}")
+    _check(0 <= args.alpha < 1, f"--alpha must be in [0, 1) (0: IWAE bound, (0, 1): Renyi bound), "
+                                f"got {args.alpha}")
+    if args.warmup > 0:
+        _check(args.alpha_init is not None,
+               f"--warmup {args.warmup} needs --alpha_init, the value of alpha at the start of the "
+               f"warm-up (the paper uses --alpha_init 0.99 --warmup 1000000 --warmup_mode log)")
+        _check(0 <= args.alpha_init < 1, f"--alpha_init must be in [0, 1), got {args.alpha_init}")
+    _check(args.beta >= 0, f"--beta must be >= 0, got {args.beta}")
+    _check(args.tau >= 0, f"--tau must be >= 0 (0: straight-through), got {args.tau}")
+    _check(args.freebits is None or args.freebits >= 0, f"--freebits must be >= 0, got {args.freebits}")
+    _check(0 <= args.dropout < 1, f"--dropout must be in [0, 1), got {args.dropout}")
+    _check(args.max_eval is None or args.max_eval >= 1, f"--max_eval must be >= 1, got {args.max_eval}")
+    _check(args.grad_samples == 0 or args.grad_samples >= 2,
+           f"--grad_samples must be 0 (skip) or >= 2 (a variance needs two samples), got {args.grad_samples}")
+    _check(args.grad_epsilon > 0, f"--grad_epsilon must be > 0, got {args.grad_epsilon}")
+    _check(any(key.strip() for key in args.grad_key.split(",")) or args.grad_samples == 0,
+           "--grad_key must name at least one parameter-name substring, e.g. inference_network")
+    _check(args.mc_au_analysis == 0 or args.npoints_au_analysis >= 2,
+           f"--npoints_au_analysis must be >= 2 (a variance over data points), got {args.npoints_au_analysis}")
+    _check(args.au_threshold >= 0, f"--au_threshold must be >= 0, got {args.au_threshold}")
+    _check(args.checkpoint_interval > 0, f"--checkpoint_interval must be > 0 seconds, got {args.checkpoint_interval}")
+    _check(args.run_id is None or (args.run_id.strip() and "/" not in args.run_id and args.run_id not in (".", "..")),
+           f"--run_id must be a plain folder name, got {args.run_id!r}")
+    forced = DATASET_MODELS.values()
+    _check(args.model not in forced or DATASET_MODELS.get(args.dataset) == args.model,
+           f"--model {args.model} only goes with --dataset {args.model}")
+
+
+def model_name(args: argparse.Namespace) -> str:
+    """The model actually built: ``gmm`` and ``gaussian-toy`` data sets force their own model."""
+    return DATASET_MODELS.get(args.dataset, args.model)
+
+
+def canonical_options(args) -> Dict:
+    """The options that define what a run computes, as a plain dict (no bookkeeping keys)."""
+    options = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
+    return {key: value for key, value in sorted(options.items()) if key not in BOOKKEEPING_KEYS}
+
+
+def run_hash(args) -> str:
+    """md5 of the canonical JSON of the run-defining options: independent of the order and the
+    spelling (``3e-4`` vs ``0.0003``) of the arguments, stable across Python versions."""
+    text = json.dumps(canonical_options(args), sort_keys=True, separators=(",", ":"))
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def default_run_id(args: argparse.Namespace) -> str:
+    """``[<id>-]<dataset>-<model>-<estimator>-mc<M>-iw<K>-seed<seed>[-<alpha>][-warmup]-<hash>``
+    (``<model>`` is the ``--model`` value even when the data set forces another model)."""
+    parts = [args.id] if args.id else []
+    parts += [args.dataset, args.model, args.estimator, f"mc{args.mc}", f"iw{args.iw}", f"seed{args.seed}"]
+    if args.alpha > 0:
+        parts.append(str(args.alpha))
+    if args.warmup > 0:
+        parts.append("warmup")
+    parts.append(run_hash(args))
+    return "-".join(parts)
+
+
+def run_identity(argv: Sequence[str]) -> Tuple[str, str]:
+    """``(run_id, hash)`` of a ``run.py`` argument list, as ``run.py`` itself would use them;
+    ``--run_id`` given in ``argv`` takes precedence over the derived name."""
+    args = build_parser().parse_args(list(argv))
+    return (args.run_id or default_run_id(args)), run_hash(args)
+
+
+def model_hparams(args: argparse.Namespace) -> Dict:
+    """Hyper-parameters ``ovis.models.get_model`` receives (DESIGN 1: run.py option names)."""
+    return {"N": args.N, "K": args.K, "hdim": args.hdim, "nlayers": args.nlayers, "depth": args.depth,
+            "prior": args.prior, "learn_prior": args.learn_prior, "normalization": args.normalization,
+            "dropout": args.dropout, "kdim": args.kdim}
+

@@ -1,0 +1,53 @@
+"""Averaging estimator diagnostics over evaluation batches (SPEC 5.5)."""
+from typing import Dict, Iterable, Mapping, Optional
+
+import torch
+from torch import Tensor
+
+
+class MetricAverager:
+    """Running means of diagnostics over batches.
+
+    Per-data-point values (``[bs]`` tensors) are weighted by the number of points, scalars
+    count once per batch (SPEC 5.5). Sums stay on the device until ``result()``, so averaging
+    adds no host synchronisation per batch."""
+
+    def __init__(self):
+        self._sums: Dict[str, Tensor] = {}
+        self._weights: Dict[str, float] = {}
+        self.batches = 0
+
+    def update(self, diagnostics: Mapping[str, Tensor], new_batch: bool = True) -> None:
+        """Add one batch's diagnostics; ``new_batch=False`` adds another piece of the same batch."""
+        self.batches += int(new_batch)
+        for key, value in diagnostics.items():
+            value = torch.as_tensor(value).detach()
+            total, weight = value.double().sum(), value.numel()
+            self._sums[key] = total if key not in self._sums else self._sums[key] + total
+            self._weights[key] = self._weights.get(key, 0) + weight
+
+    def result(self) -> Dict[str, float]:
+        return {key: total.item() / self._weights[key] for key, total in self._sums.items()}
+
+
+def diagnostics_of(result) -> Mapping[str, Tensor]:
+    """The diagnostics dict of an estimator call ``(loss, diagnostics, output)`` or of an
+    evaluator that returns the diagnostics directly."""
+    return result[1] if isinstance(result, tuple) else result
+
+
+@torch.no_grad()
+def evaluate_bound(evaluator, model, batches: Iterable[Tensor], max_points: Optional[int] = None) -> Dict[str, float]:
+    """Average the diagnostics of ``evaluator(model, x)`` over ``batches``; adds ``info/iters``
+    (the number of batches).
+
+    ``max_points``: evaluate each batch in pieces of at most this many data points (bounds the
+    memory of an evaluator whose memory grows with points x particles); the averages are the
+    same, since per-point values are weighted by their number of points."""
+    averager = MetricAverager()
+    for x in batches:
+        for i, piece in enumerate(torch.split(x, max_points or x.shape[0])):
+            averager.update(diagnostics_of(evaluator(model, piece)), new_batch=i == 0)
+    values = averager.result()
+    values["info/iters"] = float(averager.batches)
+    return values

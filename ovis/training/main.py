@@ -1,0 +1,190 @@
+"""``run.py``: parse and check the options, build data, model and estimator, prepare the run
+folder and hand over to the ``Trainer``.
+
+Exit codes (DESIGN 4): 0 success; 1 failed (message in ``success.txt``); 2 bad arguments,
+refused before the run folder is touched; 130 aborted by SIGINT / SIGTERM.
+"""
+import argparse
+import inspect
+import os
+import random
+import shutil
+import sys
+import traceback
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ovis.analysis.gradients import select_parameters
+from ovis.devices import resolve_device
+from ovis.records import FAILED, clear_outcome, read_config, write_config, write_outcome
+from ovis.training import checkpoint as checkpoints
+from ovis.training.arguments import (ArgumentError, canonical_options, default_run_id, model_hparams, model_name,
+                                     parse_args, run_hash)
+from ovis.training.recorder import close_logger, run_logger
+from ovis.training.trainer import EXIT_FAILED, RunComponents, Trainer
+
+EXIT_BAD_ARGUMENTS = 2
+BASELINE_HDIM = 64  # the original's --hdim default
+# Rows (data points x particles) of one evaluation forward pass: bounds memory at iw = 5000.
+EVAL_CHUNK_ROWS = {"cpu": 2048, "cuda": 65536}
+# Files the queue owns in a run folder: never deleted by --rf or a fresh start.
+KEPT_FILES = ("process.log",)
+
+
+def configure_determinism(deterministic: bool) -> None:
+    """``--deterministic``: deterministic kernels (cuDNN, cuBLAS, scatter/index ops)."""
+    if not deterministic:
+        torch.backends.cudnn.benchmark = True
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    random.seed(seed)
+
+
+def build_components(args: argparse.Namespace, device: torch.device) -> RunComponents:
+    """Data sets, model, training estimator and the L_K evaluator factory.
+
+    Raises ArgumentError for unknown names and incompatible choices."""
+    from ovis.datasets import get_datasets
+    from ovis.estimators.config import parse_estimator_id
+    from ovis.estimators.evaluation import BoundEvaluator
+    from ovis.models import MODEL_NAMES, get_model
+
+    name = model_name(args)
+    if name not in MODEL_NAMES:
+        raise ArgumentError(f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}")
+    try:
+        Estimator, estimator_config = parse_estimator_id(args.estimator)
+    except ValueError as error:
+        raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
+    try:
+        datasets = get_datasets(args.dataset, data_root=args.data_root, mini=args.mini, seed=args.seed,
+                                only_train_set=args.only_train_set)
+    except FileNotFoundError as error:
+        raise ArgumentError(f"--dataset {args.dataset}: {error}") from None
+    except ValueError as error:
+        raise ArgumentError(f"--dataset {args.dataset!r}: {error}") from None
+
+    torch.manual_seed(args.seed)  # the initialisation does not depend on what data loading drew
+    try:
+        model = get_model(name, datasets.x_shape, x_mean=datasets.train.mean(), **model_hparams(args))
+    except ValueError as error:
+        raise ArgumentError(f"--model {name}: {error}") from None
+    accepted = inspect.signature(Estimator).parameters
+    # neural baseline of reinforce-baseline (SPEC 2.4): b_nlayers blocks of width hdim
+    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
+    estimator_config.update({key: value for key, value in baseline.items() if key in accepted})
+    if args.grad_samples > 0:
+        try:
+            select_parameters(model, args.grad_key)
+        except ValueError as error:
+            raise ArgumentError(f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)") from None
+    try:
+        estimator = Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(datasets.x_shape), **estimator_config)
+        estimator.check_model(model)
+    except ValueError as error:
+        raise ArgumentError(f"--estimator {args.estimator} with --model {name}: {error}") from None
+
+    # --sequential_computation: one particle per data point and forward pass (lowest memory)
+    rows = min(args.test_bs, args.valid_bs) if args.sequential_computation else EVAL_CHUNK_ROWS[device.type]
+
+    def evaluator(iw: int):
+        return BoundEvaluator(iw, chunk_size=rows)
+
+    return RunComponents(datasets=datasets, model=model, estimator=estimator, evaluator=evaluator, device=device,
+                         estimator_id=args.estimator, eval_rows=rows)
+
+
+def check_run_dir(run_dir: str, args: argparse.Namespace) -> None:
+    """Refuse to overwrite a run that holds a checkpoint unless told what to do with it, and
+    to resume a run that was started with other options."""
+    if not checkpoints.has_checkpoint(run_dir) or args.rf:
+        return
+    if not args.resume:
+        raise ArgumentError(f"the run folder {run_dir} already holds a checkpoint: pass --resume to continue "
+                            f"it or --rf to delete it and start over")
+    config = read_config(run_dir) or {}
+    if config.get("hash") not in (None, run_hash(args)):
+        options, stored = canonical_options(args), canonical_options(config)
+        stored.pop("hash", None)
+        changed = sorted(key for key in set(options) | set(stored) if stored.get(key) != options.get(key))
+        raise ArgumentError(f"the run folder {run_dir} holds a run with other options (changed: "
+                            f"{', '.join(changed) or 'unknown'}); use another --run_id, or --rf to start over")
+
+
+def prepare_run_dir(run_dir: str, args: argparse.Namespace) -> bool:
+    """Create or clean the run folder; returns whether the run resumes from a checkpoint."""
+    os.makedirs(run_dir, exist_ok=True)
+    resume = args.resume and not args.rf and checkpoints.has_checkpoint(run_dir)
+    if not resume:  # --rf, or a fresh start that must not inherit records of an earlier attempt
+        _clear(run_dir)
+    clear_outcome(run_dir)
+    return resume
+
+
+def _clear(run_dir: str) -> None:
+    for entry in os.listdir(run_dir):
+        if entry in KEPT_FILES:
+            continue
+        path = os.path.join(run_dir, entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+
+
+def main(argv: Optional[Sequence[str]] = None,
+         build: Callable[[argparse.Namespace, torch.device], RunComponents] = build_components) -> int:
+    """Entry point of ``run.py``; returns the process exit code.
+
+    ``build(args, device)`` makes the data sets, model and estimators (default: from the
+    ``ovis`` registries; tests substitute small stand-ins)."""
+    try:
+        args = parse_args(argv)
+    except SystemExit as exit_request:  # argparse has printed its message
+        return int(exit_request.code or 0)
+    except ArgumentError as error:
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+
+    run_id = args.run_id or default_run_id(args)
+    run_dir = os.path.join(args.root, args.exp, run_id)
+    try:
+        device = resolve_device(args.device)
+        check_run_dir(run_dir, args)
+        configure_determinism(args.deterministic)
+        if args.threads > 0:
+            torch.set_num_threads(args.threads)
+        seed_everything(args.seed)
+        components = build(args, device)
+    except ValueError as error:  # ArgumentError included
+        print(f"run.py: error: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+
+    try:
+        resume = prepare_run_dir(run_dir, args)
+    except OSError as error:
+        print(f"run.py: error: cannot prepare the run folder {run_dir}: {error}", file=sys.stderr)
+        return EXIT_BAD_ARGUMENTS
+    write_config(run_dir, dict(vars(args), hash=run_hash(args), run_id=run_id))
+    logger = run_logger(run_dir, silent=args.silent)
+    try:
+        try:
+            trainer = Trainer(args, components, run_dir, logger, resume=resume)
+        except Exception as error:  # e.g. a checkpoint that does not fit the model
+            message = f"cannot start the run: {type(error).__name__}: {error}"
+            write_outcome(run_dir, FAILED, message + "\n" + traceback.format_exc())
+            logger.error("Failed. %s", message)
+            return EXIT_FAILED
+        return trainer.run()
+    finally:
+        close_logger(logger)

@@ -1,0 +1,116 @@
+"""Where a run's outputs go: ``metrics.jsonl`` (always), TensorBoard (when installed),
+``run.log`` and the console.
+
+Metrics are addressed as ``<split>:<group>/<key>`` (``train:loss/L_k``): the split is the
+TensorBoard writer (sub-folder ``train/``, ``test/``, ``valid/``, ``online/``) and the ``split``
+field of ``metrics.jsonl`` (format in ``ovis.records``). ``train``, ``test`` and ``valid`` hold
+the periodic evaluations (SPEC 5.5); ``online`` the training estimator's own diagnostics
+averaged over the steps since the previous evaluation.
+"""
+import json
+import logging
+import os
+import sys
+from typing import Dict, Optional
+
+import numpy as np
+
+from ovis.records import MetricsWriter, iter_metric_records
+
+FINAL_SPLIT = "valid"  # logged once, by the final validation pass
+
+
+class _ConsoleHandler(logging.Handler):
+    """Console output that does not break a running progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            from tqdm import tqdm
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def run_logger(run_dir: str, silent: bool = False) -> logging.Logger:
+    """A logger writing to ``<run_dir>/run.log`` (appending, so resumed runs keep their history)
+    and, unless ``silent``, to the console."""
+    logger = logging.getLogger(f"ovis.run.{os.path.abspath(run_dir)}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    close_logger(logger)
+    file_handler = logging.FileHandler(os.path.join(run_dir, "run.log"))
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger.addHandler(file_handler)
+    console = _ConsoleHandler()
+    console.setLevel(logging.WARNING if silent else logging.INFO)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    logger.addHandler(console)
+    return logger
+
+
+def close_logger(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+class RunRecorder:
+    """Records metrics and images of one run.
+
+    ``resume_step``: the step of the checkpoint a resumed run starts from. Records logged after
+    it by the interrupted process are dropped from ``metrics.jsonl`` and TensorBoard is told to
+    purge them, so the resumed curves equal an unbroken run's. A final validation record is
+    dropped too: the resumed run writes its own when it ends."""
+
+    def __init__(self, run_dir: str, resume_step: Optional[int] = None, tensorboard: bool = True):
+        self.run_dir = run_dir
+        self.metrics = MetricsWriter(run_dir)
+        self.purge_step = None if resume_step is None else resume_step + 1
+        if resume_step is not None:
+            self.metrics.truncate_after(resume_step)
+            self._drop_split(FINAL_SPLIT)
+        self._writers = {}
+        self._summary_writer = _summary_writer_class() if tensorboard else None
+
+    def _drop_split(self, split: str) -> None:
+        records = [record for record in iter_metric_records(self.run_dir) if record["split"] != split]
+        tmp = self.metrics.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.writelines(json.dumps(record) + "\n" for record in records)
+        os.replace(tmp, self.metrics.path)
+
+    def _writer(self, split: str):
+        if self._summary_writer is None:
+            return None
+        if split not in self._writers:
+            self._writers[split] = self._summary_writer(os.path.join(self.run_dir, split), purge_step=self.purge_step)
+        return self._writers[split]
+
+    def log_metrics(self, step: int, split: str, values: Dict[str, float], epoch: Optional[int] = None) -> None:
+        self.metrics.write(step, split, values, epoch=epoch)
+        writer = self._writer(split)
+        if writer is not None:
+            for key, value in values.items():
+                writer.add_scalar(key, value, global_step=step)
+            writer.flush()
+
+    def log_image(self, step: int, split: str, tag: str, grid: np.ndarray) -> None:
+        """``grid``: ``[H, W, C]`` uint8 image."""
+        writer = self._writer(split)
+        if writer is not None:
+            writer.add_image(tag, grid, global_step=step, dataformats="HWC")
+            writer.flush()
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+
+
+def _summary_writer_class():
+    """TensorBoard's SummaryWriter, or None when tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter

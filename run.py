@@ -1,0 +1,14 @@
+#!/usr/bin/env python
+"""Train one model with one gradient estimator: ``python run.py --help`` lists the options.
+
+Example (3-layer sigmoid belief network on binarized MNIST with OVIS~ gamma=1):
+
+    python run.py --dataset binmnist --model sbm --depth 3 --N 200 --nlayers 0 \\
+        --estimator ovis-gamma1 --iw 5 --lr 3e-4 --bs 24 --data_root ../shared/data
+"""
+import sys
+
+from ovis.training.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())

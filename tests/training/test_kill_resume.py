@@ -1,0 +1,68 @@
+"""A run killed with SIGKILL and resumed produces the same records and model as an unbroken run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from ovis.records import read_outcome
+from ovis.training.checkpoint import load_checkpoint
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = Path(__file__).with_name("toy_run.py")
+OPTIONS = ["--exp", "e", "--run_id", "r", "--epochs", "8", "--eval_freq", "2", "--bs", "8", "--iw", "3",
+           "--grad_samples", "6", "--grad_bs", "4", "--test_bs", "8", "--iw_test", "10", "--iw_valid", "10",
+           "--max_eval", "16", "--silent", "--deterministic"]
+
+
+def launch(root, *extra, delay="0"):
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+               TOY_STEP_DELAY=delay)
+    return subprocess.Popen([sys.executable, str(SCRIPT), "--root", str(root)] + OPTIONS + list(extra), env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def records(run_dir):
+    with open(run_dir / "metrics.jsonl") as f:
+        return [(r["step"], r["split"], {k: v for k, v in r["values"].items() if k != "info/elapsed-time"})
+                for r in map(json.loads, f)]
+
+
+def checkpoint_step(run_dir):
+    try:
+        checkpoint = load_checkpoint(str(run_dir))
+    except Exception:  # not written yet
+        return None
+    return None if checkpoint is None else checkpoint["state"]["step"]
+
+
+def test_sigkill_after_an_evaluation_then_resume_equals_an_unbroken_run(tmp_path):
+    unbroken = launch(tmp_path / "unbroken")
+    killed = launch(tmp_path / "killed", delay="0.02")
+    run_dir = tmp_path / "killed" / "e" / "r"
+    deadline = time.monotonic() + 120
+    while (checkpoint_step(run_dir) or 0) < 12:  # the checkpoint after the evaluation at epoch 2
+        assert killed.poll() is None, f"the run ended before it could be killed: {killed.stderr.read()}"
+        assert time.monotonic() < deadline, "no checkpoint after the second evaluation"
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    assert killed.wait() == -signal.SIGKILL
+    assert read_outcome(str(run_dir)) is None  # a killed run leaves no outcome marker
+    killed_at = checkpoint_step(run_dir)
+    assert 12 <= killed_at < 48
+
+    resumed = launch(tmp_path / "killed", "--resume")
+    assert resumed.wait() == 0, resumed.stderr.read()
+    assert unbroken.wait() == 0, unbroken.stderr.read()
+    unbroken_dir = tmp_path / "unbroken" / "e" / "r"
+    assert read_outcome(str(run_dir)) == "success"
+    assert records(run_dir) == records(unbroken_dir)
+    assert [r[0] for r in records(run_dir) if r[1] == "test"] == [0, 12, 24, 36, 48]
+    resumed_model = torch.load(run_dir / "checkpoint.pt", weights_only=True)["model"]
+    unbroken_model = torch.load(unbroken_dir / "checkpoint.pt", weights_only=True)["model"]
+    assert all(torch.equal(resumed_model[key], unbroken_model[key]) for key in unbroken_model)
+    assert "resuming at step" in (run_dir / "run.log").read_text()
