@@ -45,35 +45,38 @@ class BoundEvaluator(nn.Module):
                              f"options {extra} are not accepted, only tau")
         options = RuntimeOptions(tau=float(runtime.get("tau", 0.0)))
         points, particles = self._chunks(x.shape[0])
-        pieces: List[Particles] = []
+        densities: List[Tuple[Tensor, Tensor, Tensor]] = []  # per data piece: [piece, 1, iw(, G)]
         diagnostics_pieces: List[Dict[str, Tensor]] = []
+        output: Dict = {}
         for x_piece in torch.split(x, points):
-            chunks = [sample_particles(model, x_piece, 1, min(particles, self.iw - start), False, options)
-                      for start in range(0, self.iw, particles)]
-            pieces.append(Particles(*(torch.cat([getattr(c, name) for c in chunks], dim=2)
-                                      for name in ("log_px", "log_qz", "log_pz")), chunks[-1].output))
-            if return_diagnostics:
-                diagnostics_pieces.append(_average_model_diagnostics(chunks, x_piece.shape[0], self.iw))
-        particles_all = Particles(*(torch.cat([getattr(p, name) for p in pieces], dim=0)
-                                    for name in ("log_px", "log_qz", "log_pz")), pieces[-1].output)
-        diagnostics = base_diagnostics(particles_all, options)  # [bs] each
+            piece_densities, piece_diagnostics = [], {}
+            for start in range(0, self.iw, particles):
+                chunk = sample_particles(model, x_piece, 1, min(particles, self.iw - start), False, options)
+                piece_densities.append((chunk.log_px, chunk.log_qz, chunk.log_pz))
+                if return_diagnostics:
+                    _accumulate(piece_diagnostics, model_diagnostics(chunk.output, x_piece.shape[0]),
+                                chunk.iw / self.iw)
+                # Only the log-densities of a chunk are kept: holding its model output (the
+                # distributions of every row) would make memory grow with iw again.
+                output = chunk.output
+                del chunk
+            densities.append(tuple(torch.cat(parts, dim=2) for parts in zip(*piece_densities)))
+            diagnostics_pieces.append(piece_diagnostics)
+        log_px, log_qz, log_pz = (torch.cat(parts, dim=0) for parts in zip(*densities))
+        diagnostics = base_diagnostics(Particles(log_px, log_qz, log_pz, output), options)  # [bs] each
         loss = -diagnostics["loss/L_k"]
         if not return_diagnostics:
-            return loss, {}, particles_all.output
+            return loss, {}, output
         for key in diagnostics_pieces[0]:
             values = [d[key] for d in diagnostics_pieces]
             diagnostics[key] = torch.stack(values).mean(0) if values[0].dim() == 0 else torch.cat(values)
-        return loss, diagnostics, particles_all.output
+        return loss, diagnostics, output
 
     def extra_repr(self) -> str:
         return f"iw={self.iw}, chunk_size={self.chunk_size}"
 
 
-def _average_model_diagnostics(chunks: List[Particles], bs: int, iw: int) -> Dict[str, Tensor]:
-    """The model's diagnostics of the particle chunks of one data piece, weighted by chunk size."""
-    total: Dict[str, Tensor] = {}
-    for chunk in chunks:
-        weight = chunk.iw / iw
-        for key, value in model_diagnostics(chunk.output, bs).items():
-            total[key] = total.get(key, 0) + weight * value
-    return total
+def _accumulate(total: Dict[str, Tensor], diagnostics: Dict[str, Tensor], weight: float) -> None:
+    """Add a particle chunk's model diagnostics, weighted by its share of the particles."""
+    for key, value in diagnostics.items():
+        total[key] = total.get(key, 0) + weight * value

@@ -29,10 +29,14 @@ class TemplateModel(nn.Module):
     Keyword arguments the estimator forwards (``alpha``, ``beta``, ``tau``, ...) must be
     accepted and may be ignored.
 
+    ``forward(x, z=[...])`` evaluates ``qz``, ``pz`` and ``px`` at the given latents (top layer
+    first) instead of sampling them.
+
     ``sample_from_prior(n, **kwargs)`` returns ``px``, ``z`` and ``pz`` for n prior samples.
     Models that support the sleep phase of reweighted wake-sleep also implement
-    ``infer(x, **kwargs) -> [q(z_g | ...)]`` given x and, for hierarchical models, evaluate
-    q on given latents through ``forward(x, z=...)``.
+    ``infer(x, z=None, **kwargs) -> [q(z_g | ...)]``: the inference distributions of every
+    layer given x, evaluated at the given latents ``z`` for hierarchical q (the sleep phase
+    calls ``sample_from_prior(n)``, then ``px.sample()``, then ``infer(x, z=z)``).
     """
 
     def forward(self, x: Tensor, reparam: bool = False, **kwargs) -> Dict:
