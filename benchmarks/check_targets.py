@@ -1,0 +1,119 @@
+"""Check the speed and memory targets of ``benchmarks/targets.md`` on this machine.
+
+    OVIS_DATA=../shared/data python benchmarks/check_targets.py [--device cpu] [--threads 1] [--skip run]
+
+Prints one line per target (PASS / FAIL with the measured value) and a table of every
+measurement; exits with 1 when a target is missed. Benchmarks, not tests: the numbers depend
+on the machine and its load (run it on an idle one).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import List
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from ovis.analysis.efficiency import MIB, RU_MAXRSS_UNIT, Workload, efficiency_table  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ESTIMATORS = ("reinforce", "vimco-arithmetic", "vimco-geometric", "ovis-gamma1", "ovis-gamma0", "ovis-S1-exclusive",
+              "tvo-part2-config1", "wake-wake")
+STEP_MS = {5: 6.0, 50: 28.0}          # ovis-gamma1, SBN 3 x 200 linear, batch 24
+RELATIVE_TO_REINFORCE = 1.3
+RUN_PEAK_MIB = 300.0
+EVALUATION_IW, EVALUATION_BS, EVALUATION_CHUNK = 5000, 10, 10000
+EVALUATION_GROWTH_MIB = 250.0
+
+
+@dataclass
+class Target:
+    name: str
+    passed: bool
+    measured: str
+
+
+def speed_targets(args) -> List[Target]:
+    workloads = [Workload(model="sbm", estimator=e, iw=k, batch_size=24, data_root=args.data_root, device=args.device,
+                          threads=args.threads, warmup=args.warmup, steps=args.steps)
+                 for k in STEP_MS for e in ESTIMATORS]
+    table = efficiency_table(workloads)
+    print(table[["estimator", "iw", "time_ms", "time_ms_p10", "time_ms_p90", "peak_memory_mib",
+                 "time_vs_reinforce"]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    targets = []
+    for k, limit in STEP_MS.items():
+        measured = table[(table["estimator"] == "ovis-gamma1") & (table["iw"] == k)]["time_ms"].iloc[0]
+        targets.append(Target(f"ovis-gamma1 training step, SBN 3x200, batch 24, K={k}: <= {limit} ms",
+                              measured <= limit, f"{measured:.2f} ms"))
+    worst = table.loc[table["time_vs_reinforce"].idxmax()]
+    targets.append(Target(f"every estimator within {RELATIVE_TO_REINFORCE}x of reinforce at the same K",
+                          worst["time_vs_reinforce"] <= RELATIVE_TO_REINFORCE,
+                          f"worst {worst['estimator']} at K={worst['iw']}: {worst['time_vs_reinforce']:.2f}x"))
+    return targets
+
+
+def evaluation_target(args) -> List[Target]:
+    """L_5000 of a test batch with a fixed chunk: the memory must not grow with K."""
+    rows = efficiency_table([Workload(model="sbm", estimator="-", kind="evaluate", iw=k, batch_size=EVALUATION_BS,
+                                      chunk_size=EVALUATION_CHUNK, data_root=args.data_root, device=args.device,
+                                      threads=args.threads, warmup=0, steps=1)
+                             for k in (EVALUATION_IW // 5, EVALUATION_IW)]).set_index("iw")["step_memory_mib"]
+    small, large = rows[EVALUATION_IW // 5], rows[EVALUATION_IW]
+    return [Target(f"K={EVALUATION_IW} evaluation, batch {EVALUATION_BS}, chunks of {EVALUATION_CHUNK} rows: memory "
+                   f"growth <= {EVALUATION_GROWTH_MIB:.0f} MiB and < 1.5x that of K={EVALUATION_IW // 5}",
+                   large <= EVALUATION_GROWTH_MIB and large < 1.5 * small + 10,
+                   f"{large:.0f} MiB (K={EVALUATION_IW // 5}: {small:.0f} MiB)")]
+
+
+def run_target(args) -> List[Target]:
+    """A short binarized-MNIST SBN run through run.py, evaluation and gradient analysis
+    included; peak resident memory of the child process."""
+    with tempfile.TemporaryDirectory() as root:
+        command = [sys.executable, os.path.join(REPO, "run.py"), "--dataset", "binmnist", "--mini", "--model", "sbm",
+                   "--N", "200", "--depth", "3", "--nlayers", "0", "--estimator", "ovis-gamma1", "--iw", "5",
+                   "--bs", "24", "--epochs", "1", "--eval_freq", "1", "--iw_test", "1000", "--max_eval", "100",
+                   "--test_bs", "10", "--iw_valid", "100", "--grad_samples", "20", "--grad_bs", "24",
+                   "--root", root, "--exp", "benchmark", "--device", args.device, "--silent"]
+        if args.data_root:
+            command += ["--data_root", args.data_root]
+        log_path = os.path.join(root, "output.log")
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+            # wait4 gives this child's own resource usage (not that of earlier measurements).
+            _, status, usage = os.wait4(process.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            with open(log_path) as log:
+                return [Target("binarized-MNIST run.py run", False,
+                               f"exit {os.waitstatus_to_exitcode(status)}: {log.read()[-500:]}")]
+    peak = usage.ru_maxrss * RU_MAXRSS_UNIT / MIB
+    return [Target(f"binarized-MNIST run (SBN 3x200, --mini, 1 epoch): peak RSS < {RUN_PEAK_MIB:.0f} MiB",
+                   peak < RUN_PEAK_MIB, f"{peak:.0f} MiB")]
+
+
+CHECKS: dict = {"speed": speed_targets, "evaluation": evaluation_target, "run": run_target}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--data_root", default=None)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--skip", default="", help=f"comma-separated checks to skip: {', '.join(CHECKS)}")
+    args = parser.parse_args()
+    skipped = {name.strip() for name in args.skip.split(",") if name.strip()}
+    targets: List[Target] = []
+    for name, check in CHECKS.items():
+        if name not in skipped:
+            targets += check(args)
+    print()
+    for target in targets:
+        print(f"{'PASS' if target.passed else 'FAIL'}  {target.name}: {target.measured}")
+    return 0 if all(t.passed for t in targets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

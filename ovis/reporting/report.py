@@ -1,0 +1,330 @@
+"""``report.py``: turn an experiment's run records into figures, tables and one index page.
+
+Output folder ``<output>/<report_id>/`` (``report_id = <exp>[-inc=..][-exc=..][-ema..]``):
+
+* ``index.md``     the page to open: description, run counts per status, missing and failed
+                   runs, the pivot table and every figure;
+* ``pivot.csv|md|tex``  per group (keys + variants): mean, std (ddof=1) and count over seeds
+                   of each pivot metric;
+* ``runs.csv``     one row per run: status, attributes, seed and its pivot aggregates;
+* ``curves.csv``   the plotted curves (after ``--ema``/``--downsample``) with attributes;
+* ``curves-<metric>.png|pdf``, ``detailed[-<category>=<v>].png|pdf``, ``pivot-plot.png|pdf``;
+* ``run.log``      everything printed.
+"""
+import datetime
+import json
+import logging
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import pandas as pd
+
+from ovis import records
+from ovis.reporting import figures, tables
+from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_table, constant_columns,
+                                      downsample_curves, parse_ylims, run_aggregates, seed_statistics,
+                                      smooth_curves, variant_columns)
+from ovis.reporting.runs import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, UNKNOWN, ExperimentRuns, Run,
+                                 load_curves, scan_experiment, select_runs)
+from ovis.reporting.style import apply_style, estimator_style
+
+DEFAULT_METRICS = ("train:loss/L_k", "train:loss/kl_q_p", "train:loss/ess", "train:grads/snr")
+DEFAULT_PIVOT_METRICS = ("max:train:loss/L_k", "min:train:loss/kl_q_p", "mean:train:grads/snr")
+REPORT_MARKERS = ("index.md", "run.log")  # a folder holding one of these may be overwritten
+
+
+@dataclass
+class ReportOptions:
+    """The options of ``report.py`` (lists already split on commas)."""
+    exp: str
+    root: str = "runs/"
+    output: str = "reports/"
+    keys: Sequence[str] = ("dataset", "estimator", "iw")
+    metrics: Sequence[str] = DEFAULT_METRICS
+    detailed_metrics: Sequence[str] = DEFAULT_METRICS
+    pivot_metrics: Sequence[str] = DEFAULT_PIVOT_METRICS
+    ylims: Sequence[str] = ()
+    include: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    downsample: int = 0
+    ema: float = 0.0
+    parse_estimator_args: bool = False
+    merge_args: Sequence[str] = ()
+    float_format: str = "auto"
+    non_completed: bool = False
+    max_records: int = -1
+    log_steps: bool = False
+    latex: bool = False
+    command: str = ""
+
+    @property
+    def report_id(self) -> str:
+        report_id = self.exp
+        if self.include:
+            report_id += "-inc=" + ",".join(self.include)
+        if self.exclude:
+            report_id += "-exc=" + ",".join(self.exclude)
+        if self.ema:
+            report_id += f"-ema{self.ema:g}"
+        return report_id.replace(os.sep, "_")
+
+
+@dataclass
+class Report:
+    """What ``build_report`` produced: the folder, the files, the per-run and pivot tables."""
+    directory: str
+    files: List[str] = field(default_factory=list)
+    per_run: Optional[pd.DataFrame] = None
+    pivot: Optional[pd.DataFrame] = None
+    experiment: Optional[ExperimentRuns] = None
+
+
+def comma_list(text: str) -> List[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (the form of every list option)."""
+    return [item.strip() for item in (text or "").split(",") if item.strip()]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", str(text)).strip("-")
+
+
+def _prepare_directory(path: str) -> None:
+    if os.path.isdir(path) and os.listdir(path):
+        if not any(os.path.exists(os.path.join(path, marker)) for marker in REPORT_MARKERS):
+            raise ReportError(f"output folder {path!r} exists and is not a report folder; "
+                              f"choose another --output")
+        shutil.rmtree(path)
+    os.makedirs(path, exist_ok=True)
+
+
+def _logger(directory: str) -> logging.Logger:
+    logger = logging.getLogger(f"ovis.report.{directory}")
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    for handler in (logging.FileHandler(os.path.join(directory, "run.log")), logging.StreamHandler()):
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    return logger
+
+
+def _close(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        handler.close()
+        logger.removeHandler(handler)
+
+
+def experiment_description(experiment: ExperimentRuns, exp: str) -> str:
+    """The experiment spec's ``description``: kept by the queue, else read from
+    ``experiments/<exp>.json`` (here, then in the project)."""
+    if experiment.description:
+        return experiment.description
+    project = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    for folder in ("experiments", os.path.join(project, "experiments")):
+        path = os.path.join(folder, f"{exp}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                return str(json.load(f).get("description", ""))
+    return ""
+
+
+def _check_keys(attributes: pd.DataFrame, keys: List[str]) -> List[str]:
+    if "dataset" in attributes.columns and attributes["dataset"].nunique() > 1 and "dataset" not in keys:
+        keys = ["dataset"] + keys
+    missing = [k for k in keys if k not in attributes.columns]
+    if missing:
+        raise ReportError(f"--keys: {missing} are not options of these runs; available: "
+                          f"{sorted(attributes.columns)}")
+    if len(keys) > 4:
+        raise ReportError(f"--keys {','.join(keys)}: at most 4 keys (category, hue, x axis, style)")
+    return keys
+
+
+def _check_metrics(curves: pd.DataFrame, runs: Sequence[Run], wanted: Sequence[str]) -> Dict[str, List[str]]:
+    """Raise if a metric is in no run; return, per metric, the runs that lack it."""
+    found = set(curves["metric"].unique())
+    never = [m for m in wanted if m not in found]
+    if never:
+        if not any(os.path.exists(os.path.join(r.path, records.METRICS_FILE)) for r in runs):
+            raise ReportError(f"none of the {len(runs)} runs has a {records.METRICS_FILE} (runs of "
+                              f"asymptotic_variance.py are reported by report_asymptotic_variance.py)")
+        available = sorted(records.read_metrics(runs[0].path)["metric"].unique())
+        raise ReportError(f"metric(s) {never} were logged by none of the {len(runs)} runs; "
+                          f"metrics of {runs[0].run_id}: {available}")
+    present = curves.groupby("metric")["run_id"].unique().to_dict()
+    return {m: sorted(set(r.run_id for r in runs) - set(present[m])) for m in wanted
+            if len(present[m]) < len(runs)}
+
+
+def _sorted_stats(stats: pd.DataFrame, layout: figures.Layout) -> pd.DataFrame:
+    """Rows by category, x value, then hue in legend order and variants."""
+    order = [c for c in (layout.category, layout.x) if c] + [layout.hue] + \
+            ([layout.style] if layout.style else []) + list(layout.variants)
+    index = stats.index.to_frame(index=False)
+
+    def key(column):
+        if column.name == "estimator" and layout.hue == "estimator":
+            return column.map(lambda e: estimator_style(e).rank)
+        return column.map(figures.sort_key)
+    positions = index.sort_values(order, key=key, kind="stable").index
+    return stats.iloc[positions].reorder_levels(order)
+
+
+def _run_listing(runs: Sequence[Run]) -> str:
+    rows = [(run.run_id, run.status, run.message or "") for run in runs]
+    return tables.markdown_list_table(rows, ["run", "status", "message"])
+
+
+def _index_page(options: ReportOptions, experiment: ExperimentRuns, selected: List[Run], used: List[Run],
+                missing_metrics: Dict[str, List[str]], global_attributes: Dict, pivot_md: str,
+                figure_sections: List[tuple]) -> str:
+    counts = ExperimentRuns(experiment.exp_dir, selected).status_counts()
+    lines = [f"# Report: {options.exp}", ""]
+    description = experiment_description(experiment, options.exp)
+    if description:
+        lines += [description, ""]
+    lines += [f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M} from `{experiment.exp_dir}`"
+              + (f" with `{options.command}`" if options.command else "") + ".", ""]
+    filters = [f"include={','.join(options.include)}" if options.include else "",
+               f"exclude={','.join(options.exclude)}" if options.exclude else ""]
+    lines += ["## Runs", ""]
+    if any(filters):
+        lines += [f"{len(selected)} of {len(experiment.runs)} runs match "
+                  f"{' '.join(f for f in filters if f)}.", ""]
+    lines += [tables.markdown_list_table(sorted(counts.items()), ["status", "runs"]),
+              f"{len(used)} runs are in the figures and tables"
+              + ("" if options.non_completed else " (completed runs only; `--non_completed` adds the others)")
+              + ".", ""]
+    problems = [r for r in selected if r.status in (FAILED, ABORTED, UNKNOWN)]
+    if problems:
+        lines += ["### Failed or aborted runs", "", _run_listing(problems)]
+    pending = [r for r in selected if r.status in (RUNNING, QUEUED)]
+    if pending:
+        lines += ["### Runs not finished (running or queued)", "", _run_listing(pending)]
+    if experiment.skipped_folders:
+        lines += ["### Folders without config.json (ignored)", "",
+                  "\n".join(f"- `{name}`" for name in experiment.skipped_folders), ""]
+    if missing_metrics:
+        lines += ["### Metrics missing in some runs", ""]
+        lines += [f"- `{metric}`: {', '.join(f'`{r}`' for r in runs)}" for metric, runs in missing_metrics.items()]
+        lines += [""]
+    lines += ["## Pivot table", "",
+              "Mean ± standard deviation over seeds of each run's aggregate (`agg:split:metric`); "
+              "best `max:`/`min:` value per block in bold. Files: [CSV](pivot.csv), [LaTeX](pivot.tex), "
+              "[per run](runs.csv).", "", pivot_md]
+    for title, paths in figure_sections:
+        lines += [f"## {title}", ""]
+        for path in paths:
+            name = os.path.basename(path)
+            lines += [f"![{name}]({name})", f"([PDF]({name[:-4]}.pdf))", ""]
+    if global_attributes:
+        lines += ["## Options shared by all runs", "",
+                  tables.markdown_list_table(sorted((k, str(v)) for k, v in global_attributes.items()),
+                                             ["option", "value"])]
+    return "\n".join(lines) + "\n"
+
+
+def _write_tables(directory: str, per_run: pd.DataFrame, stats: pd.DataFrame, layout: figures.Layout,
+                  options: ReportOptions) -> Tuple[str, str]:
+    """``runs.csv``, ``pivot.csv``, ``pivot.md`` and ``pivot.tex``; returns the Markdown and LaTeX."""
+    names = list(dict.fromkeys(stats.columns.get_level_values(0)))
+    block = [c for c in (layout.category, layout.x) if c]
+    pivot_md = tables.to_markdown(stats, block, options.float_format)
+    pivot_tex = tables.to_latex(stats, block, options.float_format, caption=f"{options.exp}: {', '.join(names)}")
+    per_run.sort_values(names[0], ascending=False).to_csv(os.path.join(directory, "runs.csv"))
+    tables.flat_pivot(stats).to_csv(os.path.join(directory, "pivot.csv"), index=False)
+    for name, text in (("pivot.md", pivot_md), ("pivot.tex", pivot_tex)):
+        with open(os.path.join(directory, name), "w") as f:
+            f.write(text)
+    return pivot_md, pivot_tex
+
+
+def _draw_figures(directory: str, per_run: pd.DataFrame, curves: pd.DataFrame, pivot_names: List[str],
+                  palette: figures.Palette, layout: figures.Layout, ylims: Dict,
+                  options: ReportOptions) -> List[Tuple[str, List[str]]]:
+    """The pivot plot, one curve figure per metric and the detailed grids (one per category);
+    returns ``(section title, PNG paths)`` for the index page."""
+    pivot = figures.plot_pivot(per_run, pivot_names, layout, palette, os.path.join(directory, "pivot-plot"), ylims)
+    curve_files = [figures.plot_curves(curves, metric, layout, palette,
+                                       os.path.join(directory, f"curves-{slug(metric)}"), ylims, options.log_steps)[0]
+                   for metric in options.metrics]
+    detailed_files = []
+    if options.detailed_metrics:
+        for category in figures.category_values(curves, layout):
+            suffix = "" if category is None else f"-{slug(layout.category)}={slug(category)}"
+            detailed_files.append(figures.plot_detailed(
+                figures.in_category(curves, layout, category), list(options.detailed_metrics), layout, palette,
+                os.path.join(directory, f"detailed{suffix}"), ylims, options.log_steps)[0])
+    return [("Pivot metrics", pivot[:1]), ("Training curves", curve_files), ("Detailed curves", detailed_files)]
+
+
+def build_report(options: ReportOptions) -> Report:
+    """Read every run of ``<root>/<exp>``, write the report folder, return what was made."""
+    pivot_metrics = [PivotMetric.parse(spec) for spec in options.pivot_metrics]
+    if not pivot_metrics:
+        raise ReportError("--pivot_metrics: give at least one <agg>:<split>:<key>, e.g. max:test:loss/L_k")
+    ylims = parse_ylims(options.ylims)
+    experiment = scan_experiment(os.path.join(options.root, options.exp))
+    selected = select_runs(experiment.runs, options.include, options.exclude)
+    readable = [SUCCESS] + ([RUNNING, FAILED, ABORTED, UNKNOWN] if options.non_completed else [])
+    used = [run for run in selected if run.status in readable and run.has_records]
+    if options.max_records > 0:
+        used = used[:options.max_records]
+    if not used:
+        counts = ExperimentRuns(experiment.exp_dir, selected).status_counts()
+        raise ReportError(f"no {'' if options.non_completed else 'completed '}run to report in "
+                          f"{experiment.exp_dir} (runs matching the filters per status: {counts})")
+
+    directory = os.path.join(options.output, options.report_id)
+    _prepare_directory(directory)
+    logger = _logger(directory)
+    try:
+        report = Report(directory, experiment=experiment)
+        apply_style()
+        attributes = attribute_table(used, options.parse_estimator_args, options.merge_args)
+        keys = _check_keys(attributes, list(options.keys))
+        wanted = list(dict.fromkeys(list(options.metrics) + list(options.detailed_metrics)
+                                    + [p.metric for p in pivot_metrics]))
+        curves = load_curves(used, wanted)
+        missing_metrics = _check_metrics(curves, used, wanted)
+        for metric, runs in missing_metrics.items():
+            logger.info(f"warning: {metric} is missing in {len(runs)} run(s): {', '.join(runs)}")
+
+        layout = figures.Layout(tuple(keys), tuple(variant_columns(attributes, keys)))
+        global_attributes = {k: v for k, v in constant_columns(attributes).items()
+                             if k not in layout.group_columns and k != SEED}
+        logger.info(f"report {options.report_id}: {len(used)} runs; keys {keys}; "
+                    f"variants {list(layout.variants)}")
+        logger.info("global attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(global_attributes.items())))
+
+        # Per-run table and pivot over seeds (exact aggregates of the records).
+        seeds = [SEED] if SEED in attributes.columns else []
+        per_run = attributes[layout.group_columns + seeds].join(run_aggregates(curves, pivot_metrics))
+        per_run.insert(0, "status", [r.status for r in used])
+        names = [p.name for p in pivot_metrics]
+        stats = _sorted_stats(seed_statistics(per_run, layout.group_columns, names), layout)
+        pivot_md, pivot_tex = _write_tables(directory, per_run, stats, layout, options)
+        logger.info("\n" + pivot_md)
+        if options.latex:
+            logger.info(pivot_tex)
+        report.per_run, report.pivot = per_run, stats
+
+        # Curves: smoothing and down-sampling are for display only.
+        shown = downsample_curves(smooth_curves(curves, options.ema), options.downsample)
+        shown = shown.merge(attributes[layout.group_columns + seeds], left_on="run_id", right_index=True)
+        shown.to_csv(os.path.join(directory, "curves.csv"), index=False)
+
+        sections = _draw_figures(directory, per_run, shown, names, figures.Palette(attributes, layout), layout,
+                                 ylims, options)
+
+        index = _index_page(options, experiment, selected, used, missing_metrics, global_attributes, pivot_md,
+                            sections)
+        with open(os.path.join(directory, "index.md"), "w") as f:
+            f.write(index)
+        report.files = sorted(os.listdir(directory))
+        logger.info(f"report written to {directory}/index.md")
+        return report
+    finally:
+        _close(logger)

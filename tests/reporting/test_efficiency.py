@@ -1,0 +1,61 @@
+"""measure_efficiency.py: step times and peak memory per estimator and K (on CPU)."""
+import os
+
+import pytest
+
+from ovis.analysis import efficiency
+from ovis.analysis.efficiency import Workload, efficiency_table, measure, measure_in_this_process
+from ovis.reporting.efficiency import markdown_summary, plot_efficiency
+
+# A small SBN on the generated shapes data: the measurement, not the model, is under test.
+SMALL = dict(model="sbm", dataset="shapes", hparams={"N": 16, "depth": 1}, batch_size=8, warmup=1, steps=3, threads=1)
+
+
+def test_a_workload_is_measured_in_a_fresh_process():
+    workload = Workload(estimator="ovis-gamma1", iw=4, **SMALL)
+    result = measure(workload)
+    assert result.workload == workload and result.device == "cpu"
+    assert len(result.step_ms) == 3 and min(result.step_ms) > 0
+    assert result.peak_memory_mib > 50  # a Python process with torch loaded
+    assert 0 <= result.step_memory_mib < result.peak_memory_mib
+
+
+def test_efficiency_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(efficiency, "measure", measure_in_this_process)  # the table logic, without processes
+    messages = []
+    workloads = [Workload(estimator=e, iw=4, **SMALL) for e in ("reinforce", "ovis-gamma1", "pathwise-iwae")]
+    table = efficiency_table(workloads, log=messages.append)
+    assert list(table["estimator"]) == ["reinforce", "ovis-gamma1"]
+    assert any("skip sbm / pathwise-iwae" in m and "reparam" in m for m in messages)
+    assert (table["time_ms"] > 0).all() and (table["time_ms_p10"] <= table["time_ms_p90"]).all()
+    assert (table["peak_memory_mib"] >= table["step_memory_mib"]).all() and (table["step_memory_mib"] >= 0).all()
+    assert set(table["memory_source"]) <= {"vmhwm", "ru_maxrss"} and set(table["device_used"]) == {"cpu"}
+    reinforce = table[table["estimator"] == "reinforce"].iloc[0]
+    assert reinforce["time_vs_reinforce"] == 1.0
+    ovis = table[table["estimator"] == "ovis-gamma1"].iloc[0]
+    assert ovis["time_vs_reinforce"] == pytest.approx(ovis["time_ms"] / reinforce["time_ms"])
+    summary = markdown_summary(table)
+    assert "### sbm (train, batch 8, cpu)" in summary and "| estimator | K=4 |" in summary
+    assert f"{reinforce['time_ms']:.2f} ms / +{reinforce['step_memory_mib']:.0f} MiB" in summary
+    paths = plot_efficiency(table, str(tmp_path / "efficiency"))
+    assert all(os.path.getsize(p) > 0 for p in paths)
+
+
+def test_peak_memory_follows_the_number_of_particles():
+    """Evaluating 8 images with K = 3000 particles at once (24,000 rows of 768 pixels, ~70 MiB
+    per copy of the expanded batch) needs about ten times the memory of K = 300. The small
+    run goes first so that memory it leaves to the allocator cannot hide the growth of the
+    second."""
+    base = dict(SMALL, kind="evaluate", estimator="-", warmup=0, steps=1)
+    small = measure_in_this_process(Workload(iw=300, **base))
+    large = measure_in_this_process(Workload(iw=3000, **base))
+    assert large.peak_memory_mib > small.peak_memory_mib + 60
+    if small.memory_source == "vmhwm":
+        assert large.step_memory_mib > 60 and large.step_memory_mib > 3 * small.step_memory_mib
+
+
+def test_bad_workloads_are_refused():
+    with pytest.raises(ValueError, match="kind 'test'"):
+        Workload(model="sbm", estimator="reinforce", iw=5, kind="test")
+    with pytest.raises(ValueError, match="iw, mc, batch_size and steps must be >= 1"):
+        Workload(model="sbm", estimator="reinforce", iw=0)
