@@ -10,7 +10,7 @@ PYTHON="${PYTHON:-python3}"
 if [ -z "${OVIS_DATA:-}" ] && [ -d ../shared/data ]; then export OVIS_DATA="$(cd ../shared/data && pwd)"; fi
 "$PYTHON" manager.py --exp quickstart --processes 2 "$@"
 "$PYTHON" dbutils.py --exp quickstart --check
-"$PYTHON" report.py --exp quickstart --keys dataset,estimator \
+"$PYTHON" report.py --exp quickstart --keys dataset,estimator,iw \
   --metrics test:loss/L_k,train:loss/kl_q_p,train:grads/snr \
   --detailed_metrics "" \
   --pivot_metrics max:test:loss/L_k,last:train:loss/kl_q_p,mean:train:grads/snr
