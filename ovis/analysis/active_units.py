@@ -15,8 +15,9 @@ from torch import Tensor, nn
 # Burda et al. use 1e-2; the original OVIS code used 1e-3 (SPEC 11.19): pass it to compare.
 BURDA_THRESHOLD = 1e-2
 ORIGINAL_THRESHOLD = 1e-3
-# Rows of one forward pass (data points x MC samples); bounds the memory of the analysis.
-DEFAULT_MAX_ROWS = 16384
+# Rows of one forward pass (data points x MC samples): the memory of the analysis is that of one
+# forward pass of this many rows, whatever mc and npoints.
+DEFAULT_MAX_ROWS = 1024
 
 
 @dataclass
@@ -41,18 +42,20 @@ class ActiveUnits:
 def posterior_means(model: nn.Module, x: Tensor, mc: int, max_rows: int = DEFAULT_MAX_ROWS) -> Tensor:
     """Monte-Carlo estimate of ``E_q[z|x]`` for every point of ``x`` ``[bs, *x_shape]``: ``[bs, units]``.
 
-    The ``mc`` copies of a point are processed in chunks of at most ``max_rows`` rows."""
-    per_pass = max(1, max_rows // mc)  # data points per forward pass
+    Forward passes have at most ``max_rows`` rows: ``max_rows // mc`` points with all their
+    copies, or, when ``mc > max_rows``, one point with ``max_rows`` copies at a time; only the
+    running sum of the samples of each point is kept."""
+    points_per_pass = max(1, max_rows // mc)
     means = []
-    for points in torch.split(x, per_pass):  # [p, *x_shape]
-        total = None
+    for points in torch.split(x, points_per_pass):  # [p, *x_shape]
+        total = None  # [p, units], float64
         for copies in _chunk_sizes(mc, max_rows):
             rows = points.repeat_interleave(copies, dim=0)  # [p * copies, *x_shape]
             z = model(rows, reparam=False)["z"]
-            flat = torch.cat([layer.reshape(rows.shape[0], -1).double() for layer in z], dim=1)  # [p*c, units]
-            summed = flat.view(points.shape[0], copies, -1).sum(1)  # [p, units]
-            total = summed if total is None else total + summed
-        means.append(total / mc)
+            summed = torch.cat([layer.reshape(points.shape[0], copies, -1).sum(1, dtype=torch.float64)
+                                for layer in z], dim=1)  # [p, units]
+            total = summed if total is None else total.add_(summed)
+        means.append(total.div_(mc))
     return torch.cat(means)  # [bs, units]
 
 
@@ -63,9 +66,42 @@ def _chunk_sizes(total: int, chunk: int):
         total -= size
 
 
+class RunningVariance:
+    """Mean and unbiased variance per column of rows added batch by batch (Chan, Golub &
+    LeVeque, 1983, pairwise update), in float64: memory ``[columns]``, not ``[rows, columns]``."""
+
+    def __init__(self):
+        self.count = 0
+        self.mean = self.squares = None  # [columns]: mean, sum of squared deviations
+
+    def add(self, rows: Tensor) -> None:
+        """``rows [n, columns]``."""
+        rows = rows.double()
+        n = rows.shape[0]
+        batch_mean = rows.mean(0)  # [columns]
+        batch_squares = (rows - batch_mean).square_().sum(0)  # [columns]
+        if self.count == 0:
+            self.mean, self.squares = batch_mean, batch_squares
+        else:
+            delta = batch_mean.sub_(self.mean)  # [columns]
+            total = self.count + n
+            self.mean.add_(delta, alpha=n / total)
+            self.squares.add_(batch_squares).add_(delta.square_(), alpha=self.count * n / total)
+        self.count += n
+
+    @property
+    def variance(self) -> Tensor:
+        if self.count < 2:
+            raise ValueError(f"a variance needs at least 2 rows, got {self.count}")
+        return self.squares / (self.count - 1)
+
+
 def active_units(model: nn.Module, x_batches: Iterable[Tensor], mc: int, npoints: int,
                  threshold: float = BURDA_THRESHOLD, max_rows: int = DEFAULT_MAX_ROWS) -> ActiveUnits:
     """Count the active units over the first ``npoints`` data points of ``x_batches``.
+
+    Points are streamed: memory is one forward pass of at most ``max_rows`` rows plus ``[units]``
+    running moments, whatever ``mc`` and ``npoints``.
 
     Args:
         model: a TemplateModel; ``forward(x)["z"]`` lists the latent layers ``[rows, ...]``.
@@ -77,15 +113,14 @@ def active_units(model: nn.Module, x_batches: Iterable[Tensor], mc: int, npoints
     """
     if mc < 1 or npoints < 2:
         raise ValueError(f"active units need mc >= 1 and npoints >= 2, got mc={mc}, npoints={npoints}")
-    means, collected = [], 0
+    moments = RunningVariance()
     for x in x_batches:
-        x = x[: npoints - collected]
-        means.append(posterior_means(model, x, mc, max_rows))
-        collected += x.shape[0]
-        if collected >= npoints:
+        x = x[: npoints - moments.count]
+        moments.add(posterior_means(model, x, mc, max_rows))
+        if moments.count >= npoints:
             break
-    if collected < 2:
-        raise ValueError(f"active units need at least 2 data points, the batches held {collected}")
-    variances = torch.cat(means).var(0, unbiased=True)  # [units]
+    if moments.count < 2:
+        raise ValueError(f"active units need at least 2 data points, the batches held {moments.count}")
+    variances = moments.variance  # [units]
     return ActiveUnits(au=int((variances > threshold).sum()), n=variances.numel(), threshold=threshold,
                        variances=variances)

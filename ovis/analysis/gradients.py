@@ -21,7 +21,10 @@ Samples are drawn in a vectorised way when the estimator and model allow it
 ``randomness="different"`` so that every sample draws its own particles); otherwise, e.g. when
 the estimator registers tensor hooks or reads values with ``.item()``, with one
 ``torch.autograd.grad`` call per sample. Memory is bounded by ``chunk_size`` rows per forward
-pass and by ``sample_memory`` bytes of gradient samples held at once.
+pass and by ``sample_memory`` bytes of gradient samples held at once. Sample chunks and their
+float64 copies go to buffers allocated once: a loop that allocates megabytes per iteration
+between small long-lived tensors fragments the C heap, and its resident memory then grows with
+the number of samples.
 """
 import logging
 import math
@@ -29,6 +32,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Tuple
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -145,36 +149,51 @@ class GradientSampler:
                 params, torch.arange(width, device=x.device))
         return torch.cat([grads[name].reshape(width, -1) for name in names], dim=1)  # [width, D]
 
-    def _loop_grads(self, x: Tensor, width: int) -> Tensor:
+    def _loop_grads(self, x: Tensor, width: int, out: Tensor) -> Tensor:
+        """Write ``width`` samples into ``out [width, D]`` (float32), one backward pass each."""
         params = [p for _, p in self.parameters]
-        samples = x.new_zeros(width, self.dim)  # [width, D]
         for i in range(width):
             with torch.enable_grad():
                 loss = self.objective(x, **self.runtime)
                 grads = torch.autograd.grad(loss, params, allow_unused=True)
             start = 0
             for p, g in zip(params, grads):
-                if g is not None:  # an unused parameter keeps its zero gradient
-                    samples[i, start:start + p.numel()] = g.flatten()
+                target = out[i, start:start + p.numel()]
+                if g is None:  # an unused parameter has a zero gradient
+                    target.zero_()
+                else:
+                    target.copy_(g.flatten())
                 start += p.numel()
-        return samples
+        return out
 
     def draw(self, n_samples: int) -> Iterator[Tensor]:
-        """Yield float32 chunks ``[c, D]`` totalling ``n_samples`` independent samples."""
-        sample = self._vmap_grads if self.vectorized else self._loop_grads
+        """Yield float32 chunks ``[c, D]`` totalling ``n_samples`` independent samples.
+
+        The chunks share one buffer: a chunk is valid until the next one is drawn (clone it to keep it)."""
+        device = self.chunks[0].device
+        total = torch.empty(min(self.width, n_samples), self.dim, device=device)  # [width, D]
+        piece = torch.empty_like(total) if len(self.chunks) > 1 else None  # one data chunk's samples
         for start in range(0, n_samples, self.width):
             width = min(self.width, n_samples - start)
-            total = None
-            for chunk, weight in zip(self.chunks, self.weights):
-                grads = sample(chunk, width).mul_(weight)
-                total = grads if total is None else total.add_(grads)
-            yield total.detach().float()
+            for i, (chunk, weight) in enumerate(zip(self.chunks, self.weights)):
+                target = total[:width] if i == 0 else piece[:width]
+                if self.vectorized:
+                    target.copy_(self._vmap_grads(chunk, width))
+                else:
+                    self._loop_grads(chunk, width, target)
+                if i == 0:
+                    target.mul_(weight)
+                else:
+                    total[:width].add_(target, alpha=weight)
+            yield total[:width]
 
 
 def _summary(mean: Tensor, variance: Tensor, dsnr: Tensor, epsilon: float,
              oracle: Optional[Tensor]) -> Tuple[Dict[str, float], Tensor, Tensor]:
-    """Aggregates of SPEC 5.6 from per-coordinate moments ([D], float64) and per-sample DSNR ([T])."""
-    snr = mean.abs() / variance.sqrt().clamp(min=epsilon)  # [D]
+    """Aggregates of SPEC 5.6 from per-coordinate moments ([D], float64) and per-sample DSNR ([T]).
+    At most two more [D] vectors than ``snr`` are alive at a time (D is about 240,000 for the
+    inference network of a 3 x 200 SBN)."""
+    snr = mean.abs().div_(variance.sqrt().clamp_(min=epsilon))  # [D]
     mask = variance > epsilon  # [D]
 
     def kept(values: Tensor) -> float:
@@ -187,11 +206,11 @@ def _summary(mean: Tensor, variance: Tensor, dsnr: Tensor, epsilon: float,
         "grads/dsnr": dsnr.mean().item(),
         "grads/keep_ratio": mask.double().mean().item(),
     }
-    ordered = snr.sort().values
+    ordered = np.sort(snr.cpu().numpy())  # values only: torch.sort would also allocate [D] int64 indices
     for q in SNR_PERCENTILES:
         index = min(int(math.floor(q / 100 * len(ordered))), len(ordered) - 1)
-        summary[f"snr/p{q}"] = ordered[index].item()
-    summary.update({"snr/min": ordered[0].item(), "snr/max": ordered[-1].item(), "snr/mean": snr.mean().item()})
+        summary[f"snr/p{q}"] = float(ordered[index])
+    summary.update({"snr/min": float(ordered[0]), "snr/max": float(ordered[-1]), "snr/mean": snr.mean().item()})
     if oracle is not None:
         oracle = oracle.to(mean).flatten()
         summary["grads/direction"] = torch.nn.functional.cosine_similarity(mean, oracle, dim=0).item()
@@ -238,12 +257,12 @@ def gradient_statistics(estimator: nn.Module, model: nn.Module, x: Tensor, n_sam
 
     # The samples are drawn from this seed, so that a second pass can regenerate them exactly.
     seed = int(torch.randint(2 ** 62, (1,)).item())
-    moments, kept = _Moments(), []
+    moments, kept = _Moments(n_samples, sampler.width, sampler.dim, x.device), []
     with _seeded(seed, x.device):
         for chunk in sampler.draw(n_samples):  # [c, D]
             moments.add(chunk)
             if keep_samples:
-                kept.append(chunk)
+                kept.append(chunk.clone())
     mean, variance, squared_norms = moments.result()
     direction = mean / mean.norm()  # [D]
     if keep_samples:
@@ -252,7 +271,8 @@ def gradient_statistics(estimator: nn.Module, model: nn.Module, x: Tensor, n_sam
     else:
         samples = None
         with _seeded(seed, x.device):
-            projections = torch.cat([chunk.double() @ direction for chunk in sampler.draw(n_samples)])
+            projections = torch.cat([moments.as_double(chunk) @ direction for chunk in sampler.draw(n_samples)])
+    del moments, direction  # their [D] vectors and [width, D] buffer are no longer needed
 
     dsnr = _dsnr(projections, squared_norms, epsilon)
     summary, snr, mask = _summary(mean, variance, dsnr, epsilon, oracle)
@@ -264,16 +284,21 @@ def gradient_statistics(estimator: nn.Module, model: nn.Module, x: Tensor, n_sam
 class _Moments:
     """Per-coordinate mean and unbiased variance with the shifted-data algorithm (sums of
     ``g - g_1`` in float64, stable when the mean dwarfs the spread), and per-sample squared
-    norms, accumulated one chunk of samples at a time."""
+    norms, accumulated one chunk of at most ``width`` samples at a time."""
 
-    def __init__(self):
+    def __init__(self, n_samples: int, width: int, dim: int, device: torch.device):
         self.shift = self.total = self.squares = None  # [D] each
-        self.squared_norms: List[Tensor] = []  # [c] each
+        self.squared_norms = torch.empty(n_samples, dtype=torch.float64, device=device)  # [T]
+        self.values = torch.empty(min(width, n_samples), dim, dtype=torch.float64, device=device)  # [width, D]
         self.count = 0
 
+    def as_double(self, chunk: Tensor) -> Tensor:
+        """``chunk [c, D]`` copied to float64 into the buffer (valid until the next call)."""
+        return self.values[:chunk.shape[0]].copy_(chunk)
+
     def add(self, chunk: Tensor) -> None:
-        values = chunk.double()  # [c, D], a copy: modified in place below
-        self.squared_norms.append(torch.linalg.vector_norm(values, dim=1) ** 2)
+        values = self.as_double(chunk)  # [c, D], modified in place below
+        torch.linalg.vector_norm(values, dim=1, out=self.squared_norms[self.count:self.count + chunk.shape[0]])
         if self.shift is None:
             self.shift = values[0].clone()
             self.total, self.squares = torch.zeros_like(self.shift), torch.zeros_like(self.shift)
@@ -286,7 +311,7 @@ class _Moments:
         n = self.count
         mean = self.shift + self.total / n
         variance = ((self.squares - self.total ** 2 / n) / (n - 1)).clamp(min=0)
-        return mean, variance, torch.cat(self.squared_norms)
+        return mean, variance, self.squared_norms[:n] ** 2
 
 
 @contextmanager

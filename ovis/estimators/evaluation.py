@@ -44,26 +44,31 @@ class BoundEvaluator(nn.Module):
             raise ValueError(f"BoundEvaluator computes the plain L_K (alpha=0, beta=1, no free bits); runtime "
                              f"options {extra} are not accepted, only tau")
         options = RuntimeOptions(tau=float(runtime.get("tau", 0.0)))
-        points, particles = self._chunks(x.shape[0])
-        densities: List[Tuple[Tensor, Tensor, Tensor]] = []  # per data piece: [piece, 1, iw(, G)]
+        bs = x.shape[0]
+        points, particles = self._chunks(bs)
+        densities: Optional[List[Tensor]] = None  # log p(x|z) [bs, 1, iw], log q, log p(z) [bs, 1, iw, G]
         diagnostics_pieces: List[Dict[str, Tensor]] = []
         output: Dict = {}
-        for x_piece in torch.split(x, points):
-            piece_densities, piece_diagnostics = [], {}
+        for first in range(0, bs, points):
+            x_piece = x[first:first + points]  # [p, *D]
+            piece_diagnostics: Dict[str, Tensor] = {}
             for start in range(0, self.iw, particles):
+                output = {}  # the previous chunk's rows are freed before the next forward pass
                 chunk = sample_particles(model, x_piece, 1, min(particles, self.iw - start), False, options)
-                piece_densities.append((chunk.log_px, chunk.log_qz, chunk.log_pz))
+                # Chunks write into buffers allocated once, so that memory holds one chunk's rows
+                # and the [bs, iw] log-densities, and freed chunks leave no gaps in the heap.
+                if densities is None:
+                    densities = [chunk.log_px.new_empty((bs, 1, self.iw) + value.shape[3:])
+                                 for value in (chunk.log_px, chunk.log_qz, chunk.log_pz)]
+                for buffer, value in zip(densities, (chunk.log_px, chunk.log_qz, chunk.log_pz)):
+                    buffer[first:first + x_piece.shape[0], :, start:start + chunk.iw] = value
                 if return_diagnostics:
                     _accumulate(piece_diagnostics, model_diagnostics(chunk.output, x_piece.shape[0]),
                                 chunk.iw / self.iw)
-                # Only the log-densities of a chunk are kept: holding its model output (the
-                # distributions of every row) would make memory grow with iw again.
                 output = chunk.output
                 del chunk
-            densities.append(tuple(torch.cat(parts, dim=2) for parts in zip(*piece_densities)))
             diagnostics_pieces.append(piece_diagnostics)
-        log_px, log_qz, log_pz = (torch.cat(parts, dim=0) for parts in zip(*densities))
-        diagnostics = base_diagnostics(Particles(log_px, log_qz, log_pz, output), options)  # [bs] each
+        diagnostics = base_diagnostics(Particles(*densities, output), options)  # [bs] each
         loss = -diagnostics["loss/L_k"]
         if not return_diagnostics:
             return loss, {}, output

@@ -1,5 +1,5 @@
 """Averaging estimator diagnostics over evaluation batches (SPEC 5.5)."""
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Iterable, Mapping
 
 import torch
 from torch import Tensor
@@ -17,9 +17,9 @@ class MetricAverager:
         self._weights: Dict[str, float] = {}
         self.batches = 0
 
-    def update(self, diagnostics: Mapping[str, Tensor], new_batch: bool = True) -> None:
-        """Add one batch's diagnostics; ``new_batch=False`` adds another piece of the same batch."""
-        self.batches += int(new_batch)
+    def update(self, diagnostics: Mapping[str, Tensor]) -> None:
+        """Add one batch's diagnostics."""
+        self.batches += 1
         for key, value in diagnostics.items():
             value = torch.as_tensor(value).detach()
             total, weight = value.double().sum(), value.numel()
@@ -37,17 +37,13 @@ def diagnostics_of(result) -> Mapping[str, Tensor]:
 
 
 @torch.no_grad()
-def evaluate_bound(evaluator, model, batches: Iterable[Tensor], max_points: Optional[int] = None) -> Dict[str, float]:
+def evaluate_bound(evaluator, model, batches: Iterable[Tensor]) -> Dict[str, float]:
     """Average the diagnostics of ``evaluator(model, x)`` over ``batches``; adds ``info/iters``
-    (the number of batches).
-
-    ``max_points``: evaluate each batch in pieces of at most this many data points (bounds the
-    memory of an evaluator whose memory grows with points x particles); the averages are the
-    same, since per-point values are weighted by their number of points."""
+    (the number of batches). The evaluator bounds its own memory (``BoundEvaluator`` draws
+    its particles in chunks of rows)."""
     averager = MetricAverager()
     for x in batches:
-        for i, piece in enumerate(torch.split(x, max_points or x.shape[0])):
-            averager.update(diagnostics_of(evaluator(model, piece)), new_batch=i == 0)
+        averager.update(diagnostics_of(evaluator(model, x)))
     values = averager.result()
     values["info/iters"] = float(averager.batches)
     return values

@@ -1,5 +1,5 @@
-"""Where a run's outputs go: ``metrics.jsonl`` (always), TensorBoard (when installed),
-``run.log`` and the console.
+"""Where a run's outputs go: ``metrics.jsonl`` (always), TensorBoard event files (when
+TensorBoard is installed; ``ovis.training.tensorboard``), ``run.log`` and the console.
 
 Metrics are addressed as ``<split>:<group>/<key>`` (``train:loss/L_k``): the split is the
 TensorBoard writer (sub-folder ``train/``, ``test/``, ``valid/``, ``online/``) and the ``split``
@@ -16,6 +16,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from ovis.records import MetricsWriter, iter_metric_records
+from ovis.training.tensorboard import EventWriter, tensorboard_available
 
 FINAL_SPLIT = "valid"  # logged once, by the final validation pass
 
@@ -70,7 +71,7 @@ class RunRecorder:
             self.metrics.truncate_after(resume_step)
             self._drop_split(FINAL_SPLIT)
         self._writers = {}
-        self._summary_writer = _summary_writer_class() if tensorboard else None
+        self.tensorboard = tensorboard and tensorboard_available()
 
     def _drop_split(self, split: str) -> None:
         records = [record for record in iter_metric_records(self.run_dir) if record["split"] != split]
@@ -79,11 +80,11 @@ class RunRecorder:
             f.writelines(json.dumps(record) + "\n" for record in records)
         os.replace(tmp, self.metrics.path)
 
-    def _writer(self, split: str):
-        if self._summary_writer is None:
+    def _writer(self, split: str) -> Optional[EventWriter]:
+        if not self.tensorboard:
             return None
         if split not in self._writers:
-            self._writers[split] = self._summary_writer(os.path.join(self.run_dir, split), purge_step=self.purge_step)
+            self._writers[split] = EventWriter(os.path.join(self.run_dir, split), purge_step=self.purge_step)
         return self._writers[split]
 
     def log_metrics(self, step: int, split: str, values: Dict[str, float], epoch: Optional[int] = None) -> None:
@@ -91,14 +92,14 @@ class RunRecorder:
         writer = self._writer(split)
         if writer is not None:
             for key, value in values.items():
-                writer.add_scalar(key, value, global_step=step)
+                writer.add_scalar(key, value, step)
             writer.flush()
 
     def log_image(self, step: int, split: str, tag: str, grid: np.ndarray) -> None:
         """``grid``: ``[H, W, C]`` uint8 image."""
         writer = self._writer(split)
         if writer is not None:
-            writer.add_image(tag, grid, global_step=step, dataformats="HWC")
+            writer.add_image(tag, grid, step)
             writer.flush()
 
     def close(self) -> None:
@@ -106,11 +107,3 @@ class RunRecorder:
             writer.close()
         self._writers = {}
 
-
-def _summary_writer_class():
-    """TensorBoard's SummaryWriter, or None when tensorboard is not installed."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter

@@ -39,6 +39,7 @@ from ovis.training import checkpoint as checkpoints
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import image_grid, interleave_rows, save_png
+from ovis.training.optim import Adam
 from ovis.training.recorder import RunRecorder
 from ovis.training.schedules import AlphaSchedule, LearningRateSchedule
 
@@ -51,8 +52,8 @@ RECONSTRUCTIONS = 50
 GPU_SAMPLE_MEMORY, CPU_SAMPLE_MEMORY = 512 * 2 ** 20, 4 * 2 ** 20
 EXIT_SUCCESS, EXIT_FAILED, EXIT_ABORTED = 0, 1, 130
 
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamax": torch.optim.Adamax,
-              "rmsprop": torch.optim.RMSprop}
+# Adam is ovis's own (torch.optim's optimisers import torch._dynamo, ~70 MB, on first use).
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": Adam, "adamax": torch.optim.Adamax, "rmsprop": torch.optim.RMSprop}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -75,7 +76,7 @@ class RunComponents:
     evaluator: Callable[[int], Callable]
     device: torch.device
     estimator_id: str = ""
-    eval_rows: Optional[int] = None  # data points x particles per evaluator call (None: whole batches)
+    chunk_rows: Optional[int] = None  # rows (data points x MC samples) per forward pass of the active units
 
 
 @dataclass
@@ -188,14 +189,14 @@ class Trainer:
         self.datasets = components.datasets
         self.model = components.model.to(self.device)
         self.estimator = components.estimator.to(self.device)
-        self.evaluator, self.eval_rows = components.evaluator, components.eval_rows
+        self.evaluator, self.chunk_rows = components.evaluator, components.chunk_rows
         self.estimator_id = components.estimator_id or args.estimator
         self.image_data = len(self.datasets.x_shape) == 3
 
         self.optimizers = [OPTIMIZERS[args.optimizer](self.model.parameters(), lr=args.lr)]
         estimator_parameters = [p for p in self.estimator.parameters() if p.requires_grad]
         if estimator_parameters:
-            self.optimizers.append(torch.optim.Adam(estimator_parameters, lr=args.baseline_lr))
+            self.optimizers.append(Adam(estimator_parameters, lr=args.baseline_lr))
         self.base_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in self.optimizers]
 
         train = self.datasets.train
@@ -362,8 +363,9 @@ class Trainer:
         args, values = self.args, {}
         if args.mc_au_analysis > 0:
             batches = self.subsets["active-units"].batches(args.test_bs, self.device)
+            rows = {"max_rows": self.chunk_rows} if self.chunk_rows else {}
             values.update(active_units(self.model, batches, args.mc_au_analysis, args.npoints_au_analysis,
-                                       threshold=args.au_threshold).summary)
+                                       threshold=args.au_threshold, **rows).summary)
         if args.grad_samples > 0:
             x = torch.cat(list(self.subsets["gradients"].batches(args.grad_bs, self.device)))
             # vmap over many samples at once pays off on GPUs; on CPUs a loop is as fast and leaner
@@ -377,8 +379,7 @@ class Trainer:
 
     def _bound(self, split: str, iw: int, limit: Optional[int] = None, batch_size: Optional[int] = None) -> Dict:
         batches = self.subsets[split].batches(batch_size or self.args.test_bs, self.device, limit=limit)
-        max_points = max(1, self.eval_rows // iw) if self.eval_rows else None
-        return evaluate_bound(self.evaluator(iw), self.model, batches, max_points=max_points)
+        return evaluate_bound(self.evaluator(iw), self.model, batches)
 
     def _save_images(self) -> None:
         """Prior samples and test reconstructions (means of p(x|z)) as PNG grids and TensorBoard images."""

@@ -4,7 +4,8 @@ import torch
 from torch import nn
 from torch.distributions import Normal
 
-from ovis.analysis.active_units import ActiveUnits, active_units, posterior_means
+from ovis.analysis.active_units import ActiveUnits, RunningVariance, active_units, posterior_means
+from ovis.models import get_model
 
 
 class DeterministicLayers(nn.Module):
@@ -68,6 +69,63 @@ def test_posterior_means_average_the_monte_carlo_copies():
     x = torch.full((2, 1), 3.0)
     means = posterior_means(GaussianPosterior(a=torch.ones(1), s=torch.ones(1)), x, mc=20000, max_rows=5000)
     assert means.shape == (2, 1) and torch.allclose(means, torch.full((2, 1), 3.0, dtype=torch.float64), atol=0.04)
+
+
+def _small_sbn():
+    """A 2 x 3 SBN whose posterior means move with the data (inference weights scaled up)."""
+    torch.manual_seed(4)
+    model = get_model("sbm", x_shape=(1, 4, 4), N=3, depth=2)
+    with torch.no_grad():
+        for parameter in model.inference_network.parameters():
+            parameter.mul_(10)
+    return model
+
+
+def _batch_computation(model, x, mc):
+    """The unstreamed computation: every [points * mc] row in one forward pass, then the
+    variance over points of the per-point means."""
+    z = model(x.repeat_interleave(mc, dim=0))["z"]
+    samples = torch.cat([layer.reshape(x.shape[0], mc, -1) for layer in z], dim=2).double()  # [points, mc, units]
+    return samples.mean(1).var(0)  # [units]
+
+
+def test_streaming_equals_the_batch_computation_on_a_small_sbn():
+    model, mc = _small_sbn(), 50
+    x = (torch.rand(12, 1, 4, 4, generator=torch.Generator().manual_seed(5)) < 0.5).float()
+    torch.manual_seed(6)
+    reference = _batch_computation(model, x, mc)
+    torch.manual_seed(6)  # the same particles: one forward pass of all 12 x 50 rows
+    streamed = active_units(model, [x], mc=mc, npoints=12, max_rows=12 * mc)
+    assert streamed.n == 6
+    torch.testing.assert_close(streamed.variances, reference, rtol=1e-12, atol=1e-15)
+
+
+def test_streaming_in_small_chunks_agrees_with_the_batch_computation():
+    """Chunks draw other particles: the results agree up to the Monte-Carlo error of the means."""
+    model, mc = _small_sbn(), 4000
+    x = (torch.rand(12, 1, 4, 4, generator=torch.Generator().manual_seed(5)) < 0.5).float()
+    torch.manual_seed(7)
+    reference = _batch_computation(model, x, mc)
+    calls = []
+    model.register_forward_hook(lambda module, args, output: calls.append(args[0].shape[0]))
+    streamed = active_units(model, torch.split(x, 5), mc=mc, npoints=12, max_rows=1000)
+    assert max(calls) <= 1000 and sum(calls) == 12 * mc
+    # per-point means have a standard error <= 0.5 / sqrt(4000) ~ 0.008: variances over the 12
+    # points of means with a spread of ~0.25 differ by ~2 x 0.25 x 0.008 / sqrt(12) ~ 0.001
+    assert reference.max() > 0.05  # the comparison is not between zeros
+    torch.testing.assert_close(streamed.variances, reference, rtol=0, atol=0.005)
+
+
+def test_running_variance_equals_the_variance_of_all_rows():
+    rows = torch.randn(37, 5, generator=torch.Generator().manual_seed(8), dtype=torch.float64) * 3 + 100
+    moments = RunningVariance()
+    for batch in torch.split(rows, [1, 10, 2, 24]):
+        moments.add(batch)
+    assert moments.count == 37
+    torch.testing.assert_close(moments.mean, rows.mean(0), rtol=1e-14, atol=0)
+    torch.testing.assert_close(moments.variance, rows.var(0), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError, match="at least 2 rows"):
+        RunningVariance().variance
 
 
 def test_bad_inputs_are_refused():
