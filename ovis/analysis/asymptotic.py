@@ -39,6 +39,7 @@ from ovis.devices import resolve_device
 from ovis.estimators.config import parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.models import get_model
+from ovis.training.arguments import integer_option
 
 LOSS_KEYS = ("loss/L_k", "loss/elbo", "loss/kl_q_p", "loss/nll", "loss/kl", "loss/ess")
 SLOPE_METRICS = ("grads/snr", "grads/variance", "grads/magnitude", "grads/dsnr")
@@ -91,17 +92,6 @@ def format_slopes(slopes: pd.DataFrame, float_format: str = "+.3f") -> str:
 
 
 # --- options -----------------------------------------------------------------------------------
-def _count(text: str) -> int:
-    """Integer option that also accepts integral float literals (``1e4``, ``10000.0``)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
-
-
 def _comma_list(text: str) -> List[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -120,25 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--rf", action="store_true", help="wipe an existing run folder first")
     base.add_argument("--seed", type=int, default=1, help="seed of the model, perturbation and particles")
     base.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    base.add_argument("--threads", type=_count, default=0, help="CPU threads of PyTorch (0: its default)")
+    base.add_argument("--threads", type=integer_option, default=0, help="CPU threads of PyTorch (0: its default)")
     base.add_argument("--silent", action="store_true", help="log to run.log only")
     base.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
     study = parser.add_argument_group("study")
     study.add_argument("--estimators", "--estimator", dest="estimators", default="ovis-gamma0,pathwise-iwae",
                        help="comma-separated estimator ids")
-    study.add_argument("--iw_min", type=_count, default=5, help="smallest K")
-    study.add_argument("--iw_max", type=_count, default=100, help="largest K")
-    study.add_argument("--iw_steps", type=_count, default=3, help="number of log-spaced K values")
+    study.add_argument("--iw_min", type=integer_option, default=5, help="smallest K")
+    study.add_argument("--iw_max", type=integer_option, default=100, help="largest K")
+    study.add_argument("--iw_steps", type=integer_option, default=3, help="number of log-spaced K values")
     study.add_argument("--epsilon", default="0.01", help="comma-separated perturbation scales")
     study.add_argument("--alpha", type=float, default=0.0, help="Renyi alpha of the estimators")
-    study.add_argument("--iw_valid", type=_count, default=1000, help="K of the bound reported at the perturbed point")
+    study.add_argument("--iw_valid", type=integer_option, default=1000, help="K of the bound reported at the perturbed point")
     study.add_argument("--key_filter", default="b",
                        help="parameters analysed: comma-separated name substrings (A, b: inference; mu: generative)")
-    study.add_argument("--mc_samples", type=_count, default=300, help="gradient samples per estimator and K")
-    study.add_argument("--samples_per_batch", type=_count, default=80000,
+    study.add_argument("--mc_samples", type=integer_option, default=300, help="gradient samples per estimator and K")
+    study.add_argument("--samples_per_batch", type=integer_option, default=80000,
                        help="at most this many rows (points x particles x samples) per forward pass")
-    study.add_argument("--npoints", type=_count, default=1024, help="data points of the toy data set")
-    study.add_argument("--D", type=_count, default=20, help="dimension of the toy model")
+    study.add_argument("--npoints", type=integer_option, default=1024, help="data points of the toy data set")
+    study.add_argument("--D", type=integer_option, default=20, help="dimension of the toy model")
     study.add_argument("--draw_individual", action="store_true", help="also draw every coordinate in the figure")
     return parser
 

@@ -148,7 +148,7 @@ class HierarchicalVAE(TemplateModel):
 
     def _latent_input(self, z: Tensor) -> Tensor:
         h = self.family.flatten(z)  # [rows, N * unit_size]
-        return 2 * h - 1 if self.signed_latents else h
+        return (2 * h).sub_(1) if self.signed_latents else h
 
     def _top_prior(self, rows: int, tau: float) -> Distribution:
         params = self.generative_model.prior_params

@@ -30,6 +30,7 @@ from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_
 from ovis.reporting.runs import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, UNKNOWN, ExperimentRuns, Run,
                                  load_curves, scan_experiment, select_runs)
 from ovis.reporting.style import apply_style, estimator_style
+from ovis.training.recorder import close_logger
 
 DEFAULT_METRICS = ("train:loss/L_k", "train:loss/kl_q_p", "train:loss/ess", "train:grads/snr")
 DEFAULT_PIVOT_METRICS = ("max:train:loss/L_k", "min:train:loss/kl_q_p", "mean:train:grads/snr")
@@ -108,12 +109,6 @@ def _logger(directory: str) -> logging.Logger:
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
     return logger
-
-
-def _close(logger: logging.Logger) -> None:
-    for handler in list(logger.handlers):
-        handler.close()
-        logger.removeHandler(handler)
 
 
 def experiment_description(experiment: ExperimentRuns, exp: str) -> str:
@@ -327,4 +322,4 @@ def build_report(options: ReportOptions) -> Report:
         logger.info(f"report written to {directory}/index.md")
         return report
     finally:
-        _close(logger)
+        close_logger(logger)

@@ -42,7 +42,7 @@ class ArgumentError(ValueError):
     """Bad or incompatible options; ``run.py`` exits with code 2 before doing any work."""
 
 
-def _count(text: str) -> int:
+def integer_option(text: str) -> int:
     """An integer option that also accepts integral float literals such as ``4e6``."""
     try:
         value = float(text)
@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
     base.add_argument("--exp", default="sandbox", help="experiment name (sub-folder of --root)")
     base.add_argument("--id", default="", help="prefix of the run name")
-    base.add_argument("--seed", type=_count, default=1, help="random seed")
-    base.add_argument("--workers", type=_count, default=1,
+    base.add_argument("--seed", type=integer_option, default=1, help="random seed")
+    base.add_argument("--workers", type=integer_option, default=1,
                       help="data-loading processes; <= 1 loads batches in the training process")
     base.add_argument("--rf", action="store_true", help="delete an existing run folder first")
     base.add_argument("--silent", action="store_true", help="no progress bar")
@@ -85,58 +85,58 @@ def build_parser() -> argparse.ArgumentParser:
                       help="evaluate the particles of one data point at a time (lowest memory)")
 
     run = parser.add_argument_group("run")
-    run.add_argument("--epochs", type=_count, default=-1, help="number of epochs (< 0: derived from --nsteps)")
-    run.add_argument("--nsteps", type=_count, default=500000, help="number of optimisation steps")
+    run.add_argument("--epochs", type=integer_option, default=-1, help="number of epochs (< 0: derived from --nsteps)")
+    run.add_argument("--nsteps", type=integer_option, default=500000, help="number of optimisation steps")
     run.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
     run.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     run.add_argument("--freebits", type=_optional(float), default=None, help="free bits per latent group")
     run.add_argument("--baseline_lr", type=float, default=5e-3, help="learning rate of a neural baseline")
-    run.add_argument("--bs", type=_count, default=32, help="training batch size")
-    run.add_argument("--valid_bs", type=_count, default=50, help="batch size of the final validation pass")
-    run.add_argument("--test_bs", type=_count, default=50, help="batch size of the periodic evaluations")
-    run.add_argument("--lr_reduce_steps", type=_count, default=0, help="number of learning-rate halvings")
+    run.add_argument("--bs", type=integer_option, default=32, help="training batch size")
+    run.add_argument("--valid_bs", type=integer_option, default=50, help="batch size of the final validation pass")
+    run.add_argument("--test_bs", type=integer_option, default=50, help="batch size of the periodic evaluations")
+    run.add_argument("--lr_reduce_steps", type=integer_option, default=0, help="number of learning-rate halvings")
     run.add_argument("--only_train_set", action="store_true", help="use the training set for every split")
     run.add_argument("--estimator", default="reinforce", help="estimator id (ovis.estimators.config)")
-    run.add_argument("--mc", type=_count, default=1, help="outer Monte-Carlo samples M")
-    run.add_argument("--iw", type=_count, default=1, help="importance samples K")
+    run.add_argument("--mc", type=integer_option, default=1, help="outer Monte-Carlo samples M")
+    run.add_argument("--iw", type=integer_option, default=1, help="importance samples K")
     run.add_argument("--beta", type=float, default=1.0, help="KL weight beta")
     run.add_argument("--tau", type=float, default=0.0, help="relaxation temperature (0: straight-through)")
     run.add_argument("--alpha", type=float, default=0.0, help="Renyi alpha (final value after a warm-up)")
-    run.add_argument("--warmup", type=_count, default=0, help="alpha warm-up length in steps (0: off)")
-    run.add_argument("--warmup_offset", type=_count, default=0, help="step at which the warm-up starts")
+    run.add_argument("--warmup", type=integer_option, default=0, help="alpha warm-up length in steps (0: off)")
+    run.add_argument("--warmup_offset", type=integer_option, default=0, help="step at which the warm-up starts")
     run.add_argument("--warmup_mode", default="log", choices=WARMUP_MODES)
     run.add_argument("--alpha_init", type=_optional(float), default=None, help="alpha at the start of the warm-up")
-    run.add_argument("--eval_freq", type=_count, default=10, help="evaluate every this many epochs")
-    run.add_argument("--max_eval", type=_optional(_count), default=None,
+    run.add_argument("--eval_freq", type=integer_option, default=10, help="evaluate every this many epochs")
+    run.add_argument("--max_eval", type=_optional(integer_option), default=None,
                      help="data points per periodic evaluation (default: the whole split)")
-    run.add_argument("--iw_valid", type=_count, default=100, help="K of the final validation bound")
-    run.add_argument("--iw_test", type=_count, default=1000, help="K of the periodic evaluation bound")
+    run.add_argument("--iw_valid", type=integer_option, default=100, help="K of the final validation bound")
+    run.add_argument("--iw_test", type=integer_option, default=1000, help="K of the periodic evaluation bound")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vae", help="model name (see ovis.models)")
-    model.add_argument("--hdim", type=_optional(_count), default=None,
+    model.add_argument("--hdim", type=_optional(integer_option), default=None,
                        help="hidden units per deterministic layer (default: the model's, vae 64, gaussian-vae 200)")
-    model.add_argument("--nlayers", type=_count, default=3, help="deterministic hidden layers")
-    model.add_argument("--depth", type=_optional(_count), default=None,
+    model.add_argument("--nlayers", type=integer_option, default=3, help="deterministic hidden layers")
+    model.add_argument("--depth", type=_optional(integer_option), default=None,
                        help="stochastic layers (default: the model's, sbm 3, vae and gaussian-vae 1)")
-    model.add_argument("--b_nlayers", type=_count, default=1, help="hidden layers of the neural baseline")
+    model.add_argument("--b_nlayers", type=integer_option, default=1, help="hidden layers of the neural baseline")
     model.add_argument("--normalization", default="none", choices=NORMALIZATIONS)
     model.add_argument("--dropout", type=float, default=0.0)
     model.add_argument("--prior", default="normal", choices=PRIORS)
-    model.add_argument("--N", type=_count, default=32, help="latent variables (per layer)")
-    model.add_argument("--K", type=_count, default=8, help="categories of a categorical latent")
-    model.add_argument("--kdim", type=_count, default=0, help="key dimension of the key-query head")
+    model.add_argument("--N", type=integer_option, default=32, help="latent variables (per layer)")
+    model.add_argument("--K", type=integer_option, default=8, help="categories of a categorical latent")
+    model.add_argument("--kdim", type=integer_option, default=0, help="key dimension of the key-query head")
     model.add_argument("--learn_prior", action="store_true")
 
     units = parser.add_argument_group("active units")
-    units.add_argument("--mc_au_analysis", type=_count, default=0, help="MC samples per point (0: skip)")
-    units.add_argument("--npoints_au_analysis", type=_count, default=1000, help="data points")
+    units.add_argument("--mc_au_analysis", type=integer_option, default=0, help="MC samples per point (0: skip)")
+    units.add_argument("--npoints_au_analysis", type=integer_option, default=1000, help="data points")
     units.add_argument("--au_threshold", type=float, default=1e-2,
                        help="a unit is active when Cov_x(E_q[z|x]) exceeds this (original code: 1e-3)")
 
     grads = parser.add_argument_group("gradient analysis")
-    grads.add_argument("--grad_bs", type=_count, default=10, help="data points of the gradient analysis")
-    grads.add_argument("--grad_samples", type=_count, default=100, help="gradient samples (0: skip)")
+    grads.add_argument("--grad_bs", type=integer_option, default=10, help="data points of the gradient analysis")
+    grads.add_argument("--grad_samples", type=integer_option, default=100, help="gradient samples (0: skip)")
     grads.add_argument("--grad_key", default="inference_network",
                        help="comma-separated substrings of the analysed parameters' names")
     grads.add_argument("--grad_epsilon", type=float, default=1e-15, help="variance threshold and SNR floor")
@@ -145,8 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     session.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
     session.add_argument("--run_id", default=None, help="run folder name (default: derived from the options)")
-    session.add_argument("--threads", type=_count, default=0,
-                         help="CPU threads of PyTorch (0: its default); 1 is fastest for small models on a busy machine")
+    session.add_argument("--threads", type=integer_option, default=0,
+                         help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
+                              "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
     return parser

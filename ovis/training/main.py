@@ -22,6 +22,7 @@ from ovis.records import FAILED, clear_outcome, read_config, write_config, write
 from ovis.training import checkpoint as checkpoints
 from ovis.training.arguments import (ArgumentError, canonical_options, default_run_id, model_hparams, model_name,
                                      parse_args, run_hash)
+from ovis.training.malloc import retain_freed_memory
 from ovis.training.recorder import close_logger, run_logger
 from ovis.training.trainer import EXIT_FAILED, RunComponents, Trainer
 
@@ -32,6 +33,10 @@ BASELINE_HDIM = 64  # the original's --hdim default
 CHUNK_ROWS = {"cpu": 512, "cuda": 65536}
 # Files the queue owns in a run folder: never deleted by --rf or a fresh start.
 KEPT_FILES = ("process.log",)
+# Multiply-adds of a training step (rows x parameters) below which one CPU thread is fastest: the
+# step's ~250 operations then take microseconds each, and handing each to a second thread costs
+# about as much as it saves (a 3 x 200 SBN at batch 24: iw = 5 is below, iw = 50 above).
+SINGLE_THREAD_STEP_MACS = 2e8
 
 
 def configure_determinism(deterministic: bool) -> None:
@@ -43,6 +48,20 @@ def configure_determinism(deterministic: bool) -> None:
     torch.backends.cudnn.deterministic = True
     torch.backends.cudnn.benchmark = False
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def configure_threads(args: argparse.Namespace, components: RunComponents) -> None:
+    """``--threads N`` > 0: N threads; 0: one thread on a CPU when the training step is small
+    (``SINGLE_THREAD_STEP_MACS``), else PyTorch's default (one per core)."""
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+        return
+    if components.device.type != "cpu":
+        return
+    rows = args.bs * args.mc * args.iw
+    parameters = sum(p.numel() for p in components.model.parameters())
+    if rows * parameters < SINGLE_THREAD_STEP_MACS:
+        torch.set_num_threads(1)
 
 
 def seed_everything(seed: int) -> None:
@@ -163,10 +182,10 @@ def main(argv: Optional[Sequence[str]] = None,
         device = resolve_device(args.device)
         check_run_dir(run_dir, args)
         configure_determinism(args.deterministic)
-        if args.threads > 0:
-            torch.set_num_threads(args.threads)
+        retain_freed_memory()
         seed_everything(args.seed)
         components = build(args, device)
+        configure_threads(args, components)
     except ValueError as error:  # ArgumentError included
         print(f"run.py: error: {error}", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS

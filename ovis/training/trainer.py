@@ -48,8 +48,9 @@ ESS_POINTS = 1000  # training points of the ESS at the training K (SPEC 5.5 step
 PRIOR_SAMPLES = 100
 RECONSTRUCTIONS = 50
 # Bytes of gradient samples held at once by the gradient analysis: wide vmap batches on a GPU,
-# little memory on a CPU (the samples of an SBN's inference network then take two passes).
-GPU_SAMPLE_MEMORY, CPU_SAMPLE_MEMORY = 512 * 2 ** 20, 4 * 2 ** 20
+# little memory on a CPU, where samples are drawn one at a time anyway (the samples of an SBN's
+# inference network then take two passes).
+GPU_SAMPLE_MEMORY, CPU_SAMPLE_MEMORY = 512 * 2 ** 20, 2 * 2 ** 20
 EXIT_SUCCESS, EXIT_FAILED, EXIT_ABORTED = 0, 1, 130
 
 # Adam is ovis's own (torch.optim's optimisers import torch._dynamo, ~70 MB, on first use).
