@@ -6,9 +6,14 @@ Example (3-layer sigmoid belief network on binarized MNIST with OVIS~ gamma=1):
     python run.py --dataset binmnist --model sbm --depth 3 --N 200 --nlayers 0 \\
         --estimator ovis-gamma1 --iw 5 --lr 3e-4 --bs 24 --data_root ../shared/data
 """
+import os
 import sys
 
-from ovis.training.main import main
+# Threads that wait for work sleep instead of spinning (read when PyTorch loads OpenMP): with
+# spinning, a multi-threaded run slows down a hundredfold as soon as another process is busy.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from ovis.training.main import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -112,7 +112,8 @@ class Adam:
             unsupported = {key: saved_group[key] for key in ("weight_decay", "amsgrad", "maximize")
                            if saved_group.get(key, TORCH_ADAM_OPTIONS[key]) != TORCH_ADAM_OPTIONS[key]}
             if unsupported:
-                raise ValueError(f"the saved optimiser state uses Adam options this Adam does not implement: {unsupported}")
+                raise ValueError(f"the saved optimiser state uses Adam options this Adam does not implement: "
+                                 f"{unsupported}")
         self.state = defaultdict(dict)
         for group, saved_group in zip(self.param_groups, groups):
             for key in ("lr", "betas", "eps"):

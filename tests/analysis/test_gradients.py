@@ -119,6 +119,20 @@ def test_streamed_moments_equal_the_stored_ones():
     assert small_memory.samples is None and small_memory.summary == pytest.approx(small_stored.summary, rel=1e-9)
 
 
+def test_a_memory_budget_gives_the_unbudgeted_result():
+    """Drawn one at a time (no vmap), the samples do not depend on how many are held at once:
+    one sample per chunk, streamed, equals all 300 samples held at once."""
+    torch.manual_seed(4)
+    unbudgeted = statistics(n_samples=300, vectorize=False, sample_memory=2 ** 30)
+    torch.manual_seed(4)
+    budgeted = statistics(n_samples=300, vectorize=False, sample_memory=8 * 6)  # one float64 sample
+    assert unbudgeted.samples.shape == (300, 6) and budgeted.samples is None
+    torch.testing.assert_close(budgeted.mean, unbudgeted.mean, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(budgeted.variance, unbudgeted.variance, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(budgeted.dsnr, unbudgeted.dsnr, rtol=1e-9, atol=0)
+    assert budgeted.summary == pytest.approx(unbudgeted.summary, rel=1e-9)
+
+
 def test_data_chunks_give_the_size_weighted_mean_gradient():
     x = torch.arange(15.0).view(5, 3)
     model = LinearModel(dim=3)

@@ -40,7 +40,8 @@ def _assert_same_parameters(model: nn.Module, reference: nn.Module) -> None:
 @pytest.mark.parametrize("options", [{}, {"lr": 3e-2, "betas": (0.5, 0.9), "eps": 1e-4}])
 def test_steps_equal_torch_adam(options):
     model, reference = _model(), _model()
-    optimizer, reference_optimizer = Adam(model.parameters(), **options), torch.optim.Adam(reference.parameters(), **options)
+    optimizer = Adam(model.parameters(), **options)
+    reference_optimizer = torch.optim.Adam(reference.parameters(), **options)
     for seed in range(STEPS):
         _step(model, optimizer, seed)
         _step(reference, reference_optimizer, seed)

@@ -1,0 +1,78 @@
+"""Process settings of ``run.py``: glibc heap thresholds and the default thread count."""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from ovis.training.main import SINGLE_THREAD_STEP_MACS, configure_threads
+
+REPO = Path(__file__).resolve().parents[2]
+
+# Page faults of 20 steps of a workload like a training step: ~35 MB of activations and
+# gradients allocated, touched and freed per step (9,000 pages).
+FAULTS = """
+import resource, sys, torch
+from ovis.training.malloc import retain_freed_memory
+torch.set_num_threads(1)
+if sys.argv[1] == "retain":
+    assert retain_freed_memory()
+w = torch.randn(784, 784, requires_grad=True)
+x = torch.randn(1200, 784)
+def step():
+    h = torch.tanh(x @ w)
+    (torch.sigmoid(h @ w) * h).sum().backward()
+    w.grad = None
+for _ in range(10):
+    step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    step()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc heap settings")
+def test_retained_memory_is_not_faulted_in_at_every_step():
+    def faults(mode):
+        result = subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True, text=True, check=True,
+                                cwd=REPO)
+        return int(result.stdout)
+
+    retained = faults("retain")
+    assert retained < 5000  # of 180,000 pages touched
+    assert faults("default") > 2 * retained  # glibc's default returns freed memory after (nearly) every step
+
+
+def _components(parameters: int, device: str = "cpu"):
+    model = nn.Linear(parameters, 1, bias=False)
+    return SimpleNamespace(model=model, device=torch.device(device))
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_small_training_steps_run_on_one_thread(restore_threads):
+    torch.set_num_threads(2)
+    args = argparse.Namespace(threads=0, bs=24, mc=1, iw=5)
+    configure_threads(args, _components(475_000))  # 120 rows x 475k parameters < SINGLE_THREAD_STEP_MACS
+    assert torch.get_num_threads() == 1
+    assert 120 * 475_000 < SINGLE_THREAD_STEP_MACS < 1200 * 475_000
+
+
+def test_large_steps_and_explicit_counts_keep_their_threads(restore_threads):
+    torch.set_num_threads(2)
+    configure_threads(argparse.Namespace(threads=0, bs=24, mc=1, iw=50), _components(475_000))
+    assert torch.get_num_threads() == 2
+    configure_threads(argparse.Namespace(threads=0, bs=24, mc=1, iw=5), _components(475_000, "cuda"))
+    assert torch.get_num_threads() == 2  # CPU threads only launch kernels on a GPU
+    configure_threads(argparse.Namespace(threads=3, bs=24, mc=1, iw=5), _components(475_000))
+    assert torch.get_num_threads() == 3
