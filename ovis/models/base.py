@@ -40,10 +40,14 @@ class TemplateModel(nn.Module):
     """
 
     def forward(self, x: Tensor, reparam: bool = False, **kwargs) -> Dict:
-        raise NotImplementedError
+        # Interface method: every model defines its own generative and inference passes.
+        raise NotImplementedError(f"{type(self).__name__} must define forward(x, reparam=False, **kwargs) "
+                                  f"returning px, z, qz and pz (see TemplateModel)")
 
     def sample_from_prior(self, n: int, **kwargs) -> Dict:
-        raise NotImplementedError
+        # Optional for users' models: only prior-sample images and the sleep phase need it.
+        raise NotImplementedError(f"{type(self).__name__} does not define sample_from_prior(n); it is needed "
+                                  f"for prior samples and the wake-sleep estimator")
 
     @property
     def supports_reparam(self) -> bool:

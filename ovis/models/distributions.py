@@ -108,7 +108,8 @@ class LatentFamily:
 
     def distribution(self, params: Tensor, tau: float = 0.0) -> Distribution:
         """``params``: ``[rows, N, n_params]`` -> distribution of batch shape ``[rows, N]``."""
-        raise NotImplementedError
+        # Interface method: each latent family (normal, Bernoulli, categorical) builds its own.
+        raise NotImplementedError(f"latent family {type(self).__name__} must define distribution(params, tau)")
 
     def flatten(self, z: Tensor) -> Tensor:
         """Sample ``[rows, N(, C)]`` -> network input ``[rows, N * unit_size]``."""
