@@ -1,0 +1,40 @@
+"""Command-line conventions shared by every script: the one definition.
+
+* Option names use underscores (``--iw_test``); each is also accepted with dashes
+  (``--iw-test``), everywhere, through ``ArgumentParser``.
+* ``--help`` shows every default (``DefaultsHelpFormatter``).
+* Comma-separated lists are parsed by ``comma_list``.
+"""
+import argparse
+from typing import Callable, List, Optional, TypeVar
+
+T = TypeVar("T")
+
+
+def comma_list(text: Optional[str], kind: Callable[[str], T] = str) -> List[T]:
+    """``"a, b,,c"`` -> ``[kind("a"), kind("b"), kind("c")]``; ``None`` or ``""`` -> ``[]``."""
+    return [kind(item.strip()) for item in (text or "").split(",") if item.strip()]
+
+
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` for every option that has one, including ``None`` and flags."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" in text or action.default is argparse.SUPPRESS or not action.option_strings:
+            return text
+        return text + " (default: %(default)s)"
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with the project's conventions: every default in ``--help``
+    and a dashed alias for each underscored option name."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def add_argument(self, *names, **kwargs):
+        aliases = [n.replace("_", "-") for n in names
+                   if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]
+        return super().add_argument(*names, *aliases, **kwargs)
