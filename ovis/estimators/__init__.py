@@ -12,7 +12,7 @@
 enough to enumerate.
 """
 from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound
-from .config import EXAMPLE_IDS, VALID_FORMS, parse_estimator_id
+from .config import EXAMPLE_IDS, VALID_FORMS, EstimatorId, describe_estimator_id, parse_estimator_id
 from .evaluation import BoundEvaluator
 from .ovis import OvisAsymptotic, OvisMonteCarlo
 from .pathwise import DReG, Pathwise, PathwiseIWAE, PathwiseVAE, StickingTheLanding
@@ -21,7 +21,7 @@ from .tvo import ThermodynamicVariationalObjective
 from .vimco import VIMCO
 from .wake_sleep import WakeSleep, WakeWake
 
-__all__ = ["parse_estimator_id", "VALID_FORMS", "EXAMPLE_IDS", "GradientEstimator", "Particles",
-           "RuntimeOptions", "iw_bound", "BoundEvaluator", "Pathwise", "PathwiseVAE", "PathwiseIWAE",
+__all__ = ["parse_estimator_id", "describe_estimator_id", "EstimatorId", "VALID_FORMS", "EXAMPLE_IDS",
+           "GradientEstimator", "Particles", "RuntimeOptions", "iw_bound", "BoundEvaluator", "Pathwise", "PathwiseVAE", "PathwiseIWAE",
            "StickingTheLanding", "DReG", "ScoreFunctionEstimator", "Reinforce", "ReinforceBaseline", "VIMCO",
            "OvisAsymptotic", "OvisMonteCarlo", "ThermodynamicVariationalObjective", "WakeWake", "WakeSleep"]

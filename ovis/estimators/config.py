@@ -21,9 +21,18 @@ The class is then built with ``Estimator(mc=..., iw=..., **config)``. Identifier
 ``ovis-S`` number is a fraction of iw (``ovis-S50`` = 50 iw auxiliary particles), unknown
 tokens in a TVO id are ignored (the original ``tvo-S5-beta3`` is a 2-partition TVO), and
 OVIS~ does not divide its log Z_[-k] correction by 1 - alpha.
+
+``describe_estimator_id(id) -> EstimatorId`` gives what the same parse found, for reports:
+the family, the parameters as typed values (``ovis-S2`` has ``S=2`` auxiliary particles,
+``ovis-S2.0`` has ``S_per_K=2.0``, i.e. 2K), a display label and ``key``, the canonical id that
+groups runs (``Pathwise`` and ``pathwise``, ``ovis-gamma1`` and ``ovis-gamma1.0`` share one).
+
+Adding an estimator: a row in ``_EXACT`` (and, optionally, its display name in ``_LABELS``);
+an id with numeric parameters gets a parser in ``_FAMILY_PARSERS``.
 """
 import re
-from typing import Dict, Tuple, Type
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Tuple, Type, Union
 
 from .base import GradientEstimator
 from .ovis import OvisAsymptotic, OvisMonteCarlo
@@ -59,9 +68,44 @@ _EXACT: Dict[str, Tuple[Type[GradientEstimator], Dict]] = {
     "vimco-arithmetic": (VIMCO, {"mode": "arithmetic"}),
     "vimco-geometric": (VIMCO, {"mode": "geometric"}),
 }
+# Display names of the ids in ``_EXACT`` (plain text; the id itself when absent).
+_LABELS: Dict[str, str] = {
+    "pathwise-vae": "VAE",
+    "pathwise-iwae": "IWAE",
+    "stl": "IWAE-STL",
+    "dreg": "IWAE-DReG",
+    "wake-wake": "RWS (wake-wake)",
+    "wake-sleep": "RWS (wake-sleep)",
+    "reinforce": "Reinforce",
+    "reinforce-baseline": "Reinforce (baseline)",
+    "vimco-arithmetic": "VIMCO",
+    "vimco-geometric": "VIMCO (geom.)",
+}
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _OVIS_MC = re.compile(rf"ovis-S{_NUMBER}(-exclusive)?")
 _GAMMA = re.compile(rf"gamma{_NUMBER}")
+
+
+Parameter = Union[int, float, str]
+
+
+@dataclass(frozen=True)
+class EstimatorId:
+    """What an estimator id says, from the one parse of the grammar (``describe_estimator_id``).
+
+    ``text``: the id as given; ``family``: the id without its numbers (``ovis-gamma``,
+    ``ovis-S-exclusive``, ``tvo-config1``, ``vimco-arithmetic``); ``parameters``: its numbers as
+    typed values in id order (``(("S", 2),)`` for ``ovis-S2-exclusive``: 2 auxiliary particles,
+    ``(("S_per_K", 2.0),)`` for ``ovis-S2.0-exclusive``: 2K of them); ``label``: a plain-text display
+    name; ``key``: the canonical id, equal for ids that build the same estimator."""
+    text: str
+    family: str
+    parameters: Tuple[Tuple[str, Parameter], ...]
+    label: str
+    key: str
+
+    def parameter(self, name: str, default: Optional[Parameter] = None) -> Optional[Parameter]:
+        return dict(self.parameters).get(name, default)
 
 
 def _invalid(estimator_id, reason: str = "") -> ValueError:
@@ -75,34 +119,56 @@ def _number(text: str):
     return float(text) if "." in text else int(text)
 
 
-def _parse_ovis(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEstimator], Dict]:
+def _text(value: Union[int, float]) -> str:
+    """A parameter as written in a canonical id: ``1.0`` -> ``1``, ``0.25`` -> ``0.25``."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+Parsed = Tuple[Type[GradientEstimator], Dict, EstimatorId]
+
+
+def _parse_ovis(estimator_id: str, head_compat: bool) -> Parsed:
     match = _OVIS_MC.fullmatch(estimator_id)
     if match:
-        config = {"iw_aux": _number(match.group(1)), "exclusive": match.group(2) is not None}
+        aux = _number(match.group(1))
+        exclusive = match.group(2) is not None
+        config = {"iw_aux": aux, "exclusive": exclusive}
         if head_compat:
             config["head_aux_scaling"] = True
-        return OvisMonteCarlo, config
+        fraction = head_compat or isinstance(aux, float)  # a fraction of K, else a number of particles
+        parameter = ("S_per_K", float(aux)) if fraction else ("S", aux)
+        budget = ("", "") if exclusive else (" of K", "")
+        suffix = "-exclusive" if exclusive else ""
+        written = repr(float(aux)) if fraction else str(aux)  # ovis-S2.0 stays apart from ovis-S2
+        label = f"OVIS-MC (S={_text(aux)}{'K' if fraction else ''}{budget[0]})"
+        return OvisMonteCarlo, config, EstimatorId(estimator_id, "ovis-S" + suffix, (parameter,), label,
+                                                   f"ovis-S{written}{suffix}")
     tokens = estimator_id.split("-")[1:]
     gammas = [m for m in map(_GAMMA.fullmatch, tokens) if m]
     modes = [t for t in tokens if t in ("arithmetic", "geometric")]
     if len(gammas) != 1 or len(modes) > 1 or len(gammas) + len(modes) != len(tokens):
         raise _invalid(estimator_id, "an ovis id is ovis-S<S>[-exclusive] or ovis-gamma<g>[-arithmetic|-geometric]")
-    config = {"gamma": float(gammas[0].group(1)), "leave_one_out": modes[0] if modes else "clipped"}
+    gamma = float(gammas[0].group(1))
+    config = {"gamma": gamma, "leave_one_out": modes[0] if modes else "clipped"}
     if head_compat:
         config["legacy_renyi"] = True
-    return OvisAsymptotic, config
+    mode = f"-{modes[0]}" if modes else ""
+    label = f"OVIS~ (gamma={_text(gamma)}{', ' + modes[0] if modes else ''})"
+    return OvisAsymptotic, config, EstimatorId(estimator_id, "ovis-gamma" + mode, (("gamma", gamma),), label,
+                                               f"ovis-gamma{_text(gamma)}{mode}")
 
 
-def _parse_tvo(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEstimator], Dict]:
+def _tvo_config(estimator_id: str, tokens, head_compat: bool) -> Tuple[Dict, int]:
+    """The TVO's config and the ``beta<b>`` number b (beta_min = 10^-b)."""
     config = {"partitions": 2, "log_beta_min": -10.0, "beta_min_rule": None, "integration": "left"}
-    tokens = estimator_id.split("-")[1:]
+    beta = 10
     if head_compat:  # the original's rules: substring tests, first integer, unknown tokens ignored
         for token in tokens:
             number = re.search(r"\d+", token)
             if "part" in token and number:
                 config["partitions"] = int(number.group())
             elif "beta" in token and number:
-                config["log_beta_min"] = -float(number.group())
+                beta = int(number.group())
             elif token in BETA_MIN_RULES:
                 config["beta_min_rule"] = token
         config["integration"] = next((t for t in tokens if t in INTEGRATIONS), "left")
@@ -122,25 +188,58 @@ def _parse_tvo(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEstim
             if kind == "part":
                 config["partitions"] = int(match.group(2))
             elif kind == "beta":
-                config["log_beta_min"] = -float(match.group(2))
+                beta = int(match.group(2))
             else:
                 config[kind] = token
-    if config["partitions"] < 1:
+    config["log_beta_min"] = -float(beta)
+    return config, beta
+
+
+def _parse_tvo(estimator_id: str, head_compat: bool) -> Parsed:
+    config, beta = _tvo_config(estimator_id, estimator_id.split("-")[1:], head_compat)
+    parts = config["partitions"]
+    if parts < 1:
         raise _invalid(estimator_id, "the TVO needs at least one partition")
-    return ThermodynamicVariationalObjective, config
+    words = [w for w in (config["beta_min_rule"], config["integration"]) if w not in (None, "left")]
+    family = "-".join(["tvo"] + words)
+    details = ([f"{parts} part."] if parts != 2 else []) + ([f"beta_min=1e-{beta}"] if beta != 10 else []) + words
+    key = "-".join(["tvo"] + ([f"part{parts}"] if parts != 2 else []) + ([f"beta{beta}"] if beta != 10 else [])
+                   + words)
+    label = "TVO" + (f" ({', '.join(details)})" if details else "")
+    return (ThermodynamicVariationalObjective, config,
+            EstimatorId(estimator_id, family, (("part", parts), ("beta", beta)), label, key))
+
+
+def _parse_exact(estimator_id: str) -> Parsed:
+    cls, config = _EXACT[estimator_id]
+    key = next(name for name, row in _EXACT.items() if row == (cls, config))  # the first spelling of an alias
+    return cls, dict(config), EstimatorId(estimator_id, key, (), _LABELS.get(key, key), key)
+
+
+# Ids with numeric parameters: parser by first token.
+_FAMILY_PARSERS: Dict[str, Callable[[str, bool], Parsed]] = {"ovis": _parse_ovis, "tvo": _parse_tvo}
+
+
+def _parse(estimator_id: str, head_compat: bool) -> Parsed:
+    if not isinstance(estimator_id, str):
+        raise _invalid(estimator_id, "expected a string")
+    if estimator_id in _EXACT:
+        return _parse_exact(estimator_id)
+    parser = _FAMILY_PARSERS.get(estimator_id.split("-")[0])
+    if parser is None:
+        raise _invalid(estimator_id)
+    return parser(estimator_id, head_compat)
 
 
 def parse_estimator_id(estimator_id: str, head_compat: bool = False) -> Tuple[Type[GradientEstimator], Dict]:
     """Map an estimator identifier to ``(EstimatorClass, config)``; build the estimator with
     ``EstimatorClass(mc=..., iw=..., **config)``. Raises ``ValueError`` listing the valid forms
     for anything else. See the module docstring for the identifiers and ``head_compat``."""
-    if not isinstance(estimator_id, str):
-        raise _invalid(estimator_id, "expected a string")
-    if estimator_id in _EXACT:
-        cls, config = _EXACT[estimator_id]
-        return cls, dict(config)
-    if estimator_id.startswith("ovis-"):
-        return _parse_ovis(estimator_id, head_compat)
-    if estimator_id == "tvo" or estimator_id.startswith("tvo-"):
-        return _parse_tvo(estimator_id, head_compat)
-    raise _invalid(estimator_id)
+    cls, config, _ = _parse(estimator_id, head_compat)
+    return cls, config
+
+
+def describe_estimator_id(estimator_id: str, head_compat: bool = False) -> EstimatorId:
+    """The structured description of an identifier (family, typed parameters, label, canonical
+    key) from the same parse as ``parse_estimator_id``; the same ``ValueError`` for bad ids."""
+    return _parse(estimator_id, head_compat)[2]

@@ -5,18 +5,17 @@ is taken over the run's logged time series exactly as recorded (no smoothing, no
 down-sampling), ignoring steps where the value was not finite.
 """
 import math
-import re
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 
+from ovis.estimators.config import EstimatorId, describe_estimator_id
 from ovis.reporting.runs import BOOKKEEPING_OPTIONS, Run
 
 AGGREGATIONS = ("min", "max", "mean", "avg", "last")
 SEED = "seed"
-_ESTIMATOR_ARG = re.compile(r"([A-Za-z_]+?)(\d+(?:\.\d*)?|\.\d+)")
 
 
 class ReportError(ValueError):
@@ -84,19 +83,30 @@ def _scalar(value):
     return value
 
 
+def _description(estimator) -> Optional[EstimatorId]:
+    try:
+        return describe_estimator_id(str(estimator))
+    except ValueError:  # an id of another version of the code: kept as it is
+        return None
+
+
+def estimator_key(estimator) -> str:
+    """The canonical id that groups runs (``Pathwise`` -> ``pathwise``; ``ovis-S2.0-exclusive``
+    stays apart from ``ovis-S2-exclusive``); unknown ids unchanged."""
+    description = _description(estimator)
+    return str(estimator) if description is None else description.key
+
+
 def split_estimator_id(estimator: str, taken: Sequence[str] = ()) -> Dict[str, object]:
-    """``ovis-gamma1`` -> ``{"estimator": "ovis", "gamma": 1.0}``; ``ovis-S50-exclusive`` ->
-    ``{"estimator": "ovis-exclusive", "S": 50.0}``. A parameter whose name is already a run
+    """``ovis-gamma1`` -> ``{"estimator": "ovis-gamma", "gamma": 1.0}``; ``ovis-S50-exclusive`` ->
+    ``{"estimator": "ovis-S-exclusive", "S": 50}``; ``ovis-S0.5`` -> ``{"estimator": "ovis-S",
+    "S_per_K": 0.5}`` (from ``describe_estimator_id``). A parameter whose name is already a run
     option (``beta``) is prefixed ``estimator_``."""
-    family, arguments = [], {}
-    for token in str(estimator).split("-"):
-        match = _ESTIMATOR_ARG.fullmatch(token)
-        if match and family:
-            name = match.group(1)
-            arguments["estimator_" + name if name in taken else name] = float(match.group(2))
-        else:
-            family.append(token)
-    return {"estimator": "-".join(family), **arguments}
+    description = _description(estimator)
+    if description is None:
+        return {"estimator": str(estimator)}
+    return {"estimator": description.family,
+            **{("estimator_" + name if name in taken else name): value for name, value in description.parameters}}
 
 
 def attribute_table(runs: Sequence[Run], parse_estimator_args: bool = False,
@@ -108,6 +118,8 @@ def attribute_table(runs: Sequence[Run], parse_estimator_args: bool = False,
     rows = {}
     for run in runs:
         row = {k: _scalar(v) for k, v in run.config.items() if k not in BOOKKEEPING_OPTIONS}
+        if "estimator" in row:
+            row["estimator"] = estimator_key(row["estimator"])
         if parse_estimator_args and "estimator" in row:
             row.update(split_estimator_id(row["estimator"], taken=set(row) - {"estimator"}))
         rows[run.run_id] = row

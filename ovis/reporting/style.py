@@ -9,7 +9,6 @@ estimators greys and purples, Reinforce grey-blue.
 import functools
 import hashlib
 import math
-import re
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -20,8 +19,10 @@ import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
+from ovis.estimators.config import EstimatorId, describe_estimator_id  # noqa: E402
+
 # Axes drawn on a log scale when the x variable is one of these run options.
-LOG_SCALE_KEYS = ("iw", "mc", "gamma", "S", "iw_aux", "bs", "K")
+LOG_SCALE_KEYS = ("iw", "mc", "gamma", "S", "S_per_K", "iw_aux", "bs", "K")
 # Metric groups whose values span decades (drawn with a log y axis when positive).
 LOG_SCALE_GROUPS = ("grads", "snr", "gmm", "gaussian_toy")
 # Line styles and markers for the successive values of the style key (K = 5, 10, 50, ...).
@@ -48,7 +49,7 @@ METRIC_LABELS = {
 }
 # Run options as printed in legends and axis labels.
 KEY_LABELS = {"iw": "$K$", "mc": "$M$", "gamma": r"$\gamma$", "alpha": r"$\alpha$", "beta": r"$\beta$",
-              "S": "$S$", "estimator": "estimator", "dataset": "dataset", "seed": "seed"}
+              "S": "$S$", "S_per_K": "$S/K$", "estimator": "estimator", "dataset": "dataset", "seed": "seed"}
 
 
 @dataclass(frozen=True)
@@ -94,75 +95,83 @@ def _fallback_color(estimator: str) -> tuple:
     return tuple(palette[digest % len(palette)])
 
 
-def _token_value(tokens: Sequence[str], prefix: str) -> Optional[float]:
-    for token in tokens:
-        match = re.fullmatch(re.escape(prefix) + r"(\d+(?:\.\d*)?|\.\d+)", token)
-        if match:
-            return float(match.group(1))
-    return None
+# Colour and legend rank (paper order of families) of the estimators without numeric parameters.
+FAMILY_STYLES = {
+    "vimco-arithmetic": ("#238b45", (1, 0)),
+    "vimco-geometric": ("#74c476", (1, 1)),
+    "wake-wake": ("#6baed6", (3, 0)),
+    "wake-sleep": ("#9ecae1", (3, 1)),
+    "pathwise-iwae": ("#636363", (4, 0)),
+    "pathwise-vae": ("#a9a9a9", (4, 1)),
+    "pathwise": ("#4d4d4d", (4, 2)),
+    "stl": ("#9e9ac8", (4, 3)),
+    "dreg": ("#54278f", (4, 4)),
+    "reinforce": ("#7b95b0", (5, 0)),
+    "reinforce-baseline": ("#4a6c8c", (5, 1)),
+}
+UNKNOWN_RANK = (9, 0)
+
+
+def _ovis_mc_style(description: EstimatorId) -> EstimatorStyle:
+    """S = 1 orange -> S = 50 dark brown on a log scale; fractions of K in reds."""
+    exclusive = description.family.endswith("-exclusive")
+    count, fraction = description.parameter("S"), description.parameter("S_per_K")
+    size = f"{_fmt(fraction)}K" if count is None else _fmt(count)
+    label = rf"OVIS$_{{\mathrm{{MC}}}}$ ($S={size}$" + ("" if exclusive else " of $K$") + ")"
+    if count is None:
+        color = _gradient(["#f4a582", "#b2182b", "#67001f"], _log_position(fraction, 0.01, 10))
+    else:
+        color = _gradient(["#fdae61", "#e6550d", "#8c510a", "#543005"], _log_position(count, 1, 100))
+    if not exclusive:
+        color = _shade(mcolors.to_hex(color), -0.3)
+    return EstimatorStyle(label, color, (0, 1, int(count is None), float(count or fraction), description.key))
+
+
+def _ovis_gamma_style(description: EstimatorId) -> EstimatorStyle:
+    gamma = description.parameter("gamma")
+    variant = {"ovis-gamma-arithmetic": ", arith.", "ovis-gamma-geometric": ", geom."}.get(description.family, "")
+    color = _gradient(["#e8b923", "#b8860b", "#7a5c00"], gamma)
+    if variant:
+        color = _shade(mcolors.to_hex(color), 0.25 if "arith" in variant else -0.35)
+    label = rf"OVIS$_{{\sim}}$ ($\gamma={_fmt(gamma)}${variant})"
+    return EstimatorStyle(label, color, (0, 0, 0, gamma, description.key))
+
+
+def _tvo_style(description: EstimatorId) -> EstimatorStyle:
+    parts = description.parameter("part")
+    color = _shade("#2166ac", min(0.08 * (parts - 2), 0.4) if parts >= 2 else -0.2)
+    return EstimatorStyle(description.label, color, (2, 0, 0, parts, description.key))
+
+
+def _describe(name: str) -> Optional[EstimatorId]:
+    try:
+        return describe_estimator_id(name)
+    except ValueError:
+        return None
 
 
 @functools.lru_cache(maxsize=None)
 def estimator_style(estimator: str) -> EstimatorStyle:
     """Display name, colour and legend rank of an estimator id (``ovis-gamma1``,
-    ``ovis-S50-exclusive``, ``vimco-arithmetic``, ``tvo-part5-config2``, ...)."""
+    ``ovis-S50-exclusive``, ``vimco-arithmetic``, ``tvo-part5-config2``, ...), from its
+    structured description (``ovis.estimators.config.describe_estimator_id``). Unknown ids (and
+    family names, the estimator column of ``--parse_estimator_args``) keep their text and get a
+    colour that is a hash of it."""
     name = str(estimator)
-    tokens = name.split("-")
-    baseline = " + baseline" if "baseline" in tokens and not name.startswith("reinforce") else ""
-
-    if name.startswith("ovis"):
-        gamma = _token_value(tokens, "gamma")
-        aux = _token_value(tokens, "S")
-        if aux is not None:
-            exclusive = "exclusive" in tokens
-            budget = "" if exclusive or aux >= 1 else "K"
-            label = rf"OVIS$_{{\mathrm{{MC}}}}$ ($S={_fmt(aux)}{budget}$)"
-            # S = 1 orange -> S = 50 dark brown on a log scale; budget fractions in reds.
-            if budget:
-                color = _gradient(["#f4a582", "#b2182b", "#67001f"], aux)
-            else:
-                color = _gradient(["#fdae61", "#e6550d", "#8c510a", "#543005"], _log_position(aux, 1, 100))
-            return EstimatorStyle(label + baseline, color, (0, 1, aux, name))
-        if gamma is not None:
-            variant = ""
-            if "arithmetic" in tokens:
-                variant = ", arith."
-            elif "geometric" in tokens:
-                variant = ", geom."
-            label = rf"OVIS$_{{\sim}}$ ($\gamma={_fmt(gamma)}${variant})"
-            color = _gradient(["#e8b923", "#b8860b", "#7a5c00"], gamma)
-            if variant:
-                color = _shade(mcolors.to_hex(color), 0.25 if "arith" in variant else -0.35)
-            return EstimatorStyle(label + baseline, color, (0, 0, gamma, name))
-        return EstimatorStyle("OVIS (" + name + ")", _fallback_color(name), (0, 2, 0, name))
-    if name.startswith("vimco"):
-        if "geometric" in tokens:
-            return EstimatorStyle("VIMCO (geom.)", mcolors.to_rgb("#74c476"), (1, 1, 0, name))
-        return EstimatorStyle("VIMCO", mcolors.to_rgb("#238b45"), (1, 0, 0, name))
-    if name.startswith("tvo"):
-        parts = _token_value(tokens, "part")
-        label = "TVO" if parts is None else f"TVO ({_fmt(parts)} part.)"
-        color = _shade("#2166ac", 0.0 if parts is None else min(0.08 * (parts - 2), 0.4))
-        return EstimatorStyle(label, color, (2, 0, parts or 2, name))
-    if name in ("wake-wake", "wake-sleep"):
-        color = "#6baed6" if name == "wake-wake" else "#9ecae1"
-        return EstimatorStyle(f"RWS ({name})", mcolors.to_rgb(color), (3, 0, 0, name))
-    pathwise = {
-        "pathwise-iwae": ("IWAE", "#636363", 0),
-        "pathwise-vae": ("VAE", "#a9a9a9", 1),
-        "pathwise": ("pathwise", "#4d4d4d", 2),
-        "Pathwise": ("pathwise", "#4d4d4d", 2),
-        "stl": ("IWAE-STL", "#9e9ac8", 3),
-        "dreg": ("IWAE-DReG", "#54278f", 4),
-    }
-    if name in pathwise:
-        label, color, rank = pathwise[name]
-        return EstimatorStyle(label, mcolors.to_rgb(color), (4, rank, 0, name))
-    if name.startswith("reinforce"):
-        label = "Reinforce (baseline)" if "baseline" in tokens else "Reinforce"
-        color = "#4a6c8c" if "baseline" in tokens else "#7b95b0"
-        return EstimatorStyle(label, mcolors.to_rgb(color), (5, 0, 0, name))
-    return EstimatorStyle(name, _fallback_color(name), (9, 0, 0, name))
+    description = _describe(name)
+    if description is None:
+        color, rank = FAMILY_STYLES.get(name, (None, UNKNOWN_RANK))
+        return EstimatorStyle(name, mcolors.to_rgb(color) if color else _fallback_color(name), rank + (0, 0, name))
+    family = description.family
+    if family.startswith("ovis-S"):
+        return _ovis_mc_style(description)
+    if family.startswith("ovis-gamma"):
+        return _ovis_gamma_style(description)
+    if family.startswith("tvo"):
+        return _tvo_style(description)
+    color, rank = FAMILY_STYLES.get(family, (None, UNKNOWN_RANK))
+    color = mcolors.to_rgb(color) if color else _fallback_color(description.key)
+    return EstimatorStyle(description.label, color, rank + (0, 0, description.key))
 
 
 def estimator_label(estimator: str) -> str:

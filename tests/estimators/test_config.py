@@ -5,7 +5,7 @@ import torch
 from ovis.estimators import (DReG, OvisAsymptotic, OvisMonteCarlo, Pathwise, PathwiseIWAE, PathwiseVAE,
                              Reinforce, ReinforceBaseline, StickingTheLanding, ThermodynamicVariationalObjective,
                              VIMCO, WakeSleep, WakeWake)
-from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
+from ovis.estimators.config import EXAMPLE_IDS, describe_estimator_id, parse_estimator_id
 
 from .helpers import build
 
@@ -138,3 +138,24 @@ def test_head_compat_reproduces_the_original_renyi_correction():
     Estimator, config = parse_estimator_id("ovis-gamma1", head_compat=True)
     assert config["legacy_renyi"] is True and Estimator(iw=3, **config).legacy_renyi
     assert "legacy_renyi" not in parse_estimator_id("ovis-gamma1")[1]
+
+
+@pytest.mark.parametrize("estimator_id", EXAMPLE_IDS + ("Pathwise", "ovis-S2.0-exclusive", "ovis-gamma1.0",
+                                                        "ovis-arithmetic-gamma1", "tvo-part2-beta10-left"))
+def test_the_canonical_key_builds_the_same_estimator(estimator_id):
+    description = describe_estimator_id(estimator_id)
+    assert parse_estimator_id(description.key) == parse_estimator_id(estimator_id)
+    assert describe_estimator_id(description.key).key == description.key
+
+
+def test_description_keeps_the_typed_parameters_apart():
+    """ovis-S2.0 is a fraction of K (2K auxiliary particles), ovis-S2 two particles."""
+    fraction, count = describe_estimator_id("ovis-S2.0-exclusive"), describe_estimator_id("ovis-S2-exclusive")
+    assert fraction.parameters == (("S_per_K", 2.0),) and count.parameters == (("S", 2),)
+    assert fraction.family == count.family == "ovis-S-exclusive"
+    assert fraction.key != count.key and fraction.label != count.label
+    assert describe_estimator_id("ovis-S50", head_compat=True).parameters == (("S_per_K", 50.0),)
+    assert describe_estimator_id("tvo-part5-beta2-trapz").parameters == (("part", 5), ("beta", 2))
+    assert describe_estimator_id("vimco-arithmetic").label == "VIMCO"
+    with pytest.raises(ValueError, match="valid forms"):
+        describe_estimator_id("ovis-gamma")

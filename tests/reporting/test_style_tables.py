@@ -5,8 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ovis.reporting.aggregate import (PivotMetric, ReportError, aggregate_series, downsample_curves, parse_ylims,
-                                      seed_statistics, smooth_curves, split_estimator_id, tukey_limits)
+from ovis.reporting.aggregate import (PivotMetric, ReportError, aggregate_series, attribute_table, downsample_curves,
+                                      estimator_key, parse_ylims, seed_statistics, smooth_curves, split_estimator_id,
+                                      tukey_limits)
+from ovis.reporting.runs import Run
 from ovis.reporting.figure3 import hann_smooth
 from ovis.reporting.style import estimator_color, estimator_label, estimator_style, sort_estimators
 from ovis.reporting.tables import to_latex, to_markdown
@@ -19,9 +21,9 @@ PAPER_ESTIMATORS = ["ovis-gamma0", "ovis-gamma1", "ovis-S1-exclusive", "ovis-S10
 def test_paper_display_names():
     assert estimator_label("ovis-gamma1") == r"OVIS$_{\sim}$ ($\gamma=1$)"
     assert estimator_label("ovis-S50-exclusive") == r"OVIS$_{\mathrm{MC}}$ ($S=50$)"
-    assert estimator_label("ovis-S0.3") == r"OVIS$_{\mathrm{MC}}$ ($S=0.3K$)"
+    assert estimator_label("ovis-S0.3") == r"OVIS$_{\mathrm{MC}}$ ($S=0.3K$ of $K$)"
     assert estimator_label("vimco-arithmetic") == "VIMCO"
-    assert estimator_label("tvo-part5-config2") == "TVO (5 part.)"
+    assert estimator_label("tvo-part5-config2") == "TVO (5 part., config2)"
     assert estimator_label("pathwise-iwae") == "IWAE"
     assert estimator_label("dreg") == "IWAE-DReG"
     assert estimator_label("wake-wake") == "RWS (wake-wake)"
@@ -44,11 +46,35 @@ def test_legend_order_follows_the_paper_families():
 
 
 def test_split_estimator_id():
-    assert split_estimator_id("ovis-gamma1") == {"estimator": "ovis", "gamma": 1.0}
-    assert split_estimator_id("ovis-S50-exclusive") == {"estimator": "ovis-exclusive", "S": 50.0}
-    assert split_estimator_id("tvo-part5-beta2", taken={"beta"}) == {"estimator": "tvo", "part": 5.0,
-                                                                     "estimator_beta": 2.0}
+    assert split_estimator_id("ovis-gamma1") == {"estimator": "ovis-gamma", "gamma": 1.0}
+    assert split_estimator_id("ovis-S50-exclusive") == {"estimator": "ovis-S-exclusive", "S": 50}
+    assert split_estimator_id("ovis-S2.0-exclusive") == {"estimator": "ovis-S-exclusive", "S_per_K": 2.0}
+    assert split_estimator_id("tvo-part5-beta2", taken={"beta"}) == {"estimator": "tvo", "part": 5,
+                                                                     "estimator_beta": 2}
     assert split_estimator_id("reinforce") == {"estimator": "reinforce"}
+    assert split_estimator_id("an-old-id") == {"estimator": "an-old-id"}
+
+
+def test_a_fraction_of_k_is_neither_labelled_nor_grouped_as_a_number_of_particles():
+    """ovis-S2.0-exclusive has 2K auxiliary particles, ovis-S2-exclusive has 2 (estimators/config.py)."""
+    assert estimator_label("ovis-S2.0-exclusive") == r"OVIS$_{\mathrm{MC}}$ ($S=2K$)"
+    assert estimator_label("ovis-S2-exclusive") == r"OVIS$_{\mathrm{MC}}$ ($S=2$)"
+    assert estimator_color("ovis-S2.0-exclusive") != estimator_color("ovis-S2-exclusive")
+    assert estimator_label("ovis-S2") == r"OVIS$_{\mathrm{MC}}$ ($S=2$ of $K$)"
+    assert estimator_key("ovis-S2.0-exclusive") != estimator_key("ovis-S2-exclusive")
+    # Spellings of one estimator share one group.
+    assert estimator_key("ovis-gamma1.0") == estimator_key("ovis-gamma1") == "ovis-gamma1"
+    assert estimator_key("Pathwise") == "pathwise"
+    assert estimator_key("ovis-arithmetic-gamma1") == "ovis-gamma1-arithmetic"
+    runs = [Run(f"r{i}", "success", config={"estimator": e, "iw": 5, "seed": 1})
+            for i, e in enumerate(["ovis-S2-exclusive", "ovis-S2.0-exclusive", "ovis-gamma1", "ovis-gamma1.0"])]
+    table = attribute_table(runs)
+    assert table["estimator"].tolist() == ["ovis-S2-exclusive", "ovis-S2.0-exclusive", "ovis-gamma1", "ovis-gamma1"]
+    assert len({estimator_label(e) for e in table["estimator"]}) == 3
+    parsed = attribute_table(runs, parse_estimator_args=True)
+    assert parsed["S"].iloc[0] == 2 and math.isnan(parsed["S"].iloc[1])
+    assert math.isnan(parsed["S_per_K"].iloc[0]) and parsed["S_per_K"].iloc[1] == 2.0
+    assert parsed["estimator"].tolist()[:2] == ["ovis-S-exclusive", "ovis-S-exclusive"]
 
 
 def test_aggregations_ignore_non_finite_values():
