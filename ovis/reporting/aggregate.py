@@ -2,7 +2,10 @@
 
 Pivot metrics are written ``<agg>:<split>:<key>`` (``max:test:loss/L_k``); the aggregate
 is taken over the run's logged time series exactly as recorded (no smoothing, no
-down-sampling), ignoring steps where the value was not finite.
+down-sampling), ignoring steps where the value was not finite. Written ``<split>:<key>``
+(``train:loss/L_k``, as the original's users sometimes did), a metric takes its default
+aggregation (``default_aggregation``): the best value of a bound (max), the lowest of a
+divergence or an error (min), the mean of a gradient statistic, else the last value.
 """
 import math
 from dataclasses import dataclass
@@ -15,6 +18,10 @@ from ovis.estimators.config import EstimatorId, describe_estimator_id
 from ovis.reporting.runs import BOOKKEEPING_OPTIONS, Run
 
 AGGREGATIONS = ("min", "max", "mean", "avg", "last")
+# Default aggregation of a pivot metric given without one: by key, then by group, else "last".
+DEFAULT_AGGREGATION_BY_KEY = {"loss/L_k": "max", "loss/elbo": "max", "loss/nll": "min", "loss/kl": "min",
+                              "loss/kl_q_p": "min", "loss/overfitting": "min"}
+DEFAULT_AGGREGATION_BY_GROUP = {"grads": "mean", "snr": "mean", "gmm": "min", "gaussian_toy": "min"}
 SEED = "seed"
 
 
@@ -34,11 +41,21 @@ class PivotMetric:
 
     @classmethod
     def parse(cls, spec: str) -> "PivotMetric":
+        """``max:test:loss/L_k``; ``test:loss/L_k`` takes ``default_aggregation("loss/L_k")``."""
         agg, _, metric = spec.strip().partition(":")
+        if agg not in AGGREGATIONS and metric.count(":") == 0 and agg and "/" in metric:
+            return cls(default_aggregation(metric), spec.strip())
         if agg not in AGGREGATIONS or ":" not in metric:
             raise ReportError(f"pivot metric {spec!r}: expected <agg>:<split>:<key> with agg in "
-                              f"{', '.join(AGGREGATIONS)} (e.g. max:test:loss/L_k)")
+                              f"{', '.join(AGGREGATIONS)} (e.g. max:test:loss/L_k), or <split>:<key> for the "
+                              f"metric's default aggregation (max for loss/L_k, min for loss/kl_q_p, mean for "
+                              f"grads/*)")
         return cls("mean" if agg == "avg" else agg, metric)
+
+
+def default_aggregation(key: str) -> str:
+    """The aggregation of a pivot metric written ``<split>:<key>`` (see the module docstring)."""
+    return DEFAULT_AGGREGATION_BY_KEY.get(key) or DEFAULT_AGGREGATION_BY_GROUP.get(key.split("/", 1)[0], "last")
 
 
 def parse_ylims(specs: Sequence[str]) -> Dict[str, Tuple[float, float]]:

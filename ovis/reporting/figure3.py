@@ -7,6 +7,7 @@ draws one colour per estimator and one line style and marker per number of parti
 """
 import colorsys
 import os
+import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
@@ -41,9 +42,20 @@ class Figure3Options:
 
     @property
     def report_dir(self) -> str:
+        """``<root>/<exp>``; when absent, the one ``<root>/<exp>-<id of the options>`` that
+        ``report.py`` made with options other than its defaults (an error if there are several)."""
         if self.figure not in DEFAULT_REPORTS:
             raise ValueError(f"--figure {self.figure!r}: expected left or right")
-        return os.path.join(self.root, self.exp or DEFAULT_REPORTS[self.figure])
+        name = self.exp or DEFAULT_REPORTS[self.figure]
+        path = os.path.join(self.root, name)
+        if os.path.isdir(path) or not os.path.isdir(self.root):
+            return path
+        pattern = re.compile(re.escape(name) + r"-[0-9a-f]{8}")
+        found = sorted(entry for entry in os.listdir(self.root) if pattern.fullmatch(entry))
+        if len(found) > 1:
+            raise ValueError(f"{len(found)} reports of {name} with other options in {self.root}: {', '.join(found)}; "
+                             f"choose one with --exp")
+        return os.path.join(self.root, found[0]) if found else path
 
 
 def hann_smooth(values: np.ndarray, window: int) -> np.ndarray:

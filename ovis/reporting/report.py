@@ -1,6 +1,10 @@
 """``report.py``: turn an experiment's run records into figures, tables and one index page.
 
-Output folder ``<output>/<report_id>/`` (``report_id = <exp>[-inc=..][-exc=..][-ema..]``):
+Output folder ``<output>/<report_id>/``: ``report_id = <exp>[-inc=..][-exc=..][-ema..][-<hash>]``,
+where ``<hash>`` (8 hex digits) identifies the other options when they differ from the defaults,
+so that reports with different options go to different folders. A report replaces the files
+that it wrote before in its folder (listed in ``report.json``) and never deletes anything else:
+``report_figure3.py``'s figures or notes of your own in the folder survive. Contents:
 
 * ``index.md``     the page to open: description, run counts per status, missing and failed
                    runs, the pivot table and every figure;
@@ -9,20 +13,24 @@ Output folder ``<output>/<report_id>/`` (``report_id = <exp>[-inc=..][-exc=..][-
 * ``runs.csv``     one row per run: status, attributes, seed and its pivot aggregates;
 * ``curves.csv``   the plotted curves (after ``--ema``/``--downsample``) with attributes;
 * ``curves-<metric>.png|pdf``, ``detailed[-<category>=<v>].png|pdf``, ``pivot-plot.png|pdf``;
-* ``run.log``      everything printed.
+* ``run.log``      everything printed;
+* ``report.json``  the options and the list of files written (what the next report may replace).
 """
+import contextlib
+import dataclasses
 import datetime
+import hashlib
 import json
 import logging
 import os
 import re
-import shutil
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import pandas as pd
 
 from ovis import records
+from ovis.files import atomic_write
 from ovis.reporting import figures, tables
 from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_table, constant_columns,
                                       downsample_curves, parse_ylims, run_aggregates, seed_statistics,
@@ -30,11 +38,13 @@ from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_
 from ovis.reporting.runs import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, UNKNOWN, ExperimentRuns, Run,
                                  load_curves, scan_experiment, select_runs)
 from ovis.reporting.style import apply_style, estimator_style
-from ovis.training.recorder import close_logger
 
 DEFAULT_METRICS = ("train:loss/L_k", "train:loss/kl_q_p", "train:loss/ess", "train:grads/snr")
 DEFAULT_PIVOT_METRICS = ("max:train:loss/L_k", "min:train:loss/kl_q_p", "mean:train:grads/snr")
-REPORT_MARKERS = ("index.md", "run.log")  # a folder holding one of these may be overwritten
+MANIFEST = "report.json"  # the options and the files of the report that wrote the folder
+REPORT_MARKERS = ("index.md", "run.log")  # a report of an older version, without a manifest
+# Options that say where things are, not what the report shows: not part of the report id.
+_NOT_IN_ID = ("exp", "root", "output", "command", "include", "exclude", "ema")
 
 
 @dataclass
@@ -61,8 +71,17 @@ class ReportOptions:
     latex: bool = False
     command: str = ""
 
+    def normalized(self) -> Dict[str, object]:
+        """The options as plain values (lists as lists, pivot metrics with their aggregation)."""
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values = {k: list(v) if isinstance(v, (list, tuple)) else v for k, v in values.items()}
+        values["pivot_metrics"] = [PivotMetric.parse(spec).name for spec in self.pivot_metrics]
+        return values
+
     @property
     def report_id(self) -> str:
+        """``<exp>[-inc=..][-exc=..][-ema..]`` (as the original), then ``-<hash>`` of the other
+        options that differ from the defaults."""
         report_id = self.exp
         if self.include:
             report_id += "-inc=" + ",".join(self.include)
@@ -70,6 +89,11 @@ class ReportOptions:
             report_id += "-exc=" + ",".join(self.exclude)
         if self.ema:
             report_id += f"-ema{self.ema:g}"
+        defaults, values = ReportOptions(exp=self.exp).normalized(), self.normalized()
+        changed = {k: v for k, v in values.items() if k not in _NOT_IN_ID and v != defaults[k]}
+        if changed:
+            text = json.dumps(changed, sort_keys=True, default=str)
+            report_id += "-" + hashlib.sha1(text.encode()).hexdigest()[:8]
         return report_id.replace(os.sep, "_")
 
 
@@ -83,32 +107,41 @@ class Report:
     experiment: Optional[ExperimentRuns] = None
 
 
-def comma_list(text: str) -> List[str]:
-    """``"a, b,,c"`` -> ``["a", "b", "c"]`` (the form of every list option)."""
-    return [item.strip() for item in (text or "").split(",") if item.strip()]
-
-
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", str(text)).strip("-")
 
 
 def _prepare_directory(path: str) -> None:
+    """Create the report folder; remove the files that the previous report listed in its
+    manifest, and nothing else."""
     if os.path.isdir(path) and os.listdir(path):
-        if not any(os.path.exists(os.path.join(path, marker)) for marker in REPORT_MARKERS):
+        manifest = os.path.join(path, MANIFEST)
+        if os.path.exists(manifest):
+            with open(manifest) as f:
+                previous = json.load(f).get("files", [])
+            for name in previous:
+                target = os.path.join(path, os.path.basename(name))
+                if os.path.isfile(target):
+                    os.remove(target)
+        elif not any(os.path.exists(os.path.join(path, marker)) for marker in REPORT_MARKERS):
             raise ReportError(f"output folder {path!r} exists and is not a report folder; "
                               f"choose another --output")
-        shutil.rmtree(path)
     os.makedirs(path, exist_ok=True)
 
 
-def _logger(directory: str) -> logging.Logger:
-    logger = logging.getLogger(f"ovis.report.{directory}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    for handler in (logging.FileHandler(os.path.join(directory, "run.log")), logging.StreamHandler()):
+@contextlib.contextmanager
+def _report_log(directory: str) -> Iterator[logging.Logger]:
+    """A logger to ``run.log`` and the console; an unregistered ``Logger``, so that nothing of it
+    outlives the report but the file handler, closed at the end."""
+    logger = logging.Logger(f"ovis.report.{directory}", logging.INFO)
+    log_file = logging.FileHandler(os.path.join(directory, "run.log"), mode="w")
+    for handler in (log_file, logging.StreamHandler()):
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-    return logger
+    try:
+        yield logger
+    finally:
+        log_file.close()
 
 
 def experiment_description(experiment: ExperimentRuns, exp: str) -> str:
@@ -222,45 +255,45 @@ def _index_page(options: ReportOptions, experiment: ExperimentRuns, selected: Li
 
 
 def _write_tables(directory: str, per_run: pd.DataFrame, stats: pd.DataFrame, layout: figures.Layout,
-                  options: ReportOptions) -> Tuple[str, str]:
-    """``runs.csv``, ``pivot.csv``, ``pivot.md`` and ``pivot.tex``; returns the Markdown and LaTeX."""
+                  options: ReportOptions) -> Tuple[str, str, List[str]]:
+    """``runs.csv``, ``pivot.csv``, ``pivot.md`` and ``pivot.tex``; returns the Markdown, the
+    LaTeX and the paths."""
     names = list(dict.fromkeys(stats.columns.get_level_values(0)))
     block = [c for c in (layout.category, layout.x) if c]
     pivot_md = tables.to_markdown(stats, block, options.float_format)
     pivot_tex = tables.to_latex(stats, block, options.float_format, caption=f"{options.exp}: {', '.join(names)}")
-    per_run.sort_values(names[0], ascending=False).to_csv(os.path.join(directory, "runs.csv"))
-    tables.flat_pivot(stats).to_csv(os.path.join(directory, "pivot.csv"), index=False)
-    for name, text in (("pivot.md", pivot_md), ("pivot.tex", pivot_tex)):
-        with open(os.path.join(directory, name), "w") as f:
-            f.write(text)
-    return pivot_md, pivot_tex
+    texts = {"runs.csv": per_run.sort_values(names[0], ascending=False).to_csv(),
+             "pivot.csv": tables.flat_pivot(stats).to_csv(index=False), "pivot.md": pivot_md, "pivot.tex": pivot_tex}
+    for name, text in texts.items():
+        atomic_write(os.path.join(directory, name), text)
+    return pivot_md, pivot_tex, [os.path.join(directory, name) for name in texts]
 
 
 def _draw_figures(directory: str, per_run: pd.DataFrame, curves: pd.DataFrame, pivot_names: List[str],
                   palette: figures.Palette, layout: figures.Layout, ylims: Dict,
-                  options: ReportOptions) -> List[Tuple[str, List[str]]]:
+                  options: ReportOptions) -> Tuple[List[Tuple[str, List[str]]], List[str]]:
     """The pivot plot, one curve figure per metric and the detailed grids (one per category);
-    returns ``(section title, PNG paths)`` for the index page."""
-    pivot = figures.plot_pivot(per_run, pivot_names, layout, palette, os.path.join(directory, "pivot-plot"), ylims)
-    curve_files = [figures.plot_curves(curves, metric, layout, palette,
-                                       os.path.join(directory, f"curves-{slug(metric)}"), ylims, options.log_steps)[0]
-                   for metric in options.metrics]
-    detailed_files = []
-    if options.detailed_metrics:
-        for category in figures.category_values(curves, layout):
-            suffix = "" if category is None else f"-{slug(layout.category)}={slug(category)}"
-            detailed_files.append(figures.plot_detailed(
-                figures.in_category(curves, layout, category), list(options.detailed_metrics), layout, palette,
-                os.path.join(directory, f"detailed{suffix}"), ylims, options.log_steps)[0])
-    return [("Pivot metrics", pivot[:1]), ("Training curves", curve_files), ("Detailed curves", detailed_files)]
+    returns ``(section title, PNG paths)`` for the index page (sections without a figure left
+    out) and every path written (PNG and PDF)."""
+    written = figures.plot_pivot(per_run, pivot_names, layout, palette, os.path.join(directory, "pivot-plot"), ylims)
+    sections = [("Pivot metrics", written[:1]), ("Training curves", []), ("Detailed curves", [])]
+    for metric in options.metrics:
+        paths = figures.plot_curves(curves, metric, layout, palette, os.path.join(directory, f"curves-{slug(metric)}"),
+                                    ylims, options.log_steps)
+        sections[1][1].append(paths[0])
+        written += paths
+    for category in (figures.category_values(curves, layout) if options.detailed_metrics else []):
+        suffix = "" if category is None else f"-{slug(layout.category)}={slug(category)}"
+        paths = figures.plot_detailed(figures.in_category(curves, layout, category), list(options.detailed_metrics),
+                                      layout, palette, os.path.join(directory, f"detailed{suffix}"), ylims,
+                                      options.log_steps)
+        sections[2][1].append(paths[0])
+        written += paths
+    return [(title, paths) for title, paths in sections if paths], written
 
 
-def build_report(options: ReportOptions) -> Report:
-    """Read every run of ``<root>/<exp>``, write the report folder, return what was made."""
-    pivot_metrics = [PivotMetric.parse(spec) for spec in options.pivot_metrics]
-    if not pivot_metrics:
-        raise ReportError("--pivot_metrics: give at least one <agg>:<split>:<key>, e.g. max:test:loss/L_k")
-    ylims = parse_ylims(options.ylims)
+def _used_runs(options: ReportOptions) -> Tuple[ExperimentRuns, List[Run], List[Run]]:
+    """The experiment, the runs matching the filters, and those that the report reads."""
     experiment = scan_experiment(os.path.join(options.root, options.exp))
     selected = select_runs(experiment.runs, options.include, options.exclude)
     readable = [SUCCESS] + ([RUNNING, FAILED, ABORTED, UNKNOWN] if options.non_completed else [])
@@ -271,11 +304,19 @@ def build_report(options: ReportOptions) -> Report:
         counts = ExperimentRuns(experiment.exp_dir, selected).status_counts()
         raise ReportError(f"no {'' if options.non_completed else 'completed '}run to report in "
                           f"{experiment.exp_dir} (runs matching the filters per status: {counts})")
+    return experiment, selected, used
 
+
+def build_report(options: ReportOptions) -> Report:
+    """Read every run of ``<root>/<exp>``, write the report folder, return what was made."""
+    pivot_metrics = [PivotMetric.parse(spec) for spec in options.pivot_metrics]
+    if not pivot_metrics:
+        raise ReportError("--pivot_metrics: give at least one <agg>:<split>:<key>, e.g. max:test:loss/L_k")
+    ylims = parse_ylims(options.ylims)
+    experiment, selected, used = _used_runs(options)
     directory = os.path.join(options.output, options.report_id)
     _prepare_directory(directory)
-    logger = _logger(directory)
-    try:
+    with _report_log(directory) as logger:
         report = Report(directory, experiment=experiment)
         apply_style()
         attributes = attribute_table(used, options.parse_estimator_args, options.merge_args)
@@ -290,8 +331,7 @@ def build_report(options: ReportOptions) -> Report:
         layout = figures.Layout(tuple(keys), tuple(variant_columns(attributes, keys)))
         global_attributes = {k: v for k, v in constant_columns(attributes).items()
                              if k not in layout.group_columns and k != SEED}
-        logger.info(f"report {options.report_id}: {len(used)} runs; keys {keys}; "
-                    f"variants {list(layout.variants)}")
+        logger.info(f"report {options.report_id}: {len(used)} runs; keys {keys}; variants {list(layout.variants)}")
         logger.info("global attributes: " + ", ".join(f"{k}={v}" for k, v in sorted(global_attributes.items())))
 
         # Per-run table and pivot over seeds (exact aggregates of the records).
@@ -300,26 +340,22 @@ def build_report(options: ReportOptions) -> Report:
         per_run.insert(0, "status", [r.status for r in used])
         names = [p.name for p in pivot_metrics]
         stats = _sorted_stats(seed_statistics(per_run, layout.group_columns, names), layout)
-        pivot_md, pivot_tex = _write_tables(directory, per_run, stats, layout, options)
-        logger.info("\n" + pivot_md)
-        if options.latex:
-            logger.info(pivot_tex)
+        pivot_md, pivot_tex, written = _write_tables(directory, per_run, stats, layout, options)
+        logger.info("\n" + pivot_md + (pivot_tex if options.latex else ""))
         report.per_run, report.pivot = per_run, stats
 
         # Curves: smoothing and down-sampling are for display only.
         shown = downsample_curves(smooth_curves(curves, options.ema), options.downsample)
         shown = shown.merge(attributes[layout.group_columns + seeds], left_on="run_id", right_index=True)
-        shown.to_csv(os.path.join(directory, "curves.csv"), index=False)
-
-        sections = _draw_figures(directory, per_run, shown, names, figures.Palette(attributes, layout), layout,
-                                 ylims, options)
-
+        atomic_write(os.path.join(directory, "curves.csv"), shown.to_csv(index=False))
+        sections, figure_files = _draw_figures(directory, per_run, shown, names, figures.Palette(attributes, layout),
+                                               layout, ylims, options)
         index = _index_page(options, experiment, selected, used, missing_metrics, global_attributes, pivot_md,
                             sections)
-        with open(os.path.join(directory, "index.md"), "w") as f:
-            f.write(index)
-        report.files = sorted(os.listdir(directory))
+        atomic_write(os.path.join(directory, "index.md"), index)
+        report.files = sorted(os.path.basename(p) for p in written + figure_files
+                              + ["curves.csv", "index.md", "run.log", MANIFEST])
+        manifest = {"report_id": options.report_id, "options": options.normalized(), "files": report.files}
+        atomic_write(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1, default=str) + "\n")
         logger.info(f"report written to {directory}/index.md")
         return report
-    finally:
-        close_logger(logger)

@@ -41,5 +41,5 @@ def test_figure3_from_a_report(experiment):
 def test_figure3_command_line_errors(tmp_path):
     result = subprocess.run([sys.executable, os.path.join(REPO, "report_figure3.py"), "--root", str(tmp_path)],
                             capture_output=True, text=True, cwd=REPO)
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "curves.csv not found" in result.stderr and "--include iwbound" in result.stderr

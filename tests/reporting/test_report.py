@@ -1,6 +1,7 @@
 """report.py on synthetic run folders: files, exact pivot numbers, statuses, filters, errors."""
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 
 from ovis import records
 from ovis.reporting.aggregate import ReportError
+from ovis.reporting.cli import report_options
 from ovis.reporting.report import ReportOptions, build_report
 
 from .helpers import ESTIMATORS, IWS, SEEDS, STEPS, read_text, write_run
@@ -69,7 +71,8 @@ def test_pivot_numbers_are_the_aggregates_of_the_metric_records(shared_experimen
 
 def test_report_folder_has_every_figure_and_table(default_report):
     report = default_report
-    assert os.path.basename(report.directory) == "grid"
+    assert os.path.basename(report.directory) == options({"exp": "grid", "root": "", "output": ""}).report_id
+    assert re.fullmatch(r"grid-[0-9a-f]{8}", os.path.basename(report.directory))  # not the default options
     expected = {"index.md", "run.log", "pivot.csv", "pivot.md", "pivot.tex", "runs.csv", "curves.csv"}
     for stem in ("pivot-plot", "curves-train-loss-L_k", "curves-train-grads-snr", "detailed-dataset=binmnist"):
         expected |= {f"{stem}.png", f"{stem}.pdf"}
@@ -103,7 +106,7 @@ def test_index_reports_statuses_and_failed_and_unfinished_runs(experiment, defau
 def test_include_exclude_filters_and_report_id(experiment):
     report = build_report(options(experiment, include=("ovis", "vimco"), exclude=("iw5-",), metrics=(),
                                   detailed_metrics=()))
-    assert os.path.basename(report.directory) == "grid-inc=ovis,vimco-exc=iw5-"
+    assert re.fullmatch(r"grid-inc=ovis,vimco-exc=iw5--[0-9a-f]{8}", os.path.basename(report.directory))
     assert set(report.per_run["estimator"]) == {"ovis-gamma1", "vimco-arithmetic"}
     assert set(report.per_run["iw"]) == {50}
     index = read_text(report.directory, "index.md")
@@ -156,7 +159,7 @@ def test_bad_requests_raise_clear_errors(experiment, overrides, message):
 
 
 def test_refuses_to_overwrite_a_folder_that_is_not_a_report(experiment, tmp_path):
-    target = tmp_path / "reports" / "grid"
+    target = tmp_path / "reports" / options(experiment).report_id
     target.mkdir(parents=True)
     (target / "precious.txt").write_text("keep me")
     with pytest.raises(ReportError, match="not a report folder"):
@@ -171,9 +174,52 @@ def test_command_line(experiment):
                "--ema", "0.5"]
     result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stderr
-    directory = os.path.join(experiment["output"], "grid-ema0.5")
+    directory = os.path.join(experiment["output"], report_options(command[2:]).report_id)
+    assert os.path.basename(directory).startswith("grid-ema0.5-") and f"{directory}/index.md" in result.stderr
     curves = pd.read_csv(os.path.join(directory, "curves.csv"))
     assert curves.groupby(["run_id", "metric"]).size().max() <= 5
     assert "--ema 0.5" in read_text(directory, "index.md")
     bad = subprocess.run(command[:-4] + ["--keys", "estimator,nope"], capture_output=True, text=True, cwd=REPO)
-    assert bad.returncode == 1 and "'nope'" in bad.stderr
+    assert bad.returncode == 2 and "'nope'" in bad.stderr
+
+
+def test_reports_with_other_options_go_elsewhere_and_nothing_foreign_is_deleted(experiment):
+    """report.py twice with other options, then again with the first ones: the second report and
+    files that no report wrote (report_figure3.py's figure, a note) survive (issue 14, item 3)."""
+    def report(*extra):
+        command = [sys.executable, os.path.join(REPO, "report.py"), "--exp", "grid", "--root", experiment["root"],
+                   "--output", experiment["output"], "--detailed_metrics", "", "--metrics", "train:loss/L_k",
+                   *extra]
+        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        return os.path.join(experiment["output"], report_options(command[2:]).report_id)
+
+    first = report("--pivot_metrics", "max:test:loss/L_k")
+    first_index = read_text(first, "index.md")
+    for name in ("figure3_left.png", "notes.txt"):
+        with open(os.path.join(first, name), "w") as f:
+            f.write("not written by report.py")
+    second = report("--pivot_metrics", "min:train:loss/kl_q_p")
+    assert second != first and read_text(first, "index.md") == first_index
+    assert "min:train:loss/kl_q_p" in read_text(second, "index.md")
+    # The same options again: the report replaces its own files, keeps the others.
+    os.remove(os.path.join(experiment["exp_dir"], "binmnist-sbm-reinforce-iw5-seed1", "config.json"))
+    assert report("--pivot_metrics", "max:test:loss/L_k") == first
+    assert read_text(first, "figure3_left.png") == read_text(first, "notes.txt") == "not written by report.py"
+    manifest = json.loads(read_text(first, "report.json"))
+    assert "index.md" in manifest["files"] and "notes.txt" not in manifest["files"]
+    assert sorted(os.listdir(first)) == sorted(manifest["files"] + ["figure3_left.png", "notes.txt"])
+    assert read_text(first, "index.md") != first_index  # rewritten: one run fewer
+
+
+def test_pivot_metric_without_aggregation_takes_the_metrics_default(experiment):
+    """``train:loss/L_k`` as the original's users wrote it: max for a bound, min for a divergence,
+    mean for a gradient statistic (issue 14, item 2)."""
+    report = build_report(options(experiment, pivot_metrics=("test:loss/L_k", "train:loss/kl_q_p", "train:grads/snr"),
+                                  metrics=(), detailed_metrics=()))
+    assert [c for c in report.pivot.columns.get_level_values(0).unique()] == [
+        "max:test:loss/L_k", "min:train:loss/kl_q_p", "mean:train:grads/snr"]
+    run_dir = os.path.join(experiment["exp_dir"], "binmnist-sbm-ovis-gamma1-iw5-seed1")
+    row = report.per_run.loc["binmnist-sbm-ovis-gamma1-iw5-seed1"]
+    for pivot in ("max:test:loss/L_k", "min:train:loss/kl_q_p", "mean:train:grads/snr"):
+        assert row[pivot] == pytest.approx(expected_aggregate(run_dir, pivot), rel=1e-12)
