@@ -320,3 +320,41 @@ def _seeded(seed: int, device: torch.device):
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
+
+
+def get_gradients_statistics(estimator: nn.Module, model: nn.Module, x: Tensor, n_samples: int = 100,
+                             key_filter: str = "inference_network", true_grads: Optional[Tensor] = None,
+                             return_grads: bool = False, use_dsnr: bool = False,
+                             samples_per_batch: Optional[int] = None, mc_samples: Optional[int] = None,
+                             **runtime) -> Tuple[Dict[str, Dict[str, Tensor]], Dict[str, Optional[Tensor]]]:
+    """Thin compatibility wrapper with the original OVIS API over ``gradient_statistics`` (new code
+    should call that): same arguments and return shapes as the original's function, except the
+    default ``key_filter`` (the original's ``qlogits`` names no parameter of the models here).
+
+    ``n_samples`` (``mc_samples``, the name the original README used) gradient samples of the
+    parameters whose names contain one of the comma-separated ``key_filter`` substrings, computed
+    in eval mode (the model's mode is restored afterwards); ``samples_per_batch``: at most this many
+    rows per forward pass; ``true_grads``: adds ``grads/direction``; ``**runtime``: the estimator's
+    call-time options (alpha, beta, ...).
+
+    Returns ``(statistics, meta)``: ``statistics = {"grads": {"variance", "magnitude", "snr", "dsnr",
+    "keep_ratio"[, "direction"]}, "snr": {"p5", "p25", "p50", "p75", "p95", "min", "max", "mean"}}``
+    (scalar tensors; DSNR is always computed, the original gave 0 without ``use_dsnr``) and
+    ``meta = {"grads": [T, D] samples (with ``return_grads`` or ``use_dsnr``, else None),
+    "expected": mean [D], "magnitude": |mean| [D], "var": variance [D], "snr": [D]}``.
+    """
+    n_samples = n_samples if mc_samples is None else mc_samples
+    training = model.training
+    model.eval()
+    try:
+        result = gradient_statistics(estimator, model, x, n_samples, key_filter, chunk_size=samples_per_batch,
+                                     keep_samples=return_grads or use_dsnr, oracle=true_grads, **runtime)
+    finally:
+        model.train(training)
+    statistics: Dict[str, Dict[str, Tensor]] = {"grads": {}, "snr": {}}
+    for name, value in result.summary.items():
+        group, key = name.split("/", 1)
+        statistics[group][key] = torch.tensor(value)
+    meta = {"grads": result.samples, "expected": result.mean, "magnitude": result.mean.abs(), "var": result.variance,
+            "snr": result.snr}
+    return statistics, meta

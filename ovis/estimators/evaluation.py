@@ -85,3 +85,21 @@ def _accumulate(total: Dict[str, Tensor], diagnostics: Dict[str, Tensor], weight
     """Add a particle chunk's model diagnostics, weighted by its share of the particles."""
     for key, value in diagnostics.items():
         total[key] = total.get(key, 0) + weight * value
+
+
+def evaluate(model: nn.Module, x: Tensor, iw: int = 5000, chunk_size: Optional[int] = None) -> Tensor:
+    """The importance-weighted bound L_K of each data point, ``[bs]`` (Burda et al., 2016, eq. 8):
+    ``L_K(x) = log (1/K) sum_k p(x, z_k) / q(z_k|x)``, ``z_k ~ q(z|x)``, a stochastic lower bound of
+    log p(x) whose expectation increases to log p(x) with K; with K = 5000 (the default, as in the
+    paper) the usual estimate of the test log-likelihood.
+
+    A simple function over ``BoundEvaluator``: no gradients, the model in eval mode (its mode is
+    restored afterwards), particles drawn in chunks of at most ``chunk_size`` rows (data points x
+    particles; all at once when None), so memory stays bounded for large K."""
+    training = model.training
+    model.eval()
+    try:
+        loss, _, _ = BoundEvaluator(iw, chunk_size=chunk_size)(model, x, return_diagnostics=False)
+    finally:
+        model.train(training)
+    return -loss  # [bs]

@@ -201,3 +201,33 @@ def test_vectorised_and_looped_samples_of_a_sampling_model_agree():
     assert abs(ratio - 1) < 0.25
     # every vectorised sample drew its own particles
     assert vectorised.samples.unique(dim=0).shape[0] == n
+
+
+def test_original_api_compatibility_wrapper():
+    """Code written against the original OVIS (issue 14, item 2): the same import, call and
+    return layout, with the numbers of gradient_statistics on the same samples."""
+    from ovis.analysis.gradients import get_gradients_statistics
+
+    model, x = LinearModel(), torch.zeros(3, 1)
+    model.train()
+    torch.manual_seed(0)
+    grad_stats, meta = get_gradients_statistics(GaussianGradients(MU, SIGMA), model, x, mc_samples=400,
+                                                key_filter="inference_network", return_grads=True)
+    torch.manual_seed(0)
+    reference = gradient_statistics(GaussianGradients(MU, SIGMA), model, x, 400, "inference_network")
+    assert model.training  # evaluated in eval mode, as the original, and restored
+    assert set(grad_stats) == {"grads", "snr"}
+    assert set(grad_stats["grads"]) == {"variance", "magnitude", "snr", "dsnr", "keep_ratio"}
+    assert set(grad_stats["snr"]) == {"p5", "p25", "p50", "p75", "p95", "min", "max", "mean"}
+    for name, value in reference.summary.items():
+        group, key = name.split("/")
+        assert torch.is_tensor(grad_stats[group][key]) and grad_stats[group][key].item() == pytest.approx(value)
+    assert set(meta) == {"grads", "expected", "magnitude", "var", "snr"}
+    assert meta["grads"].shape == (400, 6)
+    torch.testing.assert_close(meta["expected"], reference.mean)
+    torch.testing.assert_close(meta["var"], reference.variance)
+    torch.testing.assert_close(meta["magnitude"], reference.mean.abs())
+    # The gradient samples follow N(mu, sigma^2): the wrapper passes the right parameters.
+    assert np.allclose(meta["expected"].numpy(), MU.numpy(), atol=4 * SIGMA.max().item() / 20)
+    _, without_samples = get_gradients_statistics(GaussianGradients(MU, SIGMA), model, x, n_samples=10)
+    assert without_samples["grads"] is None
