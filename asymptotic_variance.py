@@ -11,6 +11,7 @@ options, 130 aborted (``--resume`` continues).
 import sys
 
 from ovis.analysis.asymptotic import main
+from ovis.reporting.asymptotic import draw_figures
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(draw_figures=draw_figures))

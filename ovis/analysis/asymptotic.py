@@ -26,13 +26,15 @@ import os
 import shutil
 import signal
 import sys
-from typing import Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ovis import records
+from ovis import exit_codes, records
+from ovis.cli import ArgumentParser, comma_list
+from ovis.files import atomic_write
 from ovis.analysis.gradients import gradient_statistics
 from ovis.datasets.gaussian_toy import sample_toy_data
 from ovis.devices import resolve_device
@@ -47,7 +49,6 @@ IDENTITY = ("epsilon", "estimator", "iw")
 # Options that do not change the numbers: left out of the run hash.
 BOOKKEEPING_KEYS = frozenset({"exp", "root", "data_root", "run_id", "resume", "rf", "device", "threads", "silent",
                               "draw_individual"})
-EXIT_FAILED, EXIT_BAD_ARGUMENTS, EXIT_ABORTED = 1, 2, 130
 
 
 class ArgumentError(ValueError):
@@ -92,12 +93,8 @@ def format_slopes(slopes: pd.DataFrame, float_format: str = "+.3f") -> str:
 
 
 # --- options -----------------------------------------------------------------------------------
-def _comma_list(text: str) -> List[str]:
-    return [item.strip() for item in text.split(",") if item.strip()]
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="asymptotic_variance.py",
         description="Variance and SNR of gradient estimators against K on the Gaussian toy model "
                     "near its optimum (paper Figure 1).")
@@ -147,19 +144,19 @@ def validate_args(args: argparse.Namespace) -> None:
     check(args.iw_valid >= 1, f"--iw_valid {args.iw_valid}: need at least 1")
     check(0 <= args.alpha < 1, f"--alpha {args.alpha}: need 0 <= alpha < 1")
     try:
-        epsilons = [float(e) for e in _comma_list(args.epsilon)]
+        epsilons = [float(e) for e in comma_list(args.epsilon)]
     except ValueError:
         raise ArgumentError(f"--epsilon {args.epsilon!r}: expected comma-separated numbers, e.g. 0.01,0.1") from None
     check(bool(epsilons) and all(e >= 0 and math.isfinite(e) for e in epsilons),
           f"--epsilon {args.epsilon!r}: expected comma-separated non-negative numbers")
-    estimators = _comma_list(args.estimators)
+    estimators = comma_list(args.estimators)
     check(bool(estimators), "--estimators: give at least one estimator id, e.g. ovis-gamma1,pathwise-iwae")
     for estimator in estimators:
         try:
             parse_estimator_id(estimator)
         except ValueError as error:
             raise ArgumentError(f"--estimators: {estimator!r} is not a valid estimator id: {error}") from None
-    check(bool(_comma_list(args.key_filter)), "--key_filter: name at least one parameter (A, b or mu)")
+    check(bool(comma_list(args.key_filter)), "--key_filter: name at least one parameter (A, b or mu)")
 
 
 def canonical_options(args: argparse.Namespace) -> Dict:
@@ -173,8 +170,8 @@ def run_hash(args: argparse.Namespace) -> str:
 
 def default_run_id(args: argparse.Namespace) -> str:
     """``asymptotic-<estimators>-iw<min>-<max>-<steps>-seed<s>-eps<eps>-alpha<a>-<hash>``."""
-    estimators = "+".join(_comma_list(args.estimators))
-    epsilon = "+".join(_comma_list(args.epsilon))
+    estimators = "+".join(comma_list(args.estimators))
+    epsilon = "+".join(comma_list(args.epsilon))
     return (f"asymptotic-{estimators}-iw{args.iw_min}-{args.iw_max}-{args.iw_steps}-seed{args.seed}"
             f"-eps{epsilon}-alpha{args.alpha:g}-{run_hash(args)[:12]}")
 
@@ -223,9 +220,7 @@ class AsymptoticRun:
         return pd.read_csv(path) if os.path.exists(path) else pd.DataFrame()
 
     def _write(self, name: str, table: pd.DataFrame) -> None:
-        path = os.path.join(self.run_dir, f"{name}.csv")
-        table.to_csv(path + ".tmp", index=False)
-        os.replace(path + ".tmp", path)
+        atomic_write(os.path.join(self.run_dir, f"{name}.csv"), table.to_csv(index=False))
 
     def done(self, epsilon: float, estimator: str, iw: int) -> bool:
         if self.data.empty:
@@ -258,8 +253,8 @@ def run_study(args: argparse.Namespace, run: AsymptoticRun, device: torch.device
     model, x = toy_problem(args, device)
     chunk = args.samples_per_batch
     log.info(f"toy data: {tuple(x.shape)}; bound at initialisation: {bound_statistics(model, x, args.iw_valid, chunk)}")
-    estimators, ks = _comma_list(args.estimators), iw_values(args.iw_min, args.iw_max, args.iw_steps)
-    for index, epsilon in enumerate(float(e) for e in _comma_list(args.epsilon)):
+    estimators, ks = comma_list(args.estimators), iw_values(args.iw_min, args.iw_max, args.iw_steps)
+    for index, epsilon in enumerate(float(e) for e in comma_list(args.epsilon)):
         model.set_optimum()
         log.info(f"epsilon={epsilon:g}: bound at the optimum: {bound_statistics(model, x, args.iw_valid, chunk)}")
         model.perturb(epsilon, generator=torch.Generator().manual_seed(args.seed * 1000 + index))
@@ -291,20 +286,19 @@ def figure_title(args) -> str:
             f"{options['mc_samples']} samples per estimator and $K$")
 
 
-def write_results(run: AsymptoticRun, args: argparse.Namespace, log: logging.Logger) -> pd.DataFrame:
-    """Slopes table and figures; returns the slopes."""
-    # Imported here: ovis.reporting.asymptotic imports this module.
-    from ovis.reporting.asymptotic import plot_asymptotic, plot_gradient_distributions
-    from ovis.reporting.style import apply_style
+# Draws a run's figures: (folder, data, coordinates, grads, title, draw_individual) -> paths. The
+# script passes ``ovis.reporting.asymptotic.draw_figures``: reporting sits above analysis.
+DrawFigures = Callable[[str, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, bool], List[str]]
 
+
+def write_results(run: AsymptoticRun, args: argparse.Namespace, log: logging.Logger,
+                  draw_figures: Optional[DrawFigures] = None) -> pd.DataFrame:
+    """Slopes table and, with ``draw_figures``, the figures; returns the slopes."""
     slopes = slope_table(run.data)
-    slopes.to_csv(os.path.join(run.run_dir, "slopes.csv"), index=False)
+    atomic_write(os.path.join(run.run_dir, "slopes.csv"), slopes.to_csv(index=False))
     log.info("log-log slopes against K:\n" + format_slopes(slopes))
-    apply_style()
-    plot_asymptotic(run.data, os.path.join(run.run_dir, "asymptotic-gradients"), run.coordinates,
-                    args.draw_individual, title=figure_title(args))
-    if not run.grads.empty:
-        plot_gradient_distributions(run.grads, os.path.join(run.run_dir, "asymptotic-gradients-dist"))
+    if draw_figures is not None:
+        draw_figures(run.run_dir, run.data, run.coordinates, run.grads, figure_title(args), args.draw_individual)
     return slopes
 
 
@@ -328,20 +322,22 @@ def _logger(run_dir: str, silent: bool) -> logging.Logger:
     return log
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    """Run the study; returns the exit code (0 success, 1 failed, 2 bad options, 130 aborted)."""
+def main(argv: Optional[Sequence[str]] = None, draw_figures: Optional[DrawFigures] = None) -> int:
+    """Run the study; returns the exit code (``ovis.exit_codes``: 0 success, 1 failed, 2 bad
+    options, 130 aborted). ``draw_figures`` draws the run's figures (``asymptotic_variance.py``
+    passes ``ovis.reporting.asymptotic.draw_figures``)."""
     args = build_parser().parse_args(argv)
     try:
         validate_args(args)
         device = resolve_device(args.device)
     except ValueError as error:
         print(f"asymptotic_variance.py: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
     run_dir = os.path.join(args.root, args.exp, args.run_id or default_run_id(args))
     if os.path.exists(os.path.join(run_dir, "data.csv")) and not (args.resume or args.rf):
         print(f"asymptotic_variance.py: {run_dir} already holds results; pass --resume to continue or --rf to "
               f"start over", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
     if args.rf and os.path.isdir(run_dir):
         shutil.rmtree(run_dir)
     os.makedirs(run_dir, exist_ok=True)
@@ -356,19 +352,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         run = AsymptoticRun(run_dir, args.resume)
         run_study(args, run, device, log)
-        write_results(run, args, log)
+        write_results(run, args, log, draw_figures)
         records.write_outcome(run_dir, records.SUCCESS)
-        return 0
+        return exit_codes.SUCCESS
     except _Aborted as reason:
         records.write_outcome(run_dir, records.ABORTED, str(reason))
         log.info(f"aborted ({reason}); measured rows are kept, --resume continues")
-        return EXIT_ABORTED
+        return exit_codes.ABORTED
     except Exception as error:  # the marker says why; the traceback goes to run.log
         import traceback
 
         records.write_outcome(run_dir, records.FAILED, f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
         log.exception("failed")
-        return EXIT_FAILED
+        return exit_codes.FAILED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

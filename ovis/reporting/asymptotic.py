@@ -14,7 +14,8 @@ from scipy.stats import gaussian_kde
 
 from ovis import records
 from ovis.analysis.asymptotic import IDENTITY, figure_title, format_slopes, slope_table
-from ovis.reporting.style import MARKERS, estimator_style, plt, save_figure, sort_estimators, value_text
+from ovis.reporting.panels import estimator_grid, estimator_handles
+from ovis.reporting.style import apply_style, estimator_style, plt, save_figure, sort_estimators, value_text
 from ovis.reporting.tables import markdown_list_table
 
 PANELS = (("grads/snr", "SNR"), ("grads/variance", "variance"), ("grads/magnitude", r"$|\mathbb{E}[g]|$"))
@@ -36,47 +37,31 @@ def plot_asymptotic(data: pd.DataFrame, path: str, coordinates: Optional[pd.Data
     giving the fitted SNR slope. With ``draw_individual``, thin lines show every coordinate
     of ``coordinates``."""
     epsilons = sorted(data["epsilon"].unique())
-    estimators = sort_estimators(data["estimator"])
-    markers = {e: MARKERS[i % len(MARKERS)] for i, e in enumerate(estimators)}
-    slopes = slope_table(data)
-    fig, axes = plt.subplots(len(epsilons), len(PANELS), figsize=(4.0 * len(PANELS), 3.2 * len(epsilons)),
-                             squeeze=False)
     individual = {"grads/snr": "snr", "grads/variance": "variance", "grads/magnitude": "magnitude"}
-    for row, epsilon in enumerate(epsilons):
-        subset = data[data["epsilon"] == epsilon]
-        for col, (metric, label) in enumerate(PANELS):
-            ax = axes[row][col]
-            for estimator in estimators:
-                line = subset[subset["estimator"] == estimator].sort_values("iw")
-                if line.empty:
-                    continue
-                color = estimator_style(estimator).color
-                ax.plot(line["iw"], line[metric], color=color, marker=markers[estimator], markersize=5,
-                        markerfacecolor="none", linewidth=1.4)
-                if draw_individual and coordinates is not None:
-                    per = coordinates[(coordinates["epsilon"] == epsilon) & (coordinates["estimator"] == estimator)]
-                    for _, coordinate in per.groupby("coordinate"):
-                        coordinate = coordinate.sort_values("iw")
-                        ax.plot(coordinate["iw"], coordinate[individual[metric]], color=color, alpha=0.15,
-                                linewidth=0.6)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            if metric == "grads/snr" and not subset.empty:
-                start = subset[subset["iw"] == subset["iw"].min()][metric]
-                _reference_lines(ax, subset["iw"].to_numpy(float), float(np.exp(np.log(start).mean())))
-            ticks = sorted(subset["iw"].unique())
-            ax.set_xticks(ticks)
-            ax.set_xticklabels([value_text(t) for t in ticks])
-            ax.minorticks_off()
-            ax.set_title(label + (f"  ($\\epsilon={value_text(epsilon)}$)" if len(epsilons) > 1 else ""))
-            if row == len(epsilons) - 1:
-                ax.set_xlabel("$K$")
-    handles = []
-    for estimator in estimators:
-        slope = slopes[(slopes["estimator"] == estimator)]["slope:grads/snr"]
-        text = f" (SNR slope {slope.iloc[0]:+.2f})" if len(slopes) and len(epsilons) == 1 else ""
-        handles.append(Line2D([], [], color=estimator_style(estimator).color, marker=markers[estimator],
-                              markersize=5, markerfacecolor="none", label=estimator_style(estimator).label + text))
+    rows = [(epsilon, data[data["epsilon"] == epsilon]) for epsilon in epsilons]
+
+    def coordinate_lines(ax, column, estimator, line, color):
+        if draw_individual and coordinates is not None:
+            per = coordinates[(coordinates["epsilon"] == line["epsilon"].iloc[0])
+                              & (coordinates["estimator"] == estimator)]
+            for _, coordinate in per.groupby("coordinate"):
+                coordinate = coordinate.sort_values("iw")
+                ax.plot(coordinate["iw"], coordinate[individual[column]], color=color, alpha=0.15, linewidth=0.6)
+
+    def decorate(ax, row, column, subset):
+        if column == "grads/snr" and not subset.empty:
+            start = subset[subset["iw"] == subset["iw"].min()][column]
+            _reference_lines(ax, subset["iw"].to_numpy(float), float(np.exp(np.log(start).mean())))
+        epsilon = f"  ($\\epsilon={value_text(epsilons[row])}$)" if len(epsilons) > 1 else ""
+        ax.set_title(dict(PANELS)[column] + epsilon)
+
+    fig, _, markers = estimator_grid(rows, [column for column, _ in PANELS], data["estimator"].unique(),
+                                     coordinate_lines, decorate)
+    slopes = slope_table(data)
+    suffixes = {}
+    if len(slopes) and len(epsilons) == 1:
+        suffixes = {e: f" (SNR slope {v:+.2f})" for e, v in zip(slopes["estimator"], slopes["slope:grads/snr"])}
+    handles = estimator_handles(markers, suffixes)
     handles.append(Line2D([], [], label=r"$\propto\sqrt{K}$, $\propto 1/\sqrt{K}$", **REFERENCE_STYLE))
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(handles), 3))
     if title:
@@ -163,12 +148,23 @@ def seed_average(data: pd.DataFrame) -> pd.DataFrame:
     return data.groupby(list(IDENTITY), as_index=False, sort=False)[numeric].mean()
 
 
+def draw_figures(directory: str, data: pd.DataFrame, coordinates: pd.DataFrame, grads: pd.DataFrame, title: str = "",
+                 draw_individual: bool = False) -> List[str]:
+    """``asymptotic-gradients`` and, with gradient samples, ``asymptotic-gradients-dist`` (PNG and
+    PDF) in ``directory``; returns the PNG paths. ``asymptotic_variance.py`` draws a run's figures
+    with it (``ovis.analysis.asymptotic.main(draw_figures=...)``), the report those of an experiment."""
+    apply_style()
+    paths = plot_asymptotic(data, os.path.join(directory, "asymptotic-gradients"), coordinates, draw_individual,
+                            title=title)[:1]
+    if not grads.empty:
+        paths += plot_gradient_distributions(grads, os.path.join(directory, "asymptotic-gradients-dist"))[:1]
+    return paths
+
+
 def build_asymptotic_report(root: str, output: str, exp: str, skip: str = "", draw_individual: bool = False,
                             float_format: str = "+.3f", log=print) -> str:
     """``reports/<exp>/``: the figures, ``data.csv`` (seed-averaged), ``slopes.csv|md`` and an
     ``index.md``; returns the folder."""
-    from ovis.reporting.style import apply_style
-
     data, coordinates, grads, run_ids = read_asymptotic_runs(os.path.join(root, exp), skip)
     directory = os.path.join(output, exp)
     os.makedirs(directory, exist_ok=True)
@@ -179,17 +175,13 @@ def build_asymptotic_report(root: str, output: str, exp: str, skip: str = "", dr
     slopes_md = markdown_list_table(
         [[format(v, float_format) if c.startswith("slope:") else value_text(v) for c, v in row.items()]
          for row in slopes.to_dict("records")], list(slopes.columns))
-    apply_style()
     per_coordinate = None
     if draw_individual and not coordinates.empty:
         per_coordinate = coordinates.groupby(list(IDENTITY) + ["coordinate"], as_index=False)[
             ["magnitude", "variance", "snr"]].mean()
     config = records.read_config(os.path.join(root, exp, run_ids[0])) or {}
     title = figure_title(config) if {"D", "npoints", "epsilon", "key_filter", "mc_samples"} <= set(config) else ""
-    figures = plot_asymptotic(averaged, os.path.join(directory, "asymptotic-gradients"), per_coordinate,
-                              draw_individual, title=title)[:1]
-    if not grads.empty:
-        figures += plot_gradient_distributions(grads, os.path.join(directory, "asymptotic-gradients-dist"))[:1]
+    figures = draw_figures(directory, averaged, per_coordinate, grads, title, draw_individual)
     with open(os.path.join(directory, "index.md"), "w") as f:
         f.write(f"# Asymptotic gradient analysis: {exp}\n\n{len(run_ids)} run(s): "
                 + ", ".join(f"`{r}`" for r in run_ids) + "\n\n## Log-log slopes against K\n\n" + slopes_md + "\n"

@@ -2,10 +2,9 @@
 from typing import List
 
 import pandas as pd
-from matplotlib.lines import Line2D
 
-from ovis.reporting.style import (MARKERS, estimator_style, plain_log_ticks, plt, save_figure, sort_estimators,
-                                  value_text)
+from ovis.reporting.panels import estimator_grid, estimator_handles
+from ovis.reporting.style import plain_log_ticks, save_figure, sort_estimators
 from ovis.reporting.tables import markdown_list_table
 
 # Memory of the step itself (peak minus the footprint of the process, model and data before it).
@@ -15,40 +14,23 @@ PANELS = (("time_ms", "time per step (ms)"), ("step_memory_mib", "memory of a st
 def plot_efficiency(table: pd.DataFrame, path: str) -> List[str]:
     """Rows = models (and kinds), columns = median step time and the memory growth of a step
     against K on log-log axes, one line and marker per estimator (p10-p90 band of the time)."""
-    groups = list(table.groupby(["model", "kind"], sort=False))
-    estimators = sort_estimators(table["estimator"])
-    markers = {e: MARKERS[i % len(MARKERS)] for i, e in enumerate(estimators)}
-    fig, axes = plt.subplots(len(groups), len(PANELS), figsize=(4.2 * len(PANELS), 3.0 * len(groups)),
-                             squeeze=False)
-    for row, ((model, kind), group) in enumerate(groups):
-        ks = sorted(group["iw"].unique())
-        for col, (column, label) in enumerate(PANELS):
-            ax = axes[row][col]
-            for estimator in estimators:
-                line = group[group["estimator"] == estimator].sort_values("iw")
-                if line.empty:
-                    continue
-                color = estimator_style(estimator).color
-                ax.plot(line["iw"], line[column], color=color, marker=markers[estimator], markersize=5,
-                        markerfacecolor="none")
-                if column == "time_ms":
-                    ax.fill_between(line["iw"], line["time_ms_p10"], line["time_ms_p90"], color=color,
-                                    alpha=0.15, linewidth=0)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            values = group[column][group[column] > 0]
-            plain_log_ticks(ax.yaxis, span=values.max() / values.min() if len(values) else 1.0)
-            ax.set_xticks(ks)
-            ax.set_xticklabels([value_text(k) for k in ks])
-            ax.minorticks_off()
-            ax.set_ylabel(label)
-            device = group["device_used"].iloc[0]
-            ax.set_title(f"{model} ({kind}, {device}, batch {group['batch_size'].iloc[0]})", fontsize=9)
-            if row == len(groups) - 1:
-                ax.set_xlabel("$K$")
-    handles = [Line2D([], [], color=estimator_style(e).color, marker=markers[e], markersize=5, markerfacecolor="none",
-                      label=estimator_style(e).label) for e in estimators]
-    fig.legend(handles=handles, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    rows = list(table.groupby(["model", "kind"], sort=False))
+
+    def time_band(ax, column, estimator, line, color):
+        if column == "time_ms":
+            ax.fill_between(line["iw"], line["time_ms_p10"], line["time_ms_p90"], color=color, alpha=0.15,
+                            linewidth=0)
+
+    def decorate(ax, row, column, group):
+        values = group[column][group[column] > 0]
+        plain_log_ticks(ax.yaxis, span=values.max() / values.min() if len(values) else 1.0)
+        ax.set_ylabel(dict(PANELS)[column])
+        (model, kind), device = rows[row][0], group["device_used"].iloc[0]
+        ax.set_title(f"{model} ({kind}, {device}, batch {group['batch_size'].iloc[0]})", fontsize=9)
+
+    fig, _, markers = estimator_grid(rows, [column for column, _ in PANELS], table["estimator"].unique(), time_band,
+                                     decorate, width=4.2, height=3.0)
+    fig.legend(handles=estimator_handles(markers), loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     return save_figure(fig, path)
 

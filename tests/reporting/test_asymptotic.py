@@ -10,7 +10,7 @@ import pytest
 
 from ovis import records
 from ovis.analysis.asymptotic import fit_loglog_slope, iw_values, main, slope_table
-from ovis.reporting.asymptotic import build_asymptotic_report
+from ovis.reporting.asymptotic import build_asymptotic_report, draw_figures
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHORT = ["--iw_min", "4", "--iw_max", "64", "--iw_steps", "3", "--mc_samples", "300", "--npoints", "8",
@@ -47,7 +47,7 @@ def test_loglog_slope_of_power_laws():
 def short_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     argv = ["--root", str(root), "--exp", "asym", "--run_id", "short", "--estimators", "ovis-gamma1,ovis-gamma0"]
-    assert main(argv + SHORT) == 0
+    assert main(argv + SHORT, draw_figures=draw_figures) == 0
     return {"root": str(root), "run_dir": os.path.join(str(root), "asym", "short"), "argv": argv + SHORT}
 
 
