@@ -230,11 +230,17 @@ def downsample_curves(curves: pd.DataFrame, max_points: int) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
+# Values beyond the Tukey fences are left off an axis only when they are at most this share of
+# the points (a few transients of a long run); beyond, the axis shows everything.
+MAX_CLIPPED_SHARE = 0.05
+
+
 def tukey_limits(values: np.ndarray, log: bool = False, whisker: float = 1.5) -> Optional[Tuple[float, float]]:
     """Axis limits that keep the bulk of ``values`` readable: the Tukey fences
     ``[q1 - whisker IQR, q3 + whisker IQR]`` clipped to the data range (computed on log10
-    values for a log axis; ``whisker=inf``: the data range), with a 5% margin. ``None`` when
-    there is nothing finite to show."""
+    values for a log axis; ``whisker=inf``: the data range), with a 5% margin. The data range
+    when more than ``MAX_CLIPPED_SHARE`` of the values lie beyond the fences (a short curve's
+    first point is data, not an outlier). ``None`` when there is nothing finite to show."""
     values = np.asarray(values, dtype=float)
     values = values[np.isfinite(values) & ((values > 0) if log else True)]
     if values.size == 0:
@@ -243,7 +249,9 @@ def tukey_limits(values: np.ndarray, log: bool = False, whisker: float = 1.5) ->
     low, high = v.min(), v.max()
     if math.isfinite(whisker):
         q1, q3 = np.percentile(v, [25, 75])
-        low, high = max(q1 - whisker * (q3 - q1), low), min(q3 + whisker * (q3 - q1), high)
+        fences = (q1 - whisker * (q3 - q1), q3 + whisker * (q3 - q1))
+        if np.mean((v < fences[0]) | (v > fences[1])) <= MAX_CLIPPED_SHARE:
+            low, high = max(fences[0], low), min(fences[1], high)
     pad = 0.05 * (high - low) if high > low else max(abs(high) * 0.05, 1e-3)
     low, high = low - pad, high + pad
     return (10 ** low, 10 ** high) if log else (low, high)

@@ -127,6 +127,10 @@ def test_tukey_limits_ignore_outliers():
     assert -92 < low < -90 and -88 < high < -87
     low, high = tukey_limits(np.array([1e-3, 1e-2, 1e-1]), log=True)
     assert low < 1e-3 < 1e-1 < high
+    # A short curve: its first point is 1 of 8 values, shown rather than clipped off the panel.
+    short = np.array([-4300.0, -3300, -3250, -3200, -3180, -3160, -3150, -3140])
+    low, high = tukey_limits(short)
+    assert low < -4300 and high > -3140
 
 
 def test_markdown_and_latex_tables_bold_the_best_of_each_block():
