@@ -19,6 +19,7 @@ from ovis.reporting.style import (LINE_STYLES, LOG_SCALE_KEYS, MARKERS, estimato
                                   plain_log_ticks, plt, save_figure, uses_log_scale, value_text, variant_color)
 
 BAND_ALPHA = 0.15
+TRANSIENT_SHARE = 0.1  # the first 10% of a curve's evaluations may be cut off its panel
 MARKERS_PER_LINE = 6
 
 
@@ -133,13 +134,20 @@ def _draw(ax, x, stats: pd.DataFrame, color, linestyle="-", marker=None, markeve
                         alpha=BAND_ALPHA, linewidth=0)
 
 
-def _set_y_scale(ax, metric: str, values: np.ndarray, ylims: Dict[str, Tuple[float, float]], robust: bool = True):
-    """Log scale for metrics spanning decades; limits from ``--ylims``, else the data range,
-    cut at the Tukey fences when ``robust`` (training curves: the first evaluations of a
-    run would otherwise flatten everything else)."""
-    values = np.asarray(values, dtype=float)
+def _set_y_scale(ax, metric: str, lines: List[np.ndarray], ylims: Dict[str, Tuple[float, float]],
+                 robust: bool = True):
+    """Log scale for metrics spanning decades; limits from ``--ylims``, else the data range of
+    ``lines`` (each line's values in step order). With ``robust`` (training curves), the first
+    ``TRANSIENT_SHARE`` of each line's points may fall outside, cut at the Tukey fences (the first
+    evaluations of a run would otherwise flatten everything else); the rest are always shown."""
+    values = np.concatenate(lines) if lines else np.array([])
     log = uses_log_scale(metric) and values.size > 0 and np.all(values[np.isfinite(values)] > 0)
     limits = ylims.get(metric) or tukey_limits(values, log=log, whisker=1.5 if robust else math.inf)
+    if robust and limits is not None and metric not in ylims:
+        settled = tukey_limits(np.concatenate([line[math.ceil(TRANSIENT_SHARE * len(line)):] for line in lines]),
+                               log=log, whisker=math.inf)
+        if settled is not None:
+            limits = (min(limits[0], settled[0]), max(limits[1], settled[1]))
     if log:
         ax.set_yscale("log")
         plain_log_ticks(ax.yaxis, span=limits[1] / limits[0] if limits is not None else 1e9)
@@ -225,7 +233,7 @@ def plot_curves(curves: pd.DataFrame, metric: str, layout: Layout, palette: Pale
         ax.set_title(_title(layout, category))
         _step_axis(ax, log_steps)
         ax.set_ylabel(metric_label(metric))
-        _set_y_scale(ax, metric, np.concatenate(plotted) if plotted else np.array([]), ylims)
+        _set_y_scale(ax, metric, plotted, ylims)
     lines = [line for line in palette.order if line in set(data["_line"])]
     _legend(fig, palette, lines, layout.x, data[layout.x] if layout.x else (), linestyles, markers)
     fig.tight_layout()
@@ -264,7 +272,7 @@ def plot_detailed(curves: pd.DataFrame, metrics: Sequence[str], layout: Layout, 
             if row < len(metrics) - 1:
                 ax.set_xlabel("")
         for ax in axes[row]:
-            _set_y_scale(ax, metric, np.concatenate(plotted) if plotted else np.array([]), ylims)
+            _set_y_scale(ax, metric, plotted, ylims)
     lines = [line for line in palette.order if line in set(data["_line"])]
     _legend(fig, palette, lines, layout.style, data[layout.style] if layout.style else (), linestyles)
     fig.tight_layout()
@@ -318,7 +326,7 @@ def plot_pivot(per_run: pd.DataFrame, pivot_metrics: Sequence[str], layout: Layo
                 ax.set_ylabel(metric_label(metric.split(":", 1)[1]) + f"\n[{metric.split(':', 1)[0]}]")
             if row == len(pivot_metrics) - 1:
                 ax.set_xlabel(key_label(x_key))
-            _set_y_scale(ax, metric.split(":", 1)[1], np.concatenate(plotted) if plotted else np.array([]), ylims,
+            _set_y_scale(ax, metric.split(":", 1)[1], plotted, ylims,
                          robust=False)
     lines = [line for line in palette.order if line in set(data["_line"])]
     _legend(fig, palette, lines, layout.style, data[layout.style] if layout.style else (), linestyles,

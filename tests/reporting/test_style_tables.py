@@ -184,3 +184,20 @@ def test_tukey_limits_without_fences_cover_the_data():
     assert low < -400 and -88 < high < -70
     low, high = tukey_limits(np.array([2.0, 2.0]), whisker=math.inf)  # a constant still gets a range
     assert low < 2 < high
+
+
+def test_curve_panels_contain_every_point_but_a_long_runs_first_evaluations():
+    from ovis.reporting.figures import _set_y_scale
+    from ovis.reporting.style import plt
+
+    fig, ax = plt.subplots()
+    settled = [np.array([-5.40, -5.35, -5.33, -5.30, -5.29, -5.28, -5.27]) + 0.01 * i for i in range(8)]
+    dipping = np.array([-5.41, -5.60, -5.58, -5.47, -5.50, -5.43, -5.48])  # 2 of 63 points, beyond the fences
+    _set_y_scale(ax, "train:loss/L_k", settled + [dipping], {})
+    low, high = ax.get_ylim()
+    assert low < -5.60 and high > -5.20
+    long_run = np.concatenate([[-400.0], np.linspace(-95, -88, 99)])  # a first evaluation of a long run
+    _set_y_scale(ax, "train:loss/L_k", [long_run], {})
+    low, high = ax.get_ylim()
+    assert -100 < low < -95 and high > -88
+    plt.close(fig)
