@@ -184,27 +184,28 @@ def test_command_line(experiment):
 
 
 def test_reports_with_other_options_go_elsewhere_and_nothing_foreign_is_deleted(experiment):
-    """report.py twice with other options, then again with the first ones: the second report and
-    files that no report wrote (report_figure3.py's figure, a note) survive (issue 14, item 3)."""
-    def report(*extra):
-        command = [sys.executable, os.path.join(REPO, "report.py"), "--exp", "grid", "--root", experiment["root"],
-                   "--output", experiment["output"], "--detailed_metrics", "", "--metrics", "train:loss/L_k",
-                   *extra]
-        result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
-        assert result.returncode == 0, result.stderr
-        return os.path.join(experiment["output"], report_options(command[2:]).report_id)
+    """report.py, then a report with other options, then the first options again: the second report
+    and files that no report wrote (report_figure3.py's figure, a note) survive (issue 14, item 3).
+    The first report goes through the command line, the others in process (same entry point)."""
+    def argv(*extra):
+        return ["--exp", "grid", "--root", experiment["root"], "--output", experiment["output"], "--include",
+                "seed1", "--detailed_metrics", "", "--metrics", "train:loss/L_k", *extra]
 
-    first = report("--pivot_metrics", "max:test:loss/L_k")
+    first_argv = argv("--pivot_metrics", "max:test:loss/L_k")
+    result = subprocess.run([sys.executable, os.path.join(REPO, "report.py"), *first_argv], capture_output=True,
+                            text=True, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    first = os.path.join(experiment["output"], report_options(first_argv).report_id)
     first_index = read_text(first, "index.md")
     for name in ("figure3_left.png", "notes.txt"):
         with open(os.path.join(first, name), "w") as f:
             f.write("not written by report.py")
-    second = report("--pivot_metrics", "min:train:loss/kl_q_p")
+    second = build_report(report_options(argv("--pivot_metrics", "min:train:loss/kl_q_p"))).directory
     assert second != first and read_text(first, "index.md") == first_index
     assert "min:train:loss/kl_q_p" in read_text(second, "index.md")
     # The same options again: the report replaces its own files, keeps the others.
     os.remove(os.path.join(experiment["exp_dir"], "binmnist-sbm-reinforce-iw5-seed1", "config.json"))
-    assert report("--pivot_metrics", "max:test:loss/L_k") == first
+    assert build_report(report_options(first_argv)).directory == first
     assert read_text(first, "figure3_left.png") == read_text(first, "notes.txt") == "not written by report.py"
     manifest = json.loads(read_text(first, "report.json"))
     assert "index.md" in manifest["files"] and "notes.txt" not in manifest["files"]
