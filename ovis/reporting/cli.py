@@ -101,10 +101,10 @@ def figure3_options(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--style_key", default="iw", help="attribute drawn as line style and marker")
     parser.add_argument("--metric", default="train:loss/L_k", help="<split>:<key> drawn")
     parser.add_argument("--window", type=int, default=15, help="Hann smoothing window (evaluation points)")
-    parser.add_argument("--desaturate", type=float, default=0.9, help="saturation factor of the colours")
-    parser.add_argument("--lighten", type=float, default=1.0, help="lightness factor of the colours")
-    parser.add_argument("--alpha", type=float, default=0.9, help="opacity of the lines")
-    parser.add_argument("--linewidth", type=float, default=1.2, help="width of the lines")
+    for name, default, meaning in (("desaturate", 0.9, "saturation factor of the colours"),
+                                   ("lighten", 1.0, "lightness factor of the colours"),
+                                   ("alpha", 0.9, "opacity of the lines"), ("linewidth", 1.2, "width of the lines")):
+        parser.add_argument(f"--{name}", type=float, default=default, help=meaning)
     parser.add_argument("--ylim", default="-92.5,-86.2", help="min,max of the y axis ('' for automatic)")
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,33 @@
+"""The report scripts' command lines follow ovis.cli: every default in --help, dashed aliases."""
+import re
+
+import pytest
+
+from ovis.reporting.cli import asymptotic_main, figure3_main, figure3_options, report_main, report_options
+
+
+@pytest.mark.parametrize("main", [report_main, figure3_main, asymptotic_main])
+def test_help_shows_every_default(main, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    options = [o for o in re.findall(r"^  (--\w+)", text, flags=re.MULTILINE) if o != "--help"]
+    assert len(options) >= 6
+    blocks = re.split(r"^  (?=--)", text, flags=re.MULTILINE)[1:]
+    missing = [block.split()[0] for block in blocks if "(default:" not in " ".join(block.split())]
+    assert missing == [], missing
+
+
+def test_dashed_aliases_and_comma_lists():
+    options = report_options(["--exp", "e", "--pivot-metrics", "train:loss/L_k, max:test:loss/L_k",
+                              "--non-completed", "--merge-args", "a,b"])
+    assert options.pivot_metrics == ["train:loss/L_k", "max:test:loss/L_k"] and options.non_completed
+    assert options.merge_args == ["a", "b"]
+    assert figure3_options(["--style-key", "seed", "--ylim", ""]).style_key == "seed"
+
+
+def test_bad_ylim_is_refused_with_code_2(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        figure3_options(["--ylim=-80,-90"])
+    assert exit_info.value.code == 2 and "min < max" in capsys.readouterr().err
