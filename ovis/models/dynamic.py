@@ -9,9 +9,9 @@ Generative model (one observation per data point x, a count):
 Inference network: the same kind of draw sequence with a logit that depends on the step j and on
 x, ``offset + slope * (j - x)``: with ``slope > 0`` q stops near ``j = x``.
 
-The number of draws is random, so neither model can be vectorised across the batch or the
-particles: sampling and every log-density loop over the rows (one Python loop per row, the
-structure demands it). Both follow the black-box interface of ``ovis.estimators.blackbox``
+The number of draws is random, so sampling cannot be vectorised across the batch or the
+particles: it loops over the rows (one Python loop per row, the structure demands it). The
+log-densities of the drawn sequences are then one masked sum over the zero-padded draws. Both follow the black-box interface of ``ovis.estimators.blackbox``
 (``inf_net(x).sample()`` / ``.log_prob(z)``, ``gen_model(x, z).log_prob(x, z)``); ``z`` is a list
 of 1-D draw sequences, one per row. ``exact_log_marginal(x)`` gives ``log p(o = 1; x) =
 log(eps + (1 - 2 eps) s (1 - s)^x)`` (the target of every bound).
