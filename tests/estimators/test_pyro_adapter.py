@@ -131,3 +131,40 @@ def test_svi_step_with_an_ovis_estimator_and_clear_errors():
         PyroLoss("reinforce", iw=2).loss(global_latent_model, global_latent_guide, DATA)
     with pytest.raises(ValueError, match="pathwise-iwae"):
         PyroLoss("dreg", iw=2)
+
+
+def geometric_model(x):
+    """``ovis.models.dynamic`` in Pyro: Bernoulli draws until the first success, per data point."""
+    success = torch.sigmoid(pyro.param("success_logit", torch.tensor(-2.0)))
+    for i in pyro.plate("data", len(x)):
+        failures = 0
+        while pyro.sample(f"b_{i}_{failures}", dist.Bernoulli(success)).item() == 0:
+            failures += 1
+        match = torch.tensor(0.95 if failures == x[i].item() else 0.05)
+        pyro.sample(f"o_{i}", dist.Bernoulli(match), obs=torch.tensor(1.0))
+
+
+def geometric_guide(x):
+    offset, slope = pyro.param("offset", torch.tensor(-1.0)), pyro.param("slope", torch.tensor(0.5))
+    for i in pyro.plate("data", len(x)):
+        failures = 0
+        while pyro.sample(f"b_{i}_{failures}", dist.Bernoulli(logits=offset + slope * (failures - x[i]))).item() == 0:
+            failures += 1
+
+
+def test_dynamic_structure_in_pyro_one_run_per_particle():
+    """Sequential plate, a random number of sites per data point, particles drawn one run at a
+    time: ``mean_k exp(log p - log q)`` estimates p(o = 1; x) (4 standard errors), the exact value
+    of ``ovis.models.dynamic`` with the same parameters."""
+    from ovis.models.dynamic import GeometricGenerative
+
+    counts = torch.tensor([8.0, 9.0, 10.0])
+    pyro.set_rng_seed(6)
+    log_p, log_q = pyro_log_probs(geometric_model, geometric_guide, counts, particles=60, vectorize_particles=False)
+    weights = (log_p - log_q).detach().exp()  # [3, 60]
+    exact = GeometricGenerative(success_logit=-2.0).exact_log_marginal(counts).exp().detach()
+    assert ((weights.mean(1) - exact).abs() < 4 * weights.std(1) / 60 ** 0.5).all()
+    loss = PyroLoss("vimco-arithmetic", iw=4, vectorize_particles=False)
+    svi = SVI(geometric_model, geometric_guide, pyro.optim.Adam({"lr": 0.01}), loss=loss)
+    svi.step(counts)
+    assert loss.diagnostics_["loss/L_k"].shape == (3,)
