@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .base import expand_particles, reduce_rows
 from .config import parse_estimator_id
-from .pathwise import StickingTheLanding
+from .pathwise import DReG, StickingTheLanding
 
 
 def detach_latents(z: Any) -> Any:
@@ -55,8 +55,9 @@ class Loss(nn.Module):
     ``nn.Module``, so ``loss_fn.parameters()`` also holds the estimator's own (a neural baseline).
 
     Pathwise estimators draw with ``inf_net.rsample()`` (a clear error without it). ``stl`` and
-    ``dreg`` need q's parameters stopped inside log q and gradient hooks on z, which black-box
-    objects do not expose: they are refused. ``wake-sleep`` trains p by the wake phase and q by
+    ``dreg`` evaluate log q with q's parameters stopped: ``inf_net`` must then be an ``nn.Module``
+    (it is called again with detached parameters, ``torch.func.functional_call``), and dreg needs
+    z to be one tensor ``[rows, ...]`` (it rescales its gradient). ``wake-sleep`` trains p by the wake phase and q by
     the sleep phase (``WakeSleepSteps.sleep_loss``, dreams from ``gen_model.sample()``).
 
     Args: ``estimator_id``; ``iw``, ``mc``: particles; ``store_log_probs``; ``estimator_options``:
@@ -67,10 +68,11 @@ class Loss(nn.Module):
                  store_log_probs: bool = False, **estimator_options):
         super().__init__()
         Estimator, config = parse_estimator_id(estimator_id)
-        if issubclass(Estimator, StickingTheLanding):
-            raise ValueError(f"{estimator_id} stops the gradient of q's parameters inside log q (and dreg rescales "
-                             f"the gradient of each z), which black-box objects do not expose; use pathwise or "
-                             f"pathwise-iwae (reparameterised), or a TemplateModel (ovis.models.base)")
+        self.stops_q = issubclass(Estimator, StickingTheLanding)  # stl, dreg
+        if self.stops_q and not isinstance(inf_net, nn.Module):
+            raise ValueError(f"{estimator_id} evaluates log q with q's parameters stopped, which ovis does by calling "
+                             f"inf_net with detached parameters (torch.func.functional_call): inf_net must be an "
+                             f"nn.Module; otherwise use pathwise or pathwise-iwae")
         self.estimator_id = estimator_id
         self.sleep_phase = estimator_id == "wake-sleep"
         if self.sleep_phase:  # p by the wake phase, q by the sleep phase (below)
@@ -105,6 +107,9 @@ class Loss(nn.Module):
         x_rows = expand_particles(x, mc, n)  # [rows, ...]
         inf_net = self.inf_net(x_rows)
         z = inf_net.rsample() if self.estimator.reparam else detach_latents(inf_net.sample())
+        if self.stops_q:  # q's parameters stopped, the path through z kept
+            stopped = {name: p.detach() for name, p in self.inf_net.named_parameters()}
+            inf_net = torch.func.functional_call(self.inf_net, stopped, (x_rows,))
         log_q = _per_row(inf_net.log_prob(z), rows, "inf_net.log_prob(z)")  # [rows]
         gen_model = self.gen_model(x_rows, z)
         log_p = _per_row(gen_model.log_prob(x_rows, z), rows, "gen_model.log_prob(x, z)")  # [rows]
@@ -116,7 +121,8 @@ class Loss(nn.Module):
         log_p, log_q = particles["log_p"], particles["log_q"]  # [bs, mc, n]
         if self.sleep_phase:  # wake-wake with q detached: the theta wake gradient only
             log_q = log_q.detach()
-        loss, diagnostics = self.estimator.loss_from_log_probs(log_p, log_q, x=x, **runtime)  # [bs]
+        latents = [particles["z"]] if isinstance(self.estimator, DReG) else None  # dreg rescales their gradients
+        loss, diagnostics = self.estimator.loss_from_log_probs(log_p, log_q, x=x, latents=latents, **runtime)  # [bs]
         loss = loss.mean()
         if self.sleep_phase:
             loss = loss + WakeSleepSteps.sleep_loss(self.inf_net, self.gen_model)
