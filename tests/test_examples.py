@@ -62,3 +62,14 @@ def test_dynamic_structure_example_runs_from_the_command_line():
     assert len(printed) == 4 and all(math.isfinite(b) and b < 0 for b in printed)
     exact = bounds(result.stdout, "log p(x)")
     assert len(exact) == 4
+
+
+def test_dynamic_structure_own_sampling_matches_ovis_loss(capsys):
+    """Same seed: the hand-written sampling loop + loss_from_log_probs trains exactly as ovis.Loss."""
+    example = load_example("dynamic_structure")
+    printed = []
+    for own_sampling in (False, True):
+        example.train("ovis-gamma1", iw=4, steps=10, log_every=5, own_sampling=own_sampling)
+        out = capsys.readouterr().out
+        printed.append(bounds(out, "L_4") + bounds(out, "log p(x)"))
+    assert len(printed[0]) == 4 and printed[0] == printed[1]
