@@ -36,6 +36,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ovis.cli import comma_list
+
 logger = logging.getLogger(__name__)
 
 SNR_PERCENTILES = (5, 25, 50, 75, 95)
@@ -69,7 +71,7 @@ class GradientStatistics:
 
 def select_parameters(model: nn.Module, param_filter: str) -> List[Tuple[str, nn.Parameter]]:
     """Parameters whose name contains any of the comma-separated substrings of ``param_filter``."""
-    keys = [key.strip() for key in param_filter.split(",") if key.strip()]
+    keys = comma_list(param_filter)
     if not keys:
         raise ValueError(f"param_filter {param_filter!r} names no parameter; give comma-separated "
                          f"substrings of parameter names, e.g. 'inference_network'")
