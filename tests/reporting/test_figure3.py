@@ -43,3 +43,16 @@ def test_figure3_command_line_errors(tmp_path):
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2
     assert "curves.csv not found" in result.stderr and "--include iwbound" in result.stderr
+
+
+def test_figure3_finds_the_one_report_made_with_other_options(tmp_path):
+    """report.py puts reports with non-default options in <name>-<id>: the figure finds the one
+    report of that name, and asks for --exp when there are several."""
+    for name in ("grid-inc=iw-0123abcd", "grid-inc=iw-exc=x"):
+        (tmp_path / name).mkdir()
+    assert Figure3Options(root=str(tmp_path), exp="grid-inc=iw").report_dir == str(tmp_path / "grid-inc=iw-0123abcd")
+    (tmp_path / "grid-inc=iw-4567ef89").mkdir()
+    with pytest.raises(ValueError, match="choose one with --exp"):
+        Figure3Options(root=str(tmp_path), exp="grid-inc=iw").report_dir
+    (tmp_path / "grid-inc=iw").mkdir()
+    assert Figure3Options(root=str(tmp_path), exp="grid-inc=iw").report_dir == str(tmp_path / "grid-inc=iw")
