@@ -1,0 +1,83 @@
+"""Refactors leave results unchanged where the maths did not change (issue 9): a short
+deterministic sigmoid-belief-network run through ``run.py`` gives the ``metrics.jsonl`` values
+stored in ``reference/sbm_metrics.json``, produced by the code before the issue-9 refactor
+(commit c7dc54e).
+
+Tolerance: relative 1e-5 (absolute 1e-7 near zero). The values are float32 computations
+reduced in float64; replacing the hand-written Adam by ``torch.optim.Adam`` (or moving an
+operation) may change the last float32 bits of a step (relative 6e-8), and 80 steps of training
+amplify that to at most ~1e-6 relative on the bounds. Any change of the maths is far larger:
+``--lr 1.01e-3`` instead of ``1e-3`` moves ``test:loss/L_k`` by ~1e-4 relative and the gradient
+statistics by ~1e-2 (``test_a_changed_learning_rate_or_estimator_is_caught``).
+
+Only wall-clock values (``info/elapsed-time``, the record ``time``) are left out. A metric
+renamed since (``RENAMED``) is looked up under its new name.
+"""
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+REFERENCE = Path(__file__).with_name("reference") / "sbm_metrics.json"
+RELATIVE_TOLERANCE = 1e-5
+ABSOLUTE_TOLERANCE = 1e-7
+WALL_CLOCK_KEYS = {"info/elapsed-time"}
+# old metric name -> current name (issue 9 renames; the values are the same quantities)
+RENAMED = {}
+
+
+def run_reference(tmp_path: Path, extra=()) -> list:
+    """Run the reference command (plus ``extra`` options) in a fresh process; its records."""
+    reference = json.loads(REFERENCE.read_text())
+    argv = reference["argv"] + ["--root", str(tmp_path), "--run_id", "reference", "--rf"] + list(extra)
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env.setdefault("OVIS_DATA", str(REPO.parent / "shared" / "data"))
+    done = subprocess.run([sys.executable, str(REPO / "run.py")] + argv, cwd=str(tmp_path), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "sandbox" / "reference"
+    with open(run_dir / "metrics.jsonl") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def differences(reference_records: list, records: list) -> list:
+    """Messages for every reference value that is missing or differs beyond the tolerance."""
+    found = {(r["step"], r["split"]): r["values"] for r in records}
+    problems = []
+    for expected in reference_records:
+        values = found.get((expected["step"], expected["split"]))
+        if values is None:
+            problems.append(f"no {expected['split']} record at step {expected['step']}")
+            continue
+        for key, value in expected["values"].items():
+            actual = values.get(RENAMED.get(key, key), "missing")
+            if actual == "missing":
+                problems.append(f"step {expected['step']} {expected['split']}:{key} missing")
+            elif value is None or actual is None:
+                if value is not actual:
+                    problems.append(f"step {expected['step']} {expected['split']}:{key} {actual} != {value}")
+            elif not math.isclose(actual, value, rel_tol=RELATIVE_TOLERANCE, abs_tol=ABSOLUTE_TOLERANCE):
+                problems.append(f"step {expected['step']} {expected['split']}:{key} {actual!r} != {value!r} "
+                                f"(relative {abs(actual - value) / max(abs(value), 1e-300):.1e})")
+    return problems
+
+
+def reference_records() -> list:
+    return json.loads(REFERENCE.read_text())["records"]
+
+
+def test_the_reference_run_gives_the_stored_metric_values(tmp_path):
+    problems = differences(reference_records(), run_reference(tmp_path))
+    assert not problems, f"{len(problems)} differences, first: " + "; ".join(problems[:10])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("change", [["--lr", "1.01e-3"], ["--estimator", "vimco-arithmetic"]])
+def test_a_changed_learning_rate_or_estimator_is_caught(tmp_path, change):
+    problems = differences(reference_records(), run_reference(tmp_path, change))
+    assert any("test:loss/L_k" in problem for problem in problems)
