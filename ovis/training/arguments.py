@@ -21,9 +21,9 @@ import json
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
+from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
 
-OPTIMIZERS = ("sgd", "adam", "adamax", "rmsprop")
 NORMALIZATIONS = ("none", "layernorm", "batchnorm")
 PRIORS = ("normal", "categorical", "bernoulli")
 
@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--epochs", type=integer_option, default=-1, help="number of epochs (< 0: derived from --nsteps)")
     run.add_argument("--nsteps", type=integer_option, default=500000, help="number of optimisation steps")
-    run.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    run.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS),
+                     help="torch.optim optimiser of the model (a neural baseline always uses adam)")
     run.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     run.add_argument("--freebits", type=_optional(float), default=None, help="free bits per latent group")
     run.add_argument("--baseline_lr", type=float, default=5e-3, help="learning rate of a neural baseline")

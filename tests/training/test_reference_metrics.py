@@ -4,11 +4,12 @@ stored in ``reference/sbm_metrics.json``, produced by the code before the issue-
 (commit c7dc54e).
 
 Tolerance: relative 1e-5 (absolute 1e-7 near zero). The values are float32 computations
-reduced in float64; replacing the hand-written Adam by ``torch.optim.Adam`` (or moving an
-operation) may change the last float32 bits of a step (relative 6e-8), and 80 steps of training
-amplify that to at most ~1e-6 relative on the bounds. Any change of the maths is far larger:
-``--lr 1.01e-3`` instead of ``1e-3`` moves ``test:loss/L_k`` by ~1e-4 relative and the gradient
-statistics by ~1e-2 (``test_a_changed_learning_rate_or_estimator_is_caught``).
+reduced in float64. ``torch.optim.Adam`` in its fused kernel reproduces the earlier hand-written
+Adam bit for bit (measured: no difference at all); reordering a float32 operation (e.g. a faster
+hot path) changes the last bits of a step (relative 6e-8), which 80 steps of training amplify to
+at most ~1e-6 relative on the bounds. Any change of the maths is far larger: ``--lr 1.01e-3``
+instead of ``1e-3`` moves ``test:loss/L_k`` by 2e-4 to 4e-4 relative and the gradient statistics
+by 3e-2 to 2 (``test_a_changed_learning_rate_or_estimator_is_caught``).
 
 Only wall-clock values (``info/elapsed-time``, the record ``time``) are left out. A metric
 renamed since (``RENAMED``) is looked up under its new name.
