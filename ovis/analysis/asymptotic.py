@@ -38,6 +38,7 @@ from ovis.datasets.gaussian_toy import sample_toy_data
 from ovis.devices import resolve_device
 from ovis.estimators.config import parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
+from ovis.files import atomic_open
 from ovis.models import get_model
 from ovis.training.arguments import integer_option
 
@@ -224,8 +225,8 @@ class AsymptoticRun:
 
     def _write(self, name: str, table: pd.DataFrame) -> None:
         path = os.path.join(self.run_dir, f"{name}.csv")
-        table.to_csv(path + ".tmp", index=False)
-        os.replace(path + ".tmp", path)
+        with atomic_open(path) as f:
+            table.to_csv(f, index=False)
 
     def done(self, epsilon: float, estimator: str, iw: int) -> bool:
         if self.data.empty:
