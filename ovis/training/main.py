@@ -22,7 +22,6 @@ from ovis.records import FAILED, clear_outcome, read_config, write_config, write
 from ovis.training import checkpoint as checkpoints
 from ovis.training.arguments import (ArgumentError, canonical_options, default_run_id, model_hparams, model_name,
                                      parse_args, run_hash)
-from ovis.training.malloc import retain_freed_memory
 from ovis.training.recorder import close_logger, run_logger
 from ovis.training.trainer import EXIT_FAILED, RunComponents, Trainer
 
@@ -182,7 +181,6 @@ def main(argv: Optional[Sequence[str]] = None,
         device = resolve_device(args.device)
         check_run_dir(run_dir, args)
         configure_determinism(args.deterministic)
-        retain_freed_memory()
         seed_everything(args.seed)
         components = build(args, device)
         configure_threads(args, components)
