@@ -27,9 +27,10 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ovis.analysis.efficiency import MIB, RU_MAXRSS_UNIT, Workload, measure  # noqa: E402
+from ovis.training.malloc import HEAP_ENVIRONMENT  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-THRESHOLDS = {"MALLOC_TRIM_THRESHOLD_": str(64 * 2 ** 20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20)}
+THRESHOLDS = HEAP_ENVIRONMENT
 SETTINGS = {"glibc default": {}, "fixed thresholds": THRESHOLDS}
 RUN_OPTIONS = ["--dataset", "binmnist", "--mini", "--model", "sbm", "--N", "200", "--depth", "3", "--nlayers", "0",
                "--estimator", "ovis-gamma1", "--iw", "5", "--bs", "24", "--epochs", "1", "--eval_freq", "1",
@@ -51,7 +52,8 @@ def _peak_mib(command, env) -> float:
 
 def run_memory_growth(setting: dict, data_root) -> float:
     """Peak RSS of the target-3 run minus the peak RSS of ``import torch`` alone (MiB)."""
-    env = {**os.environ, "PYTHONPATH": REPO, **setting}
+    inherited = {key: value for key, value in os.environ.items() if key not in THRESHOLDS}
+    env = {**inherited, "PYTHONPATH": REPO, **setting}
     torch_only = _peak_mib([sys.executable, "-c", "import torch"], env)
     with tempfile.TemporaryDirectory() as root:
         command = [sys.executable, os.path.join(REPO, "run.py"), *RUN_OPTIONS, "--root", root]
@@ -62,7 +64,7 @@ def run_memory_growth(setting: dict, data_root) -> float:
 def step_time_ms(setting: dict, iw: int, args) -> float:
     """Median training-step time of ``ovis-gamma1`` at ``iw`` (a spawned process inherits the
     environment, and glibc reads the variables when that process starts)."""
-    saved = {key: os.environ.get(key) for key in THRESHOLDS}
+    saved = {key: os.environ.pop(key, None) for key in THRESHOLDS}
     os.environ.update(setting)
     try:
         workload = Workload(model="sbm", estimator="ovis-gamma1", iw=iw, batch_size=24, data_root=args.data_root,

@@ -6,7 +6,7 @@
 * ``trainer``: the ``Trainer`` (train, evaluate, analyse, log, checkpoint, resume).
 * ``optim``: ``--optimizer``: any ``torch.optim`` optimiser by name, fused where the device allows.
 * ``recorder``: ``metrics.jsonl``, TensorBoard (``SummaryWriter``) and the run log.
-* ``malloc``: glibc heap thresholds that keep a step's freed memory for the next step.
+* ``malloc``: the environment (glibc heap thresholds) that keeps a step's freed memory for the next.
 * ``main``: ``main(argv) -> exit code``, what ``run.py`` calls.
 """
 from ovis.training.arguments import ArgumentError, build_parser, parse_args, run_identity

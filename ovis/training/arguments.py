@@ -12,15 +12,17 @@ Option names and defaults are those of the original code, with these differences
   1e-2 as in Burda et al.; the original used 1e-3), ``--threads`` (PyTorch CPU threads) and
   ``--checkpoint_interval`` (seconds between checkpoints besides the ones after every evaluation).
 
+The run identity (which options define a run, its hash) is ``ovis.identity``'s: unlike the
+original, ``--nsteps`` and ``--epochs`` are part of it (they set the learning-rate schedule).
+
 Step counts accept a float literal with an integral value (``--nsteps 4e6``,
 ``--warmup 1000000.0``), since the experiment files print numbers with Python's ``str``.
 """
 import argparse
-import hashlib
-import json
 import math
 from typing import Dict, Optional, Sequence, Tuple
 
+from ovis.identity import run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
 
@@ -29,13 +31,6 @@ PRIORS = ("normal", "categorical", "bernoulli")
 
 # Data sets that come with their own model: the model name is forced to the data set's (SPEC 4).
 DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
-
-# Options that do not change what a run computes: left out of the run hash (SPEC 5.2 plus the
-# options added here), so that a run keeps its identity when moved, resumed or extended.
-BOOKKEEPING_KEYS = frozenset({
-    "root", "data_root", "exp", "workers", "silent", "sequential_computation", "epochs", "nsteps",
-    "valid_bs", "test_bs", "load", "rf", "device", "resume", "run_id", "checkpoint_interval", "threads",
-})
 
 
 class ArgumentError(ValueError):
@@ -212,19 +207,6 @@ def validate_args(args: argparse.Namespace) -> None:
 def model_name(args: argparse.Namespace) -> str:
     """The model actually built: ``gmm`` and ``gaussian-toy`` data sets force their own model."""
     return DATASET_MODELS.get(args.dataset, args.model)
-
-
-def canonical_options(args) -> Dict:
-    """The options that define what a run computes, as a plain dict (no bookkeeping keys)."""
-    options = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    return {key: value for key, value in sorted(options.items()) if key not in BOOKKEEPING_KEYS}
-
-
-def run_hash(args) -> str:
-    """md5 of the canonical JSON of the run-defining options: independent of the order and the
-    spelling (``3e-4`` vs ``0.0003``) of the arguments, stable across Python versions."""
-    text = json.dumps(canonical_options(args), sort_keys=True, separators=(",", ":"))
-    return hashlib.md5(text.encode()).hexdigest()
 
 
 def default_run_id(args: argparse.Namespace) -> str:
