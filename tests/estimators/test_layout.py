@@ -9,7 +9,7 @@ from ovis.estimators import BoundEvaluator, parse_estimator_id
 from ovis.estimators.base import expand_particles, iw_bound
 from ovis.estimators.config import EXAMPLE_IDS
 from ovis.estimators.vimco import vimco_control_variate
-from ovis.models.testing import EnumerableModel, LinearGaussianModel
+from ovis.testing import EnumerableModel, LinearGaussianModel
 
 from .helpers import build
 
