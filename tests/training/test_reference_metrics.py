@@ -3,13 +3,16 @@ deterministic sigmoid-belief-network run through ``run.py`` gives the ``metrics.
 stored in ``reference/sbm_metrics.json``, produced by the code before the issue-9 refactor
 (commit c7dc54e).
 
-Tolerance: relative 1e-5 (absolute 1e-7 near zero). The values are float32 computations
-reduced in float64. ``torch.optim.Adam`` in its fused kernel reproduces the earlier hand-written
-Adam bit for bit (measured: no difference at all); reordering a float32 operation (e.g. a faster
-hot path) changes the last bits of a step (relative 6e-8), which 80 steps of training amplify to
-at most ~1e-6 relative on the bounds. Any change of the maths is far larger: ``--lr 1.01e-3``
-instead of ``1e-3`` moves ``test:loss/L_k`` by 2e-4 to 4e-4 relative and the gradient statistics
-by 3e-2 to 2 (``test_a_changed_learning_rate_or_estimator_is_caught``).
+Tolerance: relative 1e-5, absolute 1e-7, and absolute 1e-4 for the per-coordinate SNR statistics
+``snr/*``. The values are float32 computations reduced in float64. ``torch.optim.Adam`` in its
+fused kernel reproduces the earlier hand-written Adam bit for bit; reordering float32 operations
+(the model-protocol refactor did) changes the last bits of a step, which 80 steps amplify to at
+most 3e-6 relative on the bounds and gradient statistics (measured). The SNR of a coordinate is
+``|mean| / std`` of 4 gradient samples: where the mean cancels (``snr/min`` ~ 1e-5), the same
+rounding moves it by ~1e-6 absolute, any amount relative, hence the absolute tolerance there. Any
+change of the maths is far larger: ``--lr 1.01e-3`` instead of ``1e-3`` moves ``test:loss/L_k``
+by 2e-4 to 4e-4 relative and the SNR statistics by 1e-3 to 8 absolute
+(``test_a_changed_learning_rate_or_estimator_is_caught``).
 
 Only wall-clock values (``info/elapsed-time``, the record ``time``) are left out. A metric
 renamed since (``RENAMED``) is looked up under its new name.
@@ -27,6 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).with_name("reference") / "sbm_metrics.json"
 RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-7
+SNR_ABSOLUTE_TOLERANCE = 1e-4  # snr/*: ratios whose numerator cancels (module docstring)
 WALL_CLOCK_KEYS = {"info/elapsed-time"}
 # old metric name -> current name (issue 9 renames; the values are the same quantities)
 RENAMED = {}
@@ -62,7 +66,8 @@ def differences(reference_records: list, records: list) -> list:
             elif value is None or actual is None:
                 if value is not actual:
                     problems.append(f"step {expected['step']} {expected['split']}:{key} {actual} != {value}")
-            elif not math.isclose(actual, value, rel_tol=RELATIVE_TOLERANCE, abs_tol=ABSOLUTE_TOLERANCE):
+            elif not math.isclose(actual, value, rel_tol=RELATIVE_TOLERANCE,
+                                  abs_tol=SNR_ABSOLUTE_TOLERANCE if key.startswith("snr/") else ABSOLUTE_TOLERANCE):
                 problems.append(f"step {expected['step']} {expected['split']}:{key} {actual!r} != {value!r} "
                                 f"(relative {abs(actual - value) / max(abs(value), 1e-300):.1e})")
     return problems
