@@ -69,8 +69,25 @@ def rewrite_metrics(run_dir: str, keep: Callable[[dict], bool]) -> None:
         f.writelines(json.dumps(record) + "\n" for record in kept)
 
 
+# Metrics renamed since runs were first recorded: old key -> current key. Readers see the current
+# names, in old runs too (``iter_metric_records``, ``current_metric_name``).
+RENAMED_METRICS = {
+    "reinforce/mse": "control_variate/mse",  # reported by every score-function estimator
+    "gmm/prior_mse": "gmm/prior_distance",  # Euclidean distances, not mean squared errors
+    "gmm/posterior_mse": "gmm/posterior_distance",
+    **{f"gaussian_toy/mse_{name}": f"gaussian_toy/distance_{name}" for name in ("A", "b", "mu", "phi")},
+}
+
+
+def current_metric_name(name: str) -> str:
+    """The current name of a metric key (``gmm/prior_mse``) or address (``test:gmm/prior_mse``)."""
+    split, colon, key = name.rpartition(":")
+    return split + colon + RENAMED_METRICS.get(key, key)
+
+
 def iter_metric_records(run_dir: str) -> Iterator[dict]:
-    """Yield the records of ``metrics.jsonl``; a torn last line (killed writer) is skipped."""
+    """Yield the records of ``metrics.jsonl`` (metrics under their current names,
+    ``RENAMED_METRICS``); a torn last line (killed writer) is skipped."""
     path = os.path.join(run_dir, METRICS_FILE)
     if not os.path.exists(path):
         return
@@ -80,9 +97,11 @@ def iter_metric_records(run_dir: str) -> Iterator[dict]:
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            record["values"] = {RENAMED_METRICS.get(key, key): value for key, value in record["values"].items()}
+            yield record
 
 
 def read_metrics(run_dir: str, keys: Optional[List[str]] = None):
@@ -91,7 +110,7 @@ def read_metrics(run_dir: str, keys: Optional[List[str]] = None):
     import pandas as pd
 
     rows = []
-    wanted = set(keys) if keys else None
+    wanted = {current_metric_name(key) for key in keys} if keys else None
     for r in iter_metric_records(run_dir):
         for key, value in r["values"].items():
             metric = f"{r['split']}:{key}"

@@ -8,7 +8,7 @@ One ``Trainer`` runs one run folder (DESIGN 4). The loop, per epoch ``e``:
 2. set the learning rate of the epoch, then one optimiser step per batch, alpha following its
    warm-up schedule. Training losses and diagnostics stay on the device and are read every
    ``SYNC_EVERY`` steps (progress bar, NaN check); their averages since the previous
-   evaluation are logged under the ``online`` split (``online:loss/L_k``, ``online:reinforce/mse``).
+   evaluation are logged under the ``online`` split (``online:loss/L_k``, ``online:control_variate/mse``).
 
 After training the best model is evaluated on the whole validation split (``valid:loss/L_k``).
 
@@ -97,7 +97,7 @@ class StepMonitor:
     Each step stores the batch means of the surrogate loss (``loss/surrogate``) and of every
     training diagnostic (one row each). Reading them checks that the loss and the bound are
     finite (the error names the first bad step) and adds them to the online averages logged at
-    the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:reinforce/mse``:
+    the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:control_variate/mse``:
     the training estimator's own values, at the training K and the scheduled alpha)."""
 
     LOSS = "loss/surrogate"

@@ -15,7 +15,7 @@ by 2e-4 to 4e-4 relative and the SNR statistics by 1e-3 to 8 absolute
 (``test_a_changed_learning_rate_or_estimator_is_caught``).
 
 Only wall-clock values (``info/elapsed-time``, the record ``time``) are left out. A metric
-renamed since (``RENAMED``) is looked up under its new name.
+renamed since (``ovis.records.RENAMED_METRICS``) is looked up under its new name.
 """
 import json
 import math
@@ -26,14 +26,14 @@ from pathlib import Path
 
 import pytest
 
+from ovis.records import RENAMED_METRICS
+
 REPO = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).with_name("reference") / "sbm_metrics.json"
 RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-7
 SNR_ABSOLUTE_TOLERANCE = 1e-4  # snr/*: ratios whose numerator cancels (module docstring)
 WALL_CLOCK_KEYS = {"info/elapsed-time"}
-# old metric name -> current name (issue 9 renames; the values are the same quantities)
-RENAMED = {}
 
 
 def run_reference(tmp_path: Path, extra=()) -> list:
@@ -60,7 +60,7 @@ def differences(reference_records: list, records: list) -> list:
             problems.append(f"no {expected['split']} record at step {expected['step']}")
             continue
         for key, value in expected["values"].items():
-            actual = values.get(RENAMED.get(key, key), "missing")
+            actual = values.get(RENAMED_METRICS.get(key, key), "missing")
             if actual == "missing":
                 problems.append(f"step {expected['step']} {expected['split']}:{key} missing")
             elif value is None or actual is None:
