@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from ovis import records
+from ovis.cli import integer_option
 from ovis.analysis.gradients import gradient_statistics
 from ovis.datasets.gaussian_toy import sample_toy_data
 from ovis.devices import resolve_device
@@ -39,7 +40,6 @@ from ovis.estimators.evaluation import BoundEvaluator
 from ovis.files import atomic_open
 from ovis.identity import run_hash
 from ovis.models import get_model
-from ovis.training.arguments import integer_option
 
 LOSS_KEYS = ("loss/L_k", "loss/elbo", "loss/kl_q_p", "loss/nll", "loss/kl", "loss/ess")
 SLOPE_METRICS = ("grads/snr", "grads/variance", "grads/magnitude", "grads/dsnr")

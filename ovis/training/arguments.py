@@ -19,9 +19,9 @@ Step counts accept a float literal with an integral value (``--nsteps 4e6``,
 ``--warmup 1000000.0``), since the experiment files print numbers with Python's ``str``.
 """
 import argparse
-import math
 from typing import Dict, Optional, Sequence, Tuple
 
+from ovis.cli import integer_option
 from ovis.identity import run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
@@ -35,17 +35,6 @@ DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
 
 class ArgumentError(ValueError):
     """Bad or incompatible options; ``run.py`` exits with code 2 before doing any work."""
-
-
-def integer_option(text: str) -> int:
-    """An integer option that also accepts integral float literals such as ``4e6``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
 
 
 def _optional(parse):
