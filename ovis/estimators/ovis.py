@@ -41,8 +41,8 @@ def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights:
 
     With alpha > 0 the clipped correction is divided by (1 - alpha), which makes it equal to
     VIMCO-arithmetic's ``c_k``; ``reproduce_original=True`` (earlier name ``legacy_renyi``)
-    reproduces the original code, which did not divide it (SPEC 11.2). ``beta`` scales v_k as in the learning signal ``d_k = L - beta v_k``
-    (beta = 1: the paper's formula). Needs K >= 2.
+    reproduces the original code, which did not divide it (SPEC 11.2). ``beta`` scales v_k as in
+    the learning signal ``d_k = L - beta v_k`` (beta = 1: the paper's formula). Needs K >= 2.
     """
     K = log_weights.shape[-1]
     if K < 2:

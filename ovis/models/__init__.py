@@ -19,9 +19,10 @@ name               model
 
 Hyper-parameters use the ``run.py`` option names: ``N, K, hdim, nlayers, depth, prior,
 learn_prior, normalization, dropout, kdim``, and ``reproduce_original`` (the original code's
-relaxed latents, ``ovis.models.distributions``; not a ``run.py`` option); model-specific extras: ``q_std`` (``gaussian-toy``,
-q's standard deviation) and ``q_hdim`` (``gmm``, width of q's hidden layer; the shared ``hdim``
-does not apply so that the paper's 1-16-C network is kept whatever the trainer's default).
+relaxed latents, ``ovis.models.distributions``; not a ``run.py`` option); model-specific extras:
+``q_std`` (``gaussian-toy``, q's standard deviation) and ``q_hdim`` (``gmm``, width of q's hidden
+layer; the shared ``hdim`` does not apply so that the paper's 1-16-C network is kept whatever the
+trainer's default).
 A model ignores the shared names it has no use for (so a trainer may pass all of them):
 ``sbm`` uses ``N, depth, nlayers`` (hidden width = N, prior learnt Bernoulli); ``gaussian-vae``
 everything but ``prior, K, kdim``; ``gaussian-toy`` none; ``gmm`` only ``N`` (clusters).

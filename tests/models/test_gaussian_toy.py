@@ -117,7 +117,8 @@ def test_perturbation_never_touches_the_stored_optimum():
     diagnostics = model.distances_to_optimum()
     torch.testing.assert_close(diagnostics["gaussian_toy/distance_A"], (model.A - model.optimal_A).norm())
     torch.testing.assert_close(diagnostics["gaussian_toy/distance_phi"] ** 2,
-                               diagnostics["gaussian_toy/distance_A"] ** 2 + diagnostics["gaussian_toy/distance_b"] ** 2)
+                               diagnostics["gaussian_toy/distance_A"] ** 2
+                               + diagnostics["gaussian_toy/distance_b"] ** 2)
     model.set_optimum()  # a second perturbation starts again from the exact optimum
     model.perturb(0.01, torch.Generator().manual_seed(3))
     torch.testing.assert_close((model.A - model.optimal_A).flatten(), noise[:400])

@@ -49,8 +49,8 @@ def test_report_of_a_grid_run_through_the_queue(tmp_path):
     for run_id, row in per_run.iterrows():
         run_dir = str(root / "tiny" / run_id)
         assert row["max:test:loss/L_k"] == pytest.approx(max(series(run_dir, "test:loss/L_k")), rel=1e-12)
-        assert row["min:test:gmm/posterior_distance"] == pytest.approx(min(series(run_dir, "test:gmm/posterior_distance")),
-                                                                  rel=1e-12)
+        distances = series(run_dir, "test:gmm/posterior_distance")
+        assert row["min:test:gmm/posterior_distance"] == pytest.approx(min(distances), rel=1e-12)
         snr = series(run_dir, "train:grads/snr")
         assert row["mean:train:grads/snr"] == pytest.approx(sum(snr) / len(snr), rel=1e-12)
     ovis = per_run[per_run["estimator"] == "ovis-gamma1"]["max:test:loss/L_k"]

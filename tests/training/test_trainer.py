@@ -141,17 +141,17 @@ def test_step_monitor_averages_diagnostics_and_names_the_first_non_finite_step()
     monitor = StepMonitor(torch.device("cpu"), window=4)
     for step, (loss, bound) in enumerate([(1.0, -3.0), (2.0, -5.0), (3.0, -4.0)], start=1):
         monitor.record(step, torch.tensor(loss), {"loss/L_k": torch.tensor([bound, bound + 2]),
-                                                  "control_variate/mse": torch.tensor(0.5 * step)})
-    assert monitor.sync() == pytest.approx({"loss/surrogate": 2.0, "loss/L_k": -3.0, "control_variate/mse": 1.0})
+                                                  "reinforce/mse": torch.tensor(0.5 * step)})
+    assert monitor.sync() == pytest.approx({"loss/surrogate": 2.0, "loss/L_k": -3.0, "reinforce/mse": 1.0})
     state = monitor.state_dict()  # a checkpoint keeps the sums of the steps since the last evaluation
-    assert monitor.pop_averages() == pytest.approx({"loss/surrogate": 2.0, "loss/L_k": -3.0, "control_variate/mse": 1.0})
+    assert monitor.pop_averages() == pytest.approx({"loss/surrogate": 2.0, "loss/L_k": -3.0, "reinforce/mse": 1.0})
     monitor.load_state_dict(state)
-    monitor.record(4, torch.tensor(4.0), {"loss/L_k": torch.tensor([-1.0]), "control_variate/mse": torch.tensor(2.0)})
+    monitor.record(4, torch.tensor(4.0), {"loss/L_k": torch.tensor([-1.0]), "reinforce/mse": torch.tensor(2.0)})
     monitor.sync()
-    assert monitor.pop_averages() == pytest.approx({"loss/surrogate": 2.5, "loss/L_k": -2.5, "control_variate/mse": 1.25})
+    assert monitor.pop_averages() == pytest.approx({"loss/surrogate": 2.5, "loss/L_k": -2.5, "reinforce/mse": 1.25})
     assert monitor.pop_averages() == {}
-    monitor.record(5, torch.tensor(1.0), {"loss/L_k": torch.tensor([-1.0]), "control_variate/mse": torch.tensor(0.0)})
-    monitor.record(6, torch.tensor(float("nan")), {"loss/L_k": torch.tensor([-1.0]), "control_variate/mse": torch.tensor(0.0)})
+    monitor.record(5, torch.tensor(1.0), {"loss/L_k": torch.tensor([-1.0]), "reinforce/mse": torch.tensor(0.0)})
+    monitor.record(6, torch.tensor(float("nan")), {"loss/L_k": torch.tensor([-1.0]), "reinforce/mse": torch.tensor(0.0)})
     with pytest.raises(NonFiniteLossError, match="at step 6 .*last finite values at step 5: loss 1, L_k -1"):
         monitor.sync()
 
