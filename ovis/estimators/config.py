@@ -17,10 +17,13 @@ The class is then built with ``Estimator(mc=..., iw=..., **config)``. Identifier
                                             K-dependent beta_min rules, integration (left)
 ==========================================  ===============================================
 
-``head_compat=True`` reproduces the original code at HEAD (d119252) where it differs: every
+``reproduce_original=True`` (ovis's one compatibility switch; also for the relaxed latents of
+``ovis.models``) reproduces the original code at HEAD (d119252) where it differs: every
 ``ovis-S`` number is a fraction of iw (``ovis-S50`` = 50 iw auxiliary particles), unknown
 tokens in a TVO id are ignored (the original ``tvo-S5-beta3`` is a 2-partition TVO), and
-OVIS~ does not divide its log Z_[-k] correction by 1 - alpha.
+OVIS~ does not divide its log Z_[-k] correction by 1 - alpha. Its earlier names
+``head_compat`` (here), ``head_aux_scaling`` and ``legacy_renyi`` (estimator arguments) are
+still accepted.
 
 ``describe_estimator_id(id) -> EstimatorId`` gives what the same parse found, for reports:
 the family, the parameters as typed values (``ovis-S2`` has ``S=2`` auxiliary particles,
@@ -127,15 +130,15 @@ def _text(value: Union[int, float]) -> str:
 Parsed = Tuple[Type[GradientEstimator], Dict, EstimatorId]
 
 
-def _parse_ovis(estimator_id: str, head_compat: bool) -> Parsed:
+def _parse_ovis(estimator_id: str, reproduce_original: bool) -> Parsed:
     match = _OVIS_MC.fullmatch(estimator_id)
     if match:
         aux = _number(match.group(1))
         exclusive = match.group(2) is not None
         config = {"iw_aux": aux, "exclusive": exclusive}
-        if head_compat:
-            config["head_aux_scaling"] = True
-        fraction = head_compat or isinstance(aux, float)  # a fraction of K, else a number of particles
+        if reproduce_original:
+            config["reproduce_original"] = True
+        fraction = reproduce_original or isinstance(aux, float)  # a fraction of K, else a number of particles
         parameter = ("S_per_K", float(aux)) if fraction else ("S", aux)
         budget = ("", "") if exclusive else (" of K", "")
         suffix = "-exclusive" if exclusive else ""
@@ -150,19 +153,19 @@ def _parse_ovis(estimator_id: str, head_compat: bool) -> Parsed:
         raise _invalid(estimator_id, "an ovis id is ovis-S<S>[-exclusive] or ovis-gamma<g>[-arithmetic|-geometric]")
     gamma = float(gammas[0].group(1))
     config = {"gamma": gamma, "leave_one_out": modes[0] if modes else "clipped"}
-    if head_compat:
-        config["legacy_renyi"] = True
+    if reproduce_original:
+        config["reproduce_original"] = True
     mode = f"-{modes[0]}" if modes else ""
     label = f"OVIS~ (gamma={_text(gamma)}{', ' + modes[0] if modes else ''})"
     return OvisAsymptotic, config, EstimatorId(estimator_id, "ovis-gamma" + mode, (("gamma", gamma),), label,
                                                f"ovis-gamma{_text(gamma)}{mode}")
 
 
-def _tvo_config(estimator_id: str, tokens, head_compat: bool) -> Tuple[Dict, int]:
+def _tvo_config(estimator_id: str, tokens, reproduce_original: bool) -> Tuple[Dict, int]:
     """The TVO's config and the ``beta<b>`` number b (beta_min = 10^-b)."""
     config = {"partitions": 2, "log_beta_min": -10.0, "beta_min_rule": None, "integration": "left"}
     beta = 10
-    if head_compat:  # the original's rules: substring tests, first integer, unknown tokens ignored
+    if reproduce_original:  # the original's rules: substring tests, first integer, unknown tokens ignored
         for token in tokens:
             number = re.search(r"\d+", token)
             if "part" in token and number:
@@ -181,7 +184,7 @@ def _tvo_config(estimator_id: str, tokens, head_compat: bool) -> Tuple[Dict, int
             if kind is None:
                 raise _invalid(estimator_id, f"unknown tvo token {token!r}: expected part<n>, beta<b>, config1, "
                                              f"config2, left, right or trapz (the original code ignored unknown "
-                                             f"tokens: head_compat=True does the same)")
+                                             f"tokens: reproduce_original=True does the same)")
             if kind in seen:
                 raise _invalid(estimator_id, f"more than one {kind} token")
             seen.add(kind)
@@ -195,8 +198,8 @@ def _tvo_config(estimator_id: str, tokens, head_compat: bool) -> Tuple[Dict, int
     return config, beta
 
 
-def _parse_tvo(estimator_id: str, head_compat: bool) -> Parsed:
-    config, beta = _tvo_config(estimator_id, estimator_id.split("-")[1:], head_compat)
+def _parse_tvo(estimator_id: str, reproduce_original: bool) -> Parsed:
+    config, beta = _tvo_config(estimator_id, estimator_id.split("-")[1:], reproduce_original)
     parts = config["partitions"]
     if parts < 1:
         raise _invalid(estimator_id, "the TVO needs at least one partition")
@@ -220,7 +223,7 @@ def _parse_exact(estimator_id: str) -> Parsed:
 _FAMILY_PARSERS: Dict[str, Callable[[str, bool], Parsed]] = {"ovis": _parse_ovis, "tvo": _parse_tvo}
 
 
-def _parse(estimator_id: str, head_compat: bool) -> Parsed:
+def _parse(estimator_id: str, reproduce_original: bool) -> Parsed:
     if not isinstance(estimator_id, str):
         raise _invalid(estimator_id, "expected a string")
     if estimator_id in _EXACT:
@@ -228,18 +231,22 @@ def _parse(estimator_id: str, head_compat: bool) -> Parsed:
     parser = _FAMILY_PARSERS.get(estimator_id.split("-")[0])
     if parser is None:
         raise _invalid(estimator_id)
-    return parser(estimator_id, head_compat)
+    return parser(estimator_id, reproduce_original)
 
 
-def parse_estimator_id(estimator_id: str, head_compat: bool = False) -> Tuple[Type[GradientEstimator], Dict]:
+def parse_estimator_id(estimator_id: str, reproduce_original: bool = False,
+                       head_compat: Optional[bool] = None) -> Tuple[Type[GradientEstimator], Dict]:
     """Map an estimator identifier to ``(EstimatorClass, config)``; build the estimator with
     ``EstimatorClass(mc=..., iw=..., **config)``. Raises ``ValueError`` listing the valid forms
-    for anything else. See the module docstring for the identifiers and ``head_compat``."""
-    cls, config, _ = _parse(estimator_id, head_compat)
+    for anything else. See the module docstring for the identifiers and ``reproduce_original``
+    (``head_compat``: its earlier name)."""
+    if head_compat is not None:
+        reproduce_original = head_compat
+    cls, config, _ = _parse(estimator_id, reproduce_original)
     return cls, config
 
 
-def describe_estimator_id(estimator_id: str, head_compat: bool = False) -> EstimatorId:
+def describe_estimator_id(estimator_id: str, reproduce_original: bool = False) -> EstimatorId:
     """The structured description of an identifier (family, typed parameters, label, canonical
     key) from the same parse as ``parse_estimator_id``; the same ``ValueError`` for bad ids."""
-    return _parse(estimator_id, head_compat)[2]
+    return _parse(estimator_id, reproduce_original)[2]
