@@ -111,22 +111,29 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=+-]+", "-", str(text)).strip("-")
 
 
-def _prepare_directory(path: str) -> None:
-    """Create the report folder; remove the files that the previous report listed in its
-    manifest, and nothing else."""
+def _prepare_directory(path: str) -> List[str]:
+    """Create the report folder; return the files that the previous report there wrote (its
+    manifest), which this report may replace. A non-empty folder that no report wrote is refused."""
+    previous: List[str] = []
     if os.path.isdir(path) and os.listdir(path):
         manifest = os.path.join(path, MANIFEST)
         if os.path.exists(manifest):
             with open(manifest) as f:
-                previous = json.load(f).get("files", [])
-            for name in previous:
-                target = os.path.join(path, os.path.basename(name))
-                if os.path.isfile(target):
-                    os.remove(target)
+                previous = [os.path.basename(name) for name in json.load(f).get("files", [])]
         elif not any(os.path.exists(os.path.join(path, marker)) for marker in REPORT_MARKERS):
             raise ReportError(f"output folder {path!r} exists and is not a report folder; "
                               f"choose another --output")
     os.makedirs(path, exist_ok=True)
+    return previous
+
+
+def _remove_stale(directory: str, previous: Sequence[str], written: Sequence[str]) -> None:
+    """Remove the files of the previous report that this one did not write again (a figure of a
+    category that is gone), once the new manifest is in place; nothing else."""
+    for name in sorted(set(previous) - set(written)):
+        target = os.path.join(directory, name)
+        if os.path.isfile(target):
+            os.remove(target)
 
 
 @contextlib.contextmanager
@@ -315,7 +322,7 @@ def build_report(options: ReportOptions) -> Report:
     ylims = parse_ylims(options.ylims)
     experiment, selected, used = _used_runs(options)
     directory = os.path.join(options.output, options.report_id)
-    _prepare_directory(directory)
+    previous = _prepare_directory(directory)
     with _report_log(directory) as logger:
         report = Report(directory, experiment=experiment)
         apply_style()
@@ -357,5 +364,6 @@ def build_report(options: ReportOptions) -> Report:
                               + ["curves.csv", "index.md", "run.log", MANIFEST])
         manifest = {"report_id": options.report_id, "options": options.normalized(), "files": report.files}
         atomic_write(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1, default=str) + "\n")
+        _remove_stale(directory, previous, report.files)
         logger.info(f"report written to {directory}/index.md")
         return report

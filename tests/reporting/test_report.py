@@ -203,7 +203,15 @@ def test_reports_with_other_options_go_elsewhere_and_nothing_foreign_is_deleted(
     second = build_report(report_options(argv("--pivot_metrics", "min:train:loss/kl_q_p"))).directory
     assert second != first and read_text(first, "index.md") == first_index
     assert "min:train:loss/kl_q_p" in read_text(second, "index.md")
-    # The same options again: the report replaces its own files, keeps the others.
+    # The same options again: the report replaces its own files (removes those it no longer
+    # writes, e.g. a figure of a category that is gone), keeps the others.
+    manifest_path = os.path.join(first, "report.json")
+    manifest = json.loads(read_text(manifest_path))
+    manifest["files"].append("detailed-dataset=gone.png")
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+    with open(os.path.join(first, "detailed-dataset=gone.png"), "w") as f:
+        f.write("a figure of the previous report")
     os.remove(os.path.join(experiment["exp_dir"], "binmnist-sbm-reinforce-iw5-seed1", "config.json"))
     assert build_report(report_options(first_argv)).directory == first
     assert read_text(first, "figure3_left.png") == read_text(first, "notes.txt") == "not written by report.py"
