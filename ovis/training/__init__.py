@@ -3,7 +3,13 @@
 * ``arguments``: the options of ``run.py``, their validation and the run identity.
 * ``schedules``: Renyi-alpha warm-up and learning-rate reduction.
 * ``data``: deterministic batch order and fixed evaluation subsets.
-* ``trainer``: the ``Trainer`` (train, evaluate, analyse, log, checkpoint, resume).
+* ``trainer``: the ``Trainer``: the loop (train, evaluate, checkpoint, resume).
+* ``analyses``: the analyses of every periodic evaluation (active units, gradient statistics).
+* ``monitor``: training losses kept on the device, read every few steps and checked.
+* ``signals``: SIGINT / SIGTERM stop the run after the current step, with a checkpoint.
+* ``progress``: the progress shown on the terminal; ``messages``: the lines of ``run.log``.
+* ``images``: image grids of prior samples and reconstructions.
+* ``evaluation``: averaging diagnostics over evaluation batches.
 * ``optim``: Adam in one fused kernel, without ``torch.optim``'s import of ``torch._dynamo``.
 * ``tensorboard``: TensorBoard event files without ``torch.utils.tensorboard``.
 * ``malloc``: glibc heap thresholds that keep a step's freed memory for the next step.

@@ -16,6 +16,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
+from ovis import exit_codes
 from ovis.analysis.gradients import select_parameters
 from ovis.devices import resolve_device
 from ovis.records import FAILED, clear_outcome, read_config, write_config, write_outcome
@@ -24,9 +25,8 @@ from ovis.training.arguments import (ArgumentError, canonical_options, default_r
                                      parse_args, run_hash)
 from ovis.training.malloc import retain_freed_memory
 from ovis.training.recorder import close_logger, run_logger
-from ovis.training.trainer import EXIT_FAILED, RunComponents, Trainer
+from ovis.training.trainer import RunComponents, Trainer
 
-EXIT_BAD_ARGUMENTS = 2
 BASELINE_HDIM = 64  # the original's --hdim default
 # Rows (data points x particles) of one forward pass of the evaluations and analyses: bounds their
 # memory at iw = 5000 or mc = 1000. On a CPU, 512 rows are as fast per row as larger chunks.
@@ -174,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None,
         return int(exit_request.code or 0)
     except ArgumentError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
 
     run_id = args.run_id or default_run_id(args)
     run_dir = os.path.join(args.root, args.exp, run_id)
@@ -188,13 +188,13 @@ def main(argv: Optional[Sequence[str]] = None,
         configure_threads(args, components)
     except ValueError as error:  # ArgumentError included
         print(f"run.py: error: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
 
     try:
         resume = prepare_run_dir(run_dir, args)
     except OSError as error:
         print(f"run.py: error: cannot prepare the run folder {run_dir}: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
     write_config(run_dir, dict(vars(args), hash=run_hash(args), run_id=run_id))
     logger = run_logger(run_dir, silent=args.silent)
     try:
@@ -204,7 +204,7 @@ def main(argv: Optional[Sequence[str]] = None,
             message = f"cannot start the run: {type(error).__name__}: {error}"
             write_outcome(run_dir, FAILED, message + "\n" + traceback.format_exc())
             logger.error("Failed. %s", message)
-            return EXIT_FAILED
+            return exit_codes.FAILED
         return trainer.run()
     finally:
         close_logger(logger)

@@ -136,7 +136,7 @@ def test_bad_arguments_exit_2_before_touching_the_run_folder(tmp_path, capsys, a
 
 
 def test_step_monitor_averages_diagnostics_and_names_the_first_non_finite_step():
-    from ovis.training.trainer import NonFiniteLossError, StepMonitor
+    from ovis.training.monitor import NonFiniteLossError, StepMonitor
 
     monitor = StepMonitor(torch.device("cpu"), window=4)
     for step, (loss, bound) in enumerate([(1.0, -3.0), (2.0, -5.0), (3.0, -4.0)], start=1):
