@@ -1,7 +1,7 @@
 """``run.py``: parse and check the options, build data, model and estimator, prepare the run
 folder and hand over to the ``Trainer``.
 
-Exit codes (DESIGN 4): 0 success; 1 failed (message in ``success.txt``); 2 bad arguments,
+Exit codes (DESIGN 4): 0 success; 1 failed (message in ``outcome.txt``); 2 bad arguments,
 refused before the run folder is touched; 130 aborted by SIGINT / SIGTERM.
 """
 import argparse

@@ -1,23 +1,21 @@
-"""Training diagnostics kept on the device between reads, and the check that they stay finite."""
-import math
+"""Training diagnostics kept on the device between reads, and the check that they stay sound
+(``ovis.training.divergence``)."""
 from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
 
+from ovis.training.divergence import ADVICE, DivergenceError, NonFiniteLossError, impossible_values, non_finite
+
 SYNC_EVERY = 50  # training steps between reads of the losses kept on the device
-
-
-class NonFiniteLossError(RuntimeError):
-    """A training loss became NaN or infinite."""
 
 
 class StepMonitor:
     """Diagnostics of the recent training steps, kept on the device and read every ``window`` steps.
 
     Each step stores the batch means of the surrogate loss (``loss/surrogate``) and of every
-    training diagnostic (one row each). Reading them checks that the loss and the bound are
-    finite (the error names the first bad step) and adds them to the online averages logged at
+    training diagnostic (one row each). Reading them checks that every value is finite and
+    possible (the error names the first bad step) and adds them to the online averages logged at
     the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:reinforce/mse``:
     the training estimator's own values, at the training K and the scheduled alpha)."""
 
@@ -50,27 +48,33 @@ class StepMonitor:
         self.count += 1
 
     def sync(self) -> Optional[Dict[str, float]]:
-        """Read the pending values; returns their means by key, or None if there were none."""
+        """Read the pending values; returns their means by key, or None if there were none.
+
+        Raises ``NonFiniteLossError`` at the first step with a NaN or infinite value and
+        ``DivergenceError`` at the first with an impossible one (a negative ``loss/kl_q_p``)."""
         if self.count == 0:
             return None
         rows = dict(zip(self.keys, self.values[:, :self.count].tolist()))
-        losses, bounds = rows[self.LOSS], rows.get(self.BOUND, rows[self.LOSS])
-        for i, (loss, bound) in enumerate(zip(losses, bounds)):
-            if not (math.isfinite(loss) and math.isfinite(bound)):
+        for i in range(self.count):
+            values = {key: row[i] for key, row in rows.items()}
+            bad, impossible = non_finite(values), impossible_values(values, probability_mass=False)
+            if bad or impossible:
                 self.count = 0
-                raise NonFiniteLossError(self._message(self.first_step + i, loss, bound))
-            self.last_finite = {"step": self.first_step + i, "loss": loss, "L_k": bound}
+                kind, error = ("non-finite", NonFiniteLossError) if bad else ("impossible", DivergenceError)
+                raise error(f"{kind} training loss at step {self.first_step + i} ({'; '.join(bad + impossible)}); "
+                            f"{self._last_good()}; {ADVICE}")
+            self.last_finite = {"step": self.first_step + i, "loss": values[self.LOSS],
+                                "L_k": values.get(self.BOUND, values[self.LOSS])}
         for key, values in rows.items():
             self.sums[key] = self.sums.get(key, 0.0) + sum(values)
         self.steps += self.count
         self.count = 0
         return {key: sum(values) / len(values) for key, values in rows.items()}
 
-    def _message(self, step: int, loss: float, bound: float) -> str:
+    def _last_good(self) -> str:
         last = self.last_finite
-        previous = (f"last finite values at step {last['step']}: loss {last['loss']:.6g}, L_k {last['L_k']:.6g}"
-                    if last else "no finite value was recorded before")
-        return f"non-finite training loss at step {step} (loss {loss}, L_k {bound}); {previous}"
+        return (f"last good values at step {last['step']}: loss {last['loss']:.6g}, L_k {last['L_k']:.6g}"
+                if last else "no good value was recorded before")
 
     def pop_averages(self) -> Dict[str, float]:
         """Means over the steps since the last call, by diagnostic key."""

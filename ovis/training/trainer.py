@@ -33,6 +33,7 @@ from ovis import exit_codes
 from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, run_analyses
+from ovis.training.divergence import DivergenceError, check_evaluation, likelihood_is_probability_mass
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
@@ -126,6 +127,7 @@ class Trainer:
         if saved is not None:
             self._restore(saved)
         self.recorder = RunRecorder(run_dir, resume_step=self.state.step if saved is not None else None)
+        self.probability_mass = self._likelihood_is_probability_mass()
         self.analysis_context = AnalysisContext(args, self.model, self.estimator, self.subsets, self.device,
                                                 self.chunk_rows)
         self.stop_requests = StopRequests(logger)
@@ -155,7 +157,9 @@ class Trainer:
                     else "no checkpoint was written")
             message = f"{type(error).__name__}: {error} [estimator {self.estimator_id}; {kept}]"
             write_outcome(self.run_dir, FAILED, message + "\n" + traceback.format_exc())
-            self.logger.error("Failed. %s\n%s", message, traceback.format_exc())
+            self.logger.error("Failed. %s", message)  # one line, on the terminal even with --silent
+            if not isinstance(error, DivergenceError):  # a bug, not the optimisation: where it happened
+                self.logger.info("%s", traceback.format_exc())
             return exit_codes.FAILED
         finally:
             if self.progress is not None:
@@ -248,6 +252,8 @@ class Trainer:
         self.recorder.log_metrics(state.step, "test", test, epoch=state.epoch)
         if online:
             self.recorder.log_metrics(state.step, "online", online, epoch=state.epoch)
+        for split, values in (("online", online), ("train", train), ("test", test)):
+            check_evaluation(state.step, split, values, self.probability_mass and split != "online")
         if math.isfinite(test["loss/L_k"]) and test["loss/L_k"] > state.best_value:
             state.best_value, state.best_step, state.best_epoch = test["loss/L_k"], state.step, state.epoch
             checkpoints.save_model(self.run_dir, self.model)
@@ -281,6 +287,7 @@ class Trainer:
         epoch = state.best_epoch if state.best_epoch >= 0 else state.epoch
         values.update({"info/epoch": float(epoch), "info/elapsed-time": self._elapsed()})
         self.recorder.log_metrics(step, "valid", values, epoch=epoch)
+        check_evaluation(step, "valid", values, self.probability_mass)
         self.logger.info("valid (best model of step %d, iw=%d, %d points): L_k %.4f", step, args.iw_valid,
                          len(self.subsets["valid"]), values["loss/L_k"])
 
@@ -308,6 +315,17 @@ class Trainer:
         self.state = TrainingState(**saved["state"])
         self.monitor.load_state_dict(saved["monitor"])
         checkpoints.set_rng_state(saved["rng"], self.device)
+
+    def _likelihood_is_probability_mass(self) -> bool:
+        """Whether p(x|z) is a probability mass (binary or discrete data: L_K <= 0), from one
+        forward pass on two test points, in eval mode on a forked RNG (the run is unchanged)."""
+        training = self.model.training
+        with seeded_rng(derive_seed(self.args.seed, "likelihood-kind"), self.device):
+            self.model.eval()
+            x = next(self.subsets["test"].batches(2, self.device))  # [2, *x_shape]
+            mass = likelihood_is_probability_mass(self.model, x)
+        self.model.train(training)
+        return mass
 
     def _checkpoint_step(self) -> Optional[int]:
         saved = checkpoints.load_checkpoint(self.run_dir, map_location="cpu")
