@@ -15,6 +15,7 @@ from torch import nn
 
 from ovis.analysis.active_units import active_units
 from ovis.analysis.gradients import gradient_statistics
+from ovis.training.arguments import gradient_filter
 
 # Bytes of gradient samples held at once by the gradient analysis: wide vmap batches on a GPU,
 # little memory on a CPU, where samples are drawn one at a time anyway (the samples of an SBN's
@@ -47,14 +48,16 @@ def active_units_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str, 
 
 def gradient_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str, float]:
     """``grads/*`` and ``snr/*`` of the training estimator over ``--grad_samples`` samples on
-    ``--grad_bs`` points, for the parameters matched by ``--grad_key``; 0 samples skips."""
+    ``--grad_bs`` points, for the parameters matched by ``--grad_key`` (default: the model's
+    inference network); 0 samples skips."""
     args = context.args
     if args.grad_samples <= 0:
         return {}
     x = torch.cat(list(context.subsets["gradients"].batches(args.grad_bs, context.device)))  # [grad_bs, *x_shape]
     # vmap over many samples at once pays off on GPUs; on CPUs a loop is as fast and leaner
     cuda = context.device.type == "cuda"
-    statistics = gradient_statistics(context.estimator, context.model, x, args.grad_samples, args.grad_key,
+    statistics = gradient_statistics(context.estimator, context.model, x, args.grad_samples,
+                                     gradient_filter(args, context.model),
                                      epsilon=args.grad_epsilon, vectorize=cuda,
                                      sample_memory=GPU_SAMPLE_MEMORY if cuda else CPU_SAMPLE_MEMORY, **runtime)
     return statistics.summary

@@ -4,7 +4,7 @@ checkpoint.
 A run fails when
 
 * any metric is NaN or infinite (every diagnostic of the training steps at each read, every
-  evaluated metric);
+  evaluated metric), or a parameter is (when a training step fails);
 * a KL estimate ``loss/kl_q_p`` = L_K - ELBO is below ``-KL_TOLERANCE``: on the same particles
   L_K = log mean_k w_k >= mean_k log w_k = ELBO by Jensen's inequality (also for the Renyi bound
   of any alpha in [0, 1) and any beta), so a negative value is precision lost to huge weights
@@ -55,6 +55,15 @@ def check_evaluation(step: int, split: str, values: Dict[str, float], probabilit
     reasons = non_finite(values) + impossible_values(values, probability_mass)
     if reasons:
         raise DivergenceError(f"diverged at step {step} ({split} metrics): {'; '.join(reasons)}; {ADVICE}")
+
+
+def check_parameters(step: int, model: torch.nn.Module) -> None:
+    """Raise ``DivergenceError`` if a parameter of ``model`` holds NaN or infinite values (an
+    optimiser step with a huge gradient: the next forward pass then fails to sample)."""
+    bad = [name for name, parameter in model.named_parameters() if not torch.isfinite(parameter).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise DivergenceError(f"diverged at step {step}: non-finite parameters ({shown}); {ADVICE}")
 
 
 @torch.no_grad()

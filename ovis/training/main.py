@@ -5,7 +5,6 @@ Exit codes (DESIGN 4): 0 success; 1 failed (message in ``outcome.txt``); 2 bad a
 refused before the run folder is touched; 130 aborted by SIGINT / SIGTERM.
 """
 import argparse
-import inspect
 import os
 import random
 import shutil
@@ -17,17 +16,15 @@ import numpy as np
 import torch
 
 from ovis import exit_codes
-from ovis.analysis.gradients import select_parameters
 from ovis.devices import resolve_device
 from ovis.records import FAILED, clear_outcome, read_config, write_config, write_outcome
 from ovis.training import checkpoint as checkpoints
-from ovis.training.arguments import (ArgumentError, canonical_options, default_run_id, model_hparams, model_name,
-                                     parse_args, run_hash)
+from ovis.training.arguments import (ArgumentError, canonical_options, default_run_id, make_estimator, model_hparams,
+                                     model_name, parse_args, run_hash)
 from ovis.training.malloc import retain_freed_memory
 from ovis.training.recorder import close_logger, run_logger
 from ovis.training.trainer import RunComponents, Trainer
 
-BASELINE_HDIM = 64  # the original's --hdim default
 # Rows (data points x particles) of one forward pass of the evaluations and analyses: bounds their
 # memory at iw = 5000 or mc = 1000. On a CPU, 512 rows are as fast per row as larger chunks.
 CHUNK_ROWS = {"cpu": 512, "cuda": 65536}
@@ -71,21 +68,14 @@ def seed_everything(seed: int) -> None:
 
 
 def build_components(args: argparse.Namespace, device: torch.device) -> RunComponents:
-    """Data sets, model, training estimator and the L_K evaluator factory.
+    """Data sets, model, training estimator and the L_K evaluator factory, for options that
+    passed ``validate_args`` (names and compatibility are checked there, without data).
 
-    Raises ArgumentError for unknown names and incompatible choices."""
+    Raises ArgumentError when the data cannot be loaded."""
     from ovis.datasets import get_datasets
-    from ovis.estimators.config import parse_estimator_id
     from ovis.estimators.evaluation import BoundEvaluator
-    from ovis.models import MODEL_NAMES, get_model
+    from ovis.models import get_model
 
-    name = model_name(args)
-    if name not in MODEL_NAMES:
-        raise ArgumentError(f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}")
-    try:
-        Estimator, estimator_config = parse_estimator_id(args.estimator)
-    except ValueError as error:
-        raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
     try:
         datasets = get_datasets(args.dataset, data_root=args.data_root, mini=args.mini, seed=args.seed,
                                 only_train_set=args.only_train_set)
@@ -95,24 +85,13 @@ def build_components(args: argparse.Namespace, device: torch.device) -> RunCompo
         raise ArgumentError(f"--dataset {args.dataset!r}: {error}") from None
 
     torch.manual_seed(args.seed)  # the initialisation does not depend on what data loading drew
+    name = model_name(args)
     try:
         model = get_model(name, datasets.x_shape, x_mean=datasets.train.mean(), **model_hparams(args))
-    except ValueError as error:
-        raise ArgumentError(f"--model {name}: {error}") from None
-    accepted = inspect.signature(Estimator).parameters
-    # neural baseline of reinforce-baseline (SPEC 2.4): b_nlayers blocks of width hdim
-    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
-    estimator_config.update({key: value for key, value in baseline.items() if key in accepted})
-    if args.grad_samples > 0:
-        try:
-            select_parameters(model, args.grad_key)
-        except ValueError as error:
-            raise ArgumentError(f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)") from None
-    try:
-        estimator = Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(datasets.x_shape), **estimator_config)
+        estimator = make_estimator(args, datasets.x_shape)
         estimator.check_model(model)
-    except ValueError as error:
-        raise ArgumentError(f"--estimator {args.estimator} with --model {name}: {error}") from None
+    except ValueError as error:  # ArgumentError included
+        raise ArgumentError(f"--model {name} on --dataset {args.dataset}: {error}") from None
 
     # --sequential_computation: one particle per data point and forward pass (lowest memory)
     rows = min(args.test_bs, args.valid_bs) if args.sequential_computation else CHUNK_ROWS[device.type]

@@ -12,7 +12,19 @@ def start_lines(run_dir: str, trainer) -> list:
     return [f"{verb} {run_dir}: {' '.join(sys.argv[1:]) if sys.argv else ''}",
             f"model {type(trainer.model).__name__} ({parameters} parameters), estimator {trainer.estimator_id}, "
             f"mc={args.mc}, iw={args.iw}, device {trainer.device}; {trainer.epochs} epochs x "
-            f"{len(trainer.batches)} steps = {trainer.total_steps} steps; {trainer.alpha_schedule}"]
+            f"{len(trainer.batches)} steps = {trainer.total_steps} steps; {trainer.alpha_schedule}",
+            evaluation_plan_line(args, trainer.subsets)]
+
+
+def evaluation_plan_line(args, subsets: Dict) -> str:
+    """What each periodic evaluation computes (the first one runs before any training step)."""
+    line = (f"evaluation every {args.eval_freq} epochs: L_K with K={args.iw_test} on {len(subsets['train'])} "
+            f"train and {len(subsets['test'])} test points")
+    if args.grad_samples > 0:
+        line += f", gradient statistics from {args.grad_samples} samples on {len(subsets['gradients'])} points"
+    if args.mc_au_analysis > 0:
+        line += f", active units on {len(subsets['active-units'])} points"
+    return line + f"; at the end L_K with K={args.iw_valid} on {len(subsets['valid'])} validation points"
 
 
 def evaluation_line(state, total_steps: int, train: Dict[str, float], test: Dict[str, float], speed: float) -> str:

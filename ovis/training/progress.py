@@ -1,25 +1,60 @@
-"""Training progress on the terminal: a tqdm bar (steps/s, ETA, latest bound) when stderr is a
-terminal and the run is not ``--silent``."""
+"""Training progress (issue 14 item 7): a tqdm bar with steps/s, ETA and the latest training
+bound when stderr is a terminal; otherwise (a queue's log file, a pipe, or ``--silent``) a plain
+line in ``run.log`` every ``plain_line_interval(total)`` steps, also on the terminal unless
+``--silent``."""
+import logging
 import sys
-from typing import Optional
+import time
+
+from tqdm import tqdm
+
+from ovis.training.monitor import SYNC_EVERY
+
+PLAIN_LINES = 100  # about this many plain lines over a whole run
+
+
+def plain_line_interval(total_steps: int) -> int:
+    """Steps between plain lines: ``total / PLAIN_LINES`` rounded up to whole reads of the
+    training losses (``SYNC_EVERY``), so a line is due exactly at a read."""
+    reads = -(-max(total_steps, 1) // (PLAIN_LINES * SYNC_EVERY))  # ceil
+    return reads * SYNC_EVERY
 
 
 class Progress:
-    """``update`` is called at every read of the training losses (``StepMonitor.sync``)."""
+    """``update`` is called at every read of the training losses (``StepMonitor.sync``);
+    ``describe`` names what runs between steps (evaluations)."""
 
-    def __init__(self, total: int, initial: int, silent: bool):
+    def __init__(self, total: int, initial: int, silent: bool, logger: logging.Logger):
+        self.total, self.logger = total, logger
+        self.start_step, self.start_time = initial, time.monotonic()
+        self.every = plain_line_interval(total)
+        self.next_line = (initial // self.every + 1) * self.every
         self.bar = None
         if not silent and sys.stderr.isatty():
-            from tqdm import tqdm
             self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, file=sys.stderr,
                             smoothing=0.1)
 
     def update(self, step: int, epoch: int, bound: float, alpha: float) -> None:
-        if self.bar is None:
-            return
-        self.bar.n = step
-        self.bar.set_postfix(L_k=f"{bound:.3f}", alpha=f"{alpha:.3g}", epoch=epoch, refresh=False)
-        self.bar.refresh()
+        if self.bar is not None:
+            self.bar.n = step
+            self.bar.set_postfix(L_k=f"{bound:.3f}", alpha=f"{alpha:.3g}", epoch=epoch, refresh=False)
+            self.bar.refresh()
+        elif step >= self.next_line:
+            self.logger.info("%s", self.plain_line(step, epoch, bound))
+            self.next_line = (step // self.every + 1) * self.every
+
+    def plain_line(self, step: int, epoch: int, bound: float) -> str:
+        """``step 1000/500000 (0.2%) epoch 1 | 85.3 steps/s | ETA 01:37:12 | L_k -98.123``."""
+        elapsed = time.monotonic() - self.start_time
+        rate = (step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        eta = tqdm.format_interval((self.total - step) / rate) if rate > 0 else "?"
+        return (f"step {step}/{self.total} ({100 * step / max(self.total, 1):.1f}%) epoch {epoch} | "
+                f"{rate:.1f} steps/s | ETA {eta} | L_k {bound:.3f}")
+
+    def describe(self, text: str) -> None:
+        """Show ``text`` before the bar (``""`` clears it)."""
+        if self.bar is not None:
+            self.bar.set_description_str(text)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -33,7 +33,8 @@ from ovis import exit_codes
 from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, run_analyses
-from ovis.training.divergence import DivergenceError, check_evaluation, likelihood_is_probability_mass
+from ovis.training.divergence import (DivergenceError, check_evaluation, check_parameters,
+                                     likelihood_is_probability_mass)
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
@@ -179,7 +180,7 @@ class Trainer:
 
     def _train(self) -> None:
         state, args = self.state, self.args
-        self.progress = Progress(self.total_steps, state.step, args.silent)
+        self.progress = Progress(self.total_steps, state.step, args.silent, self.logger)
         while True:
             due = state.epoch % args.eval_freq == 0 or state.epoch >= self.epochs
             if state.batch == 0 and due and state.last_eval_step != state.step:
@@ -195,7 +196,9 @@ class Trainer:
                 try:
                     self._train_step(x.to(self.device, non_blocking=True))
                 except Exception:
-                    self._sync()  # NaN parameters break sampling: report the NaN loss that caused it
+                    # NaN parameters break sampling: report the NaN loss or parameters that caused it
+                    self._sync()
+                    check_parameters(state.step, self.model)
                     raise
                 if self.monitor.full:
                     self._sync()
@@ -231,6 +234,7 @@ class Trainer:
 
     def _evaluate(self) -> None:
         self._sync()
+        self.progress.describe("evaluating")
         args, state = self.args, self.state
         common = {f"parameters/{key}": value for key, value in self.runtime(state.step).items()}
         common.update({"info/epoch": float(state.epoch), "info/elapsed-time": self._elapsed()})
@@ -258,6 +262,7 @@ class Trainer:
             state.best_value, state.best_step, state.best_epoch = test["loss/L_k"], state.step, state.epoch
             checkpoints.save_model(self.run_dir, self.model)
         state.last_eval_step = state.step
+        self.progress.describe("")
         speed = state.step / max(self._elapsed(), 1e-9)
         self.logger.info("%s", evaluation_line(state, self.total_steps, train, test, speed))
 

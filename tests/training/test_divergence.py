@@ -14,7 +14,7 @@ from ovis import exit_codes
 from ovis.models import get_model
 from ovis.records import LEGACY_OUTCOME_FILE, OUTCOME_FILE, read_outcome, write_outcome
 from ovis.training.checkpoint import load_checkpoint
-from ovis.training.divergence import (KL_TOLERANCE, DivergenceError, check_evaluation,
+from ovis.training.divergence import (KL_TOLERANCE, DivergenceError, check_evaluation, check_parameters,
                                       likelihood_is_probability_mass)
 from ovis.training.main import main
 from ovis.training.monitor import StepMonitor
@@ -95,3 +95,12 @@ def test_the_outcome_file_says_what_it_is_and_the_old_name_is_still_read(tmp_pat
     (old / "success.txt").write_text("Failed. RuntimeError: boom\ntraceback")
     assert read_outcome(str(old)) == "failed"
     assert main(["--root", str(tmp_path), "--iw", "0"]) == exit_codes.BAD_ARGUMENTS  # refused: nothing written
+
+
+def test_a_step_that_fails_on_non_finite_parameters_is_a_divergence():
+    model = ToySBN((1, 3, 3))
+    check_parameters(3, model)
+    with torch.no_grad():
+        model.inference_network.weight[0, 0] = math.nan
+    with pytest.raises(DivergenceError, match=r"diverged at step 3: non-finite parameters \(inference_network.weight\)"):
+        check_parameters(3, model)
