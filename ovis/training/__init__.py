@@ -6,6 +6,7 @@
 * ``trainer``: the ``Trainer``: the loop (train, evaluate, checkpoint, resume).
 * ``analyses``: the analyses of every periodic evaluation (active units, gradient statistics).
 * ``monitor``: training losses kept on the device, read every few steps and checked.
+* ``divergence``: what makes a run fail as diverged (non-finite or impossible metrics).
 * ``signals``: SIGINT / SIGTERM stop the run after the current step, with a checkpoint.
 * ``progress``: the progress shown on the terminal; ``messages``: the lines of ``run.log``.
 * ``images``: image grids of prior samples and reconstructions.

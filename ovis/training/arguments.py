@@ -29,6 +29,7 @@ Step counts accept a float literal with an integral value (``--nsteps 4e6``,
 ``--warmup 1000000.0``), since the experiment files print numbers with Python's ``str``.
 """
 import argparse
+import functools
 import hashlib
 import inspect
 import json
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     base.add_argument("--dataset", default="shapes", help="data set name (see ovis.datasets)")
     base.add_argument("--mini", action="store_true", help="subsample 5000/500/500 points")
     base.add_argument("--root", default="runs/", help="experiments root directory")
-    base.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
+    base.add_argument("--data_root", default=None, help="data directory (None: $OVIS_DATA, then ./data)")
     base.add_argument("--exp", default="sandbox", help="experiment name (sub-folder of --root)")
     base.add_argument("--id", default="", help="prefix of the run name")
     base.add_argument("--seed", type=integer_option, default=1, help="random seed")
@@ -140,10 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vae", help="model name (see ovis.models)")
     model.add_argument("--hdim", type=_optional(integer_option), default=None,
-                       help="hidden units per deterministic layer (default: the model's, vae 64, gaussian-vae 200)")
+                       help="hidden units per deterministic layer (None: the model's, vae 64, gaussian-vae 200)")
     model.add_argument("--nlayers", type=integer_option, default=3, help="deterministic hidden layers")
     model.add_argument("--depth", type=_optional(integer_option), default=None,
-                       help="stochastic layers (default: the model's, sbm 3, vae and gaussian-vae 1)")
+                       help="stochastic layers (None: the model's, sbm 3, vae and gaussian-vae 1)")
     model.add_argument("--b_nlayers", type=integer_option, default=1, help="hidden layers of the neural baseline")
     model.add_argument("--normalization", default="none", choices=NORMALIZATIONS,
                        help="normalisation of the deterministic layers")
@@ -164,14 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     grads.add_argument("--grad_bs", type=integer_option, default=10, help="data points of the gradient analysis")
     grads.add_argument("--grad_samples", type=integer_option, default=100, help="gradient samples (0: skip)")
     grads.add_argument("--grad_key", default=None,
-                       help="comma-separated substrings of the analysed parameters' names (default: the "
+                       help="comma-separated substrings of the analysed parameters' names (None: the "
                             "model's inference network, e.g. inference_network. for vae and sbm, phi. for gmm)")
     grads.add_argument("--grad_epsilon", type=float, default=1e-15, help="variance threshold and SNR floor")
 
     session = parser.add_argument_group("session")
     session.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     session.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    session.add_argument("--run_id", default=None, help="run folder name (default: derived from the options)")
+    session.add_argument("--run_id", default=None, help="run folder name (None: derived from the options)")
     session.add_argument("--threads", type=integer_option, default=0,
                          help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
@@ -245,33 +246,50 @@ def check_values(args: argparse.Namespace) -> None:
 def check_components(args: argparse.Namespace) -> None:
     """The data set, model and estimator registries accept the options together: the model is
     built on a placeholder data shape (``PROBE_SHAPES``; on a forked RNG, no data loaded), the
-    estimator checks it, and ``--grad_key`` must match some of its parameters."""
+    estimator checks it, and ``--grad_key`` must match some of its parameters. Memoised on the
+    options involved, so checking a grid builds each model and estimator once."""
+    options = dict(model_hparams(args), dataset=args.dataset, model=args.model, estimator=args.estimator,
+                   mc=args.mc, iw=args.iw, b_nlayers=args.b_nlayers, grad_key=args.grad_key,
+                   grad_samples=args.grad_samples)
+    problem = _component_problem(tuple(sorted(options.items())))
+    if problem:
+        raise ArgumentError(problem)
+
+
+@functools.lru_cache(maxsize=256)
+def _component_problem(options: Tuple) -> Optional[str]:
+    """``check_components`` on the options ``(name, value)`` it involves: the message, or None."""
     import torch
 
     from ovis.analysis.gradients import select_parameters
     from ovis.datasets import DATASET_NAMES
     from ovis.models import MODEL_NAMES, get_model
 
-    _check(args.dataset in DATASET_NAMES, f"--dataset {args.dataset!r}: unknown data set; "
-                                          f"one of {', '.join(DATASET_NAMES)}")
+    args = argparse.Namespace(**dict(options))
+    if args.dataset not in DATASET_NAMES:
+        return f"--dataset {args.dataset!r}: unknown data set; one of {', '.join(DATASET_NAMES)}"
     name = model_name(args)
-    _check(name in MODEL_NAMES, f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}")
+    if name not in MODEL_NAMES:
+        return f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}"
     shape = PROBE_SHAPES.get(name, PROBE_IMAGE_SHAPE)
-    with torch.random.fork_rng(devices=[]):
-        try:
-            model = get_model(name, shape, x_mean=torch.full(shape, 0.5), **model_hparams(args))
-        except ValueError as error:
-            raise ArgumentError(f"--model {name}: {error}") from None
-        estimator = make_estimator(args, shape)
     try:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                model = get_model(name, shape, x_mean=torch.full(shape, 0.5), **model_hparams(args))
+            except ValueError as error:
+                return f"--model {name}: {error}"
+            estimator = make_estimator(args, shape)
         estimator.check_model(model)
+    except ArgumentError as error:
+        return str(error)
     except ValueError as error:
-        raise ArgumentError(f"--estimator {args.estimator} with --model {name}: {error}") from None
+        return f"--estimator {args.estimator} with --model {name}: {error}"
     if args.grad_samples > 0:
         try:
             select_parameters(model, gradient_filter(args, model))
         except ValueError as error:
-            raise ArgumentError(f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)") from None
+            return f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)"
+    return None
 
 
 def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
