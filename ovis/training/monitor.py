@@ -16,7 +16,7 @@ class StepMonitor:
     Each step stores the batch means of the surrogate loss (``loss/surrogate``) and of every
     training diagnostic (one row each). Reading them checks that every value is finite and
     possible (the error names the first bad step) and adds them to the online averages logged at
-    the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:reinforce/mse``:
+    the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:control_variate/mse``:
     the training estimator's own values, at the training K and the scheduled alpha)."""
 
     LOSS = "loss/surrogate"

@@ -108,7 +108,7 @@ def test_a_default_gmm_run_evaluates_a_bounded_subset_and_analyses_phi(tmp_path)
     log = (run_dir / "run.log").read_text()
     assert "L_K with K=10 on 1000 train and 100 test points, gradient statistics from 100 samples on 10 points" in log
     metrics = read_metrics(str(run_dir))
-    assert {"train:grads/snr", "train:gmm/posterior_mse"} <= set(metrics.metric)
+    assert {"train:grads/snr", "train:gmm/posterior_distance"} <= set(metrics.metric)
     assert set(metrics[metrics.metric == "test:info/iters"].value) == {2.0}  # 100 test points in batches of 50
 
 
