@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from ovis.training.progress import plain_line_interval
+from ovis.training.progress import Progress, plain_line_interval
 
 from .test_trainer import OPTIONS, build_toy_components, main
 
@@ -47,3 +47,15 @@ def test_on_a_terminal_a_bar_with_steps_per_second_eta_and_the_latest_bound(tmp_
     assert re.search(r"\| 120/120 \[\d\d:\d\d<\d\d:\d\d, +[\d.]+step/s, L_k=-\d+\.\d{3}, alpha=0, epoch=\d+\]", err)
     assert re.search(r"\| 50/120 \[\d\d:\d\d<\d\d:\d\d", err)  # updated during training, ETA included
     assert not PLAIN_LINE.search((tmp_path / "e" / "r" / "run.log").read_text())
+
+
+def test_a_plain_line_at_least_every_two_minutes_of_slow_steps():
+    clock = iter([0.0, 10.0, 130.0, 140.0, 300.0])  # at the start, then at each update
+    lines = []
+    logger = type("Logger", (), {"info": lambda self, fmt, line: lines.append(line)})()
+    progress = Progress(total=500000, initial=0, silent=True, logger=logger, clock=lambda: next(clock))
+    assert progress.every == 5000
+    for step in (50, 100, 150, 200):  # at 10 s: not due; 130 s: due by time; 140 s: not; 300 s: due
+        progress.update(step, 0, -100.0, 0.0)
+    assert lines == ["step 100/500000 (0.0%) epoch 0 | 0.8 steps/s | ETA 180:31:10 | L_k -100.000",
+                     "step 200/500000 (0.0%) epoch 0 | 0.7 steps/s | ETA 208:15:00 | L_k -100.000"]
