@@ -5,7 +5,9 @@ values (``active_units/au``, ``grads/snr``, ...); ``runtime`` holds the call-tim
 options of the current step (alpha from its schedule, beta, tau, freebits). ``ANALYSES`` lists
 them in the order they run, all on the evaluation's forked RNG (so switching one on or off never
 changes the training trajectory). To add an analysis, write such a function (it returns ``{}``
-when its option switches it off) and append it to ``ANALYSES``.
+when its option switches it off) and append it to ``ANALYSES``. The analysed parameters are
+``gradient_filter(context.args, context.model)`` (``--grad_key`` defaults to ``None``: the
+model's inference network).
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional
