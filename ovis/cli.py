@@ -35,6 +35,16 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *names, **kwargs):
-        aliases = [n.replace("_", "-") for n in names
-                   if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]
-        return super().add_argument(*names, *aliases, **kwargs)
+        return super().add_argument(*_with_dashed_aliases(names), **kwargs)
+
+    def add_argument_group(self, *args, **kwargs):
+        """Groups add the dashed aliases too."""
+        group = super().add_argument_group(*args, **kwargs)
+        add = group.add_argument
+        group.add_argument = lambda *names, **options: add(*_with_dashed_aliases(names), **options)
+        return group
+
+
+def _with_dashed_aliases(names):
+    return list(names) + [n.replace("_", "-") for n in names
+                          if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]

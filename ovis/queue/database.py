@@ -5,43 +5,54 @@ Safety rules:
 * every read-modify-write happens in ``RunDatabase.transaction()``, under a
   ``filelock.FileLock`` on ``<exp_dir>/.db.json.lock`` (managers on several machines sharing the
   folder exclude each other; a kill releases the lock with its process);
-* a transaction reads the file once and writes it once, at its end, and only if nothing raised;
-* the write is atomic (temporary file in the same folder, fsync, ``os.replace``): a kill at any
-  moment leaves either the old or the new database, never a torn one. Readers therefore need no
-  lock (``read_runs``);
-* a file that is not a valid database (hand edits) is refused with a message, after saving a
-  copy; nothing overwrites it.
+* a transaction works on a copy of the tables and writes the file once, at its end, and only if
+  nothing raised: all or nothing, whatever its size. Work on files (outcome markers, run
+  folders) is registered with ``after_commit`` and runs only once the database write succeeded,
+  still under the lock;
+* the write is atomic (``ovis.files.atomic_open``): a kill at any moment leaves either the old or
+  the new database, never a torn one, and temporary files left by killed writers are removed at
+  the next transaction. Readers therefore need no lock (``read_runs``);
+* a file that is not a valid database (hand edits, binary garbage) is refused with a message,
+  after saving a copy; nothing overwrites it. Read-only files or folders and full disks get one
+  message naming the file and what to do; nothing is changed.
+* heartbeats and the run's child process live in per-run files (``ovis.queue.liveness``), so a
+  running run never takes the lock between its claim and its finish.
 
-Record fields: ``run_id``, ``index`` (grid position), ``args`` (argument string), ``argv``,
-``params`` (canonical options), ``status`` (``STATUSES``), ``created``, ``started``,
-``finished``, ``heartbeat`` (epoch seconds), ``host``, ``owner`` (manager or Slurm task:
-host, pid, start time), ``pid`` / ``pid_start`` (the run's process), ``device``, ``attempts``,
-``returncode``, ``error`` (tail of the failure output), ``job_id`` (Slurm), ``stale_after`` and
-``history`` (recent ``[time, status, note]`` transitions).
+The file layout and its cache are in ``ovis.queue.storage`` (one record a line; ``TinyDB(path)``
+opens it). Record fields: ``run_id``, ``index`` (grid position), ``args`` (argument string;
+``argv`` is ``shlex.split(args)``, added by ``records()``), ``params`` (canonical options),
+``status`` (``STATUSES``), ``created``, ``started``, ``finished``, ``heartbeat`` (epoch seconds),
+``host``, ``owner`` (manager or Slurm task: host, pid, start time), ``pid`` / ``pid_start`` (the
+run's process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the failure output),
+``job_id`` (Slurm), ``stale_after`` and ``history`` (recent ``[time, status, note]`` transitions).
 """
-import json
+import contextlib
+import errno
 import os
+import shlex
 import shutil
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import filelock
-from tinydb import Query, TinyDB
-from tinydb.middlewares import CachingMiddleware
-from tinydb.storages import Storage
 
+from ovis.files import remove_stale_temporaries
+from ovis.queue import liveness
 from ovis.queue.process import ProcessIdentity, run_is_alive
+from ovis.queue.storage import CachedFile, CorruptDatabase, Tables
 
 DB_FILE = ".db.json"
 LOCK_FILE = DB_FILE + ".lock"
+HOLDER_FILE = LOCK_FILE + ".holder"
 RUNS_TABLE = "runs"
 META_TABLE = "meta"
 
 QUEUED, RUNNING, SUCCESS, FAILED, ABORTED = "queued", "running", "success", "failed", "aborted"
 STATUSES = (QUEUED, RUNNING, SUCCESS, FAILED, ABORTED)
 HISTORY_LENGTH = 20
+LOCK_NOTICE_AFTER = 2.0  # seconds of waiting for the lock before ``on_wait`` is told
 
 REQUEUE_LEVELS = {
     1: "aborted runs",
@@ -52,80 +63,26 @@ REQUEUE_LEVELS = {
 
 
 class DatabaseError(RuntimeError):
-    """The queue database cannot be used (corrupted file, lock held too long); the message says
-    what to do."""
+    """The queue database cannot be used (corrupted file, no permission, full disk, lock held
+    too long); the message names the file, the problem and what to do."""
 
 
-class AtomicJSONStorage(Storage):
-    """TinyDB storage that never leaves a partially written file behind."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def read(self) -> Optional[dict]:
-        try:
-            with open(self.path) as f:
-                text = f.read()
-        except FileNotFoundError:
-            return None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            self._refuse(f"it is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
-        if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
-            self._refuse("it does not hold TinyDB tables (an object of objects)")
-        return data
-
-    def write(self, data: dict) -> None:
-        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_directory(os.path.dirname(self.path))
-
-    def close(self) -> None:
-        pass
-
-    def _backup(self) -> str:
-        """Copy the unreadable file aside, once per distinct content."""
-        folder, name = os.path.split(self.path)
-        with open(self.path, "rb") as f:
-            content = f.read()
-        for existing in sorted(os.listdir(folder or ".")):
-            if existing.startswith(name + ".corrupt-"):
-                with open(os.path.join(folder, existing), "rb") as f:
-                    if f.read() == content:
-                        return os.path.join(folder, existing)
-        backup = f"{self.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-        shutil.copy2(self.path, backup)
-        return backup
-
-    def _refuse(self, problem: str) -> None:
-        backup = self._backup()
-        raise DatabaseError(
-            f"the queue database {self.path} cannot be read: {problem}. A copy was saved to {backup}. "
-            f"Fix the file by hand, or move it away and run manager.py again to re-create the queue "
-            f"from the spec (run folders and their checkpoints are kept; finished runs are then "
-            f"re-queued and resume from their checkpoints).")
-
-
-def _fsync_directory(path: str) -> None:
-    try:
-        fd = os.open(path or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def os_error_advice(error: OSError, path: str, action: str) -> DatabaseError:
+    """One message for an OSError met while ``action`` (e.g. 'write') on ``path``."""
+    folder = os.path.dirname(path)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = f"the disk (or quota) of {folder} is full: free some space and run the command again"
+    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        todo = (f"{path} or its folder is read-only for this user: make {folder} and the files in it writable "
+                f"(or run as their owner), then run the command again")
+    else:
+        todo = "fix the cause above and run the command again"
+    return DatabaseError(f"could not {action} the queue database {path}: {error.strerror or error} "
+                         f"[{errno.errorcode.get(error.errno, error.errno)}]; {todo}. Nothing was changed.")
 
 
 def _add_history(record: dict, status: str, note: str = "") -> None:
-    history = list(record.get("history", []))
+    history = list(record.get("history") or [])
     history.append([round(time.time(), 3), status, note])
     record["history"] = history[-HISTORY_LENGTH:]
 
@@ -142,15 +99,59 @@ def _runtime_fields() -> dict:
                 pid_start=None, device=None, returncode=None, error=None, job_id=None)
 
 
-class RunDatabase:
-    """The queue of one experiment folder."""
+class Transaction:
+    """What a transaction sees and changes: ``runs`` maps document ids to records. Records are
+    replaced (``put``), never mutated in place."""
 
-    def __init__(self, exp_dir: str, lock_timeout: float = 120.0):
+    def __init__(self, tables: Tables):
+        self.tables = {name: dict(docs) for name, docs in tables.items()}
+        self.runs: Dict[str, dict] = self.tables.setdefault(RUNS_TABLE, {})
+        self.changed = False
+        self.callbacks: List[Callable[[], None]] = []
+        self._index: Optional[Dict[str, str]] = None
+
+    def find(self, run_id: str) -> Optional[Tuple[str, dict]]:
+        if self._index is None:
+            self._index = {r.get("run_id"): doc_id for doc_id, r in self.runs.items()}
+        doc_id = self._index.get(run_id)
+        return None if doc_id is None else (doc_id, self.runs[doc_id])
+
+    def put(self, doc_id: str, record: dict) -> None:
+        self.runs[doc_id] = record
+        self.changed = True
+        if self._index is not None and record.get("run_id") is not None:
+            self._index[record["run_id"]] = doc_id
+
+    def insert(self, record: dict) -> str:
+        doc_id = str(max((int(k) for k in self.runs if k.isdigit()), default=0) + 1)
+        self.put(doc_id, record)
+        return doc_id
+
+    def remove(self, doc_id: str) -> None:
+        del self.runs[doc_id]
+        self.changed, self._index = True, None
+
+    def set_meta(self, meta: dict) -> None:
+        self.tables[META_TABLE] = {"1": meta}
+        self.changed = True
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the database write succeeded (still under the lock)."""
+        self.callbacks.append(callback)
+
+
+class RunDatabase:
+    """The queue of one experiment folder. ``on_wait(message)`` is told when the lock is held by
+    someone else for more than ``LOCK_NOTICE_AFTER`` seconds."""
+
+    def __init__(self, exp_dir: str, lock_timeout: float = 120.0, on_wait: Optional[Callable[[str], None]] = None):
         self.exp_dir = os.path.abspath(exp_dir)
         self.path = os.path.join(self.exp_dir, DB_FILE)
         self.lock_path = os.path.join(self.exp_dir, LOCK_FILE)
         self.lock_timeout = lock_timeout
+        self.on_wait = on_wait
         self._thread_lock = threading.RLock()
+        self._file = CachedFile(self.path)
 
     @property
     def exists(self) -> bool:
@@ -159,48 +160,113 @@ class RunDatabase:
     def run_dir(self, run_id: str) -> str:
         return os.path.join(self.exp_dir, run_id)
 
-    @contextmanager
-    def transaction(self) -> Iterator[TinyDB]:
-        """Exclusive access: yields a TinyDB whose changes are written atomically at the end
-        (and dropped if the block raises)."""
-        os.makedirs(self.exp_dir, exist_ok=True)
-        with self._thread_lock:
-            lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout)
+    # -- the file and its lock -------------------------------------------------------------
+
+    def _read(self) -> Optional[Tables]:
+        try:
+            return self._file.read()
+        except CorruptDatabase as error:
+            self._refuse(str(error))
+        except OSError as error:
+            raise os_error_advice(error, self.path, "read") from None
+
+    def _refuse(self, problem: str) -> None:
+        try:
+            backup = f"a copy was saved to {_backup(self.path)}"
+        except OSError as error:
+            backup = f"no copy could be saved ({error.strerror})"
+        raise DatabaseError(
+            f"the queue database {self.path} cannot be read: {problem}; {backup}. Fix the file by hand "
+            f"(dbutils.py --check --repair fixes records), or move it away and run manager.py again to re-create "
+            f"the queue from the spec (run folders and their checkpoints are kept; finished runs are then "
+            f"re-queued and resume from their checkpoints).")
+
+    def lock_holder(self) -> str:
+        """Who took the lock last (``host pid N since HH:MM:SS``), as written by that process."""
+        try:
+            with open(os.path.join(self.exp_dir, HOLDER_FILE)) as f:
+                return f.read().strip() or "another process"
+        except OSError:
+            return "another process"
+
+    def _acquire(self) -> filelock.FileLock:
+        lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout)
+        first_wait = min(LOCK_NOTICE_AFTER, self.lock_timeout) if self.on_wait else self.lock_timeout
+        try:
             try:
-                lock.acquire()
+                lock.acquire(timeout=first_wait)
             except filelock.Timeout:
-                raise DatabaseError(
-                    f"could not lock {self.lock_path} within {self.lock_timeout:.0f} s: another manager.py or "
-                    f"dbutils.py holds it. If no other process uses this experiment, the lock is stale "
-                    f"(e.g. a file system without working locks): remove it with "
-                    f"'python dbutils.py --exp {os.path.basename(self.exp_dir)} "
-                    f"--root {os.path.dirname(self.exp_dir)} --purge_lock'") from None
+                if first_wait >= self.lock_timeout:
+                    raise
+                self.on_wait(f"waiting up to {self.lock_timeout:.0f} s for the lock {self.lock_path}, held by "
+                             f"{self.lock_holder()}")
+                lock.acquire(timeout=self.lock_timeout - first_wait)
+        except filelock.Timeout:
+            raise DatabaseError(
+                f"could not lock {self.lock_path} within {self.lock_timeout:.0f} s: it is held by "
+                f"{self.lock_holder()} (another manager.py or dbutils.py). Wait for it, stop it, or pass a longer "
+                f"--lock_timeout") from None
+        except OSError as error:
+            raise os_error_advice(error, self.lock_path, "lock") from None
+        me = ProcessIdentity.current()
+        with contextlib.suppress(OSError), open(os.path.join(self.exp_dir, HOLDER_FILE), "w") as f:
+            f.write(f"{me.host} pid {me.pid} since {time.strftime('%H:%M:%S')}\n")
+        return lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Exclusive access: yields a ``Transaction`` written atomically, once, at the end (and
+        dropped if the block raises); then its ``after_commit`` callbacks run, under the lock."""
+        with self._thread_lock:
             try:
-                storage = CachingMiddleware(AtomicJSONStorage)
-                db = TinyDB(self.path, storage=storage)
-                yield db
-                storage.flush()
+                os.makedirs(self.exp_dir, exist_ok=True)
+            except OSError as error:
+                raise os_error_advice(error, self.path, "create the folder of") from None
+            lock = self._acquire()
+            try:
+                with contextlib.suppress(OSError):
+                    remove_stale_temporaries(self.path)
+                transaction = Transaction(self._read() or {})
+                yield transaction
+                if transaction.changed:
+                    try:
+                        self._file.write(transaction.tables)
+                    except OSError as error:
+                        raise os_error_advice(error, self.path, "write") from None
+                _run_callbacks(transaction.callbacks, self.path)
             finally:
                 lock.release()
 
     def purge_lock(self) -> bool:
-        if os.path.exists(self.lock_path):
+        """Remove the lock file when no process holds the lock; refuse (DatabaseError) when one does."""
+        if not os.path.exists(self.lock_path):
+            return False
+        probe = filelock.FileLock(self.lock_path, timeout=0)
+        try:
+            probe.acquire()
+        except filelock.Timeout:
+            raise DatabaseError(f"the lock {self.lock_path} is held by {self.lock_holder()}: not removed (two "
+                                f"processes would then write the queue at once). Stop that process or wait for "
+                                f"it to finish") from None
+        try:
             os.remove(self.lock_path)
-            return True
-        return False
+        finally:
+            probe.release()
+        return True
+
+    # -- reading ---------------------------------------------------------------------------
 
     def records(self) -> List[dict]:
-        """All records in grid order, read without the lock (writes are atomic)."""
-        data = AtomicJSONStorage(self.path).read()
-        if data is None:
+        """All records in grid order (copies), read without the lock (writes are atomic)."""
+        tables = self._read()
+        if tables is None:
             raise FileNotFoundError(f"no queue database in {self.exp_dir} ({DB_FILE} is missing): "
                                     f"run manager.py --exp {os.path.basename(self.exp_dir)} first")
-        return sorted((dict(r) for r in data.get(RUNS_TABLE, {}).values()), key=lambda r: r.get("index", 0))
+        return sorted((dict(r) for r in tables.get(RUNS_TABLE, {}).values()), key=_grid_order)
 
     def meta(self) -> dict:
-        data = AtomicJSONStorage(self.path).read() or {}
-        tables = data.get(META_TABLE, {})
-        return dict(next(iter(tables.values()))) if tables else {}
+        tables = self._read() or {}
+        return dict(next(iter(tables.get(META_TABLE, {}).values()), {}))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -208,135 +274,173 @@ class RunDatabase:
         """Insert the grid points not yet in the database (as ``queued``); return their ids."""
         now = time.time()
         added = []
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            known = {r["run_id"] for r in runs.all()}
-            next_index = max((r.get("index", 0) for r in runs.all()), default=-1) + 1
-            new_records = []
+        with self.transaction() as transaction:
+            next_index = max((r.get("index", 0) for r in transaction.runs.values()), default=-1) + 1
             for point in points:
-                if point.run_id in known:
+                if transaction.find(point.run_id) is not None:
                     continue
-                record = dict(run_id=point.run_id, index=next_index, args=point.args, argv=list(point.argv),
-                              params=dict(point.params), status=QUEUED, created=now, attempts=0,
-                              history=[], stale_after=None, **_runtime_fields())
-                _add_history(record, QUEUED, "added from the spec")
-                new_records.append(record)
-                known.add(point.run_id)
+                record = dict(run_id=point.run_id, index=next_index, args=point.args, params=dict(point.params),
+                              status=QUEUED, created=now, attempts=0, history=[], stale_after=None,
+                              **_runtime_fields())
+                _add_history(record, QUEUED, "added from the spec" if not os.path.isdir(self.run_dir(point.run_id))
+                             else "re-added from the spec: its folder existed (record removed by hand?), earlier "
+                                  "history lost; it resumes from its checkpoint")
+                transaction.insert(record)
                 added.append(point.run_id)
                 next_index += 1
-            if new_records:
-                runs.insert_multiple(new_records)
             if meta is not None:
-                table = db.table(META_TABLE)
-                previous = table.all()
-                merged = dict(previous[0]) if previous else {"created": now}
+                merged = dict(transaction.tables.get(META_TABLE, {}).get("1") or {"created": now})
                 merged.update(meta, updated=now)
-                table.truncate()
-                table.insert(merged)
+                transaction.set_meta(merged)
         return added
 
     def claim(self, owner: ProcessIdentity, device: str, stale_after: float, run_id: Optional[str] = None,
               job_id: Optional[str] = None) -> Optional[dict]:
         """Atomically take a queued run (``run_id``, or the next one: previously started runs
-        first, then grid order) and mark it ``running`` for ``owner``; None if there is none."""
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
+        first, then grid order) and mark it ``running`` for ``owner``; None if there is none.
+        The returned record has ``argv``."""
+        with self.transaction() as transaction:
             if run_id is not None:
-                candidates = runs.search((Query().run_id == run_id) & (Query().status == QUEUED))
+                found = transaction.find(run_id)
+                candidates = [found] if found is not None and found[1].get("status") == QUEUED else []
             else:
-                candidates = runs.search(Query().status == QUEUED)
+                candidates = [(d, r) for d, r in transaction.runs.items() if r.get("status") == QUEUED]
             if not candidates:
                 return None
-            document = min(candidates, key=lambda r: (r.get("attempts", 0) == 0, r.get("index", 0)))
+            doc_id, document = min(candidates, key=lambda c: (c[1].get("attempts", 0) == 0, _grid_order(c[1])))
             now = time.time()
             record = dict(document)
             _set(record, RUNNING, f"claimed by {owner} on {device}", started=now, finished=None, heartbeat=now,
                  host=owner.host, owner=owner.to_dict(), pid=None, pid_start=None, device=device,
                  attempts=record.get("attempts", 0) + 1, returncode=None, error=None,
                  stale_after=stale_after, job_id=job_id if job_id is not None else record.get("job_id"))
-            runs.update(record, doc_ids=[document.doc_id])
-            return record
+            transaction.put(doc_id, record)
+            transaction.after_commit(lambda: liveness.remove_liveness(self.exp_dir, record["run_id"]))
+        return dict(record, argv=list(record.get("argv") or shlex.split(record.get("args", ""))))
 
-    def _update_owned(self, run_id: str, owner: ProcessIdentity, change: Callable[[dict], None]) -> bool:
-        """Apply ``change`` to the record if ``owner`` still owns it (running); False otherwise."""
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            found = runs.search(Query().run_id == run_id)
-            if not found:
-                return False
-            record = dict(found[0])
-            if record.get("status") != RUNNING or record.get("owner") != owner.to_dict():
-                return False
-            change(record)
-            runs.update(record, doc_ids=[found[0].doc_id])
+    def set_process(self, record: dict, child: ProcessIdentity) -> bool:
+        """Record the child process of a claimed run (in its liveness file, not the database)."""
+        return self.heartbeat(record, child)
+
+    def heartbeat(self, record: dict, child: Optional[ProcessIdentity] = None) -> bool:
+        """Refresh the liveness file of a claimed run; False when it cannot be written."""
+        try:
+            liveness.write_liveness(self.exp_dir, record, child.pid if child else None,
+                                    child.start_time if child else None)
             return True
-
-    def set_process(self, run_id: str, owner: ProcessIdentity, child: ProcessIdentity) -> bool:
-        return self._update_owned(run_id, owner, lambda r: r.update(
-            pid=child.pid, pid_start=child.start_time, heartbeat=time.time()))
-
-    def heartbeat(self, run_id: str, owner: ProcessIdentity) -> bool:
-        """Refresh the heartbeat; False if the run was taken away (e.g. marked aborted)."""
-        return self._update_owned(run_id, owner, lambda r: r.update(heartbeat=time.time()))
+        except OSError:
+            return False
 
     def finish(self, run_id: str, owner: ProcessIdentity, status: str, note: str = "", **fields) -> bool:
-        """Record the outcome of an owned run (``success``, ``failed``, ``aborted`` or ``queued``)."""
+        """Record the outcome of an owned run (``success``, ``failed``, ``aborted`` or ``queued``);
+        False when ``owner`` does not own it any more."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
         now = time.time()
-        return self._update_owned(run_id, owner, lambda r: _set(r, status, note, finished=now, heartbeat=now,
-                                                                **fields))
+        with self.transaction() as transaction:
+            found = transaction.find(run_id)
+            if found is None or found[1].get("status") != RUNNING or found[1].get("owner") != owner.to_dict():
+                return False
+            record = dict(liveness.merge(self.exp_dir, found[1]))
+            _set(record, status, note, finished=now, heartbeat=now, **fields)
+            transaction.put(found[0], record)
+            transaction.after_commit(lambda: liveness.remove_liveness(self.exp_dir, run_id))
+        return True
 
     def set_job_ids(self, job_ids: Dict[str, str]) -> None:
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            for document in runs.search(Query().run_id.one_of(list(job_ids))):
-                record = dict(document)
-                _add_history(record, record["status"], f"submitted as Slurm job {job_ids[record['run_id']]}")
-                record["job_id"] = job_ids[record["run_id"]]
-                runs.update(record, doc_ids=[document.doc_id])
+        with self.transaction() as transaction:
+            for run_id, job_id in job_ids.items():
+                found = transaction.find(run_id)
+                if found is None:
+                    continue
+                record = dict(found[1], job_id=job_id)
+                _add_history(record, record.get("status", QUEUED), f"submitted as Slurm job {job_id}")
+                transaction.put(found[0], record)
 
     def recover(self, by: str) -> List[dict]:
-        """Mark ``running`` runs whose owner and process are gone as ``aborted``; return them."""
+        """Mark ``running`` runs whose owner and process are gone as ``aborted`` (with the end of
+        their log); return them."""
         recovered = []
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
+        with self.transaction() as transaction:
             now = time.time()
-            for document in runs.search(Query().status == RUNNING):
-                if run_is_alive(document, now):
+            for doc_id, document in list(transaction.runs.items()):
+                if document.get("status") != RUNNING or not isinstance(document.get("run_id"), str):
                     continue
-                record = dict(document)
+                record = dict(liveness.merge(self.exp_dir, document))
+                if run_is_alive(record, now):
+                    continue
                 where = f"{record.get('host')} pid {record.get('pid') or (record.get('owner') or {}).get('pid')}"
+                tail = liveness.log_tail(self.run_dir(record["run_id"]))
                 _set(record, ABORTED, f"process gone ({where}); found by {by}", finished=now,
-                     error=f"the run's process ({where}) ended without reporting (killed manager or machine)")
-                runs.update(record, doc_ids=[document.doc_id])
+                     error=f"the run's process ({where}) ended without reporting (killed manager or machine)"
+                           + (f"; last lines of its log:\n{tail}" if tail else ""))
+                transaction.put(doc_id, record)
                 recovered.append(record)
         return recovered
 
     def requeue(self, level: int, run_ids: Optional[Sequence[str]] = None, note: str = "",
                 prepare: Optional[Callable[[str], None]] = None) -> Dict[str, List[str]]:
-        """Queue again the runs of ``REQUEUE_LEVELS[level]`` (restricted to ``run_ids`` if given);
-        ``prepare(run_dir)`` runs for each of them before the lock is released (nobody can claim
-        them meanwhile). Returns ``{previous status: [run ids]}``."""
+        """Queue again the runs of ``REQUEUE_LEVELS[level]`` (restricted to ``run_ids`` if given),
+        in one write; ``prepare(run_dir)`` runs for each of them only after that write succeeded,
+        before the lock is released (nobody can claim them meanwhile). Returns
+        ``{previous status: [run ids]}``."""
         requeued: Dict[str, List[str]] = {}
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            for document in requeue_candidates(runs.all(), level, run_ids):
-                record = dict(document)
+        with self.transaction() as transaction:
+            merged = {doc_id: liveness.merge(self.exp_dir, r) for doc_id, r in transaction.runs.items()}
+            chosen = {id(r) for r in requeue_candidates(merged.values(), level, run_ids)}
+            for doc_id, document in merged.items():
+                if id(document) not in chosen:
+                    continue
+                record = dict(transaction.runs[doc_id])
                 status = record["status"]
-                if prepare is not None:
-                    prepare(self.run_dir(record["run_id"]))
                 record.update(_runtime_fields())
                 _set(record, QUEUED, note or f"requeued (level {level}, was {status})")
-                runs.update(record, doc_ids=[document.doc_id])
+                transaction.put(doc_id, record)
                 requeued.setdefault(status, []).append(record["run_id"])
+                run_id = record["run_id"]
+                transaction.after_commit(lambda run_id=run_id: liveness.remove_liveness(self.exp_dir, run_id))
+                if prepare is not None:
+                    transaction.after_commit(lambda run_id=run_id: prepare(self.run_dir(run_id)))
         return requeued
 
     def delete(self) -> None:
-        """Remove the database and its lock file."""
-        for path in (self.path, self.lock_path):
-            if os.path.exists(path):
-                os.remove(path)
+        """Remove the database, its lock and the liveness files."""
+        for name in (DB_FILE, LOCK_FILE, HOLDER_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(self.exp_dir, name))
+        shutil.rmtree(os.path.join(self.exp_dir, liveness.LIVE_FOLDER), ignore_errors=True)
+
+
+def _grid_order(record: dict) -> tuple:
+    index = record.get("index")
+    return (0, index) if isinstance(index, int) else (1, 0)
+
+
+def _run_callbacks(callbacks: List[Callable[[], None]], path: str) -> None:
+    errors = []
+    for callback in callbacks:
+        try:
+            callback()
+        except OSError as error:
+            errors.append(f"{error.filename or ''}: {error.strerror or error}")
+    if errors:
+        raise DatabaseError(f"the queue database {path} was updated, but {len(errors)} file operation(s) on run "
+                            f"folders failed: " + "; ".join(errors[:5]))
+
+
+def _backup(path: str) -> str:
+    """Copy the unreadable file aside, once per distinct content."""
+    folder, name = os.path.split(path)
+    with open(path, "rb") as f:
+        content = f.read()
+    for existing in sorted(os.listdir(folder or ".")):
+        if existing.startswith(name + ".corrupt-"):
+            with open(os.path.join(folder, existing), "rb") as f:
+                if f.read() == content:
+                    return os.path.join(folder, existing)
+    backup = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    shutil.copy2(path, backup)
+    return backup
 
 
 def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Sequence[str]] = None) -> List[dict]:
@@ -349,7 +453,7 @@ def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Se
     now = time.time()
     chosen = []
     for record in records:
-        if selected is not None and record["run_id"] not in selected:
+        if not isinstance(record.get("run_id"), str) or (selected is not None and record["run_id"] not in selected):
             continue
         status = record.get("status")
         if status in eligible or (status == RUNNING and level >= 3 and not run_is_alive(record, now)):
@@ -369,12 +473,16 @@ def read_runs(exp_dir: str) -> List[dict]:
     ``created``/``started``/``finished``/``heartbeat`` epoch seconds, ``host``, ``pid``,
     ``device``, ``attempts``, ``error``, ...) plus ``run_dir`` (absolute path of the run folder),
     ``message`` (first line of ``error``) and ``alive`` (for ``running`` runs: whether the process
-    is still there). Raises FileNotFoundError when the experiment has no database and
-    DatabaseError when it is unreadable."""
+    is still there). Records without a ``run_id`` (hand edits; ``dbutils.py --check`` reports them)
+    are left out. Raises FileNotFoundError when the experiment has no database and DatabaseError
+    when it is unreadable."""
     database = RunDatabase(exp_dir)
     now = time.time()
     view = []
     for record in database.records():
+        if not isinstance(record.get("run_id"), str):
+            continue
+        record = liveness.merge(database.exp_dir, record)
         record["run_dir"] = database.run_dir(record["run_id"])
         record["message"] = first_line(record.get("error"))
         record["alive"] = record.get("status") == RUNNING and run_is_alive(record, now)
