@@ -143,6 +143,11 @@ def _prepare_queue(args, database: RunDatabase, spec, points, console: Console) 
     added = database.add_runs(points, meta=dict(exp=spec.name, spec=spec.path, script=spec.script,
                                                  description=spec.description))
     console.log(f"queue {database.path}: {len(added)} new run(s) added, {len(points) - len(added)} already known")
+    readded = [run_id for run_id in added if os.path.isdir(database.run_dir(run_id))]
+    if readded:
+        console.log(f"warning: {len(readded)} run(s) were not in the queue but have a folder (records removed by "
+                    f"hand?): re-added as queued, their earlier history is lost; they resume from their "
+                    f"checkpoints: {', '.join(readded[:5])}")
     owner = ProcessIdentity.current()
     recovered = database.recover(by=f"manager {owner}")
     for record in recovered:

@@ -96,7 +96,9 @@ def repair(database: RunDatabase, points: Optional[Sequence[GridPoint]] = None) 
             done.append(f"{record['run_id']}: status set to {status}")
         next_index = max((r.get("index", 0) for r in transaction.runs.values()), default=-1) + 1
         for name in orphans:
-            if name not in by_id or name in known:
+            if name in known:  # its record got its run_id back above
+                continue
+            if name not in by_id:
                 done.append(f"{name}: folder without record, not in the spec's grid: not re-added (run manager.py "
                             f"with its spec to re-add it)")
                 continue
