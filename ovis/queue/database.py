@@ -28,6 +28,7 @@ run's process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the
 """
 import contextlib
 import errno
+import math
 import os
 import shlex
 import shutil
@@ -103,37 +104,46 @@ class Transaction:
     """What a transaction sees and changes: ``runs`` maps document ids to records. Records are
     replaced (``put``), never mutated in place."""
 
-    def __init__(self, tables: Tables):
+    def __init__(self, tables: Tables, index: Callable[[], Dict[object, str]]):
         self.tables = {name: dict(docs) for name, docs in tables.items()}
         self.runs: Dict[str, dict] = self.tables.setdefault(RUNS_TABLE, {})
         self.changed = False
+        self.dirty: Optional[Dict[str, set]] = {RUNS_TABLE: set()}  # replaced ids; None: re-encode all
         self.callbacks: List[Callable[[], None]] = []
-        self._index: Optional[Dict[str, str]] = None
+        self._index = index    # run_id -> doc id as read (shared: never modified here)
+        self._added: Dict[object, str] = {}
+        self._next_id: Optional[int] = None
 
     def find(self, run_id: str) -> Optional[Tuple[str, dict]]:
-        if self._index is None:
-            self._index = {r.get("run_id"): doc_id for doc_id, r in self.runs.items()}
-        doc_id = self._index.get(run_id)
-        return None if doc_id is None else (doc_id, self.runs[doc_id])
+        doc_id = self._added.get(run_id) or self._index().get(run_id)
+        if doc_id is None or doc_id not in self.runs or self.runs[doc_id].get("run_id") != run_id:
+            return None
+        return doc_id, self.runs[doc_id]
 
     def put(self, doc_id: str, record: dict) -> None:
+        old = self.runs.get(doc_id)
+        if old is None or old.get("run_id") != record.get("run_id"):
+            self.dirty = None  # a new record or a new run_id: the table is encoded whole
+            self._added[record.get("run_id")] = doc_id
+        elif self.dirty is not None:
+            self.dirty[RUNS_TABLE].add(doc_id)
         self.runs[doc_id] = record
         self.changed = True
-        if self._index is not None and record.get("run_id") is not None:
-            self._index[record["run_id"]] = doc_id
 
     def insert(self, record: dict) -> str:
-        doc_id = str(max((int(k) for k in self.runs if k.isdigit()), default=0) + 1)
+        if self._next_id is None:
+            self._next_id = max((int(k) for k in self.runs if k.isdigit()), default=0) + 1
+        doc_id, self._next_id = str(self._next_id), self._next_id + 1
         self.put(doc_id, record)
         return doc_id
 
     def remove(self, doc_id: str) -> None:
-        del self.runs[doc_id]
-        self.changed, self._index = True, None
+        self._added.pop(self.runs.pop(doc_id).get("run_id"), None)
+        self.changed, self.dirty = True, None
 
     def set_meta(self, meta: dict) -> None:
         self.tables[META_TABLE] = {"1": meta}
-        self.changed = True
+        self.changed = True  # tables not in ``dirty`` are encoded whole
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run ``callback`` once the database write succeeded (still under the lock)."""
@@ -226,11 +236,11 @@ class RunDatabase:
             try:
                 with contextlib.suppress(OSError):
                     remove_stale_temporaries(self.path)
-                transaction = Transaction(self._read() or {})
+                transaction = Transaction(self._read() or {}, self._file.index)
                 yield transaction
                 if transaction.changed:
                     try:
-                        self._file.write(transaction.tables)
+                        self._file.write(transaction.tables, transaction.dirty)
                     except OSError as error:
                         raise os_error_advice(error, self.path, "write") from None
                 _run_callbacks(transaction.callbacks, self.path)
@@ -302,12 +312,12 @@ class RunDatabase:
         with self.transaction() as transaction:
             if run_id is not None:
                 found = transaction.find(run_id)
-                candidates = [found] if found is not None and found[1].get("status") == QUEUED else []
+                chosen = found if found is not None and found[1].get("status") == QUEUED else None
             else:
-                candidates = [(d, r) for d, r in transaction.runs.items() if r.get("status") == QUEUED]
-            if not candidates:
+                chosen = _next_queued(transaction.runs)
+            if chosen is None:
                 return None
-            doc_id, document = min(candidates, key=lambda c: (c[1].get("attempts", 0) == 0, _grid_order(c[1])))
+            doc_id, document = chosen
             now = time.time()
             record = dict(document)
             _set(record, RUNNING, f"claimed by {owner} on {device}", started=now, finished=None, heartbeat=now,
@@ -409,6 +419,19 @@ class RunDatabase:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(os.path.join(self.exp_dir, name))
         shutil.rmtree(os.path.join(self.exp_dir, liveness.LIVE_FOLDER), ignore_errors=True)
+
+
+def _next_queued(runs: Dict[str, dict]) -> Optional[Tuple[str, dict]]:
+    """The queued run to execute next: one that was started before, else the first in grid order."""
+    best = {True: (math.inf, None), False: (math.inf, None)}  # started before? -> (index, (doc id, record))
+    for doc_id, record in runs.items():
+        if record.get("status") == QUEUED:
+            index = record.get("index")
+            index = index if isinstance(index, int) else math.inf
+            started = bool(record.get("attempts"))
+            if index < best[started][0] or best[started][1] is None:
+                best[started] = (index, (doc_id, record))
+    return best[True][1] or best[False][1]
 
 
 def _grid_order(record: dict) -> tuple:

@@ -87,7 +87,7 @@ def test_requeue_writes_the_database_once(tmp_path, monkeypatch):
     database = finished_queue(str(tmp_path / "exp"), 50, status=ABORTED)
     writes = []
     real_write = database._file.write
-    monkeypatch.setattr(database._file, "write", lambda tables: writes.append(1) or real_write(tables))
+    monkeypatch.setattr(database._file, "write", lambda *args: writes.append(1) or real_write(*args))
     assert len(database.requeue(1)[ABORTED]) == 50
     database.set_job_ids({r["run_id"]: "7_%d" % i for i, r in enumerate(database.records())})
     assert len(writes) == 2
