@@ -357,6 +357,22 @@ class RunDatabase:
             transaction.after_commit(lambda: liveness.remove_liveness(self.exp_dir, run_id))
         return True
 
+    def take_back(self, run_id: str, job_id: str, note: str) -> bool:
+        """Queue again a run that Slurm requeued (same job id): its earlier attempt ended
+        ``aborted`` or its process is gone. False when the run is anything else."""
+        with self.transaction() as transaction:
+            found = transaction.find(run_id)
+            if found is None or found[1].get("job_id") != job_id:
+                return False
+            record = dict(liveness.merge(self.exp_dir, found[1]))
+            status = record.get("status")
+            if not (status == ABORTED or (status == RUNNING and not run_is_alive(record))):
+                return False
+            record.update(_runtime_fields(), job_id=job_id)
+            _set(record, QUEUED, note)
+            transaction.put(found[0], record)
+        return True
+
     def set_job_ids(self, job_ids: Dict[str, str]) -> None:
         with self.transaction() as transaction:
             for run_id, job_id in job_ids.items():

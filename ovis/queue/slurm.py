@@ -81,6 +81,10 @@ class RunTask:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         device = f"cuda:{visible}" if visible else "cpu"
         record = database.claim(owner, device, self.settings.stale_after, run_id=self.run_id, job_id=job_id)
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if record is None and restarts and database.take_back(
+                self.run_id, job_id, f"requeued by Slurm (job {job_id}, restart {restarts}): resumes"):
+            record = database.claim(owner, device, self.settings.stale_after, run_id=self.run_id, job_id=job_id)
         if record is None:
             return f"{self.run_id}: not queued any more (taken by another worker or requeued), skipped"
         self._execution = RunExecution(database, record, self.settings, owner, StopRequest())
