@@ -27,7 +27,6 @@ run's process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the
 ``job_id`` (Slurm), ``stale_after`` and ``history`` (recent ``[time, status, note]`` transitions).
 """
 import contextlib
-import errno
 import math
 import os
 import shlex
@@ -42,17 +41,16 @@ import filelock
 from ovis.files import remove_stale_temporaries
 from ovis.queue import liveness
 from ovis.queue.process import ProcessIdentity, run_is_alive
-from ovis.queue.storage import CachedFile, CorruptDatabase, Tables
+from ovis.queue.storage import CachedFile, CorruptDatabase, DatabaseError, Tables, backup_copy, os_error_advice
+from ovis.queue.transaction import (META_TABLE, RUNS_TABLE, Transaction, add_history, runtime_fields,
+                                    set_status)
 
 DB_FILE = ".db.json"
 LOCK_FILE = DB_FILE + ".lock"
 HOLDER_FILE = LOCK_FILE + ".holder"
-RUNS_TABLE = "runs"
-META_TABLE = "meta"
 
 QUEUED, RUNNING, SUCCESS, FAILED, ABORTED = "queued", "running", "success", "failed", "aborted"
 STATUSES = (QUEUED, RUNNING, SUCCESS, FAILED, ABORTED)
-HISTORY_LENGTH = 20
 LOCK_NOTICE_AFTER = 2.0  # seconds of waiting for the lock before ``on_wait`` is told
 
 REQUEUE_LEVELS = {
@@ -61,93 +59,6 @@ REQUEUE_LEVELS = {
     3: "aborted, failed and running runs whose process is gone",
     4: "every run that is not running (success included)",
 }
-
-
-class DatabaseError(RuntimeError):
-    """The queue database cannot be used (corrupted file, no permission, full disk, lock held
-    too long); the message names the file, the problem and what to do."""
-
-
-def os_error_advice(error: OSError, path: str, action: str) -> DatabaseError:
-    """One message for an OSError met while ``action`` (e.g. 'write') on ``path``."""
-    folder = os.path.dirname(path)
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        todo = f"the disk (or quota) of {folder} is full: free some space and run the command again"
-    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        todo = (f"{path} or its folder is read-only for this user: make {folder} and the files in it writable "
-                f"(or run as their owner), then run the command again")
-    else:
-        todo = "fix the cause above and run the command again"
-    return DatabaseError(f"could not {action} the queue database {path}: {error.strerror or error} "
-                         f"[{errno.errorcode.get(error.errno, error.errno)}]; {todo}. Nothing was changed.")
-
-
-def _add_history(record: dict, status: str, note: str = "") -> None:
-    history = list(record.get("history") or [])
-    history.append([round(time.time(), 3), status, note])
-    record["history"] = history[-HISTORY_LENGTH:]
-
-
-def _set(record: dict, status: str, note: str = "", **fields) -> None:
-    record.update(fields)
-    record["status"] = status
-    _add_history(record, status, note)
-
-
-def _runtime_fields() -> dict:
-    """Fields of a run's last attempt, cleared when it is queued again."""
-    return dict(started=None, finished=None, heartbeat=None, host=None, owner=None, pid=None,
-                pid_start=None, device=None, returncode=None, error=None, job_id=None)
-
-
-class Transaction:
-    """What a transaction sees and changes: ``runs`` maps document ids to records. Records are
-    replaced (``put``), never mutated in place."""
-
-    def __init__(self, tables: Tables, index: Callable[[], Dict[object, str]]):
-        self.tables = {name: dict(docs) for name, docs in tables.items()}
-        self.runs: Dict[str, dict] = self.tables.setdefault(RUNS_TABLE, {})
-        self.changed = False
-        self.dirty: Optional[Dict[str, set]] = {RUNS_TABLE: set()}  # replaced ids; None: re-encode all
-        self.callbacks: List[Callable[[], None]] = []
-        self._index = index    # run_id -> doc id as read (shared: never modified here)
-        self._added: Dict[object, str] = {}
-        self._next_id: Optional[int] = None
-
-    def find(self, run_id: str) -> Optional[Tuple[str, dict]]:
-        doc_id = self._added.get(run_id) or self._index().get(run_id)
-        if doc_id is None or doc_id not in self.runs or self.runs[doc_id].get("run_id") != run_id:
-            return None
-        return doc_id, self.runs[doc_id]
-
-    def put(self, doc_id: str, record: dict) -> None:
-        old = self.runs.get(doc_id)
-        if old is None or old.get("run_id") != record.get("run_id"):
-            self.dirty = None  # a new record or a new run_id: the table is encoded whole
-            self._added[record.get("run_id")] = doc_id
-        elif self.dirty is not None:
-            self.dirty[RUNS_TABLE].add(doc_id)
-        self.runs[doc_id] = record
-        self.changed = True
-
-    def insert(self, record: dict) -> str:
-        if self._next_id is None:
-            self._next_id = max((int(k) for k in self.runs if k.isdigit()), default=0) + 1
-        doc_id, self._next_id = str(self._next_id), self._next_id + 1
-        self.put(doc_id, record)
-        return doc_id
-
-    def remove(self, doc_id: str) -> None:
-        self._added.pop(self.runs.pop(doc_id).get("run_id"), None)
-        self.changed, self.dirty = True, None
-
-    def set_meta(self, meta: dict) -> None:
-        self.tables[META_TABLE] = {"1": meta}
-        self.changed = True  # tables not in ``dirty`` are encoded whole
-
-    def after_commit(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` once the database write succeeded (still under the lock)."""
-        self.callbacks.append(callback)
 
 
 class RunDatabase:
@@ -182,7 +93,7 @@ class RunDatabase:
 
     def _refuse(self, problem: str) -> None:
         try:
-            backup = f"a copy was saved to {_backup(self.path)}"
+            backup = f"a copy was saved to {backup_copy(self.path)}"
         except OSError as error:
             backup = f"no copy could be saved ({error.strerror})"
         raise DatabaseError(
@@ -291,8 +202,8 @@ class RunDatabase:
                     continue
                 record = dict(run_id=point.run_id, index=next_index, args=point.args, params=dict(point.params),
                               status=QUEUED, created=now, attempts=0, history=[], stale_after=None,
-                              **_runtime_fields())
-                _add_history(record, QUEUED, "added from the spec" if not os.path.isdir(self.run_dir(point.run_id))
+                              **runtime_fields())
+                add_history(record, QUEUED, "added from the spec" if not os.path.isdir(self.run_dir(point.run_id))
                              else "re-added from the spec: its folder existed (record removed by hand?), earlier "
                                   "history lost; it resumes from its checkpoint")
                 transaction.insert(record)
@@ -320,7 +231,7 @@ class RunDatabase:
             doc_id, document = chosen
             now = time.time()
             record = dict(document)
-            _set(record, RUNNING, f"claimed by {owner} on {device}", started=now, finished=None, heartbeat=now,
+            set_status(record, RUNNING, f"claimed by {owner} on {device}", started=now, finished=None, heartbeat=now,
                  host=owner.host, owner=owner.to_dict(), pid=None, pid_start=None, device=device,
                  attempts=record.get("attempts", 0) + 1, returncode=None, error=None,
                  stale_after=stale_after, job_id=job_id if job_id is not None else record.get("job_id"))
@@ -352,7 +263,7 @@ class RunDatabase:
             if found is None or found[1].get("status") != RUNNING or found[1].get("owner") != owner.to_dict():
                 return False
             record = dict(liveness.merge(self.exp_dir, found[1]))
-            _set(record, status, note, finished=now, heartbeat=now, **fields)
+            set_status(record, status, note, finished=now, heartbeat=now, **fields)
             transaction.put(found[0], record)
             transaction.after_commit(lambda: liveness.remove_liveness(self.exp_dir, run_id))
         return True
@@ -368,8 +279,8 @@ class RunDatabase:
             status = record.get("status")
             if not (status == ABORTED or (status == RUNNING and not run_is_alive(record))):
                 return False
-            record.update(_runtime_fields(), job_id=job_id)
-            _set(record, QUEUED, note)
+            record.update(runtime_fields(), job_id=job_id)
+            set_status(record, QUEUED, note)
             transaction.put(found[0], record)
         return True
 
@@ -380,7 +291,7 @@ class RunDatabase:
                 if found is None:
                     continue
                 record = dict(found[1], job_id=job_id)
-                _add_history(record, record.get("status", QUEUED), f"submitted as Slurm job {job_id}")
+                add_history(record, record.get("status", QUEUED), f"submitted as Slurm job {job_id}")
                 transaction.put(found[0], record)
 
     def recover(self, by: str) -> List[dict]:
@@ -397,7 +308,7 @@ class RunDatabase:
                     continue
                 where = f"{record.get('host')} pid {record.get('pid') or (record.get('owner') or {}).get('pid')}"
                 tail = liveness.log_tail(self.run_dir(record["run_id"]))
-                _set(record, ABORTED, f"process gone ({where}); found by {by}", finished=now,
+                set_status(record, ABORTED, f"process gone ({where}); found by {by}", finished=now,
                      error=f"the run's process ({where}) ended without reporting (killed manager or machine)"
                            + (f"; last lines of its log:\n{tail}" if tail else ""))
                 transaction.put(doc_id, record)
@@ -419,8 +330,8 @@ class RunDatabase:
                     continue
                 record = dict(transaction.runs[doc_id])
                 status = record["status"]
-                record.update(_runtime_fields())
-                _set(record, QUEUED, note or f"requeued (level {level}, was {status})")
+                record.update(runtime_fields())
+                set_status(record, QUEUED, note or f"requeued (level {level}, was {status})")
                 transaction.put(doc_id, record)
                 requeued.setdefault(status, []).append(record["run_id"])
                 run_id = record["run_id"]
@@ -465,21 +376,6 @@ def _run_callbacks(callbacks: List[Callable[[], None]], path: str) -> None:
     if errors:
         raise DatabaseError(f"the queue database {path} was updated, but {len(errors)} file operation(s) on run "
                             f"folders failed: " + "; ".join(errors[:5]))
-
-
-def _backup(path: str) -> str:
-    """Copy the unreadable file aside, once per distinct content."""
-    folder, name = os.path.split(path)
-    with open(path, "rb") as f:
-        content = f.read()
-    for existing in sorted(os.listdir(folder or ".")):
-        if existing.startswith(name + ".corrupt-"):
-            with open(os.path.join(folder, existing), "rb") as f:
-                if f.read() == content:
-                    return os.path.join(folder, existing)
-    backup = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-    shutil.copy2(path, backup)
-    return backup
 
 
 def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Sequence[str]] = None) -> List[dict]:

@@ -14,7 +14,8 @@ import shlex
 from typing import Dict, List, Optional, Sequence
 
 from ovis import records as run_records
-from ovis.queue.database import QUEUED, STATUSES, RunDatabase, _add_history, _runtime_fields, _set
+from ovis.queue.database import QUEUED, STATUSES, RunDatabase
+from ovis.queue.transaction import add_history, runtime_fields, set_status
 from ovis.queue.spec import GridPoint, SpecError, canonical_arguments, make_run_id
 
 RUN_FOLDER_FILES = ("process.log", run_records.OUTCOME_FILE, "config.json")
@@ -82,7 +83,7 @@ def repair(database: RunDatabase, points: Optional[Sequence[GridPoint]] = None) 
                                                                       f"queue)" if run_id else ", no args)"))
                 continue
             record = dict(record, run_id=run_id)
-            _add_history(record, record.get("status", QUEUED), "run_id restored from args by dbutils.py --repair")
+            add_history(record, record.get("status", QUEUED), "run_id restored from args by dbutils.py --repair")
             transaction.put(doc_id, record)
             known.add(run_id)
             done.append(f"restored the run_id of record {doc_id}: {run_id}")
@@ -91,7 +92,7 @@ def repair(database: RunDatabase, points: Optional[Sequence[GridPoint]] = None) 
                 continue
             status = _folder_status(database.run_dir(record["run_id"]))
             record = dict(record)
-            _set(record, status, f"status {record.get('status')!r} repaired by dbutils.py --repair")
+            set_status(record, status, f"status {record.get('status')!r} repaired by dbutils.py --repair")
             transaction.put(doc_id, record)
             done.append(f"{record['run_id']}: status set to {status}")
         next_index = max((r.get("index", 0) for r in transaction.runs.values()), default=-1) + 1
@@ -104,8 +105,8 @@ def repair(database: RunDatabase, points: Optional[Sequence[GridPoint]] = None) 
                 continue
             point, status = by_id[name], _folder_status(database.run_dir(name))
             record = dict(run_id=name, index=next_index, args=point.args, params=dict(point.params), status=status,
-                          created=None, attempts=0, history=[], stale_after=None, **_runtime_fields())
-            _add_history(record, status, "re-added by dbutils.py --repair (the record had been removed; earlier "
+                          created=None, attempts=0, history=[], stale_after=None, **runtime_fields())
+            add_history(record, status, "re-added by dbutils.py --repair (the record had been removed; earlier "
                                          "history lost)")
             transaction.insert(record)
             next_index += 1

@@ -30,10 +30,13 @@ Records are replaced, never mutated: a transaction works on shallow copies of th
 Writes go through ``ovis.files.atomic_open`` (temporary file, fsync, rename, folder fsync): the
 file is the old or the new database, never a torn one.
 """
+import errno
 import itertools
 import operator
 import os
+import shutil
 import threading
+import time
 from typing import Dict, List, Optional, Set, Tuple
 
 import orjson
@@ -42,6 +45,40 @@ from tinydb.storages import Storage
 from ovis.files import atomic_open
 
 Tables = Dict[str, Dict[str, dict]]
+
+
+class DatabaseError(RuntimeError):
+    """The queue database cannot be used (corrupted file, no permission, full disk, lock held
+    too long); the message names the file, the problem and what to do."""
+
+
+def os_error_advice(error: OSError, path: str, action: str) -> DatabaseError:
+    """One message for an OSError met while ``action`` (e.g. 'write') on ``path``."""
+    folder = os.path.dirname(path)
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        todo = f"the disk (or quota) of {folder} is full: free some space and run the command again"
+    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        todo = (f"{path} or its folder is read-only for this user: make {folder} and the files in it writable "
+                f"(or run as their owner), then run the command again")
+    else:
+        todo = "fix the cause above and run the command again"
+    return DatabaseError(f"could not {action} the queue database {path}: {error.strerror or error} "
+                         f"[{errno.errorcode.get(error.errno, error.errno)}]; {todo}. Nothing was changed.")
+
+
+def backup_copy(path: str) -> str:
+    """Copy the unreadable file aside, once per distinct content."""
+    folder, name = os.path.split(path)
+    with open(path, "rb") as f:
+        content = f.read()
+    for existing in sorted(os.listdir(folder or ".")):
+        if existing.startswith(name + ".corrupt-"):
+            with open(os.path.join(folder, existing), "rb") as f:
+                if f.read() == content:
+                    return os.path.join(folder, existing)
+    backup = f"{path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+    shutil.copy2(path, backup)
+    return backup
 
 
 class CorruptDatabase(ValueError):

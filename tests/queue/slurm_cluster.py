@@ -115,6 +115,16 @@ def start_cluster(folder: str) -> Dict[str, object]:
 
 
 def stop_cluster(cluster: Dict[str, object]) -> None:
+    """Cancel this cluster's jobs, wait for their steps to end, then stop the daemons it started."""
+    env = cluster["env"]
+    try:
+        subprocess.run(["scancel", "--user", "root"], env=env, capture_output=True, timeout=30)
+        deadline = time.time() + 30
+        while time.time() < deadline and subprocess.run(["squeue", "-h"], env=env, capture_output=True, text=True,
+                                                        timeout=30).stdout.strip():
+            time.sleep(0.5)
+    except (OSError, subprocess.TimeoutExpired):
+        pass
     for pid in reversed(cluster["started"]):
         try:
             os.kill(pid, signal.SIGTERM)

@@ -10,11 +10,10 @@ import sys
 import tempfile
 import time
 
-import filelock
 import pytest
 
 from ovis import records
-from ovis.queue.database import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase, read_runs)
+from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS, RunDatabase, read_runs
 from ovis.queue.executor import classify_exit
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec
