@@ -17,6 +17,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
+from ovis.cli import comma_list
 from ovis.queue.spec import ExperimentSpec, GridPoint, SpecError
 
 # Scripts of this project -> (module, parser factory, optional validation function).
@@ -110,8 +111,8 @@ class ScriptOptions:
                 value = point.params.get(option)
                 if not isinstance(value, str):
                     continue
-                for estimator_id in (v.strip() for v in value.split(",")):
-                    if not estimator_id or estimator_id in checked:
+                for estimator_id in comma_list(value):
+                    if estimator_id in checked:
                         continue
                     try:
                         parse_estimator_id(estimator_id)
