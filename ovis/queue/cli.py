@@ -103,7 +103,7 @@ def manager_parser(project_root: str = DEFAULT_PROJECT_ROOT) -> argparse.Argumen
 
 
 def _print_grid(points, database: RunDatabase, spec, command_head: str) -> None:
-    known = {r["run_id"]: r["status"] for r in database.records()} if database.exists else {}
+    known = {r.get("run_id"): r.get("status", "unknown") for r in database.records()} if database.exists else {}
     rows = [[p.index, p.run_id, known.get(p.run_id, "new"), p.args] for p in points]
     print(format_table(["#", "run id", "status", "arguments"], rows, align_left=4))
     new = sum(1 for p in points if p.run_id not in known)
@@ -229,7 +229,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             if not (args.wait and jobs):
                 return 0
             errors = slurm.wait(database, jobs, console)
-            failed = [r["run_id"] for r in database.records() if r["status"] == FAILED]
+            failed = [r.get("run_id") for r in database.records() if r.get("status") == FAILED]
             return EXIT_ERROR if errors or failed else 0
         return LocalManager(database, settings, _local_slots(args, console), console).run()
     except (DatabaseError, SpecError, slurm.SubmissionError) as error:
@@ -292,7 +292,7 @@ def _requeue(args, database: RunDatabase) -> int:
     if args.requeue_level == 0:
         print("--requeue_level 0 requeues nothing")
         return 0
-    run_ids = [r["run_id"] for r in database.records() if args.filter in r["run_id"]]
+    run_ids = [r["run_id"] for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
     candidates = requeue_candidates(database.records(), args.requeue_level, run_ids)
     if args.fresh and candidates and not _confirm(
             f"delete the folders (checkpoints, metrics) of {len(candidates)} run(s) of {args.exp} and requeue them?",
@@ -309,7 +309,7 @@ def _requeue(args, database: RunDatabase) -> int:
 
 def _clean(args, database: RunDatabase) -> int:
     records = read_runs(database.exp_dir)
-    alive = [r["run_id"] for r in records if r["status"] == RUNNING and r.get("alive")]
+    alive = [r["run_id"] for r in records if r.get("status") == RUNNING and r.get("alive")]
     if alive:
         print(f"error: {len(alive)} run(s) are running ({', '.join(alive[:5])}...): stop their manager first",
               file=sys.stderr)

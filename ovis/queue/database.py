@@ -143,6 +143,8 @@ class RunDatabase:
                 os.makedirs(self.exp_dir, exist_ok=True)
             except OSError as error:
                 raise os_error_advice(error, self.path, "create the folder of") from None
+            with contextlib.suppress(DatabaseError):
+                self._read()  # catch up with other writers before taking the lock: less work under it
             lock = self._acquire()
             try:
                 with contextlib.suppress(OSError):

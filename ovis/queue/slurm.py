@@ -111,7 +111,8 @@ def submit(database: RunDatabase, settings: LaunchSettings, options: SlurmOption
     ``resubmit``); record the job ids; return the submitit jobs."""
     submitit = _submitit()
     console = console or Console()
-    queued = [r for r in database.records() if r["status"] == QUEUED and (resubmit or not r.get("job_id"))]
+    queued = [r for r in database.records() if r.get("status") == QUEUED and isinstance(r.get("run_id"), str)
+              and (resubmit or not r.get("job_id"))]
     if not queued:
         console.log("nothing to submit: no queued run without a job (use --resubmit to submit those again)")
         return []

@@ -51,7 +51,7 @@ def runs_report(records: Sequence[dict]) -> str:
     rows = []
     for r in records:
         duration = (r.get("finished") or r.get("heartbeat") or 0) - r["started"] if r.get("started") else None
-        rows.append([r["run_id"], r["status"], r.get("attempts", 0), r.get("device") or "-", r.get("host") or "-",
+        rows.append([r["run_id"], r.get("status", "unknown"), r.get("attempts", 0), r.get("device") or "-", r.get("host") or "-",
                      format_time(r.get("started")), format_duration(duration)])
     return format_table(["run", "status", "attempts", "device", "host", "started", "duration"], rows)
 

@@ -156,6 +156,14 @@ def test_damaged_records_are_reported_and_repaired(tmp_path):
     assert "2 run folder(s) without a record (removed by hand?)" in check.stdout  # and the one without run_id
     assert removed["run_id"] in check.stdout.split("run folder(s) without a record")[1]
     assert "'dbutils.py --repair' fixes them" in check.stdout
+    for command in (["--requeue", "--requeue_level", "4"], ["--list"], ["--show_failed"]):  # no KeyError
+        result = run_dbutils("exp", tmp_path, *command)
+        assert result.returncode == 0 and not result.stderr, (command, result.stderr)
+    database.requeue(2)  # what --requeue_level 4 did is undone: back to failed for the repair below
+    with database.transaction() as transaction:
+        for doc_id, record in list(transaction.runs.items()):
+            if record.get("status") == QUEUED:
+                transaction.put(doc_id, dict(record, status=FAILED))
     assert run_dbutils("exp", tmp_path, "--repair").returncode == 1  # not a terminal, no --yes: refused
     repaired = run_dbutils("exp", tmp_path, "--repair", "--yes")
     assert f"restored the run_id of record 1: {lost_id}" in repaired.stdout
