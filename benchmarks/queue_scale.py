@@ -50,7 +50,8 @@ class TimedDatabase(RunDatabase):
         acquired, release, held = time.perf_counter(), lock.release, self.held
 
         def timed_release(*args, **kwargs):
-            held.append(time.perf_counter() - acquired)
+            if lock.is_locked:  # not the no-op release of the lock object's __del__
+                held.append(time.perf_counter() - acquired)
             return release(*args, **kwargs)
 
         lock.release = timed_release
