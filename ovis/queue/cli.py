@@ -318,10 +318,10 @@ def _clean(args, database: RunDatabase) -> int:
     if not _confirm(f"delete the queue of {args.exp} ({len(records)} runs) and {len(folders)} run folder(s) "
                     f"in {database.exp_dir}?", args.yes):
         return EXIT_ERROR
+    database.delete()  # first: a failure here leaves everything as it was
     for folder in folders:
         shutil.rmtree(folder)
     shutil.rmtree(os.path.join(database.exp_dir, slurm.SUBMITIT_FOLDER), ignore_errors=True)
-    database.delete()
     left = os.listdir(database.exp_dir)
     if not left:
         os.rmdir(database.exp_dir)

@@ -345,8 +345,12 @@ class RunDatabase:
     def delete(self) -> None:
         """Remove the database, its lock and the liveness files."""
         for name in (DB_FILE, LOCK_FILE, HOLDER_FILE):
-            with contextlib.suppress(FileNotFoundError):
+            try:
                 os.remove(os.path.join(self.exp_dir, name))
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                raise os_error_advice(error, os.path.join(self.exp_dir, name), "delete") from None
         shutil.rmtree(os.path.join(self.exp_dir, liveness.LIVE_FOLDER), ignore_errors=True)
 
 

@@ -163,9 +163,10 @@ class RunExecution:
         marker = records.read_outcome(self.run_dir)
         status, note = classify_exit(returncode, marker, self._signalled_at is not None or self._killed)
         error = self._error_text(log_offset, note) if status != SUCCESS else None
-        if marker is None:
+        self._record(status, note, returncode=returncode, error=error)
+        if marker is None:  # the run folder alone tells what happened (written after the database)
             records.write_outcome(self.run_dir, status, "" if status == SUCCESS else f"({note})")
-        return self._record(status, note, returncode=returncode, error=error)
+        return status
 
     def _wait(self) -> int:
         next_heartbeat = time.time() + self.settings.heartbeat_interval
