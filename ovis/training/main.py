@@ -162,6 +162,19 @@ def _clear(run_dir: str) -> None:
             os.remove(path)
 
 
+def prepare_process(args: argparse.Namespace,
+                    build: Callable[[argparse.Namespace, torch.device], RunComponents]) -> RunComponents:
+    """The process settings and components of a run (also used by the efficiency measurements,
+    ``ovis.training.efficiency``): device, determinism, glibc heap, seeds, threads."""
+    device = resolve_device(args.device)
+    configure_determinism(args.deterministic)
+    retain_freed_memory()
+    seed_everything(args.seed)
+    components = build(args, device)
+    configure_threads(args, components)
+    return components
+
+
 def main(argv: Optional[Sequence[str]] = None,
          build: Callable[[argparse.Namespace, torch.device], RunComponents] = build_components) -> int:
     """Entry point of ``run.py``; returns the process exit code.
@@ -179,13 +192,8 @@ def main(argv: Optional[Sequence[str]] = None,
     run_id = args.run_id or default_run_id(args)
     run_dir = os.path.join(args.root, args.exp, run_id)
     try:
-        device = resolve_device(args.device)
         check_run_dir(run_dir, args)
-        configure_determinism(args.deterministic)
-        retain_freed_memory()
-        seed_everything(args.seed)
-        components = build(args, device)
-        configure_threads(args, components)
+        components = prepare_process(args, build)
     except ValueError as error:  # ArgumentError included
         print(f"run.py: error: {error}", file=sys.stderr)
         return EXIT_BAD_ARGUMENTS

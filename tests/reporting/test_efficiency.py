@@ -3,12 +3,12 @@ import os
 
 import pytest
 
-from ovis.analysis import efficiency
-from ovis.analysis.efficiency import Workload, efficiency_table, measure, measure_in_this_process
+from ovis.training import efficiency
+from ovis.training.efficiency import Workload, efficiency_table, measure, measure_in_this_process
 from ovis.reporting.efficiency import markdown_summary, plot_efficiency
 
 # A small SBN on the generated shapes data: the measurement, not the model, is under test.
-SMALL = dict(model="sbm", dataset="shapes", hparams={"N": 16, "depth": 1}, batch_size=8, warmup=1, steps=3, threads=1)
+SMALL = dict(model="sbm", dataset="shapes", hparams={"N": 16, "depth": 1}, batch_size=8, untimed_steps=1, steps=3, threads=1)
 
 
 def test_a_workload_is_measured_in_a_fresh_process():
@@ -46,7 +46,7 @@ def test_peak_memory_follows_the_number_of_particles():
     per copy of the expanded batch) needs about ten times the memory of K = 300. The small
     run goes first so that memory it leaves to the allocator cannot hide the growth of the
     second."""
-    base = dict(SMALL, kind="evaluate", estimator="-", warmup=0, steps=1)
+    base = dict(SMALL, kind="evaluate", estimator="-", untimed_steps=0, steps=1, chunk_size=10 ** 6)  # at once
     small = measure_in_this_process(Workload(iw=300, **base))
     large = measure_in_this_process(Workload(iw=3000, **base))
     assert large.peak_memory_mib > small.peak_memory_mib + 60
