@@ -19,7 +19,7 @@ log-densities, the optimiser) is not part of the floor: ``step time / floor time
 """
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -75,14 +75,6 @@ class MatmulFloor:
             if t["input_grad"] is not None:
                 torch.mm(t["grad"], t["weight"], out=t["input_grad"])  # [n, i]
 
-    def time_ms(self) -> float:
-        """Wall-clock milliseconds of one ``run`` (CUDA synchronised around it)."""
-        synchronise(self.device)
-        start = time.perf_counter()
-        self.run()
-        synchronise(self.device)
-        return 1e3 * (time.perf_counter() - start)
-
     @property
     def multiply_adds(self) -> int:
         return sum(s.rows * s.in_features * s.out_features * (3 if s.input_gradient else 2) for s in self.shapes)
@@ -91,6 +83,18 @@ class MatmulFloor:
 def synchronise(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(function: Callable, device: torch.device, *args) -> Tuple[float, float]:
+    """``(wall, cpu)``: milliseconds of wall-clock and of this process's CPU time (all its
+    threads) of ``function(*args)``, CUDA synchronised around it. On a loaded machine the CPU
+    time of a one-thread call is what its wall-clock time would be on an idle one (the waits
+    for a core are left out)."""
+    synchronise(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    function(*args)
+    synchronise(device)
+    return 1e3 * (time.perf_counter() - wall), 1e3 * (time.process_time() - cpu)
 
 
 def describe(shapes: List[LinearShape]) -> str:

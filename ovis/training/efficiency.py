@@ -26,17 +26,16 @@ import re
 import resource
 import sys
 import tempfile
-import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ovis.analysis.floor import describe, floor_of, synchronise
+from ovis.analysis.floor import describe, floor_of, timed
 from ovis.cli import ArgumentParser, DefaultsHelpFormatter, comma_list
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.training.arguments import integer_option
@@ -108,11 +107,12 @@ class Workload:
 
 @dataclass
 class Measurement:
-    """Step and floor times in milliseconds and memory in MiB of one workload."""
+    """Step and floor times (``(wall, process CPU)`` milliseconds, one pair per timed step) and
+    memory in MiB of one workload."""
     workload: Workload
     device: str
-    step_ms: List[float]
-    floor_ms: List[float]
+    step_ms: List[Tuple[float, float]]
+    floor_ms: List[Tuple[float, float]]
     floor: str
     peak_memory_mib: float
     step_memory_mib: float
@@ -121,16 +121,17 @@ class Measurement:
     load: float
 
     def row(self) -> Dict:
-        times = np.asarray(self.step_ms)
-        floor = float(np.median(self.floor_ms)) if self.floor_ms else math.nan
+        wall, cpu = np.asarray(self.step_ms).T  # [steps] x 2
+        floor_wall, floor_cpu = np.median(self.floor_ms, 0) if self.floor_ms else (math.nan, math.nan)
         workload = asdict(self.workload)
         workload.pop("hparams")
         return {**workload, "device_used": self.device, "threads_used": self.threads, "load": self.load,
-                "time_ms": float(np.median(times)), "time_ms_p10": float(np.percentile(times, 10)),
-                "time_ms_p90": float(np.percentile(times, 90)), "floor_ms": floor,
-                "time_vs_floor": float(np.median(times)) / floor, "floor": self.floor,
-                "peak_memory_mib": self.peak_memory_mib, "step_memory_mib": self.step_memory_mib,
-                "memory_source": self.memory_source}
+                "time_ms": float(np.median(wall)), "time_ms_p10": float(np.percentile(wall, 10)),
+                "time_ms_p90": float(np.percentile(wall, 90)), "cpu_ms": float(np.median(cpu)),
+                "floor_ms": float(floor_wall), "floor_cpu_ms": float(floor_cpu),
+                "time_vs_floor": float(np.median(wall) / floor_wall), "cpu_vs_floor": float(np.median(cpu) / floor_cpu),
+                "floor": self.floor, "peak_memory_mib": self.peak_memory_mib,
+                "step_memory_mib": self.step_memory_mib, "memory_source": self.memory_source}
 
 
 class _PeakMemory:
@@ -233,15 +234,11 @@ def measure_in_this_process(workload: Workload) -> Measurement:
         memory.start()
         for x in batches[:workload.untimed_steps]:
             step(x)
-        times, floor_times = [], []
+        times, floor_times = [], []  # (wall, process CPU) milliseconds
         for x in batches[workload.untimed_steps:]:
-            synchronise(device)
-            start = time.perf_counter()
-            step(x)
-            synchronise(device)
-            times.append(1e3 * (time.perf_counter() - start))
+            times.append(timed(step, device, x))
             if floor is not None:
-                floor_times.append(floor.time_ms())
+                floor_times.append(timed(floor.run, device))
         peak = memory.peak()
         trainer.recorder.close()
     return Measurement(workload, str(device), times, floor_times, describe(floor.shapes) if floor else "", peak,
@@ -268,7 +265,7 @@ def efficiency_table(workloads: Sequence[Workload], log=print) -> pd.DataFrame:
             incompatible.add((workload.model, workload.estimator))
             continue
         log(f"{row['model']:>12s} {row['estimator']:>20s} K={row['iw']:<5d} {row['time_ms']:8.2f} ms "
-            f"(floor {row['floor_ms']:.2f} ms, x{row['time_vs_floor']:.2f}) peak {row['peak_memory_mib']:8.1f} MiB "
+            f"(floor {row['floor_ms']:.2f} ms, x{row['time_vs_floor']:.2f}; CPU time x{row['cpu_vs_floor']:.2f}) peak {row['peak_memory_mib']:8.1f} MiB "
             f"(+{row['step_memory_mib']:.1f} MiB during the steps), {row['threads_used']} thread(s), "
             f"load {row['load']:.1f}")
         rows.append(row)
