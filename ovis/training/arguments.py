@@ -34,7 +34,7 @@ DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
 # options added here), so that a run keeps its identity when moved, resumed or extended.
 BOOKKEEPING_KEYS = frozenset({
     "root", "data_root", "exp", "workers", "silent", "sequential_computation", "epochs", "nsteps",
-    "valid_bs", "test_bs", "load", "rf", "device", "resume", "run_id", "checkpoint_interval", "threads",
+    "valid_bs", "test_bs", "load", "rf", "device", "resume", "run_id", "checkpoint_interval", "threads", "compile",
 })
 
 
@@ -148,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--threads", type=integer_option, default=0,
                          help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
+    session.add_argument("--compile", action="store_true",
+                         help="torch.compile the estimator's forward pass of the training step (tested on CPU, "
+                              "where it is not faster; the CUDA path is untested)")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
     return parser

@@ -223,12 +223,15 @@ def measure_in_this_process(workload: Workload) -> Measurement:
                 if trainer.monitor.full:
                     trainer._sync()
         else:
-            chunk = workload.chunk_size or components.chunk_rows
-            evaluator = BoundEvaluator(workload.iw, chunk_size=chunk)
+            from ovis.training.main import evaluation_threads, torch_threads
+            evaluator = (components.evaluator(workload.iw) if workload.chunk_size is None
+                         else BoundEvaluator(workload.iw, chunk_size=workload.chunk_size))
             trainer.model.eval()
+            threads = evaluation_threads(trainer.args)
 
-            def step(x):
-                evaluator(trainer.model, x)
+            def step(x):  # as Trainer._bound, with run.py's evaluation threads
+                with torch.no_grad(), torch_threads(threads):
+                    evaluator(trainer.model, x)
 
         memory = _PeakMemory(device)
         memory.start()
@@ -240,9 +243,10 @@ def measure_in_this_process(workload: Workload) -> Measurement:
             if floor is not None:
                 floor_times.append(timed(floor.run, device))
         peak = memory.peak()
+        threads_used = threads if workload.kind == "evaluate" else torch.get_num_threads()
         trainer.recorder.close()
     return Measurement(workload, str(device), times, floor_times, describe(floor.shapes) if floor else "", peak,
-                       peak - memory.baseline, memory.source, torch.get_num_threads(), os.getloadavg()[0])
+                       peak - memory.baseline, memory.source, threads_used, os.getloadavg()[0])
 
 
 def measure(workload: Workload) -> Measurement:

@@ -11,6 +11,7 @@ import random
 import shutil
 import sys
 import traceback
+from contextlib import contextmanager
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -37,6 +38,7 @@ KEPT_FILES = ("process.log",)
 # step's ~250 operations then take microseconds each, and handing each to a second thread costs
 # about as much as it saves (a 3 x 200 SBN at batch 24: iw = 5 is below, iw = 50 above).
 SINGLE_THREAD_STEP_MACS = 2e8
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before configure_threads changes it
 
 
 def configure_determinism(deterministic: bool) -> None:
@@ -62,6 +64,24 @@ def configure_threads(args: argparse.Namespace, components: RunComponents) -> No
     parameters = sum(p.numel() for p in components.model.parameters())
     if rows * parameters < SINGLE_THREAD_STEP_MACS:
         torch.set_num_threads(1)
+
+
+@contextmanager
+def torch_threads(count: int):
+    """Run the block with ``count`` torch CPU threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def evaluation_threads(args: argparse.Namespace) -> int:
+    """Threads of the bound evaluations: ``--threads`` when given, else torch's default (one per
+    core, or ``OMP_NUM_THREADS``) even where ``configure_threads`` chose one thread for the small
+    training step: an evaluation at K = 5000 has thousands of rows per forward pass."""
+    return args.threads if args.threads > 0 else DEFAULT_THREADS
 
 
 def seed_everything(seed: int) -> None:
@@ -118,7 +138,12 @@ def build_components(args: argparse.Namespace, device: torch.device) -> RunCompo
     rows = min(args.test_bs, args.valid_bs) if args.sequential_computation else CHUNK_ROWS[device.type]
 
     def evaluator(iw: int):
-        return BoundEvaluator(iw, chunk_size=rows)
+        bound = BoundEvaluator(iw, chunk_size=rows)
+
+        def evaluate(model, x):
+            with torch_threads(evaluation_threads(args)):
+                return bound(model, x)
+        return evaluate
 
     return RunComponents(datasets=datasets, model=model, estimator=estimator, evaluator=evaluator, device=device,
                          estimator_id=args.estimator, chunk_rows=rows)
