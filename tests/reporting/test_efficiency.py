@@ -59,3 +59,21 @@ def test_bad_workloads_are_refused():
         Workload(model="sbm", estimator="reinforce", iw=5, kind="test")
     with pytest.raises(ValueError, match="iw, mc, batch_size and steps must be >= 1"):
         Workload(model="sbm", estimator="reinforce", iw=0)
+
+
+def test_untimed_steps_option_and_its_deprecated_alias(capsys):
+    from ovis.training.efficiency import build_parser, workloads_of
+    args = build_parser().parse_args(["--untimed_steps", "4", "--models", "sbm", "--estimators", "reinforce",
+                                      "--iw", "5,50"])
+    assert [(w.iw, w.untimed_steps) for w in workloads_of(args)] == [(5, 4), (50, 4)]
+    assert capsys.readouterr().err == ""
+    assert build_parser().parse_args(["--warmup", "7"]).untimed_steps == 7
+    message = capsys.readouterr().err
+    assert "--warmup is deprecated" in message and "use --untimed_steps 7" in message
+
+
+def test_a_measurement_reports_threads_floor_and_load():
+    result = measure_in_this_process(Workload(estimator="reinforce", iw=4, **SMALL)).row()
+    assert result["threads_used"] == 1 and result["load"] >= 0
+    assert result["floor_cpu_ms"] > 0 and result["cpu_vs_floor"] == pytest.approx(result["cpu_ms"] / result["floor_cpu_ms"])
+    assert "on 8 rows" in result["floor"] and "on 32 rows" in result["floor"]
