@@ -15,7 +15,7 @@ import pandas as pd
 
 from ovis.reporting.efficiency import markdown_summary, plot_efficiency
 from ovis.reporting.style import apply_style
-from ovis.training.efficiency import build_parser, efficiency_table, workloads_of
+from ovis.training.efficiency import build_parser, efficiency_table, with_clock, workloads_of
 
 
 def main(argv=None) -> None:
@@ -28,6 +28,7 @@ def main(argv=None) -> None:
         if table.empty:
             sys.exit("measure_efficiency.py: no estimator could train the given models")
         table.to_csv(os.path.join(args.output, "efficiency.csv"), index=False)
+    table = with_clock(table, args.clock)
     summary = markdown_summary(table)
     with open(os.path.join(args.output, "efficiency.md"), "w") as f:
         f.write(summary)

@@ -7,7 +7,8 @@ Each chunk size is measured in a fresh process through run.py's set-up and its e
 threads (``ovis.training.main.evaluation_threads``: ``--threads``, else one per core): one
 batch of ``--test_bs`` points timed ``--batches`` times. The time for 10,000 points is
 extrapolated linearly from the measured points (the evaluation is a loop over batches and
-chunks of equal work); the memory is the growth of the peak resident set (CUDA: the peak
+chunks of equal work); the process CPU time (all threads) per point is printed too, for loaded
+machines, where wall-clock times of several threads suffer most; the memory is the growth of the peak resident set (CUDA: the peak
 allocation) during the evaluation, which does not depend on the number of points.
 """
 import os
@@ -41,12 +42,13 @@ def main() -> None:
     print(f"\nL_{args.iw} of {TEST_POINTS} test points, {args.model}, {table['device_used'].iloc[0]}, "
           f"{table['threads_used'].iloc[0]} thread(s), load {table['load'].min():.1f}-{table['load'].max():.1f}; "
           f"measured on {args.batches} x {args.test_bs} points, time extrapolated linearly\n")
-    print("| rows per chunk | s per point | min for 10,000 points | memory of the evaluation (MiB) | "
-          f"fits {MEMORY_BUDGET_MIB} MiB |")
-    print("|---|---|---|---|---|")
+    print("| rows per chunk | s per point | min for 10,000 points | CPU s per point (all threads) | "
+          f"memory of the evaluation (MiB) | fits {MEMORY_BUDGET_MIB} MiB |")
+    print("|---|---|---|---|---|---|")
     for row in table.itertuples():
         per_point = row.time_ms / 1e3 / args.test_bs
-        print(f"| {row.chunk_size} | {per_point:.3f} | {per_point * TEST_POINTS / 60:.1f} | {row.step_memory_mib:.0f} | "
+        print(f"| {row.chunk_size} | {per_point:.3f} | {per_point * TEST_POINTS / 60:.1f} | "
+              f"{row.cpu_ms / 1e3 / args.test_bs:.3f} | {row.step_memory_mib:.0f} | "
               f"{'yes' if row.step_memory_mib < MEMORY_BUDGET_MIB else 'no'} |")
 
 

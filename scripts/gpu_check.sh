@@ -32,7 +32,7 @@ if [ "$TINY" = 1 ]; then
     K=5; EVAL=(--iw 200 --test_bs 2 --batches 1 --chunks 400)
     EFFICIENCY=(--iw 5,50 --estimators ovis-gamma1,pathwise-iwae --steps 2 --untimed_steps 1)
 else
-    K=50; EVAL=(--iw 5000 --test_bs 10 --batches 3 --chunks 65536,262144)
+    K=50; EVAL=(--iw 5000 --test_bs 10 --batches 3 --chunks 32768,131072)
     EFFICIENCY=(--iw 5,50,500,5000 --estimators reinforce,ovis-gamma1,pathwise-iwae --steps 10 --untimed_steps 3)
 fi
 RUN=(--mini --epochs 1 --bs 24 --eval_freq 1 --max_eval 100 --iw_test 100 --iw_valid 100 --grad_samples 10
@@ -56,7 +56,7 @@ check sbm-train 75 "$PY" run.py "${RUN[@]}" --dataset binmnist --model sbm --N 2
 check vae-train 75 "$PY" run.py "${RUN[@]}" --dataset binmnist --model gaussian-vae --N 200 --hdim 200 --nlayers 2 \
     --depth 1 --estimator pathwise-iwae --iw "$K" --run_id gaussian-vae
 check evaluation 45 "$PY" benchmarks/evaluation.py --device "$DEVICE" "${EVAL[@]}"
-check efficiency 150 "$PY" measure_efficiency.py --device "$DEVICE" --models sbm,gaussian-vae "${EFFICIENCY[@]}" \
+check efficiency 150 "$PY" measure_efficiency.py --device "$DEVICE" --clock wall --models sbm,gaussian-vae "${EFFICIENCY[@]}" \
     --output "$OUT/efficiency"
 check queue 60 "$PY" scripts/gpu_check_queue.py --device "$DEVICE"
 

@@ -128,6 +128,7 @@ class Measurement:
         return {**workload, "device_used": self.device, "threads_used": self.threads, "load": self.load,
                 "time_ms": float(np.median(wall)), "time_ms_p10": float(np.percentile(wall, 10)),
                 "time_ms_p90": float(np.percentile(wall, 90)), "cpu_ms": float(np.median(cpu)),
+                "cpu_ms_p10": float(np.percentile(cpu, 10)), "cpu_ms_p90": float(np.percentile(cpu, 90)),
                 "floor_ms": float(floor_wall), "floor_cpu_ms": float(floor_cpu),
                 "time_vs_floor": float(np.median(wall) / floor_wall), "cpu_vs_floor": float(np.median(cpu) / floor_cpu),
                 "floor": self.floor, "peak_memory_mib": self.peak_memory_mib,
@@ -318,9 +319,20 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=integer_option, default=0,
                         help="run.py's --threads (0: run.py's choice, one thread for small steps on a CPU)")
     parser.add_argument("--compile", action="store_true", help="run.py's --compile (torch.compile of the step)")
+    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
+                        help="time of the table and figure: process CPU time (on a CPU with one thread the "
+                             "wall-clock time of an idle machine, without the waits of a loaded one) or wall-clock "
+                             "time (use it on a GPU); the CSV has both")
     parser.add_argument("--output", default="reports/efficiency", help="folder of the table and figure")
     parser.add_argument("--load", default="", help="redraw from this efficiency.csv instead of measuring")
     return parser
+
+
+def with_clock(table: pd.DataFrame, clock: str) -> pd.DataFrame:
+    """The table with ``time_ms`` (and its p10 / p90) taken from ``clock``: "cpu" or "wall"."""
+    if clock == "wall":
+        return table
+    return table.assign(time_ms=table["cpu_ms"], time_ms_p10=table["cpu_ms_p10"], time_ms_p90=table["cpu_ms_p90"])
 
 
 def workloads_of(args: argparse.Namespace) -> List[Workload]:
