@@ -1,6 +1,7 @@
 """measure_efficiency.py: step times and peak memory per estimator and K (on CPU)."""
 import os
 
+import pandas as pd
 import pytest
 
 from ovis.training import efficiency
@@ -77,3 +78,12 @@ def test_a_measurement_reports_threads_floor_and_load():
     assert result["threads_used"] == 1 and result["load"] >= 0
     assert result["floor_cpu_ms"] > 0 and result["cpu_vs_floor"] == pytest.approx(result["cpu_ms"] / result["floor_cpu_ms"])
     assert "on 8 rows" in result["floor"] and "on 32 rows" in result["floor"]
+
+
+def test_the_clock_option_picks_cpu_or_wall_time():
+    from ovis.training.efficiency import build_parser, with_clock
+    table = pd.DataFrame({"time_ms": [10.0], "time_ms_p10": [9.0], "time_ms_p90": [12.0], "cpu_ms": [4.0],
+                          "cpu_ms_p10": [3.5], "cpu_ms_p90": [4.5]})
+    assert with_clock(table, "cpu")[["time_ms", "time_ms_p10", "time_ms_p90"]].values.tolist() == [[4.0, 3.5, 4.5]]
+    assert with_clock(table, "wall").equals(table)
+    assert build_parser().parse_args([]).clock == "cpu"
