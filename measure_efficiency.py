@@ -34,10 +34,11 @@ def main(argv=None) -> None:
         f.write(summary)
     apply_style()
     paths = plot_efficiency(table, os.path.join(args.output, "efficiency"))
-    print(f"{args.clock} time; torch threads {', '.join(map(str, sorted(table['threads_used'].unique())))}; "
-          f"load average {table['load'].min():.1f}-{table['load'].max():.1f}; step / floor "
-          f"{table['cpu_vs_floor' if args.clock == 'cpu' else 'time_vs_floor'].min():.2f}-"
-          f"{table['cpu_vs_floor' if args.clock == 'cpu' else 'time_vs_floor'].max():.2f}\n")
+    if "threads_used" in table:
+        print(f"{args.clock} time; torch threads {', '.join(map(str, sorted(table['threads_used'].unique())))}; "
+              f"load average {table['load'].min():.1f}-{table['load'].max():.1f}; step / floor "
+              f"{table['cpu_vs_floor' if args.clock == 'cpu' else 'time_vs_floor'].min():.2f}-"
+              f"{table['cpu_vs_floor' if args.clock == 'cpu' else 'time_vs_floor'].max():.2f}\n")
     print(summary)
     print("\n".join(paths))
 

@@ -330,7 +330,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
 
 def with_clock(table: pd.DataFrame, clock: str) -> pd.DataFrame:
     """The table with ``time_ms`` (and its p10 / p90) taken from ``clock``: "cpu" or "wall"."""
-    if clock == "wall":
+    if clock == "wall" or "cpu_ms" not in table:  # CSVs written before the CPU times were measured
         return table
     return table.assign(time_ms=table["cpu_ms"], time_ms_p10=table["cpu_ms_p10"], time_ms_p90=table["cpu_ms_p90"])
 
