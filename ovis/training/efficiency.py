@@ -269,8 +269,10 @@ def efficiency_table(workloads: Sequence[Workload], log=print) -> pd.DataFrame:
             log(f"skip {workload.model} / {workload.estimator}: {reason}")
             incompatible.add((workload.model, workload.estimator))
             continue
-        log(f"{row['model']:>12s} {row['estimator']:>20s} K={row['iw']:<5d} {row['time_ms']:8.2f} ms "
-            f"(floor {row['floor_ms']:.2f} ms, x{row['time_vs_floor']:.2f}; CPU time x{row['cpu_vs_floor']:.2f}) peak {row['peak_memory_mib']:8.1f} MiB "
+        floor = (f" (floor {row['floor_ms']:.2f} ms, x{row['time_vs_floor']:.2f}; CPU time x{row['cpu_vs_floor']:.2f})"
+                 if math.isfinite(row["floor_ms"]) else "")
+        log(f"{row['model']:>12s} {row['estimator']:>20s} K={row['iw']:<5d} {row['time_ms']:8.2f} ms{floor} "
+            f"peak {row['peak_memory_mib']:8.1f} MiB "
             f"(+{row['step_memory_mib']:.1f} MiB during the steps), {row['threads_used']} thread(s), "
             f"load {row['load']:.1f}")
         rows.append(row)
