@@ -4,8 +4,11 @@
   (``--iw-test``), everywhere, through ``ArgumentParser``.
 * ``--help`` shows every default (``DefaultsHelpFormatter``).
 * Comma-separated lists are parsed by ``comma_list``.
+* Integer options (step counts, sizes) accept integral float literals (``--nsteps 4e6``), since
+  the experiment files print numbers with Python's ``str``: ``integer_option``.
 """
 import argparse
+import math
 from typing import Callable, List, Optional, TypeVar
 
 T = TypeVar("T")
@@ -14,6 +17,17 @@ T = TypeVar("T")
 def comma_list(text: Optional[str], kind: Callable[[str], T] = str) -> List[T]:
     """``"a, b,,c"`` -> ``[kind("a"), kind("b"), kind("c")]``; ``None`` or ``""`` -> ``[]``."""
     return [kind(item.strip()) for item in (text or "").split(",") if item.strip()]
+
+
+def integer_option(text: str) -> int:
+    """An integer option that also accepts integral float literals such as ``4e6``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -26,15 +40,30 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+def dashed_aliases(names) -> List[str]:
+    """``("--iw_test",)`` -> ``["--iw-test"]``: the dashed alias of each underscored option name."""
+    return [n.replace("_", "-") for n in names if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]
+
+
+class ArgumentGroup(argparse._ArgumentGroup):
+    """An argument group of ``ArgumentParser``: its options get dashed aliases too."""
+
+    def add_argument(self, *names, **kwargs):
+        return super().add_argument(*names, *dashed_aliases(names), **kwargs)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with the project's conventions: every default in ``--help``
-    and a dashed alias for each underscored option name."""
+    and a dashed alias for each underscored option name (in argument groups too)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *names, **kwargs):
-        aliases = [n.replace("_", "-") for n in names
-                   if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]
-        return super().add_argument(*names, *aliases, **kwargs)
+        return super().add_argument(*names, *dashed_aliases(names), **kwargs)
+
+    def add_argument_group(self, *args, **kwargs) -> ArgumentGroup:
+        group = ArgumentGroup(self, *args, **kwargs)
+        self._action_groups.append(group)
+        return group

@@ -1,7 +1,7 @@
 """Reading an experiment's runs for reports: statuses, options and metric curves.
 
 The source of truth is each run folder's plain-text records (``ovis/records.py``):
-``config.json``, ``metrics.jsonl`` and ``success.txt``. When the experiment has a queue
+``config.json``, ``metrics.jsonl`` and ``outcome.txt``. When the experiment has a queue
 database, its view (``ovis.queue.read_runs``) adds the runs that have no folder yet
 (queued, never started), so a report can say what is missing instead of dropping it.
 Runs without ``metrics.jsonl`` fall back to their TensorBoard event files.
@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ovis import records
+from ovis.identity import EXECUTION_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,8 @@ UNKNOWN = "unknown"
 STATUS_ORDER = (SUCCESS, RUNNING, QUEUED, FAILED, ABORTED, UNKNOWN)
 
 # Run options that say where or how a run was executed, not what it computed: they never
-# distinguish groups of runs in a report.
-BOOKKEEPING_OPTIONS = frozenset({
-    "hash", "run_id", "exp", "root", "data_root", "device", "workers", "silent", "resume",
-    "rf", "deterministic", "sequential_computation", "load",
-})
+# distinguish groups of runs in a report (the run identity's, ``ovis.identity``).
+BOOKKEEPING_OPTIONS = EXECUTION_OPTIONS
 
 
 @dataclass
@@ -70,7 +68,7 @@ class ExperimentRuns:
 
 
 def _failure_message(run_dir: str) -> str:
-    path = os.path.join(run_dir, records.OUTCOME_FILE)
+    path = records.outcome_path(run_dir)
     if not os.path.exists(path):
         return ""
     with open(path) as f:

@@ -3,10 +3,17 @@
 * ``arguments``: the options of ``run.py``, their validation and the run identity.
 * ``schedules``: Renyi-alpha warm-up and learning-rate reduction.
 * ``data``: deterministic batch order and fixed evaluation subsets.
-* ``trainer``: the ``Trainer`` (train, evaluate, analyse, log, checkpoint, resume).
-* ``optim``: Adam in one fused kernel, without ``torch.optim``'s import of ``torch._dynamo``.
-* ``tensorboard``: TensorBoard event files without ``torch.utils.tensorboard``.
-* ``malloc``: glibc heap thresholds that keep a step's freed memory for the next step.
+* ``trainer``: the ``Trainer``: the loop (train, evaluate, checkpoint, resume).
+* ``analyses``: the analyses of every periodic evaluation (active units, gradient statistics).
+* ``monitor``: training losses kept on the device, read every few steps and checked.
+* ``divergence``: what makes a run fail as diverged (non-finite or impossible metrics).
+* ``signals``: SIGINT / SIGTERM stop the run after the current step, with a checkpoint.
+* ``progress``: the progress shown on the terminal; ``messages``: the lines of ``run.log``.
+* ``images``: image grids of prior samples and reconstructions.
+* ``evaluation``: averaging diagnostics over evaluation batches.
+* ``optim``: ``--optimizer``: any ``torch.optim`` optimiser by name, fused where the device allows.
+* ``recorder``: ``metrics.jsonl``, TensorBoard (``SummaryWriter``) and the run log.
+* ``malloc``: the environment (glibc heap thresholds) that keeps a step's freed memory for the next.
 * ``main``: ``main(argv) -> exit code``, what ``run.py`` calls.
 """
 from ovis.training.arguments import ArgumentError, build_parser, parse_args, run_identity

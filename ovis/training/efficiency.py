@@ -4,8 +4,8 @@ and number of particles K, beside the step's hardware floor.
 Each configuration (``Workload``) is measured in a fresh Python process, so that one
 configuration's allocator caches and peak memory never leak into the next. Inside it, the
 workload becomes a ``run.py`` argument list and goes through ``run.py``'s own set-up
-(``ovis.training.main``: argument parsing, determinism, glibc heap settings, seeding, the
-components, ``configure_threads``) and its ``Trainer`` (same optimisers and step), in a
+(the environment the queue gives a run, ``RUN_ENVIRONMENT``; ``ovis.training.main``: argument
+parsing, determinism, seeding, the components, ``configure_threads``) and its ``Trainer`` (same optimisers and step), in a
 temporary run folder; only the data loading is left out of the timings.
 
 * time: ``untimed_steps`` steps, then each of ``steps`` steps timed (CUDA synchronised around
@@ -39,6 +39,7 @@ from ovis.analysis.floor import describe, floor_of, timed
 from ovis.cli import ArgumentParser, DefaultsHelpFormatter, comma_list
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.training.arguments import integer_option
+from ovis.training.malloc import HEAP_ENVIRONMENT
 
 MIB = 2 ** 20
 # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
@@ -250,10 +251,22 @@ def measure_in_this_process(workload: Workload) -> Measurement:
                        peak - memory.baseline, memory.source, threads_used, os.getloadavg()[0])
 
 
+# The environment of a run.py process started by the queue: glibc heap thresholds (read when the
+# process starts) and OpenMP threads that sleep while they wait (run.py's own default).
+RUN_ENVIRONMENT = {**HEAP_ENVIRONMENT, "OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def measure(workload: Workload) -> Measurement:
-    """Measure ``workload`` in a fresh process (spawned, so CUDA and allocator state start clean)."""
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(measure_in_this_process, workload).result()
+    """Measure ``workload`` in a fresh process (spawned, so CUDA and allocator state start clean)
+    with ``RUN_ENVIRONMENT`` (values already set in this process's environment win)."""
+    added = {key: value for key, value in RUN_ENVIRONMENT.items() if key not in os.environ}
+    os.environ.update(added)
+    try:
+        with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn")) as pool:
+            return pool.submit(measure_in_this_process, workload).result()
+    finally:
+        for key in added:
+            del os.environ[key]
 
 
 def efficiency_table(workloads: Sequence[Workload], log=print) -> pd.DataFrame:

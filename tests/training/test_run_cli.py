@@ -16,18 +16,18 @@ COMMON = ["--exp", "cli", "--epochs", "1", "--eval_freq", "1", "--test_bs", "50"
 RUNS = {
     "gmm": (["--dataset", "gmm", "--mini", "--N", "20", "--estimator", "ovis-S2-exclusive", "--iw", "5",
              "--bs", "500", "--grad_key", "phi"],
-            ["test:gmm/posterior_mse", "test:gmm/prior_mse", "train:gmm/posterior_mse"]),
+            ["test:gmm/posterior_distance", "test:gmm/prior_distance", "train:gmm/posterior_distance"]),
     "gaussian-toy": (["--dataset", "gaussian-toy", "--estimator", "pathwise-iwae", "--iw", "4", "--bs", "256",
                       "--grad_key", "A,b"],
-                     ["train:gaussian_toy/mse_A", "train:gaussian_toy/mse_b", "test:gaussian_toy/mse_mu",
-                      "test:gaussian_toy/mse_phi"]),
+                     ["train:gaussian_toy/distance_A", "train:gaussian_toy/distance_b", "test:gaussian_toy/distance_mu",
+                      "test:gaussian_toy/distance_phi"]),
     "sbm": (["--dataset", "binmnist", "--mini", "--model", "sbm", "--N", "16", "--depth", "2", "--nlayers", "0",
              "--estimator", "vimco-arithmetic", "--iw", "3", "--bs", "500", "--mc_au_analysis", "5",
              "--npoints_au_analysis", "40", "--alpha_init", "0.9", "--warmup", "5"],
             ["train:active_units/au", "train:parameters/alpha"]),
     "vae": (["--dataset", "shapes", "--model", "vae", "--prior", "categorical", "--N", "4", "--K", "3",
              "--hdim", "16", "--nlayers", "1", "--estimator", "reinforce-baseline", "--iw", "2", "--mc", "2",
-             "--bs", "235"], ["online:reinforce/mse", "online:loss/surrogate"]),
+             "--bs", "235"], ["online:control_variate/mse", "online:loss/surrogate"]),
     "gaussian-vae": (["--dataset", "shapes", "--model", "gaussian-vae", "--N", "4", "--hdim", "16", "--depth", "2",
                       "--estimator", "tvo-part2-config1", "--iw", "3", "--bs", "235"], []),
 }
@@ -57,7 +57,8 @@ def test_a_few_steps_of_each_model_family(tmp_path, family):
     (["--model", "conv-net", "--dataset", "binmnist"], "--model 'conv-net' is not one of vae"),
     (["--dataset", "cifar"], "--dataset 'cifar': unknown data set"),
     (["--dataset", "binmnist", "--data_root", "/nonexistent"], "--dataset binmnist:"),
-    (["--dataset", "gmm"], "--grad_key: param_filter 'inference_network' matches no trainable parameter"),
+    (["--dataset", "gmm", "--grad_key", "inference_network"],
+     "--grad_key: param_filter 'inference_network' matches no trainable parameter"),
     (["--dataset", "shapes", "--model", "gmm"], "--model gmm only goes with --dataset gmm"),
 ])
 def test_bad_choices_are_refused_before_any_work(tmp_path, capsys, argv, message):
