@@ -63,6 +63,6 @@ check queue 60 "$PY" scripts/gpu_check_queue.py --device "$DEVICE"
 echo
 column -t -s $'\t' "$OUT/summary.tsv" 2>/dev/null || cat "$OUT/summary.tsv"
 for name in evaluation efficiency; do
-    echo; echo "== $name"; grep '^|' "$OUT/$name.log"
+    echo; echo "== $name"; grep -E '^(\||###|cpu time|wall time|L_)' "$OUT/$name.log"
 done
 ! grep -q -v -P '\tok\t' <(tail -n +2 "$OUT/summary.tsv")
