@@ -18,7 +18,7 @@ from ovis.queue.database import QUEUED, STATUSES, RunDatabase
 from ovis.queue.transaction import add_history, runtime_fields, set_status
 from ovis.queue.spec import GridPoint, SpecError, canonical_arguments, make_run_id
 
-RUN_FOLDER_FILES = ("process.log", run_records.OUTCOME_FILE, "config.json")
+RUN_FOLDER_FILES = ("process.log", run_records.OUTCOME_FILE, run_records.LEGACY_OUTCOME_FILE, "config.json")
 
 
 def _folder_status(run_dir: str) -> str:
