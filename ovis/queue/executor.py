@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ovis import exit_codes, records
+from ovis.training.malloc import RUN_ENVIRONMENT
 from ovis.queue.database import ABORTED, FAILED, SUCCESS, RunDatabase
 from ovis.queue.liveness import PROCESS_LOG, log_tail
 from ovis.queue.process import HOST, ProcessIdentity, child_command, process_alive
@@ -70,7 +71,7 @@ def run_command(settings: LaunchSettings, argv: List[str], run_id: str, cpu_thre
 
 def run_environment(settings: LaunchSettings, cuda_visible_devices: Optional[str],
                     cpu_threads: Optional[int]) -> dict:
-    env = dict(os.environ)
+    env = {**RUN_ENVIRONMENT, **os.environ}  # heap thresholds, passive OpenMP waits (unless set)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [settings.project_root, env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     if cuda_visible_devices is not None:

@@ -39,7 +39,7 @@ from ovis.analysis.floor import describe, floor_of, timed
 from ovis.cli import ArgumentParser, DefaultsHelpFormatter, comma_list
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.training.arguments import integer_option
-from ovis.training.malloc import HEAP_ENVIRONMENT
+from ovis.training.malloc import RUN_ENVIRONMENT
 
 MIB = 2 ** 20
 # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
@@ -249,11 +249,6 @@ def measure_in_this_process(workload: Workload) -> Measurement:
         trainer.recorder.close()
     return Measurement(workload, str(device), times, floor_times, describe(floor.shapes) if floor else "", peak,
                        peak - memory.baseline, memory.source, threads_used, os.getloadavg()[0])
-
-
-# The environment of a run.py process started by the queue: glibc heap thresholds (read when the
-# process starts) and OpenMP threads that sleep while they wait (run.py's own default).
-RUN_ENVIRONMENT = {**HEAP_ENVIRONMENT, "OMP_WAIT_POLICY": "PASSIVE"}
 
 
 def measure(workload: Workload) -> Measurement:

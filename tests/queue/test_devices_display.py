@@ -84,6 +84,17 @@ def test_cpu_workers_pass_their_share_of_the_cores_to_scripts_that_accept_thread
     assert env["OMP_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
 
 
+def test_runs_get_the_heap_thresholds_unless_the_user_set_them(monkeypatch):
+    from ovis.queue.executor import LaunchSettings, run_environment
+    from ovis.training.malloc import HEAP_ENVIRONMENT
+    settings = LaunchSettings(script="/p/run.py", exp="e", root="/r", data_root="/d", project_root="/p")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "12345")
+    env = run_environment(settings, None, None)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == HEAP_ENVIRONMENT["MALLOC_TRIM_THRESHOLD_"]
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "12345"
+
+
 def test_grid_progress_is_a_tqdm_bar_on_a_terminal_and_plain_lines_otherwise():
     counts = {"queued": 6, "running": 2, "success": 3, "failed": 1, "aborted": 0}
     plain = io.StringIO()
