@@ -41,6 +41,11 @@ class ScoreFunctionEstimator(GradientEstimator):
     """
     learns_control_variate = False  # True: c_k is trained by the mse term (neural baseline)
 
+    def signal_scale(self) -> float:
+        """A positive number fixed before the step that divides the phi gradient (NVIL's
+        variance normalisation); 1 here, so the phi gradient is unbiased."""
+        return 1.0
+
     @property
     def n_theta(self) -> int:
         """Number of (first) particles whose bound trains theta."""
@@ -83,7 +88,7 @@ class ScoreFunctionEstimator(GradientEstimator):
             prefactor = ((bound.unsqueeze(-1) - fixed_control_variate).unsqueeze(-1)
                          - options.beta * weights.unsqueeze(-1) * _first(active, n_primary))  # [bs, mc, K', G]
         log_q = _first(particles.log_qz, n_primary)  # [bs, mc, K', G]
-        phi_loss = -(prefactor * log_q).sum((-2, -1))  # [bs, mc]
+        phi_loss = -(prefactor * log_q).sum((-2, -1)) / self.signal_scale()  # [bs, mc]
         loss = (phi_loss - theta_bound).mean(1)  # [bs]
 
         squared_error = (control_variate - signal) ** 2  # [bs, mc, K']
