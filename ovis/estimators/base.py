@@ -27,6 +27,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
+from ..models.sampling import LatentSampler, expand_to_particles
+
 RUNTIME_OPTIONS = ("alpha", "beta", "tau", "freebits")
 
 
@@ -143,31 +145,51 @@ def effective_sample_size(log_weights: Tensor) -> Tensor:
 
 def expand_particles(x: Tensor, mc: int, iw: int) -> Tensor:
     """``[bs, *D] -> [bs * mc * iw, *D]``, each data point repeated ``mc * iw`` times in a row."""
-    bs = x.shape[0]
-    return x.unsqueeze(1).expand(bs, mc * iw, *x.shape[1:]).reshape(bs * mc * iw, *x.shape[1:])
+    return expand_to_particles(x, mc * iw)
 
 
 def log_prob(distribution: Distribution, value: Tensor) -> Tensor:
     return distribution.log_prob(value)
 
 
-def sample_particles(model: nn.Module, x: Tensor, mc: int, iw: int, reparam: bool, options: RuntimeOptions,
-                     log_q: Callable[[Distribution, Tensor], Tensor] = log_prob) -> Particles:
-    """One forward pass of ``model`` on ``x`` expanded to ``[bs * mc * iw, *D]``.
-
-    ``log_q(q, z)`` evaluates each latent group's inference density (default ``q.log_prob(z)``;
-    STL/DReG pass one that stops the gradient of q's parameters).
-    """
+def call_model(model: nn.Module, x: Tensor, particles: int, reparam: bool, options: RuntimeOptions,
+               sampler: Optional[LatentSampler] = None) -> Tuple[Dict, Tensor]:
+    """One forward pass for ``particles`` rows per data point (docs/DESIGN.md, section 1b):
+    ``x`` once with ``particles=`` for models that declare ``accepts_particles``, else repeated.
+    Returns ``(output, x_rows [bs * particles, *D])``; ``x_rows`` is where p(x|z) is evaluated."""
     if x.dim() == 0:
         raise ValueError("x must have a batch dimension: expected [bs, *D]")
-    bs = x.shape[0]
-    rows = bs * mc * iw
-    x_rows = expand_particles(x, mc, iw)  # [rows, *D]
-    output = model(x_rows, reparam=reparam, **options.model_kwargs())
+    x_rows = expand_particles(x, 1, particles)  # [rows, *D]
+    kwargs = dict(options.model_kwargs(), reparam=reparam)
+    if sampler is not None:
+        if not getattr(model, "accepts_sampler", False):
+            raise ValueError(f"this estimator controls how each latent is drawn, so the model must support "
+                             f"forward(x, sampler=...) and declare accepts_sampler = True; "
+                             f"{type(model).__name__} does not (see ovis.models.base.TemplateModel)")
+        kwargs["sampler"] = sampler
+    if getattr(model, "accepts_particles", False):
+        output = model(x, particles=particles, **kwargs)
+    else:
+        output = model(x_rows, **kwargs)
     missing = [key for key in ("px", "z", "qz", "pz") if key not in output]
     if missing:
         raise ValueError(f"the model's output lacks {missing}; a model returns a dict with px, z, qz "
                          f"and pz (see ovis.models.base.TemplateModel)")
+    return output, x_rows
+
+
+def sample_particles(model: nn.Module, x: Tensor, mc: int, iw: int, reparam: bool, options: RuntimeOptions,
+                     log_q: Callable[[Distribution, Tensor], Tensor] = log_prob,
+                     sampler: Optional[LatentSampler] = None) -> Particles:
+    """One forward pass of ``model`` for ``mc * iw`` particles per data point of ``x [bs, *D]``.
+
+    ``log_q(q, z)`` evaluates each latent group's inference density (default ``q.log_prob(z)``;
+    STL/DReG pass one that stops the gradient of q's parameters); ``sampler`` (optional) draws
+    the latents (``ovis.models.sampling``).
+    """
+    bs = x.shape[0] if x.dim() else 0
+    rows = bs * mc * iw
+    output, x_rows = call_model(model, x, mc * iw, reparam, options, sampler)
     z, qz, pz = output["z"], output["qz"], output["pz"]
     if not (len(z) == len(qz) == len(pz)) or len(z) == 0:
         raise ValueError(f"the model's z, qz and pz must be lists of the same length >= 1 (one entry per "
@@ -178,6 +200,16 @@ def sample_particles(model: nn.Module, x: Tensor, mc: int, iw: int, reparam: boo
     groups = len(z)
     return Particles(log_px.view(bs, mc, iw), log_qz.view(bs, mc, iw, groups),
                      log_pz.view(bs, mc, iw, groups), output)  # [bs, mc, iw], [bs, mc, iw, G] x 2
+
+
+def particles_from_log_probs(log_p: Tensor, log_q: Tensor) -> Particles:
+    """``Particles`` from per-particle ``log p(x, z_k)`` and ``log q(z_k | x)``, both ``[bs, mc, iw]``:
+    the joint stands in for log p(x|z) and the prior term is zero (one latent group)."""
+    if log_p.dim() != 3 or log_p.shape != log_q.shape:
+        raise ValueError(f"log_p and log_q must both have shape [bs, mc, iw], got {tuple(log_p.shape)} "
+                         f"and {tuple(log_q.shape)}; add the mc axis with .unsqueeze(1) when mc = 1")
+    log_qz = log_q.unsqueeze(-1)  # [bs, mc, iw, 1]
+    return Particles(log_p, log_qz, torch.zeros_like(log_qz, requires_grad=False), {})
 
 
 @torch.no_grad()
@@ -235,6 +267,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         alpha, beta, tau, freebits: default runtime options, overridable at every call.
     """
     reparam = False  # sample z with rsample (pathwise gradients)
+    needs_model = False  # True: the surrogate calls the model again (not possible from log-densities)
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Tuple[int, ...]] = None,
                  alpha: float = 0.0, beta: float = 1.0, tau: float = 0.0, freebits: Optional[float] = None):
@@ -271,23 +304,57 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         """Return the per-data-point surrogate loss ``[bs]`` and the estimator's own diagnostics."""
 
+    def sample(self, model: nn.Module, x: Tensor, options: RuntimeOptions) -> Particles:
+        """The particles of one step (estimators that control the draws override this)."""
+        mc, iw = self.layout
+        return sample_particles(model, x, mc, iw, self.reparam, options, self.log_q)
+
     def forward(self, model: nn.Module, x: Tensor, backward: bool = False, return_diagnostics: bool = True,
                 **runtime) -> Tuple[Tensor, Dict[str, Tensor], Dict]:
         """``x [bs, *D]``; ``backward=True`` calls ``loss.mean().backward()``; ``runtime``: alpha, beta,
         tau, freebits. Returns ``(loss [bs], diagnostics, model output of the forward pass)``."""
         options = self.defaults.updated(runtime)
         self.check_model(model)
-        mc, iw = self.layout
-        particles = sample_particles(model, x, mc, iw, self.reparam, options, self.log_q)
+        particles = self.sample(model, x, options)
+        loss, diagnostics = self._loss(model, x, particles, options, return_diagnostics)  # [bs]
+        if backward:
+            loss.mean().backward()
+        return loss, diagnostics, particles.output
+
+    def loss_from_log_probs(self, log_p: Tensor, log_q: Tensor, x: Optional[Tensor] = None,
+                            return_diagnostics: bool = True, **runtime) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """The estimator on per-particle log-densities (docs/DESIGN.md, section 1b).
+
+        ``log_p [bs, mc, iw]``: log p(x, z_k), with the graph of the generative parameters;
+        ``log_q [bs, mc, iw]``: log q(z_k | x), with the graph of the inference parameters (for a
+        pathwise estimator, z_k drawn with ``rsample`` so that both carry the path). ``x [bs, *D]``
+        is needed only by estimators with an input-dependent baseline. ``mc`` and ``iw`` are read
+        from the shapes. Returns ``(loss [bs], diagnostics)``; ``loss.mean()`` is the surrogate of
+        the batch mean of ``-L``: the logsumexp over particles is per data point, the mean after.
+        """
+        options = self.defaults.updated(runtime)
+        if self.needs_model:
+            raise ValueError(f"{type(self).__name__} evaluates the model again inside its gradient (a sleep "
+                             f"phase or relaxed latents), so it cannot run from log-densities alone; call "
+                             f"the estimator on a model object (estimator(model, x)) instead")
+        if options.beta != 1.0 or options.freebits is not None:
+            raise ValueError("beta != 1 and free bits need log p(x|z) and log p(z) separately; "
+                             "loss_from_log_probs takes the joint log p(x, z): use beta=1, freebits=None")
+        particles = particles_from_log_probs(log_p, log_q)
+        if particles.log_px.shape[1:] != torch.Size(self.layout):
+            raise ValueError(f"log-densities of shape {tuple(log_p.shape)} do not match this estimator's "
+                             f"particle layout [bs, mc, iw] = [bs, {self.layout[0]}, {self.layout[1]}]")
+        return self._loss(None, x, particles, options, return_diagnostics)
+
+    def _loss(self, model: Optional[nn.Module], x: Optional[Tensor], particles: Particles,
+              options: RuntimeOptions, return_diagnostics: bool) -> Tuple[Tensor, Dict[str, Tensor]]:
         loss, own_diagnostics = self.surrogate(model, x, particles, options)  # [bs]
         diagnostics = {}
         if return_diagnostics:
             diagnostics = base_diagnostics(self.bound_particles(particles), options)
             diagnostics.update({k: v.detach() for k, v in own_diagnostics.items()})
-            diagnostics.update(model_diagnostics(particles.output, x.shape[0]))
-        if backward:
-            loss.mean().backward()
-        return loss, diagnostics, particles.output
+            diagnostics.update(model_diagnostics(particles.output, particles.log_px.shape[0]))
+        return loss, diagnostics
 
     def extra_repr(self) -> str:
         return f"mc={self.mc}, iw={self.iw}"

@@ -142,4 +142,6 @@ class ReinforceBaseline(ScoreFunctionEstimator):
         self.baseline = NeuralBaseline(x_shape, baseline_hdim, baseline_nlayers)
 
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options) -> Tensor:
+        if x is None:
+            raise ValueError("reinforce-baseline's baseline is a function of x: pass x= to loss_from_log_probs")
         return self.baseline(x)[:, None, None]  # [bs, 1, 1]

@@ -49,6 +49,7 @@ class WakeSleep(ReweightedWakeSleep):
     ``[q(z_g | ...)]`` evaluated at the given latents (top first, as in ``forward``).
     Diagnostics: ``rws/sleep_log_q``, the mean of ``log q(z|x)`` over the sleep samples.
     """
+    needs_model = True
 
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)

@@ -1,10 +1,11 @@
 """The interface every model follows so that any estimator can train it.
 
-A model never knows about particles: estimators repeat each data point ``mc * iw``
-times along the batch axis and call ``forward`` once on the expanded batch.
-Below, ``rows`` is the leading (expanded) batch size of whatever ``x`` the model is given.
+Estimators call ``forward`` once per step for all particles. A model that declares
+``accepts_particles`` receives ``x [bs, *D]`` once with ``particles=n`` and returns ``bs * n``
+rows; any other model receives ``x`` repeated ``n`` times along the batch axis. Below, ``rows``
+is the leading batch size of the outputs. See docs/DESIGN.md, section 1b.
 """
-from typing import Dict, List, Optional
+from typing import Dict, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -32,12 +33,29 @@ class TemplateModel(nn.Module):
     ``forward(x, z=[...])`` evaluates ``qz``, ``pz`` and ``px`` at the given latents (top layer
     first) instead of sampling them.
 
+    Extensions (docs/DESIGN.md, section 1b), declared by class attributes:
+
+    * ``accepts_sampler = True``: ``forward(x, sampler=...)`` draws every latent group through
+      ``sampler(group, q) -> z`` (``ovis.models.sampling``), in sampling order, and uses what it
+      returns downstream; log-densities must accept relaxed values in [0, 1] for Bernoulli
+      latents. Needed by the estimators that control the noise of each draw (ARM, DisARM,
+      REBAR, RELAX). ``reparam=True`` and ``z=`` are shorthands for ``Sample(True)``, ``Given(z)``.
+    * ``accepts_particles = True``: ``forward(x, particles=n)`` with ``x [bs, *D]`` given once
+      returns ``rows = bs * n`` rows, data point slowest; what depends on ``x`` alone is computed
+      once per data point.
+    * ``inference_network_prefixes``: the parameter-name prefixes of q's parameters (what the
+      gradient analysis looks at by default).
+
     ``sample_from_prior(n, **kwargs)`` returns ``px``, ``z`` and ``pz`` for n prior samples.
     Models that support the sleep phase of reweighted wake-sleep also implement
     ``infer(x, z=None, **kwargs) -> [q(z_g | ...)]``: the inference distributions of every
     layer given x, evaluated at the given latents ``z`` for hierarchical q (the sleep phase
     calls ``sample_from_prior(n)``, then ``px.sample()``, then ``infer(x, z=z)``).
     """
+
+    accepts_sampler = False
+    accepts_particles = False
+    inference_network_prefixes: Tuple[str, ...] = ("inference_network.",)
 
     def forward(self, x: Tensor, reparam: bool = False, **kwargs) -> Dict:
         # Interface method: every model defines its own generative and inference passes.

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Normal
 
 from .base import TemplateModel
+from .sampling import LatentSampler, check_particles, expand_to_particles, resolve_sampler
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -68,12 +69,20 @@ class GaussianToyModel(TemplateModel):
     def likelihood(self, z: Tensor) -> Normal:
         return Normal(z, torch.ones_like(z), validate_args=False)
 
-    def forward(self, x: Tensor, reparam: bool = False, z: Optional[list] = None, **kwargs) -> Dict:
-        """``x``: ``[rows, D]``; ``z``: optional given latent ``[z [rows, D]]``."""
-        qz = self.q(x)
-        z_sample = z[0] if z is not None else self.sample(qz, reparam)  # [rows, D]
+    accepts_sampler = True
+    accepts_particles = True
+    inference_network_prefixes = ("A", "b")
+
+    def forward(self, x: Tensor, reparam: bool = False, z: Optional[list] = None,
+                sampler: Optional[LatentSampler] = None, particles: Optional[int] = None, **kwargs) -> Dict:
+        """``x``: ``[rows, D]``, or ``[bs, D]`` with ``particles`` (rows = bs * particles);
+        ``z``: optional given latent ``[z [rows, D]]``; ``sampler``: see ``ovis.models.sampling``."""
+        check_particles(particles)
+        loc = expand_to_particles(x @ self.A + self.b, particles)  # [rows, D]
+        qz = Normal(loc, self.q_std.expand(loc.shape), validate_args=False)
+        z_sample = resolve_sampler(sampler, reparam, z)(0, qz)  # [rows, D]
         return {"px": self.likelihood(z_sample), "z": [z_sample], "qz": [qz],
-                "pz": [self.prior(x.shape[0])], "diagnostics": self.distances_to_optimum()}
+                "pz": [self.prior(loc.shape[0])], "diagnostics": self.distances_to_optimum()}
 
     def infer(self, x: Tensor, **kwargs) -> list:
         return [self.q(x)]

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Normal
 
 from .base import TemplateModel
+from .sampling import LatentSampler, check_particles, expand_to_particles, resolve_sampler
 
 MEAN_SPACING = 10.0
 COMPONENT_STD = 5.0
@@ -71,14 +72,23 @@ class GaussianMixtureModel(TemplateModel):
         loc = self.means[z].unsqueeze(-1)  # [rows, 1]
         return Normal(loc, torch.full_like(loc, COMPONENT_STD), validate_args=False)
 
-    def forward(self, x: Tensor, reparam: bool = False, z: Optional[list] = None, **kwargs) -> Dict:
-        """``x``: ``[rows, 1]``; ``z``: optional given cluster indices ``[z [rows]]``."""
+    accepts_sampler = True
+    accepts_particles = True
+    inference_network_prefixes = ("phi.",)
+
+    def forward(self, x: Tensor, reparam: bool = False, z: Optional[list] = None,
+                sampler: Optional[LatentSampler] = None, particles: Optional[int] = None, **kwargs) -> Dict:
+        """``x``: ``[rows, 1]``, or ``[bs, 1]`` with ``particles`` (rows = bs * particles);
+        ``z``: optional given cluster indices ``[z [rows]]``; ``sampler``: see ``ovis.models.sampling``."""
         if reparam:
             raise ValueError("gmm has a discrete latent: no pathwise (reparam=True) samples")
-        qz = self.q(x)
-        z_sample = z[0] if z is not None else qz.sample()  # [rows]
+        check_particles(particles)
+        q_once = self.q(x)  # batch [bs or rows]
+        qz = Categorical(logits=expand_to_particles(q_once.logits, particles), validate_args=False)  # [rows]
+        z_sample = resolve_sampler(sampler, False, z)(0, qz)  # [rows]
+        # diagnostics once per data point: the estimator averages them per data point anyway
         return {"px": self.likelihood(z_sample), "z": [z_sample], "qz": [qz],
-                "pz": [self.prior(x.shape[0])], "diagnostics": self._diagnostics(x, qz)}
+                "pz": [self.prior(qz.batch_shape[0])], "diagnostics": self._diagnostics(x, q_once)}
 
     def infer(self, x: Tensor, **kwargs) -> list:
         return [self.q(x)]

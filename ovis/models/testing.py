@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent, Normal
 
 from .base import TemplateModel
+from .sampling import LatentSampler, resolve_sampler
 
 
 def _affine(weight: Tensor, inputs: Tensor, bias: Tensor) -> Tensor:
@@ -121,11 +122,13 @@ class EnumerableModel(_TestModel):
         (sampled when None)."""
         return self._inference(x, z)[0]
 
-    def _inference(self, x: Tensor, z: Optional[List[Tensor]]) -> Tuple[List[Bernoulli], List[Tensor]]:
+    def _inference(self, x: Tensor, z: Optional[List[Tensor]],
+                   sampler: Optional[LatentSampler] = None) -> Tuple[List[Bernoulli], List[Tensor]]:
+        sampler = resolve_sampler(sampler, False, z)
         qz, zs, inputs = [], [], x
         for i in reversed(range(len(self.z_dims))):  # bottom-up
             q = self._bernoulli("inference_network", i, inputs)
-            inputs = q.sample() if z is None else z[i]
+            inputs = sampler(i, q)
             qz.append(q)
             zs.append(inputs)
         return qz[::-1], zs[::-1]
@@ -138,10 +141,16 @@ class EnumerableModel(_TestModel):
         return [self._top_prior(rows)] + [self._bernoulli("generative_model", i, z[i - 1])
                                           for i in range(1, len(self.z_dims))]
 
-    def forward(self, x: Tensor, reparam: bool = False, **kwargs) -> Dict:
+    accepts_sampler = True
+
+    def forward(self, x: Tensor, reparam: bool = False, sampler: Optional[LatentSampler] = None, **kwargs) -> Dict:
+        """``sampler``: how each latent group is drawn (``ovis.models.sampling``); inside
+        ``fixed_latents`` the fixed latents win."""
         if reparam:
             raise ValueError("EnumerableModel has binary latents: no reparameterised samples")
-        qz, z = self._inference(x, self._fixed_latents)
+        if self._fixed_latents is not None:
+            sampler = None
+        qz, z = self._inference(x, self._fixed_latents, sampler)
         return {"px": self._bernoulli("generative_model", "x", z[-1]), "z": z, "qz": qz,
                 "pz": self._prior(z, x.shape[0]),
                 "diagnostics": {"testing/latent_mean": torch.cat(z, dim=1).mean(1)}}
@@ -314,13 +323,15 @@ class LinearGaussianModel(_TestModel):
     def _likelihood(z: Tensor) -> Independent:
         return Independent(Normal(z, torch.ones_like(z), validate_args=False), 1, validate_args=False)
 
-    def forward(self, x: Tensor, reparam: bool = False, **kwargs) -> Dict:
+    accepts_sampler = True
+
+    def forward(self, x: Tensor, reparam: bool = False, sampler: Optional[LatentSampler] = None, **kwargs) -> Dict:
         q = self.infer(x)[0]
         if self._fixed_noise is not None:
             z = q.base_dist.loc + q.base_dist.scale * self._fixed_noise
             z = z if reparam else z.detach()
         else:
-            z = self.sample(q, reparam)
+            z = resolve_sampler(sampler, reparam)(0, q)
         return {"px": self._likelihood(z), "z": [z], "qz": [q], "pz": [self._prior(x.shape[0])]}
 
     @torch.no_grad()

@@ -14,7 +14,7 @@ Every arrow is ``mlp(...)`` (``nlayers`` tanh hidden layers, 0 = linear). Lists 
 ``forward`` are ordered top first, one entry per stochastic layer.
 """
 import math
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -23,6 +23,7 @@ from torch.distributions import Distribution
 from .base import TemplateModel
 from .distributions import BernoulliLogits, LatentFamily, bernoulli_logit_bias, latent_family
 from .layers import KeyQueryLogits, mlp, output_layer
+from .sampling import LatentSampler, check_particles, expand_to_particles, resolve_sampler
 
 
 class StochasticLayer(nn.Module):
@@ -41,31 +42,15 @@ class StochasticLayer(nn.Module):
         self.net = mlp(in_features, n_units * out_per_unit, hdim, nlayers, normalization, dropout)
         self.key_query = KeyQueryLogits(n_units, family.n_params, kdim) if kdim > 0 else None
 
-    def forward(self, h: Tensor, tau: float = 0.0, rows: Optional[Tensor] = None) -> Distribution:
-        """``rows``: optional index ``[rows]`` into ``h``: the distribution of ``h[rows]``, with the
-        network evaluated once per row of ``h``."""
-        out = self.net(h)  # [rows, N * out_per_unit]
-        if rows is not None:
-            out = out.index_select(0, rows)
+    def forward(self, h: Tensor, tau: float = 0.0, particles: Optional[int] = None) -> Distribution:
+        """``particles``: ``h`` holds one row per data point; the network runs once per row and
+        its output is repeated ``particles`` times (data point slowest)."""
+        out = expand_to_particles(self.net(h), particles)  # [rows, N * out_per_unit]
         if self.key_query is not None:
             params = self.key_query(out)  # [rows, N, C]
         else:
             params = out.view(out.shape[0], self.n_units, self.family.n_params)  # [rows, N, P]
         return self.family.distribution(params, tau)
-
-
-def distinct_consecutive_rows(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """``x [rows, F]`` -> ``(distinct [d, F], index [rows])`` with ``x = distinct[index]``, where
-    ``distinct`` drops every row whose bits equal those of the row before it (equal bits give
-    equal network outputs; comparing integer words is cheaper than comparing floats)."""
-    x = x.contiguous()
-    row_bytes = x.view(torch.uint8)  # [rows, F * itemsize]
-    word = next(dtype for dtype in (torch.int64, torch.int32, torch.int16, torch.uint8)
-                if row_bytes.shape[1] % dtype.itemsize == 0)
-    words = row_bytes.view(word)  # [rows, W]
-    starts = torch.ones(x.shape[0], dtype=torch.bool, device=x.device)  # [rows]
-    starts[1:] = (words[1:] != words[:-1]).view(torch.uint8).amax(1)  # amax of bytes: faster than any()
-    return x[starts], starts.cumsum(0).sub_(1)
 
 
 class HierarchicalVAE(TemplateModel):
@@ -103,11 +88,10 @@ class HierarchicalVAE(TemplateModel):
         x_features = math.prod(self.x_shape)
         z_features = N * self.family.unit_size
         self.register_buffer("x_mean", self._flat_mean(x_mean, x_features))  # [x_features]
-        # Estimators repeat each data point mc * iw times in consecutive rows: q(z_{L-1} | x) needs
-        # one evaluation per distinct row when its network maps rows independently (no dropout
-        # or batch statistics). On CPUs this removes a third of the SBN's matrix products at
-        # iw = 50; on GPUs, finding the distinct rows (a data-dependent size) would cost a host sync.
-        self.shares_repeated_rows = dropout == 0 and normalization != "batchnorm"
+        # Given x once with a particle count, q(z_{L-1} | x) runs once per data point (a third of
+        # the SBN's matrix products at iw = 50). Dropout draws a mask per particle, so it needs the
+        # repeated rows; batch statistics are the same over repeated rows as over distinct ones.
+        self.shares_first_layer = dropout == 0
 
         layer_args = dict(hdim=hdim, nlayers=nlayers, normalization=normalization, dropout=dropout)
         # inference_network[0] = q(z_{L-1} | x), then q(z_{l} | z_{l+1}) going up
@@ -138,6 +122,9 @@ class HierarchicalVAE(TemplateModel):
             raise ValueError(f"x_mean has {x_mean.numel()} values, the data points have {x_features}")
         return x_mean
 
+    accepts_sampler = True
+    accepts_particles = True
+
     @property
     def supports_reparam(self) -> bool:
         return self.family.reparameterisable
@@ -163,32 +150,34 @@ class HierarchicalVAE(TemplateModel):
             raise ValueError(f"z must be a list of {self.depth} tensors (top layer first) with "
                              f"{rows} rows each, got shapes {[tuple(zl.shape) for zl in z]}")
 
-    def _inference(self, x: Tensor, reparam: bool, tau: float, z: Optional[List[Tensor]]):
-        """q distributions and latents, top first; evaluated at ``z`` when given."""
-        if z is not None:
-            self._check_latents(z, x.shape[0])
-        rows = None
-        if self.shares_repeated_rows and x.device.type == "cpu":
-            x, rows = distinct_consecutive_rows(x.flatten(1))  # [d, x_features], [rows]
-        h = self._data_input(x)
+    def _inference(self, x: Tensor, sampler: LatentSampler, tau: float, particles: Optional[int]):
+        """q distributions and latents (top first), each group drawn by ``sampler``."""
+        if particles is not None and not self.shares_first_layer:
+            x, particles = expand_to_particles(x, particles), None  # [rows, *x_shape]
+        h = self._data_input(x)  # [bs or rows, x_features]
         qz, zs = [], []
         for level, layer in enumerate(self.inference_network):  # bottom-up
-            q = layer(h, tau, rows if level == 0 else None)
-            z_level = z[self.depth - 1 - level] if z is not None else self.sample(q, reparam)
+            q = layer(h, tau, particles if level == 0 else None)  # batch [rows, N]
+            z_level = sampler(self.depth - 1 - level, q)  # [rows, N(, C)]
             qz.append(q)
             zs.append(z_level)
             h = self._latent_input(z_level)
         return qz[::-1], zs[::-1]
 
-    def forward(self, x: Tensor, reparam: bool = False, tau: float = 0.0,
-                z: Optional[List[Tensor]] = None, **kwargs) -> Dict:
-        """``x``: ``[rows, *x_shape]``. ``z``: optional given latents (list, top first), at
-        which q, p(z) and p(x|z) are evaluated instead of sampling (sleep phase)."""
+    def forward(self, x: Tensor, reparam: bool = False, tau: float = 0.0, z: Optional[List[Tensor]] = None,
+                sampler: Optional[LatentSampler] = None, particles: Optional[int] = None, **kwargs) -> Dict:
+        """``x``: ``[rows, *x_shape]``, or ``[bs, *x_shape]`` with ``particles`` (rows = bs * particles).
+        ``z``: given latents (list, top first) at which q, p(z) and p(x|z) are evaluated (sleep
+        phase); ``sampler``: how each latent group is drawn (``ovis.models.sampling``)."""
         if reparam and not self.supports_reparam:
             raise ValueError("this model's latents are Bernoulli: no pathwise (reparam=True) samples; "
                              "use a score-function estimator")
-        qz, zs = self._inference(x, reparam, tau, z)
-        pz = [self._top_prior(x.shape[0], tau)]
+        check_particles(particles)
+        rows = x.shape[0] * (particles or 1)
+        if z is not None:
+            self._check_latents(z, rows)
+        qz, zs = self._inference(x, resolve_sampler(sampler, reparam, z), tau, particles)
+        pz = [self._top_prior(rows, tau)]
         for layer, parent in zip(self.generative_model.conditionals, zs[:-1]):
             pz.append(layer(self._latent_input(parent), tau))
         return {"px": self._likelihood(zs[-1]), "z": zs, "qz": qz, "pz": pz}
@@ -196,7 +185,9 @@ class HierarchicalVAE(TemplateModel):
     def infer(self, x: Tensor, z: Optional[List[Tensor]] = None, tau: float = 0.0, **kwargs) -> List[Distribution]:
         """The inference distributions [q(z_0 | z_1), ..., q(z_{L-1} | x)] (top first), at the
         given latents ``z`` when provided, else along a fresh sample."""
-        return self._inference(x, False, tau, z)[0]
+        if z is not None:
+            self._check_latents(z, x.shape[0])
+        return self._inference(x, resolve_sampler(None, False, z), tau, None)[0]
 
     @torch.no_grad()
     def sample_from_prior(self, n: int, tau: float = 0.0, **kwargs) -> Dict:

@@ -177,44 +177,40 @@ def test_categorical_latents_are_one_hot_and_relaxed_with_tau():
     assert isinstance(model(x)["qz"][0], GumbelSoftmaxCategorical)
 
 
-def test_distinct_consecutive_rows_compare_bits():
-    from ovis.models.vae import distinct_consecutive_rows
-    nan = float("nan")
-    x = torch.tensor([[1.0, 2.0], [1.0, 2.0], [3.0, 4.0], [1.0, 2.0], [nan, 0.0], [nan, 0.0], [-0.0, 0.0], [0.0, 0.0]])
-    distinct, index = distinct_consecutive_rows(x)
-    assert index.tolist() == [0, 0, 1, 2, 3, 3, 4, 5]  # NaN rows with equal bits merge, -0.0 and 0.0 do not
-    torch.testing.assert_close(distinct[index], x, equal_nan=True, rtol=0, atol=0)
-    half = torch.randn(5, 3, generator=torch.Generator().manual_seed(0)).half().repeat_interleave(2, 0)  # 6-byte rows
-    assert distinct_consecutive_rows(half)[1].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
-
-
 @pytest.mark.parametrize("name, hparams", [("sbm", dict(N=4, depth=3, nlayers=0)),
-                                           ("gaussian-vae", dict(N=4, hdim=8, nlayers=2, depth=2))])
-def test_repeated_rows_share_the_first_inference_layer_without_changing_results(name, hparams):
-    """Rows repeated as an estimator lays them out: the first layer sees each point once, and
-    samples, log-densities and gradients equal those of the row-by-row computation."""
-    x = binary_batch(3).repeat_interleave(4, dim=0)  # [12, *X_SHAPE]
+                                           ("gaussian-vae", dict(N=4, hdim=8, nlayers=2, depth=2)),
+                                           ("vae", dict(N=4, hdim=8, nlayers=1, normalization="batchnorm"))])
+def test_x_given_once_shares_the_first_inference_layer_without_changing_results(name, hparams):
+    """``forward(x, particles=4)`` runs the first layer once per data point; samples,
+    log-densities and gradients equal those of the same data repeated row by row."""
+    x = binary_batch(3)
     results = []
-    for share in (True, False):
+    for once in (True, False):
         torch.manual_seed(0)
         model = get_model(name, X_SHAPE, **hparams)
-        model.shares_repeated_rows = share
         seen = []
         first = model.inference_network[0].net
         (first if isinstance(first, torch.nn.Linear) else first[0]).register_forward_hook(
             lambda module, args, output: seen.append(args[0].shape[0]))
         torch.manual_seed(1)
-        output = model(x, reparam=model.supports_reparam)
-        densities = log_densities(output, x)
+        rows = x.repeat_interleave(4, dim=0)  # [12, *X_SHAPE]
+        output = model(x, particles=4, reparam=model.supports_reparam) if once else \
+            model(rows, reparam=model.supports_reparam)
+        densities = log_densities(output, rows)
         sum(d.sum() for d in densities).backward()
-        assert seen == [3 if share else 12]
+        assert seen == [3 if once else 12]
         results.append((output["z"], densities, [p.grad for p in model.parameters()]))
     (z, densities, grads), (z_rows, densities_rows, grads_rows) = results
     for a, b in zip(z + list(densities) + grads, z_rows + list(densities_rows) + grads_rows):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # float32 sums in another order
 
 
-def test_networks_with_batch_statistics_or_dropout_see_every_row():
-    assert get_model("sbm", X_SHAPE, N=4, depth=2).shares_repeated_rows
-    assert not get_model("vae", X_SHAPE, N=4, hdim=8, nlayers=1, normalization="batchnorm").shares_repeated_rows
-    assert not get_model("vae", X_SHAPE, N=4, hdim=8, nlayers=1, dropout=0.1).shares_repeated_rows
+def test_dropout_draws_a_mask_per_particle():
+    """Dropout needs the repeated rows (one mask per particle); other networks share the layer."""
+    assert get_model("sbm", X_SHAPE, N=4, depth=2).shares_first_layer
+    assert get_model("vae", X_SHAPE, N=4, hdim=8, nlayers=1, normalization="batchnorm").shares_first_layer
+    model = get_model("vae", X_SHAPE, N=4, hdim=8, nlayers=1, dropout=0.1)
+    assert not model.shares_first_layer
+    seen = []
+    model.inference_network[0].net[0].register_forward_hook(lambda m, args, out: seen.append(args[0].shape[0]))
+    assert model(binary_batch(3), particles=4)["z"][0].shape[0] == 12 and seen == [12]
