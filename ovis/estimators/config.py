@@ -15,6 +15,13 @@ The class is then built with ``Estimator(mc=..., iw=..., **config)``. Identifier
 ``tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]``
                                             TVO: n partitions (2), beta_min = 10^-b (10^-10),
                                             K-dependent beta_min rules, integration (left)
+``nvil`` / ``reinforce-loo``                NVIL / leave-one-out baseline over the mc bounds
+``muprop`` / ``simple-muprop``              MuProp / the REBAR code's SimpleMuProp
+``rebar`` / ``dynamic-rebar`` / ``relax``   REBAR (eta 1, temperature 0.5) / eta and
+                                            temperature learned / RELAX surrogate network
+``arm`` / ``disarm`` / ``disarm-iw``        ARM / DisARM / local DisARM of L_K (Bernoulli)
+``gumbel-softmax[-tau<t>]`` (``concrete``)  relaxed pathwise, temperature t (biased)
+``straight-through[-tau<t>]``               straight-through Gumbel (biased)
 ==========================================  ===============================================
 
 ``head_compat=True`` reproduces the original code at HEAD (d119252) where it differs: every
@@ -25,7 +32,12 @@ OVIS~ does not divide its log Z_[-k] correction by 1 - alpha.
 import re
 from typing import Dict, Tuple, Type
 
+from .antithetic import Antithetic
 from .base import GradientEstimator
+from .baselines import NVIL, ReinforceLeaveOneOut
+from .muprop import MuProp
+from .rebar import REBAR
+from .relaxed import Relaxed
 from .ovis import OvisAsymptotic, OvisMonteCarlo
 from .pathwise import DReG, Pathwise, PathwiseIWAE, PathwiseVAE, StickingTheLanding
 from .score_function import Reinforce, ReinforceBaseline
@@ -36,14 +48,18 @@ from .wake_sleep import WakeSleep, WakeWake
 VALID_FORMS = ("pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg", "wake-wake", "wake-sleep",
                "reinforce", "reinforce-baseline", "vimco-arithmetic", "vimco-geometric",
                "ovis-S<int or decimal>[-exclusive]", "ovis-gamma<g>[-arithmetic|-geometric]",
-               "tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]")
+               "tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]",
+               "nvil", "reinforce-loo", "muprop", "simple-muprop", "rebar", "dynamic-rebar", "relax", "arm",
+               "disarm", "disarm-iw", "gumbel-softmax[-tau<t>]", "concrete[-tau<t>]", "straight-through[-tau<t>]")
 
 # One identifier of every form (documentation, tests and the check command).
 EXAMPLE_IDS = ("pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg", "wake-wake", "wake-sleep",
                "reinforce", "reinforce-baseline", "vimco-arithmetic", "vimco-geometric",
                "ovis-S1", "ovis-S0.5", "ovis-S2-exclusive", "ovis-gamma0", "ovis-gamma1",
                "ovis-gamma1-arithmetic", "ovis-gamma0.5-geometric", "tvo", "tvo-part1",
-               "tvo-part5-beta2-trapz", "tvo-part2-config1")
+               "tvo-part5-beta2-trapz", "tvo-part2-config1", "nvil", "reinforce-loo", "muprop", "simple-muprop",
+               "rebar", "dynamic-rebar", "relax", "arm", "disarm", "disarm-iw", "gumbel-softmax",
+               "gumbel-softmax-tau0.3", "concrete", "straight-through")
 
 _EXACT: Dict[str, Tuple[Type[GradientEstimator], Dict]] = {
     "pathwise": (Pathwise, {}),
@@ -58,10 +74,21 @@ _EXACT: Dict[str, Tuple[Type[GradientEstimator], Dict]] = {
     "reinforce-baseline": (ReinforceBaseline, {}),
     "vimco-arithmetic": (VIMCO, {"mode": "arithmetic"}),
     "vimco-geometric": (VIMCO, {"mode": "geometric"}),
+    "nvil": (NVIL, {}),
+    "reinforce-loo": (ReinforceLeaveOneOut, {}),
+    "muprop": (MuProp, {"first_order": True}),
+    "simple-muprop": (MuProp, {"first_order": False}),
+    "rebar": (REBAR, {"learn": False}),
+    "dynamic-rebar": (REBAR, {"learn": True}),
+    "relax": (REBAR, {"learn": True, "surrogate_hdim": 64}),
+    "arm": (Antithetic, {"mode": "arm"}),
+    "disarm": (Antithetic, {"mode": "disarm"}),
+    "disarm-iw": (Antithetic, {"mode": "disarm-iw"}),
 }
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _OVIS_MC = re.compile(rf"ovis-S{_NUMBER}(-exclusive)?")
 _GAMMA = re.compile(rf"gamma{_NUMBER}")
+_RELAXED = re.compile(rf"(gumbel-softmax|concrete|straight-through)(?:-tau{_NUMBER})?")
 
 
 def _invalid(estimator_id, reason: str = "") -> ValueError:
@@ -143,4 +170,10 @@ def parse_estimator_id(estimator_id: str, head_compat: bool = False) -> Tuple[Ty
         return _parse_ovis(estimator_id, head_compat)
     if estimator_id == "tvo" or estimator_id.startswith("tvo-"):
         return _parse_tvo(estimator_id, head_compat)
+    match = _RELAXED.fullmatch(estimator_id)
+    if match:
+        temperature = None if match.group(2) is None else float(match.group(2))
+        if temperature is not None and temperature <= 0:
+            raise _invalid(estimator_id, "the temperature tau<t> must be > 0")
+        return Relaxed, {"temperature": temperature, "straight_through": match.group(1) == "straight-through"}
     raise _invalid(estimator_id)

@@ -145,10 +145,10 @@ class EnumerableModel(_TestModel):
 
     def forward(self, x: Tensor, reparam: bool = False, sampler: Optional[LatentSampler] = None, **kwargs) -> Dict:
         """``sampler``: how each latent group is drawn (``ovis.models.sampling``); inside
-        ``fixed_latents`` the fixed latents win."""
+        ``fixed_latents`` the fixed latents replace samplers that draw (``sampler.draws``)."""
         if reparam:
             raise ValueError("EnumerableModel has binary latents: no reparameterised samples")
-        if self._fixed_latents is not None:
+        if self._fixed_latents is not None and getattr(sampler, "draws", True):
             sampler = None
         qz, z = self._inference(x, self._fixed_latents, sampler)
         return {"px": self._bernoulli("generative_model", "x", z[-1]), "z": z, "qz": qz,
