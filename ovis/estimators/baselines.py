@@ -39,20 +39,22 @@ class NVIL(ScoreFunctionEstimator):
         self.momentum = momentum
         self.register_buffer("signal_mean", torch.zeros(()))
         self.register_buffer("signal_variance", torch.ones(()))
+        self._step_scale = 1.0
 
     def signal_scale(self) -> float:
-        return max(1.0, self.signal_variance.sqrt().item())
+        return self._step_scale
 
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options) -> Tensor:
         neural = self.baseline(x)[:, None, None]  # [bs, 1, 1]
+        mean = self.signal_mean.clone()  # the statistics before this step's update
+        self._step_scale = max(1.0, self.signal_variance.sqrt().item())
         if self.training and torch.is_grad_enabled():
             self._update_statistics(bound.unsqueeze(-1) - options.beta * weights - neural.detach())
-        return neural + self.signal_mean
+        return neural + mean
 
     @torch.no_grad()
     def _update_statistics(self, residual: Tensor) -> None:
-        """``residual [bs, mc, K]``: learning signal minus the neural baseline. The statistics of
-        this call are used from the next call on (the control variate above already holds ``m``)."""
+        """``residual [bs, mc, K]``: learning signal minus the neural baseline; used from the next call on."""
         keep = self.momentum
         mean = self.signal_mean.clone()
         self.signal_mean.mul_(keep).add_((1 - keep) * residual.mean())

@@ -79,11 +79,12 @@ class REBAR(ControlledNoiseEstimator):
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)
         if self.surrogate_hdim and self.network is None:
+            reference = next(model.parameters())
             with torch.no_grad():  # the latent sizes, from one pass on a zero data point
-                output = model(torch.zeros(1, *self.x_shape))
+                output = model(torch.zeros(1, *self.x_shape, dtype=reference.dtype, device=reference.device))
             features = math.prod(self.x_shape) + sum(z[0].numel() for z in output["z"])
             self.network = nn.Sequential(nn.Linear(features, self.surrogate_hdim), nn.Tanh(),
-                                         nn.Linear(self.surrogate_hdim, 1))
+                                         nn.Linear(self.surrogate_hdim, 1)).to(reference)
 
     def control(self, model, x: Tensor, sampler, options: RuntimeOptions) -> Tensor:
         """``c`` of every (data point, mc) pair, ``[bs, mc]``, on a relaxed pass."""
