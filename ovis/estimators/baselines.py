@@ -23,7 +23,8 @@ class NVIL(ScoreFunctionEstimator):
 
     ``c_k`` does not depend on ``z``: the theta gradient is unbiased for L_K (L_1 = ELBO at iw = 1),
     the phi gradient is unbiased for ``grad L_K / s`` (``s`` is an adaptive step size known before
-    the step; ``s = 1`` until the signal's variance exceeds 1). Args: ``x_shape`` (required),
+    the step; ``s = 1`` until the signal's variance exceeds 1). The normalisation applies in training
+    mode only: in eval mode (gradient analyses, ``--track_grad_variances``) ``s = 1``. Args: ``x_shape`` (required),
     ``baseline_hdim``, ``baseline_nlayers``, ``momentum``.
     """
     learns_control_variate = True
@@ -47,7 +48,7 @@ class NVIL(ScoreFunctionEstimator):
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options) -> Tensor:
         neural = self.baseline(x)[:, None, None]  # [bs, 1, 1]
         mean = self.signal_mean.clone()  # the statistics before this step's update
-        self._step_scale = max(1.0, self.signal_variance.sqrt().item())
+        self._step_scale = max(1.0, self.signal_variance.sqrt().item()) if self.training else 1.0
         if self.training and torch.is_grad_enabled():
             self._update_statistics(bound.unsqueeze(-1) - options.beta * weights - neural.detach())
         return neural + mean

@@ -18,7 +18,7 @@ in both relaxed passes, ``log q(b)`` sums over layers.
 
 dynamic REBAR and RELAX train ``eta``, ``log lam`` (and psi) online to minimise the variance of
 the phi gradient, ``sum_i g_i^2`` of the batch's gradient estimate (its mean does not depend on
-them), by double backpropagation; their parameters are ``estimator.parameters()`` (the trainer
+them), by double backpropagation (in training mode only); their parameters are ``estimator.parameters()`` (the trainer
 gives them their own Adam, ``--baseline_lr``).
 """
 import math
@@ -111,7 +111,7 @@ class REBAR(ControlledNoiseEstimator):
         eta = self.eta.detach()
         phi_loss = -(coefficient.detach() * log_q + eta * (relaxed - conditional))  # [bs, mc]
         loss = (phi_loss - bound).mean(1)  # [bs]
-        if self.learn and torch.is_grad_enabled():
+        if self.learn and self.training and torch.is_grad_enabled():
             loss = loss + self.variance_step(model, loss, log_q, coefficient, relaxed - conditional, bound)
         return loss, {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
 

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ovis.analysis.active_units import active_units
+from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
 from ovis.analysis.gradients import gradient_statistics
 from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
@@ -199,6 +200,11 @@ class Trainer:
         if estimator_parameters:
             self.optimizers.append(Adam(estimator_parameters, lr=args.baseline_lr))
         self.base_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in self.optimizers]
+        self.grad_variances = None  # --track_grad_variances (ovis/analysis/grad_variance.py)
+        if getattr(args, "track_grad_variances", ""):
+            self.grad_variances = GradientVarianceTracker(parse_tracked_ids(args.track_grad_variances, args.mc, args.iw), args.mc,
+                                                          args.iw, self.datasets.x_shape,
+                                                          training={self.estimator_id: self.estimator})
 
         train = self.datasets.train
         self.batches = TrainingBatches(train, args.bs, args.seed, args.workers,
@@ -376,6 +382,9 @@ class Trainer:
                                              sample_memory=GPU_SAMPLE_MEMORY if cuda else CPU_SAMPLE_MEMORY,
                                              **self.runtime(self.state.step))
             values.update(statistics.summary)
+            if self.grad_variances is not None:
+                values.update(self.grad_variances(self.model, x, args.grad_samples, args.grad_key,
+                                                  **self.runtime(self.state.step)))
         return values
 
     def _bound(self, split: str, iw: int, limit: Optional[int] = None, batch_size: Optional[int] = None) -> Dict:
