@@ -3,7 +3,7 @@
 Estimators that only draw hard latents (NVIL, Reinforce-LOO, MuProp, SimpleMuProp) are enumerated
 over every tuple of particles (``enumerate_estimator``); those that control the uniform noise of
 each draw (ARM, DisARM, local DisARM, REBAR, dynamic REBAR, RELAX, relaxed) are integrated over it
-(``integration.py``: exact for ARM/DisARM, Gauss-Legendre with 8 nodes per interval for the smooth
+(``ovis.estimators.noise_integration``: exact for ARM/DisARM, Gauss-Legendre with 8 nodes per interval for the smooth
 relaxed passes of REBAR, accurate to ~1e-6). Each unbiased estimator matches the exact gradient of
 its bound for theta and phi; a deliberately broken variant (a control variate off by 20%) fails
 the same check.
@@ -15,11 +15,11 @@ from ovis.estimators.antithetic import Antithetic
 from ovis.estimators.baselines import NVIL, ReinforceLeaveOneOut
 from ovis.estimators.controlled import ConditionalRelaxedSampler
 from ovis.estimators.muprop import MuProp
+from ovis.estimators.noise_integration import integrate_estimator
 from ovis.estimators.rebar import REBAR
 from ovis.models.testing import EnumerableModel, enumerate_estimator
 
 from .helpers import build, exact_gradients, flat
-from .integration import integrate_estimator
 
 X = torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64)
 SMOOTH_NODES, SMOOTH_TOLERANCE = 8, 1e-5

@@ -8,13 +8,17 @@ Gauss-Legendre rule with ``nodes`` points on every interval between thresholds, 
 all units of all particles (and over REBAR's second noise ``v``), is exact for ARM and DisARM
 with one node and converges fast for the smooth integrands.
 """
-import itertools
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
+from torch import Tensor, nn
+
+from .antithetic import Antithetic
+from .relaxed import Relaxed
 
 
-def thresholds(model, x):
+def thresholds(model: nn.Module, x: Tensor) -> List[List[Tensor]]:
     """Per group g, the sorted thresholds ``[T_g]`` of every unit: sigmoid(+-a) for every parent state."""
     states = model.latent_states()  # per group [S, d_g]
     S = states[0].shape[0]
@@ -26,7 +30,7 @@ def thresholds(model, x):
     return result
 
 
-def rule_on(points, nodes):
+def rule_on(points: Tensor, nodes: int) -> Tuple[Tensor, Tensor]:
     """Gauss-Legendre nodes and weights on every interval between ``points`` in [0, 1]."""
     edges = torch.cat([torch.zeros(1, dtype=torch.float64), points.double(), torch.ones(1, dtype=torch.float64)])
     base, base_weights = np.polynomial.legendre.leggauss(nodes)
@@ -38,7 +42,8 @@ def rule_on(points, nodes):
     return torch.tensor(xs, dtype=torch.float64), torch.tensor(ws, dtype=torch.float64)
 
 
-def noise_grid(model, x, iw, nodes, second_noise=False):
+def noise_grid(model: nn.Module, x: Tensor, iw: int, nodes: int, second_noise: bool = False
+               ) -> Tuple[Dict[int, Tensor], Optional[Dict[int, Tensor]], Tensor]:
     """``(u, v, weights)``: the product rule over the noise of ``iw`` particles; ``u``/``v``: group ->
     ``[P * iw, d_g]`` (quadrature point slowest), ``weights [P]``."""
     per_group = thresholds(model, x)
@@ -61,20 +66,17 @@ def noise_grid(model, x, iw, nodes, second_noise=False):
     return flat["u"], (flat["v"] if second_noise else None), weights
 
 
-def integrate_estimator(estimator, model, x, nodes=1, **runtime):
-    """Exact (or quadrature) mean of the estimator's gradient at ``x [1, D]``: ``name -> [*shape]``."""
+def integrate_estimator(estimator: nn.Module, model: nn.Module, x: Tensor, nodes: int = 1,
+                        **runtime) -> Dict[str, Tensor]:
+    """Exact (or quadrature) mean of the estimator's gradient at ``x [1, D]``: ``name -> [*shape]``
+    (``model``: an ``EnumerableModel``; the estimator: a ``ControlledNoiseEstimator`` with mc = 1)."""
     mc, iw = estimator.layout
-    assert mc == 1, "the grid covers the iw particles of one bound"
-    u, v, weights = noise_grid(model, x, iw, nodes, second_noise=not isinstance(estimator, _relaxed_types()))
+    if mc != 1:
+        raise ValueError(f"the noise grid covers the iw particles of one bound: mc must be 1, got {mc}")
+    u, v, weights = noise_grid(model, x, iw, nodes, second_noise=not isinstance(estimator, (Antithetic, Relaxed)))
     P = weights.shape[0]
     with model.per_datum_parameters(P) as copies, estimator.fixed_noise(u, v):
         loss, _, _ = estimator(model, x.expand(P, -1), return_diagnostics=False, **runtime)
         loss.sum().backward()
     return {name: (weights.view(P, *[1] * (c.dim() - 1)) * (torch.zeros_like(c) if c.grad is None else c.grad)).sum(0)
             for name, c in copies.items()}
-
-
-def _relaxed_types():
-    from ovis.estimators.antithetic import Antithetic
-    from ovis.estimators.relaxed import Relaxed
-    return (Antithetic, Relaxed)
