@@ -17,8 +17,12 @@ from ovis.analysis.efficiency import KINDS, Workload, efficiency_table
 from ovis.reporting.efficiency import markdown_summary, plot_efficiency
 from ovis.reporting.style import apply_style
 
+# issue 10: the REBAR family, antithetic, relaxed and baseline estimators (the SBN only; the
+# Gaussian VAE is skipped for those that need Bernoulli latents)
+REBAR_FAMILY = ("nvil,reinforce-loo,muprop,simple-muprop,rebar,dynamic-rebar,relax,arm,disarm,disarm-iw,"
+                "gumbel-softmax,straight-through")
 DEFAULT_ESTIMATORS = ("reinforce,vimco-arithmetic,ovis-gamma1,ovis-gamma0,ovis-S10-exclusive,tvo-part2-config1,"
-                      "pathwise-iwae")
+                      "pathwise-iwae," + REBAR_FAMILY)
 
 
 def _list(text: str, kind=str) -> list:

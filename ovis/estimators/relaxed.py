@@ -34,6 +34,9 @@ class Relaxed(ControlledNoiseEstimator):
             raise ValueError(f"temperature={temperature!r}: the relaxation temperature must be > 0")
         self.temperature, self.straight_through = temperature, bool(straight_through)
 
+    def probe_sampler(self):
+        return RelaxedSampler(DEFAULT_TEMPERATURE, straight_through=self.straight_through)
+
     def sample(self, model: nn.Module, x: Tensor, options: RuntimeOptions) -> Particles:
         temperature = self.temperature or options.tau or DEFAULT_TEMPERATURE
         noise = None if self._fixed is None else self._fixed["u"]
