@@ -13,10 +13,12 @@ import torch
 
 from ovis.estimators.antithetic import Antithetic
 from ovis.estimators.baselines import NVIL, ReinforceLeaveOneOut
+from ovis.estimators.config import parse_estimator_id
 from ovis.estimators.controlled import ConditionalRelaxedSampler
 from ovis.estimators.muprop import MuProp
 from ovis.estimators.noise_integration import integrate_estimator
 from ovis.estimators.rebar import REBAR
+from ovis.estimators.relaxed import Relaxed
 from ovis.models.testing import EnumerableModel, enumerate_estimator
 
 from .helpers import build, exact_gradients, flat
@@ -164,3 +166,23 @@ def test_models_without_samplers_get_a_clear_error():
         accepts_sampler = False
     with pytest.raises(ValueError, match=r"forward\(x, sampler=...\)"):
         build("rebar")(Plain(), X.float())
+
+
+@pytest.mark.parametrize("estimator_id,cls,config", [
+    ("nvil", NVIL, {}), ("reinforce-loo", ReinforceLeaveOneOut, {}), ("muprop", MuProp, {"first_order": True}),
+    ("simple-muprop", MuProp, {"first_order": False}), ("rebar", REBAR, {"learn": False}),
+    ("dynamic-rebar", REBAR, {"learn": True}), ("relax", REBAR, {"learn": True, "surrogate_hdim": 64}),
+    ("arm", Antithetic, {"mode": "arm"}), ("disarm", Antithetic, {"mode": "disarm"}),
+    ("disarm-iw", Antithetic, {"mode": "disarm-iw"}),
+    ("gumbel-softmax", Relaxed, {"temperature": None, "straight_through": False}),
+    ("concrete-tau0.3", Relaxed, {"temperature": 0.3, "straight_through": False}),
+    ("straight-through-tau2", Relaxed, {"temperature": 2.0, "straight_through": True}),
+])
+def test_ids_parse(estimator_id, cls, config):
+    assert parse_estimator_id(estimator_id) == (cls, config)
+
+
+@pytest.mark.parametrize("bad", ["concrete-tau0", "gumbel-softmax-0.5", "rebar-tau1", "disarm-iw2", "straight"])
+def test_bad_ids_list_the_valid_forms(bad):
+    with pytest.raises(ValueError, match="gumbel-softmax\\[-tau<t>\\]"):
+        parse_estimator_id(bad)
