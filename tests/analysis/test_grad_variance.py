@@ -2,6 +2,7 @@
 and batch, and short run.py runs of the issue-10 estimators on binarized MNIST."""
 import math
 import os
+import runpy
 from pathlib import Path
 
 import pytest
@@ -76,6 +77,11 @@ def test_issue_10_estimators_train_an_sbn_on_binarized_mnist(tmp_path, estimator
     assert len(final) == 2 and all(math.isfinite(v) for v in final) and final[-1] > final[0]
     if track:
         assert {"train:grad_log_variance/rebar", "train:grad_log_variance/disarm"} <= set(metrics.metric)
+        figure_script = runpy.run_path(str(Path(__file__).resolve().parents[2] / "scripts" / "rebar_comparison_figure.py"))
+        figure_script["main"](["--root", str(tmp_path), "--exp", "rebar", "--output", str(tmp_path / "reports")])
+        table = (tmp_path / "reports" / "rebar" / "grad-log-variances.md").read_text()
+        assert "| rebar |" in table and "| disarm |" in table and "muprop trains" in table
+        assert (tmp_path / "reports" / "rebar" / "grad-log-variances.png").stat().st_size > 1000
 
 
 @pytest.mark.skipif(not HAS_BINMNIST, reason="binarized_mnist.npz not in $OVIS_DATA")
