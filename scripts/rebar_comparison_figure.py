@@ -7,7 +7,6 @@ training trajectory, one panel per run, one line per estimator.
 writes ``reports/<exp>/grad-log-variances.png`` and ``grad-log-variances.md`` (the values at the
 last evaluation, sorted, per run).
 """
-import argparse
 import glob
 import os
 import sys
