@@ -65,18 +65,24 @@ class Antithetic(ControlledNoiseEstimator):
         bound = iw_bound(log_weights, options.alpha)  # [bs, mc]
         bs, mc, K = log_weights.shape
         logits, hard = group_logits(particles), group_samples(particles)
+        groups = list(self.noise)
+        with torch.no_grad():  # the G antithetic passes as one pass over G copies of the batch (block g: u_g -> 1 - u_g)
+            noise = {h: torch.cat([1 - u if h == g else u for g in groups]) for h, u in self.noise.items()}
+            antithetic = self.evaluate(model, x.repeat(len(groups), *[1] * (x.dim() - 1)), NoiseSampler(noise),
+                                       options)
+            anti_weights = antithetic.log_weights(options).view(len(groups), bs, mc, K)  # [G, bs, mc, K]
         phi_loss = bound.new_zeros(bs, mc)
-        for group, u in self.noise.items():
+        for block, group in enumerate(groups):
             with torch.no_grad():
-                antithetic = self.evaluate(model, x, NoiseSampler({**self.noise, group: 1 - u}), options)
-                anti_weights = antithetic.log_weights(options)  # [bs, mc, K]
                 if self.mode == "disarm-iw":
-                    signal = bound.detach().unsqueeze(-1) - swapped_bounds(log_weights.detach(), anti_weights,
+                    signal = bound.detach().unsqueeze(-1) - swapped_bounds(log_weights.detach(), anti_weights[block],
                                                                            options.alpha)  # [bs, mc, K]
                 else:
-                    signal = (bound.detach() - iw_bound(anti_weights, options.alpha)).unsqueeze(-1).expand(bs, mc, K)
-                gradient = self.logit_gradient(signal.reshape(-1, 1), u, hard[group],
-                                               antithetic.output["z"][group], logits[group].detach())  # [rows, N]
+                    signal = (bound.detach() - iw_bound(anti_weights[block], options.alpha)).unsqueeze(-1)
+                    signal = signal.expand(bs, mc, K)  # [bs, mc, K]
+                b_anti = antithetic.output["z"][group].view(len(groups), bs * mc * K, -1)[block]  # [rows, N]
+                gradient = self.logit_gradient(signal.reshape(-1, 1), self.noise[group], hard[group], b_anti,
+                                               logits[group].detach())  # [rows, N]
             phi_loss = phi_loss - (gradient * logits[group]).sum(-1).view(bs, mc, K).sum(-1)
         return (phi_loss - bound).mean(1), {}
 

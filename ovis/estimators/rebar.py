@@ -123,20 +123,20 @@ class REBAR(ControlledNoiseEstimator):
         own = [p for p in self.parameters() if p.requires_grad]
         if not phi or not all(p.requires_grad for p in phi):
             return loss.new_zeros(())
-        bs = loss.shape[0]
-        mc = log_q.shape[1]
-        scale = 1.0 / (bs * mc)
-        score = torch.autograd.grad(log_q, phi, grad_outputs=-coefficient * scale, retain_graph=True,
-                                    create_graph=True, allow_unused=True)
-        control = torch.autograd.grad(-(self.eta * difference).sum() * scale, phi, retain_graph=True,
-                                      create_graph=True, allow_unused=True)
-        direct = torch.autograd.grad(-bound.sum() * scale, phi, retain_graph=True, allow_unused=True)
-        variance = sum((sum(t for t in parts if t is not None) ** 2).sum()
-                       for parts in zip(score, control, direct) if any(t is not None for t in parts))
+        scale = 1.0 / log_q.numel()  # the batch mean over data points and mc samples
+        eta = self.eta.detach()
+        # g = score term (coefficient as grad_outputs: constant for phi, live for eta, lam, psi)
+        #     + eta (grad c(u) - grad c(u~)) + the direct term, in one backward pass with its graph
+        outputs = [log_q, -(self.eta * difference).sum() * scale, -bound.sum() * scale]
+        grad_outputs = [-coefficient * scale, torch.ones_like(outputs[1]), torch.ones_like(outputs[2])]
+        gradient = torch.autograd.grad(outputs, phi, grad_outputs, retain_graph=True, create_graph=True,
+                                       allow_unused=True)
+        variance = sum((g ** 2).sum() for g in gradient if g is not None)
         if not isinstance(variance, Tensor) or not variance.requires_grad:
             return loss.new_zeros(())  # the model's parameters are not in the graph (per-datum copies)
         wanted = torch.autograd.grad(variance, own, retain_graph=True, allow_unused=True)
-        present = torch.autograd.grad(loss.mean(), own, retain_graph=True, allow_unused=True)
+        # what the loss itself gives them: only through -eta (c(u) - c(u~)) (eta is detached there)
+        present = torch.autograd.grad(-(eta * difference).sum() * scale, own, retain_graph=True, allow_unused=True)
         correction = sum((((w if w is not None else 0) - (g if g is not None else 0)) * p).sum()
                          for p, w, g in zip(own, wanted, present))
         return correction - correction.detach()
