@@ -7,6 +7,19 @@ Entry points:
     ovis.estimators.config.parse_estimator_id  -- estimator id -> (class, config)
     ovis.models.get_model                      -- model name -> nn.Module (TemplateModel)
     ovis.datasets.get_datasets                 -- data set name -> train/valid/test splits
+    ovis.Loss, ovis.WakeSleepSteps             -- any estimator on black-box inference network and
+                                                  generative model objects (ovis.estimators.blackbox)
+
+``import ovis`` stays cheap: the names above are imported on first use.
 """
 
 __version__ = "0.1.0"
+
+_LAZY = {"Loss": "ovis.estimators.blackbox", "WakeSleepSteps": "ovis.estimators.blackbox"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ovis' has no attribute {name!r}")

@@ -21,7 +21,7 @@ alpha in (0, 1) the importance weighted Renyi bound (Li & Turner, 2016).
 import math
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -202,14 +202,16 @@ def sample_particles(model: nn.Module, x: Tensor, mc: int, iw: int, reparam: boo
                      log_pz.view(bs, mc, iw, groups), output)  # [bs, mc, iw], [bs, mc, iw, G] x 2
 
 
-def particles_from_log_probs(log_p: Tensor, log_q: Tensor) -> Particles:
+def particles_from_log_probs(log_p: Tensor, log_q: Tensor, latents: Optional[List[Tensor]] = None) -> Particles:
     """``Particles`` from per-particle ``log p(x, z_k)`` and ``log q(z_k | x)``, both ``[bs, mc, iw]``:
-    the joint stands in for log p(x|z) and the prior term is zero (one latent group)."""
+    the joint stands in for log p(x|z) and the prior term is zero (one latent group). ``latents``
+    (optional) become ``output["z"]``."""
     if log_p.dim() != 3 or log_p.shape != log_q.shape:
         raise ValueError(f"log_p and log_q must both have shape [bs, mc, iw], got {tuple(log_p.shape)} "
                          f"and {tuple(log_q.shape)}; add the mc axis with .unsqueeze(1) when mc = 1")
     log_qz = log_q.unsqueeze(-1)  # [bs, mc, iw, 1]
-    return Particles(log_p, log_qz, torch.zeros_like(log_qz, requires_grad=False), {})
+    output = {} if latents is None else {"z": list(latents)}
+    return Particles(log_p, log_qz, torch.zeros_like(log_qz, requires_grad=False), output)
 
 
 @torch.no_grad()
@@ -322,13 +324,17 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         return loss, diagnostics, particles.output
 
     def loss_from_log_probs(self, log_p: Tensor, log_q: Tensor, x: Optional[Tensor] = None,
-                            return_diagnostics: bool = True, **runtime) -> Tuple[Tensor, Dict[str, Tensor]]:
+                            return_diagnostics: bool = True, latents: Optional[List[Tensor]] = None,
+                            **runtime) -> Tuple[Tensor, Dict[str, Tensor]]:
         """The estimator on per-particle log-densities (docs/DESIGN.md, section 1b).
 
         ``log_p [bs, mc, iw]``: log p(x, z_k), with the graph of the generative parameters;
         ``log_q [bs, mc, iw]``: log q(z_k | x), with the graph of the inference parameters (for a
         pathwise estimator, z_k drawn with ``rsample`` so that both carry the path). ``x [bs, *D]``
-        is needed only by estimators with an input-dependent baseline. ``mc`` and ``iw`` are read
+        is needed only by estimators with an input-dependent baseline. ``stl`` and ``dreg`` take
+        ``log_q`` evaluated with q's parameters stopped (the path through z kept), and ``dreg``
+        the rsampled latents ``latents`` (list of ``[bs * mc * iw, ...]`` tensors, data point
+        slowest) whose gradients it rescales. ``mc`` and ``iw`` are read
         from the shapes. Returns ``(loss [bs], diagnostics)``; ``loss.mean()`` is the surrogate of
         the batch mean of ``-L``: the logsumexp over particles is per data point, the mean after.
         """
@@ -340,7 +346,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         if options.beta != 1.0 or options.freebits is not None:
             raise ValueError("beta != 1 and free bits need log p(x|z) and log p(z) separately; "
                              "loss_from_log_probs takes the joint log p(x, z): use beta=1, freebits=None")
-        particles = particles_from_log_probs(log_p, log_q)
+        particles = particles_from_log_probs(log_p, log_q, latents)
         if particles.log_px.shape[1:] != torch.Size(self.layout):
             raise ValueError(f"log-densities of shape {tuple(log_p.shape)} do not match this estimator's "
                              f"particle layout [bs, mc, iw] = [bs, {self.layout[0]}, {self.layout[1]}]")

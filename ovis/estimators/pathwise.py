@@ -102,6 +102,9 @@ class DReG(StickingTheLanding):
         log_weights = particles.log_weights(options)  # [bs, mc, iw]
         weights = normalized_weights(log_weights.detach())  # [bs, mc, iw]
         scale = 1 - options.beta * (1 - options.alpha) * (1 - weights)  # [bs, mc, iw]
+        if "z" not in particles.output:
+            raise ValueError("dreg rescales the gradient of each latent sample: pass latents=[z] (the rsampled "
+                             "tensors, bs * mc * iw rows) to loss_from_log_probs")
         for z in particles.output["z"]:
             if not (isinstance(z, Tensor) and z.requires_grad):
                 raise ValueError("dreg needs every latent sample to be a tensor drawn with rsample "

@@ -1,7 +1,7 @@
 """Train your own model with an ovis estimator: a VAE with Bernoulli latents, trained with
 OVIS~ (``ovis-gamma1``) on binarized MNIST, on the CPU in well under a minute.
 
-    python example.py [--estimator ovis-gamma1] [--iw 16] [--steps 1000] [--data_root ../shared/data]
+    python examples/template_model.py [--estimator ovis-gamma1] [--iw 16] [--steps 1000] [--data_root ../shared/data]
 
 A model is any ``nn.Module`` whose ``forward(x, reparam=False, **kwargs)`` returns a dict with
 ``px`` (p(x|z), a ``torch.distributions`` object), ``z`` (list of latent samples, one per
