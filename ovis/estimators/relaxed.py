@@ -24,8 +24,8 @@ DEFAULT_TEMPERATURE = 0.5
 
 class Relaxed(ControlledNoiseEstimator):
     """Concrete / Gumbel-softmax (``straight_through=False``) or straight-through Gumbel
-    (module docstring). One model evaluation per step."""
-    needs_model = False
+    (module docstring). One model evaluation per step; the model must draw its latents through the
+    relaxing sampler, so the estimator cannot run from log-densities alone (``needs_model``)."""
 
     def __init__(self, mc: int = 1, iw: int = 1, temperature: Optional[float] = None,
                  straight_through: bool = False, **options):
