@@ -99,9 +99,14 @@ class ControlledNoiseEstimator(GradientEstimator):
                              f"(see ovis.models.base.TemplateModel and docs/DESIGN.md, section 1b)")
         reference = next(model.parameters(), None)
         if self.x_shape is not None and reference is not None and self._probed != id(model):
-            with torch.no_grad():  # once per model (forward calls check_model at every step)
-                model(torch.zeros(2, *self.x_shape, dtype=reference.dtype, device=reference.device),
-                      sampler=self.probe_sampler())
+            training = model.training
+            model.eval()  # no batch-statistics update from the probe
+            try:
+                with torch.no_grad():  # once per model (forward calls check_model at every step)
+                    model(torch.zeros(2, *self.x_shape, dtype=reference.dtype, device=reference.device),
+                          sampler=self.probe_sampler())
+            finally:
+                model.train(training)
             self._probed = id(model)
 
     def probe_sampler(self):
