@@ -84,6 +84,24 @@ def test_issue_10_estimators_train_an_sbn_on_binarized_mnist(tmp_path, estimator
         assert (tmp_path / "reports" / "rebar" / "grad-log-variances.png").stat().st_size > 1000
 
 
+ISSUE_10_IDS = ["nvil", "reinforce-loo", "muprop", "simple-muprop", "rebar", "dynamic-rebar", "relax", "arm", "disarm",
+                "disarm-iw", "gumbel-softmax", "concrete-tau0.3", "straight-through"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_BINMNIST, reason="binarized_mnist.npz not in $OVIS_DATA")
+@pytest.mark.parametrize("estimator_id", ISSUE_10_IDS)
+@pytest.mark.parametrize("depth,nlayers", [(1, 2), (2, 0)])
+def test_every_issue_10_estimator_trains_one_and_two_layer_sbns(tmp_path, estimator_id, depth, nlayers):
+    options = TINY + ["--root", str(tmp_path), "--data_root", DATA_ROOT, "--run_id", "r", "--estimator", estimator_id,
+                      "--mc", "2" if estimator_id == "reinforce-loo" else "1", "--iw", "2"]
+    options[options.index("--depth") + 1], options[options.index("--nlayers") + 1] = str(depth), str(nlayers)
+    assert main(options + ["--hdim", "16"]) == 0
+    metrics = read_metrics(str(tmp_path / "rebar" / "r"))
+    final = metrics[metrics.metric == "test:loss/L_k"].sort_values("step").value.tolist()
+    assert all(math.isfinite(v) for v in final) and final[-1] > final[0]
+
+
 @pytest.mark.skipif(not HAS_BINMNIST, reason="binarized_mnist.npz not in $OVIS_DATA")
 def test_run_refuses_a_bad_tracked_id_before_any_work(tmp_path, capsys):
     code = main(TINY + ["--root", str(tmp_path), "--data_root", DATA_ROOT, "--run_id", "r", "--estimator", "rebar",
