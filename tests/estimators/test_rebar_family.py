@@ -186,3 +186,19 @@ def test_ids_parse(estimator_id, cls, config):
 def test_bad_ids_list_the_valid_forms(bad):
     with pytest.raises(ValueError, match="gumbel-softmax\\[-tau<t>\\]"):
         parse_estimator_id(bad)
+
+
+@pytest.mark.parametrize("estimator_id", ["straight-through", "gumbel-softmax-tau0.5"])
+def test_relaxed_estimators_train_categorical_latents(estimator_id):
+    """Categorical groups get the Gumbel-softmax sample: one-hot forward values with straight-through."""
+    from ovis.models import get_model
+    torch.manual_seed(0)
+    model = get_model("vae", (1, 3, 3), N=2, K=3, hdim=8, nlayers=1, prior="categorical")
+    estimator = build(estimator_id, iw=2, x_shape=(1, 3, 3))
+    estimator.check_model(model)
+    loss, _, output = estimator(model, (torch.rand(4, 1, 3, 3) > 0.5).float())
+    loss.mean().backward()
+    z = output["z"][0]  # [rows, N, K]
+    assert torch.allclose(z.sum(-1), torch.ones(()))
+    assert torch.equal(z.max(-1).values == 1, torch.full(z.shape[:-1], estimator.straight_through))
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
