@@ -11,8 +11,9 @@ iw = 1), the gradient with respect to the logits ``a`` of a group is estimated b
 
 Every stochastic layer: in sampling order, layer g's antithetic pass keeps the noise of every
 other layer (so the layers drawn before g are shared and those after g use common random
-numbers) and replaces ``u_g`` by ``1 - u_g``: ``1 + G`` passes of the model for G layers (the
-DisARM code's multi-layer estimator with shared randomness). The generative parameters get the
+numbers) and replaces ``u_g`` by ``1 - u_g``: ``1 + G`` evaluations of the model for G layers (the
+DisARM code's multi-layer estimator with shared randomness), the G antithetic ones batched in one
+pass without gradient. The generative parameters get the
 exact gradient of ``L(b)``, the inference parameters also the gradient of ``L(b)`` at fixed ``b``
 (the log q term inside the bound: zero mean at iw = 1, the wake term for iw > 1; needed with
 free bits). Unbiased for the gradient of L_K (the ELBO at iw = 1; the IW-Renyi bound for
@@ -44,7 +45,7 @@ def swapped_bounds(log_weights: Tensor, swapped: Tensor, alpha: float = 0.0) -> 
 
 class Antithetic(ControlledNoiseEstimator):
     """ARM / DisARM / local DisARM (``mode``, module docstring). Needs Bernoulli latents and a model
-    that accepts samplers; costs ``1 + G`` model evaluations (G stochastic layers)."""
+    that accepts samplers; costs ``1 + G`` model evaluations (G stochastic layers), in two passes."""
 
     def __init__(self, mc: int = 1, iw: int = 1, mode: str = "disarm", **options):
         if mode not in ANTITHETIC_MODES:
