@@ -4,8 +4,11 @@
   (``--iw-test``), everywhere, through ``ArgumentParser``.
 * ``--help`` shows every default (``DefaultsHelpFormatter``).
 * Comma-separated lists are parsed by ``comma_list``.
+* Integer options (step counts, sizes) accept integral float literals (``--nsteps 4e6``), since
+  the experiment files print numbers with Python's ``str``: ``integer_option``.
 """
 import argparse
+import math
 from typing import Callable, List, Optional, TypeVar
 
 T = TypeVar("T")
@@ -14,6 +17,17 @@ T = TypeVar("T")
 def comma_list(text: Optional[str], kind: Callable[[str], T] = str) -> List[T]:
     """``"a, b,,c"`` -> ``[kind("a"), kind("b"), kind("c")]``; ``None`` or ``""`` -> ``[]``."""
     return [kind(item.strip()) for item in (text or "").split(",") if item.strip()]
+
+
+def integer_option(text: str) -> int:
+    """An integer option that also accepts integral float literals such as ``4e6``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not math.isfinite(value) or value != int(value):
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
+    return int(value)
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):

@@ -20,7 +20,9 @@ import json
 import math
 import os
 import time
-from typing import Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
+
+from ovis.files import atomic_open
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -54,18 +56,38 @@ class MetricsWriter:
     def truncate_after(self, step: int) -> None:
         """Drop records logged after ``step`` (used when resuming from an older checkpoint,
         so that a resumed run has the same curve as an unbroken one)."""
-        if not os.path.exists(self.path):
-            return
-        kept = [r for r in iter_metric_records(os.path.dirname(self.path)) if r["step"] <= step]
-        tmp = self.path + ".tmp"
-        with open(tmp, "w") as f:
-            for r in kept:
-                f.write(json.dumps(r) + "\n")
-        os.replace(tmp, self.path)
+        rewrite_metrics(os.path.dirname(self.path), lambda record: record["step"] <= step)
+
+
+def rewrite_metrics(run_dir: str, keep: Callable[[dict], bool]) -> None:
+    """Keep only the records of ``metrics.jsonl`` for which ``keep(record)`` is true (atomically)."""
+    path = os.path.join(run_dir, METRICS_FILE)
+    if not os.path.exists(path):
+        return
+    kept = [record for record in iter_metric_records(run_dir) if keep(record)]
+    with atomic_open(path) as f:
+        f.writelines(json.dumps(record) + "\n" for record in kept)
+
+
+# Metrics renamed since runs were first recorded: old key -> current key. Readers see the current
+# names, in old runs too (``iter_metric_records``, ``current_metric_name``).
+RENAMED_METRICS = {
+    "reinforce/mse": "control_variate/mse",  # reported by every score-function estimator
+    "gmm/prior_mse": "gmm/prior_distance",  # Euclidean distances, not mean squared errors
+    "gmm/posterior_mse": "gmm/posterior_distance",
+    **{f"gaussian_toy/mse_{name}": f"gaussian_toy/distance_{name}" for name in ("A", "b", "mu", "phi")},
+}
+
+
+def current_metric_name(name: str) -> str:
+    """The current name of a metric key (``gmm/prior_mse``) or address (``test:gmm/prior_mse``)."""
+    split, colon, key = name.rpartition(":")
+    return split + colon + RENAMED_METRICS.get(key, key)
 
 
 def iter_metric_records(run_dir: str) -> Iterator[dict]:
-    """Yield the records of ``metrics.jsonl``; a torn last line (killed writer) is skipped."""
+    """Yield the records of ``metrics.jsonl`` (metrics under their current names,
+    ``RENAMED_METRICS``); a torn last line (killed writer) is skipped."""
     path = os.path.join(run_dir, METRICS_FILE)
     if not os.path.exists(path):
         return
@@ -75,9 +97,11 @@ def iter_metric_records(run_dir: str) -> Iterator[dict]:
             if not line:
                 continue
             try:
-                yield json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError:
                 continue
+            record["values"] = {RENAMED_METRICS.get(key, key): value for key, value in record["values"].items()}
+            yield record
 
 
 def read_metrics(run_dir: str, keys: Optional[List[str]] = None):
@@ -86,7 +110,7 @@ def read_metrics(run_dir: str, keys: Optional[List[str]] = None):
     import pandas as pd
 
     rows = []
-    wanted = set(keys) if keys else None
+    wanted = {current_metric_name(key) for key in keys} if keys else None
     for r in iter_metric_records(run_dir):
         for key, value in r["values"].items():
             metric = f"{r['split']}:{key}"
@@ -97,10 +121,8 @@ def read_metrics(run_dir: str, keys: Optional[List[str]] = None):
 
 
 def write_config(run_dir: str, config: dict) -> None:
-    tmp = os.path.join(run_dir, CONFIG_FILE + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_open(os.path.join(run_dir, CONFIG_FILE)) as f:
         json.dump(config, f, indent=2, sort_keys=True, default=str)
-    os.replace(tmp, os.path.join(run_dir, CONFIG_FILE))
 
 
 def read_config(run_dir: str) -> Optional[dict]:
@@ -116,10 +138,8 @@ def write_outcome(run_dir: str, outcome: str, message: str = "") -> None:
     text = OUTCOME_FIRST_LINE[outcome]
     if message:
         text += (" " if outcome == FAILED else "\n") + message
-    tmp = os.path.join(run_dir, OUTCOME_FILE + ".tmp")
-    with open(tmp, "w") as f:
+    with atomic_open(os.path.join(run_dir, OUTCOME_FILE)) as f:
         f.write(text)
-    os.replace(tmp, os.path.join(run_dir, OUTCOME_FILE))
 
 
 def read_outcome(run_dir: str) -> Optional[str]:

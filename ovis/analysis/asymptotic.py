@@ -18,8 +18,6 @@ chosen at the first estimator and the largest K), ``slopes.csv``, the figures
 Rows are written as they are measured; ``--resume`` skips the measured ones.
 """
 import argparse
-import hashlib
-import json
 import logging
 import math
 import os
@@ -33,20 +31,19 @@ import pandas as pd
 import torch
 
 from ovis import records
+from ovis.cli import integer_option
 from ovis.analysis.gradients import gradient_statistics
 from ovis.datasets.gaussian_toy import sample_toy_data
 from ovis.devices import resolve_device
 from ovis.estimators.config import parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
+from ovis.files import atomic_open
+from ovis.identity import run_hash
 from ovis.models import get_model
-from ovis.training.arguments import integer_option
 
 LOSS_KEYS = ("loss/L_k", "loss/elbo", "loss/kl_q_p", "loss/nll", "loss/kl", "loss/ess")
 SLOPE_METRICS = ("grads/snr", "grads/variance", "grads/magnitude", "grads/dsnr")
 IDENTITY = ("epsilon", "estimator", "iw")
-# Options that do not change the numbers: left out of the run hash.
-BOOKKEEPING_KEYS = frozenset({"exp", "root", "data_root", "run_id", "resume", "rf", "device", "threads", "silent",
-                              "draw_individual"})
 EXIT_FAILED, EXIT_BAD_ARGUMENTS, EXIT_ABORTED = 1, 2, 130
 
 
@@ -162,15 +159,6 @@ def validate_args(args: argparse.Namespace) -> None:
     check(bool(_comma_list(args.key_filter)), "--key_filter: name at least one parameter (A, b or mu)")
 
 
-def canonical_options(args: argparse.Namespace) -> Dict:
-    return {k: v for k, v in sorted(vars(args).items()) if k not in BOOKKEEPING_KEYS}
-
-
-def run_hash(args: argparse.Namespace) -> str:
-    text = json.dumps(canonical_options(args), sort_keys=True, separators=(",", ":"))
-    return hashlib.md5(text.encode()).hexdigest()
-
-
 def default_run_id(args: argparse.Namespace) -> str:
     """``asymptotic-<estimators>-iw<min>-<max>-<steps>-seed<s>-eps<eps>-alpha<a>-<hash>``."""
     estimators = "+".join(_comma_list(args.estimators))
@@ -224,8 +212,8 @@ class AsymptoticRun:
 
     def _write(self, name: str, table: pd.DataFrame) -> None:
         path = os.path.join(self.run_dir, f"{name}.csv")
-        table.to_csv(path + ".tmp", index=False)
-        os.replace(path + ".tmp", path)
+        with atomic_open(path) as f:
+            table.to_csv(f, index=False)
 
     def done(self, epsilon: float, estimator: str, iw: int) -> bool:
         if self.data.empty:

@@ -11,12 +11,13 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import urllib.request
 import zipfile
 from typing import Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
+
+from ovis.files import atomic_open
 
 from .readers import read_npz
 
@@ -104,16 +105,8 @@ def save_cache(path: str, arrays: Dict[str, np.ndarray], cache_signature: str) -
     """Write an uncompressed ``.npz`` atomically (concurrent runs may build the same cache)."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, signature=np.array(cache_signature), **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp creates owner-only files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "wb") as f:
+        np.savez(f, signature=np.array(cache_signature), **arrays)
 
 
 def downloads_enabled() -> bool:
@@ -127,17 +120,13 @@ def download(url: str, roots: Sequence[str], relative_path: str) -> Optional[str
         return None
     writable = [r for r in roots if is_writable_dir(r)]
     destination = os.path.join(writable[0] if writable else user_cache_dir(), relative_path)
-    partial = destination + ".part"
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             os.makedirs(os.path.dirname(destination), exist_ok=True)
-            with open(partial, "wb") as f:
+            with atomic_open(destination, "wb") as f:
                 shutil.copyfileobj(response, f)
-        os.replace(partial, destination)
         return destination
     except (OSError, ValueError):
-        if os.path.exists(partial):
-            os.remove(partial)
         return None
 
 

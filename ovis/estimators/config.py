@@ -24,13 +24,16 @@ The class is then built with ``Estimator(mc=..., iw=..., **config)``. Identifier
 ``straight-through[-tau<t>]``               straight-through Gumbel (biased)
 ==========================================  ===============================================
 
-``head_compat=True`` reproduces the original code at HEAD (d119252) where it differs: every
+``reproduce_original=True`` (ovis's one compatibility switch; also for the relaxed latents of
+``ovis.models``) reproduces the original code at HEAD (d119252) where it differs: every
 ``ovis-S`` number is a fraction of iw (``ovis-S50`` = 50 iw auxiliary particles), unknown
 tokens in a TVO id are ignored (the original ``tvo-S5-beta3`` is a 2-partition TVO), and
-OVIS~ does not divide its log Z_[-k] correction by 1 - alpha.
+OVIS~ does not divide its log Z_[-k] correction by 1 - alpha. Its earlier names
+``head_compat`` (here), ``head_aux_scaling`` and ``legacy_renyi`` (estimator arguments) are
+still accepted.
 """
 import re
-from typing import Dict, Tuple, Type
+from typing import Dict, Optional, Tuple, Type
 
 from .antithetic import Antithetic
 from .base import GradientEstimator
@@ -102,12 +105,12 @@ def _number(text: str):
     return float(text) if "." in text else int(text)
 
 
-def _parse_ovis(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEstimator], Dict]:
+def _parse_ovis(estimator_id: str, reproduce_original: bool) -> Tuple[Type[GradientEstimator], Dict]:
     match = _OVIS_MC.fullmatch(estimator_id)
     if match:
         config = {"iw_aux": _number(match.group(1)), "exclusive": match.group(2) is not None}
-        if head_compat:
-            config["head_aux_scaling"] = True
+        if reproduce_original:
+            config["reproduce_original"] = True
         return OvisMonteCarlo, config
     tokens = estimator_id.split("-")[1:]
     gammas = [m for m in map(_GAMMA.fullmatch, tokens) if m]
@@ -115,15 +118,15 @@ def _parse_ovis(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEsti
     if len(gammas) != 1 or len(modes) > 1 or len(gammas) + len(modes) != len(tokens):
         raise _invalid(estimator_id, "an ovis id is ovis-S<S>[-exclusive] or ovis-gamma<g>[-arithmetic|-geometric]")
     config = {"gamma": float(gammas[0].group(1)), "leave_one_out": modes[0] if modes else "clipped"}
-    if head_compat:
-        config["legacy_renyi"] = True
+    if reproduce_original:
+        config["reproduce_original"] = True
     return OvisAsymptotic, config
 
 
-def _parse_tvo(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEstimator], Dict]:
+def _parse_tvo(estimator_id: str, reproduce_original: bool) -> Tuple[Type[GradientEstimator], Dict]:
     config = {"partitions": 2, "log_beta_min": -10.0, "beta_min_rule": None, "integration": "left"}
     tokens = estimator_id.split("-")[1:]
-    if head_compat:  # the original's rules: substring tests, first integer, unknown tokens ignored
+    if reproduce_original:  # the original's rules: substring tests, first integer, unknown tokens ignored
         for token in tokens:
             number = re.search(r"\d+", token)
             if "part" in token and number:
@@ -142,7 +145,7 @@ def _parse_tvo(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEstim
             if kind is None:
                 raise _invalid(estimator_id, f"unknown tvo token {token!r}: expected part<n>, beta<b>, config1, "
                                              f"config2, left, right or trapz (the original code ignored unknown "
-                                             f"tokens: head_compat=True does the same)")
+                                             f"tokens: reproduce_original=True does the same)")
             if kind in seen:
                 raise _invalid(estimator_id, f"more than one {kind} token")
             seen.add(kind)
@@ -157,19 +160,23 @@ def _parse_tvo(estimator_id: str, head_compat: bool) -> Tuple[Type[GradientEstim
     return ThermodynamicVariationalObjective, config
 
 
-def parse_estimator_id(estimator_id: str, head_compat: bool = False) -> Tuple[Type[GradientEstimator], Dict]:
+def parse_estimator_id(estimator_id: str, reproduce_original: bool = False,
+                       head_compat: Optional[bool] = None) -> Tuple[Type[GradientEstimator], Dict]:
     """Map an estimator identifier to ``(EstimatorClass, config)``; build the estimator with
     ``EstimatorClass(mc=..., iw=..., **config)``. Raises ``ValueError`` listing the valid forms
-    for anything else. See the module docstring for the identifiers and ``head_compat``."""
+    for anything else. See the module docstring for the identifiers and ``reproduce_original``
+    (``head_compat``: its earlier name)."""
+    if head_compat is not None:
+        reproduce_original = head_compat
     if not isinstance(estimator_id, str):
         raise _invalid(estimator_id, "expected a string")
     if estimator_id in _EXACT:
         cls, config = _EXACT[estimator_id]
         return cls, dict(config)
     if estimator_id.startswith("ovis-"):
-        return _parse_ovis(estimator_id, head_compat)
+        return _parse_ovis(estimator_id, reproduce_original)
     if estimator_id == "tvo" or estimator_id.startswith("tvo-"):
-        return _parse_tvo(estimator_id, head_compat)
+        return _parse_tvo(estimator_id, reproduce_original)
     match = _RELAXED.fullmatch(estimator_id)
     if match:
         temperature = None if match.group(2) is None else float(match.group(2))

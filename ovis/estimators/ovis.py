@@ -9,7 +9,7 @@ score-function gradient of the importance weighted bound.
 """
 import math
 from numbers import Integral
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import Tensor
@@ -18,12 +18,17 @@ from .base import RuntimeOptions, finite_or_zero
 from .score_function import ScoreFunctionEstimator
 from .vimco import LEAVE_ONE_OUT_MODES, leave_one_out_logsumexp, vimco_control_variate
 
+def original_behaviour(reproduce_original: bool, earlier_name: Optional[bool]) -> bool:
+    """The compatibility switch ``reproduce_original``, or its earlier name's value when given."""
+    return bool(reproduce_original if earlier_name is None else earlier_name)
+
+
 ASYMPTOTIC_LEAVE_ONE_OUT = ("clipped",) + LEAVE_ONE_OUT_MODES
 
 
 def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights: Tensor, gamma: float,
                                     alpha: float = 0.0, beta: float = 1.0, leave_one_out: str = "clipped",
-                                    legacy_renyi: bool = False) -> Tensor:
+                                    reproduce_original: bool = False, legacy_renyi: Optional[bool] = None) -> Tensor:
     """OVIS~ control variates, ``[..., K]`` from ``log_weights``/``weights [..., K]``, ``bound [...]``::
 
         c_k = log Z_hat_{[-k]} - gamma beta v_k + (1 - gamma) log(1 - 1/K)
@@ -35,9 +40,9 @@ def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights:
     * ``arithmetic`` / ``geometric``: VIMCO's leave-one-out control variate (exact, no clipping).
 
     With alpha > 0 the clipped correction is divided by (1 - alpha), which makes it equal to
-    VIMCO-arithmetic's ``c_k``; ``legacy_renyi=True`` reproduces the original code, which did not
-    divide it (SPEC 11.2). ``beta`` scales v_k as in the learning signal ``d_k = L - beta v_k``
-    (beta = 1: the paper's formula). Needs K >= 2.
+    VIMCO-arithmetic's ``c_k``; ``reproduce_original=True`` (earlier name ``legacy_renyi``)
+    reproduces the original code, which did not divide it (SPEC 11.2). ``beta`` scales v_k as in
+    the learning signal ``d_k = L - beta v_k`` (beta = 1: the paper's formula). Needs K >= 2.
     """
     K = log_weights.shape[-1]
     if K < 2:
@@ -46,7 +51,7 @@ def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights:
     if leave_one_out == "clipped":
         eps = torch.finfo(weights.dtype).eps
         correction = torch.log((1 - weights).clamp(min=eps)) - log_ratio  # [..., K]
-        scale = 1 if (alpha == 0 or legacy_renyi) else 1 / (1 - alpha)
+        scale = 1 if (alpha == 0 or original_behaviour(reproduce_original, legacy_renyi)) else 1 / (1 - alpha)
         log_z_others = bound.unsqueeze(-1) + scale * correction
     elif leave_one_out in LEAVE_ONE_OUT_MODES:
         log_z_others = vimco_control_variate(log_weights, alpha, leave_one_out)
@@ -88,12 +93,12 @@ class OvisAsymptotic(ScoreFunctionEstimator):
     the clipping of ``1 - v_k`` at machine epsilon). Requires iw >= 2.
 
     Args: ``gamma``; ``leave_one_out`` in {clipped (paper), arithmetic, geometric} (ids
-    ``ovis-gamma<g>-arithmetic|-geometric``, SPEC 2.8); ``legacy_renyi`` (original handling of
-    alpha > 0, see ``ovis_asymptotic_control_variate``).
+    ``ovis-gamma<g>-arithmetic|-geometric``, SPEC 2.8); ``reproduce_original`` (the original's
+    handling of alpha > 0, see ``ovis_asymptotic_control_variate``; earlier name ``legacy_renyi``).
     """
 
     def __init__(self, mc: int = 1, iw: int = 1, gamma: float = 1.0, leave_one_out: str = "clipped",
-                 legacy_renyi: bool = False, **options):
+                 reproduce_original: bool = False, legacy_renyi: Optional[bool] = None, **options):
         super().__init__(mc, iw, **options)
         if self.iw < 2:
             raise ValueError(f"OVIS~ (ovis-gamma*) needs iw >= 2: its control variate uses log(1 - 1/K), "
@@ -102,11 +107,11 @@ class OvisAsymptotic(ScoreFunctionEstimator):
             raise ValueError(f"leave_one_out={leave_one_out!r}; allowed: {list(ASYMPTOTIC_LEAVE_ONE_OUT)}")
         self.gamma = float(gamma)
         self.leave_one_out = leave_one_out
-        self.legacy_renyi = bool(legacy_renyi)
+        self.reproduce_original = original_behaviour(reproduce_original, legacy_renyi)
 
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options: RuntimeOptions) -> Tensor:
         return ovis_asymptotic_control_variate(log_weights, bound, weights, self.gamma, options.alpha,
-                                               options.beta, self.leave_one_out, self.legacy_renyi)
+                                               options.beta, self.leave_one_out, self.reproduce_original)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, gamma={self.gamma}, leave_one_out={self.leave_one_out}"
@@ -124,16 +129,18 @@ class OvisMonteCarlo(ScoreFunctionEstimator):
       phi on L_{K'} of the primary ones (unbiased for the gradient of L_{K'}). Needs K >= 2.
 
     ``iw_aux``: an int is an absolute number S of auxiliary particles (as in the paper's
-    experiments); a float f is a fraction of K, ``S = max(1, int(f K))``. ``head_aux_scaling=True``
-    reproduces the original code at HEAD, where any value is a fraction (``ovis-S50`` = 50 K).
+    experiments); a float f is a fraction of K, ``S = max(1, int(f K))``. ``reproduce_original=True``
+    (earlier name ``head_aux_scaling``) reproduces the original code at HEAD, where any value is a
+    fraction (``ovis-S50`` = 50 K).
     """
 
     def __init__(self, mc: int = 1, iw: int = 1, iw_aux: Union[int, float] = 1, exclusive: bool = False,
-                 head_aux_scaling: bool = False, **options):
+                 reproduce_original: bool = False, head_aux_scaling: Optional[bool] = None, **options):
         super().__init__(mc, iw, **options)
         if isinstance(iw_aux, bool) or not iw_aux > 0:
             raise ValueError(f"iw_aux={iw_aux!r}: expected an integer S >= 1 (absolute) or a fraction of iw > 0")
-        if isinstance(iw_aux, Integral) and not head_aux_scaling:
+        self.reproduce_original = original_behaviour(reproduce_original, head_aux_scaling)
+        if isinstance(iw_aux, Integral) and not self.reproduce_original:
             aux = int(iw_aux)
         else:
             aux = max(1, int(float(iw_aux) * self.iw))

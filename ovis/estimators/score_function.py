@@ -16,7 +16,9 @@ the direct term stays exact with free bits. The phi gradient is unbiased for any
 does not depend on ``z_k`` (given the other particles). ``alpha`` enters through L and v only:
 ``d_k`` is the exact learning signal of the IW-Renyi bound too.
 
-Diagnostics: ``reinforce/mse`` = mean over (m, k) of ``(c_k - d_k)^2`` per data point.
+Diagnostics: ``control_variate/mse`` = mean over (m, k) of ``(c_k - d_k)^2`` per data point: the
+mean squared error of the control variate as a prediction of the learning signal (every
+score-function estimator reports it; the original code called it ``reinforce/mse``).
 """
 import math
 from abc import abstractmethod
@@ -102,7 +104,7 @@ class ScoreFunctionEstimator(GradientEstimator):
         squared_error = (control_variate - signal) ** 2  # [bs, mc, K']
         if self.learns_control_variate:
             loss = loss + squared_error.mean((1, 2))
-        return loss, {"reinforce/mse": squared_error.detach().mean((1, 2))}
+        return loss, {"control_variate/mse": squared_error.detach().mean((1, 2))}
 
 
 class Reinforce(ScoreFunctionEstimator):

@@ -18,9 +18,11 @@ name               model
 =================  ==========================================================================
 
 Hyper-parameters use the ``run.py`` option names: ``N, K, hdim, nlayers, depth, prior,
-learn_prior, normalization, dropout, kdim``; model-specific extras: ``q_std`` (``gaussian-toy``,
-q's standard deviation) and ``q_hdim`` (``gmm``, width of q's hidden layer; the shared ``hdim``
-does not apply so that the paper's 1-16-C network is kept whatever the trainer's default).
+learn_prior, normalization, dropout, kdim``, and ``reproduce_original`` (the original code's
+relaxed latents, ``ovis.models.distributions``; not a ``run.py`` option); model-specific extras:
+``q_std`` (``gaussian-toy``, q's standard deviation) and ``q_hdim`` (``gmm``, width of q's hidden
+layer; the shared ``hdim`` does not apply so that the paper's 1-16-C network is kept whatever the
+trainer's default).
 A model ignores the shared names it has no use for (so a trainer may pass all of them):
 ``sbm`` uses ``N, depth, nlayers`` (hidden width = N, prior learnt Bernoulli); ``gaussian-vae``
 everything but ``prior, K, kdim``; ``gaussian-toy`` none; ``gmm`` only ``N`` (clusters).
@@ -40,7 +42,7 @@ from .layers import NORMALIZATIONS
 from .vae import HierarchicalVAE
 
 SHARED_HYPERPARAMETERS = ("N", "K", "hdim", "nlayers", "depth", "prior", "learn_prior",
-                          "normalization", "dropout", "kdim")
+                          "normalization", "dropout", "kdim", "reproduce_original")
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,10 @@ def _gaussian_vae(x_shape, x_mean, **hparams) -> TemplateModel:
     return HierarchicalVAE(x_shape, x_mean=x_mean, prior="normal", **hparams)
 
 
-def _sbm(x_shape, x_mean, N, depth, nlayers) -> TemplateModel:
+def _sbm(x_shape, x_mean, N, depth, nlayers, reproduce_original) -> TemplateModel:
     return HierarchicalVAE(x_shape, N=N, hdim=N, nlayers=nlayers, depth=depth, prior="bernoulli",
-                           learn_prior=True, x_mean=x_mean, signed_latents=True, centered_data=True)
+                           learn_prior=True, x_mean=x_mean, signed_latents=True, centered_data=True,
+                           reproduce_original=reproduce_original)
 
 
 def _gaussian_toy(x_shape, x_mean, q_std) -> TemplateModel:
@@ -72,15 +75,15 @@ def _gmm(x_shape, x_mean, N, q_hdim) -> TemplateModel:
 
 
 _VAE_DEFAULTS = dict(N=32, K=8, hdim=64, nlayers=3, depth=1, prior="normal", learn_prior=False,
-                     normalization="none", dropout=0.0, kdim=0)
+                     normalization="none", dropout=0.0, kdim=0, reproduce_original=False)
 
 MODELS: Dict[str, ModelSpec] = {
     "vae": ModelSpec(_vae, _VAE_DEFAULTS),
     "shapes": ModelSpec(_vae, {**_VAE_DEFAULTS, "prior": "categorical", "learn_prior": True, "N": 32,
                                "K": 8, "hdim": 128, "nlayers": 2}),
     "gaussian-vae": ModelSpec(_gaussian_vae, dict(N=200, hdim=200, nlayers=2, depth=1, learn_prior=False,
-                                                  normalization="none", dropout=0.0)),
-    "sbm": ModelSpec(_sbm, dict(N=200, depth=3, nlayers=0)),
+                                                  normalization="none", dropout=0.0, reproduce_original=False)),
+    "sbm": ModelSpec(_sbm, dict(N=200, depth=3, nlayers=0, reproduce_original=False)),
     "gaussian-toy": ModelSpec(_gaussian_toy, dict(q_std=2 / 3)),
     "gmm": ModelSpec(_gmm, dict(N=20, q_hdim=16)),
 }
@@ -107,8 +110,8 @@ def _check_hyperparameter(name: str, value):
         raise ValueError(f"prior={value!r}; allowed: {sorted(LATENT_FAMILIES)}")
     if name == "normalization" and value not in NORMALIZATIONS:
         raise ValueError(f"normalization={value!r}; allowed: {list(NORMALIZATIONS)}")
-    if name == "learn_prior" and not isinstance(value, bool):
-        raise ValueError(f"learn_prior={value!r}: expected True or False")
+    if name in ("learn_prior", "reproduce_original") and not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}: expected True or False")
     if name == "dropout" and not 0.0 <= float(value) < 1.0:
         raise ValueError(f"dropout={value!r}: expected a probability in [0, 1)")
     if name == "q_std" and not float(value) > 0:

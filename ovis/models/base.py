@@ -25,7 +25,7 @@ class TemplateModel(nn.Module):
     * ``qz``: list of distributions q(z_g | x, ...), same length and order as ``z``.
     * ``pz``: list of prior / conditional prior distributions p(z_g | ...), same order.
     * ``diagnostics`` (optional): dict ``name -> Tensor`` of shape ``[rows]`` or scalar,
-      named ``group/key`` (e.g. ``gmm/posterior_mse``); estimators average them per data point.
+      named ``group/key`` (e.g. ``gmm/posterior_distance``); estimators average them per data point.
 
     Keyword arguments the estimator forwards (``alpha``, ``beta``, ``tau``, ...) must be
     accepted and may be ignored.

@@ -27,9 +27,9 @@ class GaussianToyModel(TemplateModel):
     ``q_std``: fixed standard deviation of q. Parameters ``A [D, D]``, ``b [D]``, ``mu [D]``
     start i.i.d. U[1.5, 2.5] from the global RNG.
 
-    Diagnostics (scalars): ``gaussian_toy/mse_A`` = ||A - A*||_F, ``mse_b`` = ||b - b*||,
-    ``mse_mu`` = ||mu - mu*||, ``mse_phi`` = ||(A, b) - (A*, b*)||. The names are those of the
-    original code; the values are Euclidean distances (not squared, not averaged).
+    Diagnostics (scalars): ``gaussian_toy/distance_A`` = ||A - A*||_F, ``distance_b`` = ||b - b*||,
+    ``distance_mu`` = ||mu - mu*||, ``distance_phi`` = ||(A, b) - (A*, b*)||: Euclidean distances
+    (not squared, not averaged), which the original code called ``mse_A``, ``mse_b``...
     """
 
     def __init__(self, x_shape: Sequence[int], x_mean: Optional[Tensor] = None, q_std: float = 2 / 3):
@@ -113,9 +113,9 @@ class GaussianToyModel(TemplateModel):
     def distances_to_optimum(self) -> Dict[str, Tensor]:
         dA = (self.A - self.optimal_A).pow(2).sum()
         db = (self.b - self.optimal_b).pow(2).sum()
-        return {"gaussian_toy/mse_A": dA.sqrt(), "gaussian_toy/mse_b": db.sqrt(),
-                "gaussian_toy/mse_mu": (self.mu - self.optimal_mu).norm(),
-                "gaussian_toy/mse_phi": (dA + db).sqrt()}
+        return {"gaussian_toy/distance_A": dA.sqrt(), "gaussian_toy/distance_b": db.sqrt(),
+                "gaussian_toy/distance_mu": (self.mu - self.optimal_mu).norm(),
+                "gaussian_toy/distance_phi": (dA + db).sqrt()}
 
     @torch.no_grad()
     def set_optimum(self) -> None:

@@ -6,8 +6,9 @@ wake-sleep for models with stochastic control flow" (SPEC 3.5).
 
 The data come from the true model theta*_c = log(5 + c) (pi*_c proportional to 5 + c); its
 exact posterior p*(c | x) = softmax_c(theta*_c + log N(x; 10 c, 25)) gives the diagnostics
-``gmm/prior_mse`` = ||softmax(theta) - pi*||_2 (scalar) and ``gmm/posterior_mse`` =
-||q_phi(. | x) - p*(. | x)||_2 per row (named as in the original code; both are distances).
+``gmm/prior_distance`` = ||softmax(theta) - pi*||_2 (scalar) and ``gmm/posterior_distance`` =
+||q_phi(. | x) - p*(. | x)||_2 per row (Euclidean distances, not squared; the original code
+called them ``gmm/prior_mse`` and ``gmm/posterior_mse``).
 """
 from typing import Dict, Optional, Sequence
 
@@ -115,4 +116,4 @@ class GaussianMixtureModel(TemplateModel):
     def _diagnostics(self, x: Tensor, qz: Categorical) -> Dict[str, Tensor]:
         prior_distance = (F.softmax(self.log_theta, -1) - F.softmax(self.true_logits, -1)).norm()
         posterior_distance = (qz.probs - self.true_posterior(x)).norm(dim=-1)  # [rows]
-        return {"gmm/prior_mse": prior_distance, "gmm/posterior_mse": posterior_distance}
+        return {"gmm/prior_distance": prior_distance, "gmm/posterior_distance": posterior_distance}

@@ -71,18 +71,19 @@ class HierarchicalVAE(TemplateModel):
         signed_latents: feed latent samples to the networks as ``2z - 1`` (SBN).
         centered_data: feed data to the encoder as ``(x - x_mean + 1) / 2`` (SBN); without
             ``x_mean`` the mean is taken as 1/2.
+        reproduce_original: the original code's relaxed latents (``ovis.models.distributions``).
     """
 
     def __init__(self, x_shape: Sequence[int], N: int = 32, K: int = 8, hdim: int = 64,
                  nlayers: int = 3, depth: int = 1, prior: str = "normal", learn_prior: bool = False,
                  normalization: str = "none", dropout: float = 0.0, kdim: int = 0,
                  x_mean: Optional[Tensor] = None, signed_latents: bool = False,
-                 centered_data: bool = False):
+                 centered_data: bool = False, reproduce_original: bool = False):
         super().__init__()
         self.x_shape = tuple(int(d) for d in x_shape)
         self.depth, self.n_units = depth, N
         self.signed_latents, self.centered_data = signed_latents, centered_data
-        self.family = latent_family(prior, K)
+        self.family = latent_family(prior, K, reproduce_original)
         if kdim > 0 and prior != "categorical":
             raise ValueError(f"kdim={kdim} (key-query logits) needs prior='categorical', got prior={prior!r}")
         x_features = math.prod(self.x_shape)

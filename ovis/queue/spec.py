@@ -20,12 +20,11 @@ the last parameter slowest.
 Every grid point gets a stable id, ``<readable prefix>-<hash>``, where the hash is taken over the
 *canonical* arguments (each option's final value, sorted by name, as JSON), so reordering options
 in the spec or moving one between ``global`` and ``parameters`` keeps the ids (SPEC 11.24).
-Options that change how a run executes but not what it computes (``EXECUTION_OPTIONS``) are left
-out of the hash. Unlike run.py's own hash of the original, ``nsteps``/``epochs`` are part of it:
-two grid points that differ only in length are different runs of the queue.
+The hash is ``ovis.identity.run_hash``, the one run identity of ovis (options that change how a
+run executes but not what it computes are left out; numbers compare as numbers; ``nsteps`` and
+``epochs`` are part of it).
 """
 import difflib
-import hashlib
 import itertools
 import json
 import os
@@ -34,14 +33,14 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple, Union
 
+from ovis.identity import run_hash
+
 SPEC_KEYS = ("description", "script", "args", "global", "parameters", "skip_missing_data")
 DEFAULT_SCRIPT = "run.py"
 
 # Options the manager sets itself for every run (DESIGN.md section 5); a spec may not set them,
 # since the manager's values would silently override them.
 MANAGED_OPTIONS = ("exp", "root", "data_root", "run_id", "resume", "rf")
-# Options that do not change what a run computes: excluded from the run id's hash.
-EXECUTION_OPTIONS = frozenset({"workers", "silent", "device"})
 # Options shown, in this order, in the readable prefix of a run id.
 PREFIX_OPTIONS = ("id", "dataset", "model", "estimator", "iw", "seed")
 HASH_LENGTH = 12
@@ -178,16 +177,16 @@ def _slug(value: Union[str, bool]) -> str:
 
 
 def make_run_id(params: Dict[str, Union[str, bool]]) -> str:
-    """``<id>-<dataset>-<model>-<estimator>-iw<K>-seed<s>-<hash>`` (parts present only when set)."""
-    hashed = {k: v for k, v in params.items() if k not in EXECUTION_OPTIONS}
-    digest = hashlib.sha256(json.dumps(hashed, sort_keys=True, separators=(",", ":")).encode())
+    """``<id>-<dataset>-<model>-<estimator>-iw<K>-seed<s>-<hash>`` (parts present only when set);
+    the hash is ``ovis.identity.run_hash`` (``--lr 3e-4`` and ``--lr 0.0003`` are the same run)."""
+    digest = run_hash(params)[:HASH_LENGTH]
     parts = []
     for name in PREFIX_OPTIONS:
         if name in params and params[name] not in (True, ""):
             label = name if name in ("iw", "seed") else ""
             parts.append(label + _slug(params[name]))
     prefix = "-".join(p for p in parts if p)[:80]
-    return f"{prefix}-{digest.hexdigest()[:HASH_LENGTH]}" if prefix else digest.hexdigest()[:HASH_LENGTH]
+    return f"{prefix}-{digest}" if prefix else digest
 
 
 def _suggest(name: str, allowed: Sequence[str]) -> str:

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ovis import records
+from ovis.identity import EXECUTION_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -26,11 +27,8 @@ UNKNOWN = "unknown"
 STATUS_ORDER = (SUCCESS, RUNNING, QUEUED, FAILED, ABORTED, UNKNOWN)
 
 # Run options that say where or how a run was executed, not what it computed: they never
-# distinguish groups of runs in a report.
-BOOKKEEPING_OPTIONS = frozenset({
-    "hash", "run_id", "exp", "root", "data_root", "device", "workers", "silent", "resume",
-    "rf", "deterministic", "sequential_computation", "load",
-})
+# distinguish groups of runs in a report (the run identity's, ``ovis.identity``).
+BOOKKEEPING_OPTIONS = EXECUTION_OPTIONS
 
 
 @dataclass

@@ -42,8 +42,8 @@ METRIC_LABELS = {
     "grads/dsnr": "DSNR",
     "grads/variance": "gradient variance",
     "grads/magnitude": r"$|\mathbb{E}[g]|$",
-    "gmm/posterior_mse": r"$||q_\phi(z|x) - p_{\theta^*}(z|x)||_2$",
-    "gmm/prior_mse": r"$||p_\theta(z) - p_{\theta^*}(z)||_2$",
+    "gmm/posterior_distance": r"$||q_\phi(z|x) - p_{\theta^*}(z|x)||_2$",
+    "gmm/prior_distance": r"$||p_\theta(z) - p_{\theta^*}(z)||_2$",
     "active_units/au": "active units",
 }
 # Run options as printed in legends and axis labels.

@@ -4,9 +4,9 @@
 * ``schedules``: Renyi-alpha warm-up and learning-rate reduction.
 * ``data``: deterministic batch order and fixed evaluation subsets.
 * ``trainer``: the ``Trainer`` (train, evaluate, analyse, log, checkpoint, resume).
-* ``optim``: Adam in one fused kernel, without ``torch.optim``'s import of ``torch._dynamo``.
-* ``tensorboard``: TensorBoard event files without ``torch.utils.tensorboard``.
-* ``malloc``: glibc heap thresholds that keep a step's freed memory for the next step.
+* ``optim``: ``--optimizer``: any ``torch.optim`` optimiser by name, fused where the device allows.
+* ``recorder``: ``metrics.jsonl``, TensorBoard (``SummaryWriter``) and the run log.
+* ``malloc``: the environment (glibc heap thresholds) that keeps a step's freed memory for the next.
 * ``main``: ``main(argv) -> exit code``, what ``run.py`` calls.
 """
 from ovis.training.arguments import ArgumentError, build_parser, parse_args, run_identity

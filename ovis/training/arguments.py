@@ -12,45 +12,29 @@ Option names and defaults are those of the original code, with these differences
   1e-2 as in Burda et al.; the original used 1e-3), ``--threads`` (PyTorch CPU threads) and
   ``--checkpoint_interval`` (seconds between checkpoints besides the ones after every evaluation).
 
+The run identity (which options define a run, its hash) is ``ovis.identity``'s: unlike the
+original, ``--nsteps`` and ``--epochs`` are part of it (they set the learning-rate schedule).
+
 Step counts accept a float literal with an integral value (``--nsteps 4e6``,
 ``--warmup 1000000.0``), since the experiment files print numbers with Python's ``str``.
 """
 import argparse
-import hashlib
-import json
-import math
 from typing import Dict, Optional, Sequence, Tuple
 
+from ovis.cli import integer_option
+from ovis.identity import run_hash
+from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
 
-OPTIMIZERS = ("sgd", "adam", "adamax", "rmsprop")
 NORMALIZATIONS = ("none", "layernorm", "batchnorm")
 PRIORS = ("normal", "categorical", "bernoulli")
 
 # Data sets that come with their own model: the model name is forced to the data set's (SPEC 4).
 DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
 
-# Options that do not change what a run computes: left out of the run hash (SPEC 5.2 plus the
-# options added here), so that a run keeps its identity when moved, resumed or extended.
-BOOKKEEPING_KEYS = frozenset({
-    "root", "data_root", "exp", "workers", "silent", "sequential_computation", "epochs", "nsteps",
-    "valid_bs", "test_bs", "load", "rf", "device", "resume", "run_id", "checkpoint_interval", "threads",
-})
-
 
 class ArgumentError(ValueError):
     """Bad or incompatible options; ``run.py`` exits with code 2 before doing any work."""
-
-
-def integer_option(text: str) -> int:
-    """An integer option that also accepts integral float literals such as ``4e6``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not math.isfinite(value) or value != int(value):
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
-    return int(value)
 
 
 def _optional(parse):
@@ -87,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = parser.add_argument_group("run")
     run.add_argument("--epochs", type=integer_option, default=-1, help="number of epochs (< 0: derived from --nsteps)")
     run.add_argument("--nsteps", type=integer_option, default=500000, help="number of optimisation steps")
-    run.add_argument("--optimizer", default="adam", choices=OPTIMIZERS)
+    run.add_argument("--optimizer", default="adam", choices=list(OPTIMIZERS),
+                     help="torch.optim optimiser of the model (a neural baseline always uses adam)")
     run.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     run.add_argument("--freebits", type=_optional(float), default=None, help="free bits per latent group")
     run.add_argument("--baseline_lr", type=float, default=5e-3, help="learning rate of a neural baseline")
@@ -222,19 +207,6 @@ def validate_args(args: argparse.Namespace) -> None:
 def model_name(args: argparse.Namespace) -> str:
     """The model actually built: ``gmm`` and ``gaussian-toy`` data sets force their own model."""
     return DATASET_MODELS.get(args.dataset, args.model)
-
-
-def canonical_options(args) -> Dict:
-    """The options that define what a run computes, as a plain dict (no bookkeeping keys)."""
-    options = vars(args) if isinstance(args, argparse.Namespace) else dict(args)
-    return {key: value for key, value in sorted(options.items()) if key not in BOOKKEEPING_KEYS}
-
-
-def run_hash(args) -> str:
-    """md5 of the canonical JSON of the run-defining options: independent of the order and the
-    spelling (``3e-4`` vs ``0.0003``) of the arguments, stable across Python versions."""
-    text = json.dumps(canonical_options(args), sort_keys=True, separators=(",", ":"))
-    return hashlib.md5(text.encode()).hexdigest()
 
 
 def default_run_id(args: argparse.Namespace) -> str:

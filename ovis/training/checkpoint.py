@@ -6,8 +6,9 @@ training averages and the states of every global random number generator (torch 
 CUDA, numpy, Python). Schedules and the data order are functions of the position and the seed
 (``ovis.training.schedules``, ``ovis.training.data``), so they need no state of their own.
 
-Files are written to a temporary name and renamed, so a run killed while saving keeps the
-previous checkpoint. They load with ``torch.load(weights_only=True)``: only tensors and
+Files are written atomically (``ovis.files.atomic_open``: temporary file, fsync, rename), so a
+run killed while saving keeps the previous checkpoint; the next save removes the temporary file
+such a kill left. They load with ``torch.load(weights_only=True)``: only tensors and
 plain Python containers are stored.
 """
 import os
@@ -16,6 +17,8 @@ from typing import Dict, Optional
 
 import numpy as np
 import torch
+
+from ovis.files import atomic_open, remove_stale_temporaries
 
 CHECKPOINT_FILE = "checkpoint.pt"
 MODEL_FILE = "model.pt"
@@ -51,9 +54,9 @@ def _as_tuples(value):
 
 
 def _atomic_save(obj, path: str) -> None:
-    tmp = path + ".tmp"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    remove_stale_temporaries(path)  # one writer per run folder: any temporary is a killed save's
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(run_dir: str, checkpoint: Dict) -> None:

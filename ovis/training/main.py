@@ -20,9 +20,8 @@ from ovis.analysis.gradients import select_parameters
 from ovis.devices import resolve_device
 from ovis.records import FAILED, clear_outcome, read_config, write_config, write_outcome
 from ovis.training import checkpoint as checkpoints
-from ovis.training.arguments import (ArgumentError, canonical_options, default_run_id, model_hparams, model_name,
-                                     parse_args, run_hash)
-from ovis.training.malloc import retain_freed_memory
+from ovis.identity import changed_options, run_hash
+from ovis.training.arguments import ArgumentError, default_run_id, model_hparams, model_name, parse_args
 from ovis.training.recorder import close_logger, run_logger
 from ovis.training.trainer import EXIT_FAILED, RunComponents, Trainer
 
@@ -132,13 +131,11 @@ def check_run_dir(run_dir: str, args: argparse.Namespace) -> None:
     if not args.resume:
         raise ArgumentError(f"the run folder {run_dir} already holds a checkpoint: pass --resume to continue "
                             f"it or --rf to delete it and start over")
-    config = read_config(run_dir) or {}
-    if config.get("hash") not in (None, run_hash(args)):
-        options, stored = canonical_options(args), canonical_options(config)
-        stored.pop("hash", None)
-        changed = sorted(key for key in set(options) | set(stored) if stored.get(key) != options.get(key))
+    config = read_config(run_dir)
+    changed = changed_options(args, config) if config else []  # options, not hashes: old hashes differ
+    if changed:
         raise ArgumentError(f"the run folder {run_dir} holds a run with other options (changed: "
-                            f"{', '.join(changed) or 'unknown'}); use another --run_id, or --rf to start over")
+                            f"{', '.join(changed)}); use another --run_id, or --rf to start over")
 
 
 def prepare_run_dir(run_dir: str, args: argparse.Namespace) -> bool:
@@ -182,7 +179,6 @@ def main(argv: Optional[Sequence[str]] = None,
         device = resolve_device(args.device)
         check_run_dir(run_dir, args)
         configure_determinism(args.deterministic)
-        retain_freed_memory()
         seed_everything(args.seed)
         components = build(args, device)
         configure_threads(args, components)

@@ -1,5 +1,5 @@
 """Where a run's outputs go: ``metrics.jsonl`` (always), TensorBoard event files (when
-TensorBoard is installed; ``ovis.training.tensorboard``), ``run.log`` and the console.
+TensorBoard is installed; ``torch.utils.tensorboard.SummaryWriter``), ``run.log`` and the console.
 
 Metrics are addressed as ``<split>:<group>/<key>`` (``train:loss/L_k``): the split is the
 TensorBoard writer (sub-folder ``train/``, ``test/``, ``valid/``, ``online/``) and the ``split``
@@ -7,7 +7,7 @@ field of ``metrics.jsonl`` (format in ``ovis.records``). ``train``, ``test`` and
 the periodic evaluations (SPEC 5.5); ``online`` the training estimator's own diagnostics
 averaged over the steps since the previous evaluation.
 """
-import json
+import importlib.util
 import logging
 import os
 import sys
@@ -15,8 +15,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from ovis.records import MetricsWriter, iter_metric_records
-from ovis.training.tensorboard import EventWriter, tensorboard_available
+from ovis.records import MetricsWriter, rewrite_metrics
 
 FINAL_SPLIT = "valid"  # logged once, by the final validation pass
 
@@ -69,22 +68,18 @@ class RunRecorder:
         self.purge_step = None if resume_step is None else resume_step + 1
         if resume_step is not None:
             self.metrics.truncate_after(resume_step)
-            self._drop_split(FINAL_SPLIT)
+            rewrite_metrics(run_dir, lambda record: record["split"] != FINAL_SPLIT)
         self._writers = {}
-        self.tensorboard = tensorboard and tensorboard_available()
+        self.tensorboard = tensorboard and importlib.util.find_spec("tensorboard") is not None
 
-    def _drop_split(self, split: str) -> None:
-        records = [record for record in iter_metric_records(self.run_dir) if record["split"] != split]
-        tmp = self.metrics.path + ".tmp"
-        with open(tmp, "w") as f:
-            f.writelines(json.dumps(record) + "\n" for record in records)
-        os.replace(tmp, self.metrics.path)
-
-    def _writer(self, split: str) -> Optional[EventWriter]:
+    def _writer(self, split: str):
+        """The ``SummaryWriter`` of ``split`` (sub-folder of the run), or None without TensorBoard."""
         if not self.tensorboard:
             return None
         if split not in self._writers:
-            self._writers[split] = EventWriter(os.path.join(self.run_dir, split), purge_step=self.purge_step)
+            from torch.utils.tensorboard import SummaryWriter  # imported on first use: ~1 s
+
+            self._writers[split] = SummaryWriter(os.path.join(self.run_dir, split), purge_step=self.purge_step)
         return self._writers[split]
 
     def log_metrics(self, step: int, split: str, values: Dict[str, float], epoch: Optional[int] = None) -> None:
@@ -99,7 +94,7 @@ class RunRecorder:
         """``grid``: ``[H, W, C]`` uint8 image."""
         writer = self._writer(split)
         if writer is not None:
-            writer.add_image(tag, grid, step)
+            writer.add_image(tag, grid, step, dataformats="HWC")
             writer.flush()
 
     def close(self) -> None:

@@ -8,7 +8,7 @@ One ``Trainer`` runs one run folder (DESIGN 4). The loop, per epoch ``e``:
 2. set the learning rate of the epoch, then one optimiser step per batch, alpha following its
    warm-up schedule. Training losses and diagnostics stay on the device and are read every
    ``SYNC_EVERY`` steps (progress bar, NaN check); their averages since the previous
-   evaluation are logged under the ``online`` split (``online:loss/L_k``, ``online:reinforce/mse``).
+   evaluation are logged under the ``online`` split (``online:loss/L_k``, ``online:control_variate/mse``).
 
 After training the best model is evaluated on the whole validation split (``valid:loss/L_k``).
 
@@ -40,7 +40,7 @@ from ovis.training import checkpoint as checkpoints
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import image_grid, interleave_rows, save_png
-from ovis.training.optim import Adam
+from ovis.training.optim import load_optimizer_state, make_optimizer
 from ovis.training.recorder import RunRecorder
 from ovis.training.schedules import AlphaSchedule, LearningRateSchedule
 
@@ -54,8 +54,6 @@ RECONSTRUCTIONS = 50
 GPU_SAMPLE_MEMORY, CPU_SAMPLE_MEMORY = 512 * 2 ** 20, 2 * 2 ** 20
 EXIT_SUCCESS, EXIT_FAILED, EXIT_ABORTED = 0, 1, 130
 
-# Adam is ovis's own (torch.optim's optimisers import torch._dynamo, ~70 MB, on first use).
-OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": Adam, "adamax": torch.optim.Adamax, "rmsprop": torch.optim.RMSprop}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -100,7 +98,7 @@ class StepMonitor:
     Each step stores the batch means of the surrogate loss (``loss/surrogate``) and of every
     training diagnostic (one row each). Reading them checks that the loss and the bound are
     finite (the error names the first bad step) and adds them to the online averages logged at
-    the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:reinforce/mse``:
+    the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:control_variate/mse``:
     the training estimator's own values, at the training K and the scheduled alpha)."""
 
     LOSS = "loss/surrogate"
@@ -195,10 +193,10 @@ class Trainer:
         self.estimator_id = components.estimator_id or args.estimator
         self.image_data = len(self.datasets.x_shape) == 3
 
-        self.optimizers = [OPTIMIZERS[args.optimizer](self.model.parameters(), lr=args.lr)]
+        self.optimizers = [make_optimizer(args.optimizer, self.model.parameters(), lr=args.lr)]
         estimator_parameters = [p for p in self.estimator.parameters() if p.requires_grad]
         if estimator_parameters:
-            self.optimizers.append(Adam(estimator_parameters, lr=args.baseline_lr))
+            self.optimizers.append(make_optimizer("adam", estimator_parameters, lr=args.baseline_lr))
         self.base_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in self.optimizers]
         self.grad_variances = None  # --track_grad_variances (ovis/analysis/grad_variance.py)
         if getattr(args, "track_grad_variances", ""):
@@ -443,7 +441,7 @@ class Trainer:
         self.model.load_state_dict(saved["model"])
         self.estimator.load_state_dict(saved["estimator"])
         for optimizer, state in zip(self.optimizers, saved["optimizers"]):
-            optimizer.load_state_dict(state)
+            load_optimizer_state(optimizer, state)
         self.state = TrainingState(**saved["state"])
         self.monitor.load_state_dict(saved["monitor"])
         checkpoints.set_rng_state(saved["rng"], self.device)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
-from ovis.models.testing import EnumerableModel
+from ovis.testing import EnumerableModel
 from ovis.records import read_metrics, read_outcome
 from ovis.training.main import main
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ovis.models.testing import EnumerableModel, LinearGaussianModel
+from ovis.testing import EnumerableModel, LinearGaussianModel
 
 
 @pytest.fixture

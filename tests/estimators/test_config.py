@@ -68,11 +68,11 @@ def test_invalid_ids_list_the_valid_forms(bad):
 def test_aux_particles_absolute_fraction_and_head_mode():
     assert build("ovis-S50-exclusive", iw=5).iw_aux == 50  # paper: absolute S
     assert build("ovis-S50-exclusive", iw=5).layout == (1, 55)
-    Estimator, config = parse_estimator_id("ovis-S50-exclusive", head_compat=True)
+    Estimator, config = parse_estimator_id("ovis-S50-exclusive", reproduce_original=True)
     assert Estimator(iw=5, **config).iw_aux == 250  # original HEAD: S * K
     assert build("ovis-S0.3", iw=10).iw_aux == 3  # fraction of K
     assert build("ovis-S0.01", iw=10).iw_aux == 1  # at least one
-    Estimator, config = parse_estimator_id("ovis-S0.5", head_compat=True)
+    Estimator, config = parse_estimator_id("ovis-S0.5", reproduce_original=True)
     assert Estimator(iw=10, **config).iw_aux == 5
 
 
@@ -108,10 +108,10 @@ def test_tvo_integration_weights():
         assert torch.allclose(estimator.weights, torch.tensor(weights, dtype=torch.float64))
 
 
-def test_tvo_head_compat_ignores_unknown_tokens():
-    _, config = parse_estimator_id("tvo-S5-beta3", head_compat=True)
+def test_tvo_reproduce_original_ignores_unknown_tokens():
+    _, config = parse_estimator_id("tvo-S5-beta3", reproduce_original=True)
     assert config["partitions"] == 2 and config["log_beta_min"] == -3.0
-    _, config = parse_estimator_id("tvo-part5x-left-right", head_compat=True)
+    _, config = parse_estimator_id("tvo-part5x-left-right", reproduce_original=True)
     assert config["partitions"] == 5 and config["integration"] == "left"
 
 
@@ -134,7 +134,12 @@ def test_ovis_asymptotic_k1_error_is_explicit():
         build("ovis-gamma1", iw=1)
 
 
-def test_head_compat_reproduces_the_original_renyi_correction():
-    Estimator, config = parse_estimator_id("ovis-gamma1", head_compat=True)
-    assert config["legacy_renyi"] is True and Estimator(iw=3, **config).legacy_renyi
-    assert "legacy_renyi" not in parse_estimator_id("ovis-gamma1")[1]
+def test_reproduce_original_gives_the_original_renyi_correction():
+    Estimator, config = parse_estimator_id("ovis-gamma1", reproduce_original=True)
+    assert config["reproduce_original"] is True and Estimator(iw=3, **config).reproduce_original
+    assert "reproduce_original" not in parse_estimator_id("ovis-gamma1")[1]
+    # the earlier names of the switch are still read
+    assert parse_estimator_id("ovis-gamma1", head_compat=True) == (Estimator, config)
+    assert Estimator(iw=3, legacy_renyi=True).reproduce_original and not Estimator(iw=3).reproduce_original
+    MonteCarlo = parse_estimator_id("ovis-S2")[0]
+    assert MonteCarlo(iw=10, iw_aux=0.5, head_aux_scaling=True).iw_aux == 5

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ovis.estimators import BoundEvaluator
-from ovis.models.testing import EnumerableModel
+from ovis.testing import EnumerableModel
 
 
 class RowCountingModel(EnumerableModel):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ovis.estimators import OvisAsymptotic
-from ovis.models.testing import enumerate_estimator
+from ovis.testing import enumerate_estimator
 
 from .helpers import build, exact_gradients, flat
 

@@ -63,15 +63,15 @@ def synthetic_particles(log_weights, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("estimator_id", sorted(CONTROL_VARIATES))
 def test_estimator_surrogate_uses_the_control_variate(estimator_id, dtype):
-    """``reinforce/mse`` = mean_k (c_k - d_k)^2 and the gradient w.r.t. log q(z_k) is -(d_k - c_k)."""
+    """``control_variate/mse`` = mean_k (c_k - d_k)^2 and the gradient w.r.t. log q(z_k) is -(d_k - c_k)."""
     estimator = build(estimator_id, iw=3)
     aux = AUX_LOG_WEIGHTS if estimator_id.startswith("ovis-S") else []
     particles = synthetic_particles(LOG_WEIGHTS + aux, dtype)
     loss, diagnostics = estimator.surrogate(None, None, particles, RuntimeOptions())
     expected_c = torch.tensor(CONTROL_VARIATES[estimator_id], dtype=torch.float64)
     expected_mse = ((expected_c - torch.tensor(SIGNAL, dtype=torch.float64)) ** 2).mean()
-    assert diagnostics["reinforce/mse"].shape == (1,)
-    assert abs(diagnostics["reinforce/mse"].item() - expected_mse.item()) < 1e-5
+    assert diagnostics["control_variate/mse"].shape == (1,)
+    assert abs(diagnostics["control_variate/mse"].item() - expected_mse.item()) < 1e-5
     (grad,) = torch.autograd.grad(loss.sum(), particles.log_qz)
     primary_grad = grad[0, 0, :3, 0].double()
     assert torch.allclose(primary_grad, -(torch.tensor(SIGNAL, dtype=torch.float64) - expected_c), atol=1e-5)
@@ -131,7 +131,7 @@ def test_vimco_geometric_and_renyi_match_their_definition():
 
 def test_ovis_asymptotic_renyi_correction():
     """Default: the clipped log Z_[-k] equals VIMCO-arithmetic's c_k (divided by 1 - alpha);
-    legacy_renyi: the original, undivided correction L^alpha + log(1 - v_k) - log(1 - 1/K)."""
+    reproduce_original: the original, undivided correction L^alpha + log(1 - v_k) - log(1 - 1/K)."""
     torch.manual_seed(2)
     alpha, gamma, K = 0.6, 0.3, 4
     l = torch.randn(K, dtype=torch.float64)
@@ -139,6 +139,6 @@ def test_ovis_asymptotic_renyi_correction():
     offset = -gamma * weights + (1 - gamma) * math.log(1 - 1 / K)
     consistent = ovis_asymptotic_control_variate(l, bound, weights, gamma, alpha)
     assert torch.allclose(consistent, vimco_control_variate(l, alpha) + offset, atol=1e-12)
-    legacy = ovis_asymptotic_control_variate(l, bound, weights, gamma, alpha, legacy_renyi=True)
+    legacy = ovis_asymptotic_control_variate(l, bound, weights, gamma, alpha, reproduce_original=True)
     assert torch.allclose(legacy, bound + torch.log(1 - weights) - math.log(1 - 1 / K) + offset, atol=1e-12)
     assert not torch.allclose(legacy, consistent)

@@ -9,7 +9,7 @@ from ovis.estimators import BoundEvaluator, parse_estimator_id
 from ovis.estimators.base import expand_particles, iw_bound
 from ovis.estimators.config import EXAMPLE_IDS
 from ovis.estimators.vimco import vimco_control_variate
-from ovis.models.testing import EnumerableModel, LinearGaussianModel
+from ovis.testing import EnumerableModel, LinearGaussianModel
 
 from .helpers import build
 
@@ -246,7 +246,7 @@ def test_neural_baseline_is_trained_by_its_squared_error():
     assert parameters
     x = (torch.rand(8, 3) < 0.5).float()
     loss, diagnostics, _ = estimator(model, x, backward=True)
-    assert all(p.grad is not None for p in parameters) and "reinforce/mse" in diagnostics
+    assert all(p.grad is not None for p in parameters) and "control_variate/mse" in diagnostics
     optimizer = torch.optim.Adam(estimator.parameters(), lr=5e-2)
     torch.manual_seed(0)
     errors = []
@@ -254,7 +254,7 @@ def test_neural_baseline_is_trained_by_its_squared_error():
         optimizer.zero_grad()
         _, diagnostics, _ = estimator(model, x, backward=True)
         optimizer.step()
-        errors.append(diagnostics["reinforce/mse"].mean().item())
+        errors.append(diagnostics["control_variate/mse"].mean().item())
     assert sum(errors[-20:]) < 0.5 * sum(errors[:20])
 
 

@@ -8,7 +8,7 @@ other, coordinate by coordinate within 4.5 standard errors computed from the sam
 import pytest
 import torch
 
-from ovis.models.testing import per_datum_gradients
+from ovis.testing import per_datum_gradients
 
 from .helpers import build, exact_gradients, flat, flat_samples, max_z_difference, max_z_score
 

@@ -5,7 +5,7 @@ import torch
 from ovis.estimators.base import RuntimeOptions, sample_particles
 from ovis.models import get_model
 from ovis.models.sampling import NoiseSampler
-from ovis.models.testing import EnumerableModel
+from ovis.testing import EnumerableModel
 
 from .helpers import build
 

@@ -19,7 +19,7 @@ from ovis.estimators.muprop import MuProp
 from ovis.estimators.noise_integration import integrate_estimator
 from ovis.estimators.rebar import REBAR
 from ovis.estimators.relaxed import Relaxed
-from ovis.models.testing import EnumerableModel, enumerate_estimator
+from ovis.testing import EnumerableModel, enumerate_estimator
 
 from .helpers import build, exact_gradients, flat
 

@@ -7,7 +7,7 @@ from ovis.estimators.base import Particles
 from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
 from ovis.estimators.ovis import ovis_asymptotic_control_variate
 from ovis.estimators.base import iw_bound, normalized_weights
-from ovis.models.testing import EnumerableModel
+from ovis.testing import EnumerableModel
 
 from .helpers import build
 

@@ -1,8 +1,12 @@
-"""Latent distributions: exact log-probabilities and sampling frequencies (5-sigma bounds)."""
+"""Latent distributions: exact log-probabilities and sampling frequencies (5-sigma bounds), and
+the ``torch.distributions`` contract (``expand``, ``support``, ``log_prob`` a density: it
+integrates to 1 numerically) of the relaxed ones; the original's categorical
+(``reproduce_original=True``) keeps its surrogate ``log_prob``, which is not a density."""
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import Bernoulli, Categorical
+from torch.distributions import (Bernoulli, Categorical, OneHotCategoricalStraightThrough, RelaxedBernoulli,
+                                 RelaxedOneHotCategorical)
 
 from ovis.models.distributions import (BernoulliLogits, GumbelSoftmaxCategorical, bernoulli_logit_bias,
                                        latent_family)
@@ -89,3 +93,66 @@ def test_families_build_the_documented_distributions():
 def test_logit_bias_is_clipped():
     bias = bernoulli_logit_bias(torch.tensor([0.0, 0.25, 1.0]))
     torch.testing.assert_close(torch.sigmoid(bias), torch.tensor([1e-4, 0.25, 1 - 1e-4]))
+
+
+def _distributions(reproduce_original: bool):
+    """One distribution per family and temperature, batch ``[3, 5]``."""
+    torch.manual_seed(4)
+    bernoulli, categorical = latent_family("bernoulli", 0, reproduce_original), latent_family("categorical", 3,
+                                                                                           reproduce_original)
+    return [family.distribution(torch.randn(3, 5, family.n_params), tau)  # params [rows, N, P]
+            for family in (bernoulli, categorical) for tau in (0.0, 0.7)]
+
+
+@pytest.mark.parametrize("reproduce_original", [False, True])
+def test_distributions_expand_and_their_samples_lie_in_their_support(reproduce_original):
+    for dist in _distributions(reproduce_original):
+        expanded = dist.expand(torch.Size([2, 3, 5]))
+        assert expanded.batch_shape == (2, 3, 5) and expanded.event_shape == dist.event_shape
+        draws = [expanded.sample()] + ([expanded.rsample()] if dist.has_rsample else [])
+        for value in draws:
+            assert value.shape == (2, 3, 5) + dist.event_shape
+            assert dist.support.check(value).all(), (type(dist).__name__, dist.support)
+        torch.testing.assert_close(expanded.log_prob(draws[0])[1], dist.log_prob(draws[0][1]))
+
+
+def test_the_families_use_torch_distributions_unless_told_to_reproduce_the_original():
+    kinds = [type(dist) for dist in _distributions(reproduce_original=False)]
+    assert kinds == [BernoulliLogits, RelaxedBernoulli, OneHotCategoricalStraightThrough, RelaxedOneHotCategorical]
+    kinds = [type(dist) for dist in _distributions(reproduce_original=True)]
+    assert kinds == [BernoulliLogits, BernoulliLogits, GumbelSoftmaxCategorical, GumbelSoftmaxCategorical]
+
+
+def test_straight_through_one_hot_passes_the_gradient_of_the_probabilities():
+    logits = LOGITS.clone().requires_grad_(True)
+    weights = torch.randn(2, 4, generator=torch.Generator().manual_seed(0))
+    hard = latent_family("categorical", 4).distribution(logits, tau=0.0).rsample()  # [2, 4]
+    assert torch.equal(hard.detach().sum(-1), torch.ones(2)) and set(hard.detach().unique().tolist()) == {0.0, 1.0}
+    (hard * weights).sum().backward()
+    probs_logits = LOGITS.clone().requires_grad_(True)
+    (F.softmax(probs_logits, -1) * weights).sum().backward()
+    torch.testing.assert_close(logits.grad, probs_logits.grad)
+
+
+def _logistic_grid(dims: int, points: int):
+    """Grid of logit coordinates ``u [points ** dims, dims]`` over [-30, 30]^dims, its cell volume,
+    and the simplex points ``x = softmax(u, 0) [.., dims + 1]`` with the Jacobian ``prod x`` of
+    ``u -> x[:dims]``."""
+    axis = torch.linspace(-30.0, 30.0, points, dtype=torch.float64)
+    u = torch.stack(torch.meshgrid(*[axis] * dims, indexing="ij"), -1).reshape(-1, dims)
+    x = F.softmax(torch.cat([u, torch.zeros(len(u), 1, dtype=torch.float64)], -1), -1)
+    return x, x.prod(-1), (axis[1] - axis[0]) ** dims
+
+
+@pytest.mark.parametrize("categories, points", [(2, 20001), (3, 801)])
+@pytest.mark.parametrize("tau", [0.7, 2.0])
+def test_relaxed_log_probs_are_densities_that_integrate_to_one(categories, points, tau):
+    x, jacobian, cell = _logistic_grid(categories - 1, points)
+    logits = torch.tensor([0.4, -0.6, 1.1][:categories], dtype=torch.float64)
+    relaxed = latent_family("categorical", categories).distribution(logits, tau)
+    assert (relaxed.log_prob(x).exp() * jacobian).sum() * cell == pytest.approx(1.0, abs=2e-3)
+    if categories == 2:
+        bernoulli = latent_family("bernoulli", 0).distribution(logits[:1], tau)  # batch [1]
+        assert (bernoulli.log_prob(x[:, 0]).exp() * jacobian).sum() * cell == pytest.approx(1.0, abs=2e-3)
+    original = latent_family("categorical", categories, reproduce_original=True).distribution(logits, tau)
+    assert (original.log_prob(x).exp() * jacobian).sum() * cell != pytest.approx(1.0, abs=0.1)

@@ -23,7 +23,7 @@ def test_forward_shapes_and_given_latents():
     output = model(x[:5], reparam=True)
     assert output["z"][0].shape == (5, 20) and output["z"][0].requires_grad
     assert output["px"].log_prob(x[:5]).shape == (5, 20)
-    assert set(output["diagnostics"]) == {f"gaussian_toy/mse_{k}" for k in ("A", "b", "mu", "phi")}
+    assert set(output["diagnostics"]) == {f"gaussian_toy/distance_{k}" for k in ("A", "b", "mu", "phi")}
     again = model(x[:5], z=output["z"])
     torch.testing.assert_close(again["qz"][0].log_prob(output["z"][0]), output["qz"][0].log_prob(output["z"][0]))
     prior = model.sample_from_prior(7)
@@ -115,9 +115,10 @@ def test_perturbation_never_touches_the_stored_optimum():
     noise = torch.cat([(model.A - model.optimal_A).flatten(), model.b - model.optimal_b, model.mu - model.optimal_mu])
     assert abs(noise.std() - 0.01) < 0.001 and abs(noise.mean()) < 0.002
     diagnostics = model.distances_to_optimum()
-    torch.testing.assert_close(diagnostics["gaussian_toy/mse_A"], (model.A - model.optimal_A).norm())
-    torch.testing.assert_close(diagnostics["gaussian_toy/mse_phi"] ** 2,
-                               diagnostics["gaussian_toy/mse_A"] ** 2 + diagnostics["gaussian_toy/mse_b"] ** 2)
+    torch.testing.assert_close(diagnostics["gaussian_toy/distance_A"], (model.A - model.optimal_A).norm())
+    torch.testing.assert_close(diagnostics["gaussian_toy/distance_phi"] ** 2,
+                               diagnostics["gaussian_toy/distance_A"] ** 2
+                               + diagnostics["gaussian_toy/distance_b"] ** 2)
     model.set_optimum()  # a second perturbation starts again from the exact optimum
     model.perturb(0.01, torch.Generator().manual_seed(3))
     torch.testing.assert_close((model.A - model.optimal_A).flatten(), noise[:400])

@@ -27,7 +27,7 @@ def test_forward_shapes_and_parameter_names():
     assert output["px"].log_prob(x).shape == (3, 1)
     torch.testing.assert_close(output["px"].loc, 10.0 * z.float()[:, None])
     diagnostics = output["diagnostics"]
-    assert diagnostics["gmm/posterior_mse"].shape == (3,) and diagnostics["gmm/prior_mse"].dim() == 0
+    assert diagnostics["gmm/posterior_distance"].shape == (3,) and diagnostics["gmm/prior_distance"].dim() == 0
     prior = model.sample_from_prior(5)
     assert prior["px"].sample().shape == (5, 1) and prior["z"][0].shape == (5,)
     torch.testing.assert_close(model.infer(x)[0].probs, output["qz"][0].probs)
@@ -72,13 +72,13 @@ def test_diagnostics_vanish_at_the_truth():
     model = gmm()
     x = torch.linspace(-10, 200, 50)[:, None]
     output = model(x)
-    torch.testing.assert_close(output["diagnostics"]["gmm/posterior_mse"],
+    torch.testing.assert_close(output["diagnostics"]["gmm/posterior_distance"],
                                (output["qz"][0].probs - model.true_posterior(x)).norm(dim=-1))
-    torch.testing.assert_close(output["diagnostics"]["gmm/prior_mse"], (torch.full((C,), 1 / C) - PI_STAR).norm())
+    torch.testing.assert_close(output["diagnostics"]["gmm/prior_distance"], (torch.full((C,), 1 / C) - PI_STAR).norm())
     with torch.no_grad():
         model.log_theta.copy_(true_logits(C) + 3.0)  # logits are defined up to a constant
     model.q = lambda data: Categorical(probs=model.true_posterior(data))  # q = p*(z | x)
     diagnostics = model(x)["diagnostics"]
-    assert diagnostics["gmm/posterior_mse"].abs().max() < 1e-6
-    assert diagnostics["gmm/prior_mse"] < 1e-6
+    assert diagnostics["gmm/posterior_distance"].abs().max() < 1e-6
+    assert diagnostics["gmm/prior_distance"] < 1e-6
     torch.testing.assert_close(model.posterior(x), model.true_posterior(x))

@@ -67,9 +67,9 @@ def test_ovis_gamma1_step(key):
     diagnostics, changed = train_step(model, x, "ovis-gamma1")
     assert any(n.startswith(("inference_network", "phi", "A", "b")) for n in changed)
     if key == "gmm":
-        assert {"gmm/posterior_mse", "gmm/prior_mse"} <= set(diagnostics)
+        assert {"gmm/posterior_distance", "gmm/prior_distance"} <= set(diagnostics)
     if key == "gaussian-toy":
-        assert "gaussian_toy/mse_phi" in diagnostics
+        assert "gaussian_toy/distance_phi" in diagnostics
 
 
 @pytest.mark.parametrize("key", PATHWISE_MODELS)

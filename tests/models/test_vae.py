@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
+from torch.distributions import OneHotCategoricalStraightThrough
 
 from ovis.models import get_model
 from ovis.models.distributions import GumbelSoftmaxCategorical
@@ -174,7 +175,9 @@ def test_categorical_latents_are_one_hot_and_relaxed_with_tau():
     soft = model(x, reparam=True, tau=1.0)["z"][0]
     torch.testing.assert_close(soft.sum(-1), torch.ones(6, 3))
     assert ((soft > 0) & (soft < 1)).all()
-    assert isinstance(model(x)["qz"][0], GumbelSoftmaxCategorical)
+    assert isinstance(model(x)["qz"][0], OneHotCategoricalStraightThrough)
+    original = get_model("vae", X_SHAPE, N=3, K=4, prior="categorical", reproduce_original=True)
+    assert isinstance(original(x)["qz"][0], GumbelSoftmaxCategorical)
 
 
 @pytest.mark.parametrize("name, hparams", [("sbm", dict(N=4, depth=3, nlayers=0)),

@@ -13,7 +13,7 @@ from .helpers import read_text
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GLOBAL = ("--silent --dataset gmm --mini --N 5 --hdim 8 --bs 50 --epochs 2 --eval_freq 1 --iw 4 --iw_test 20 "
           "--iw_valid 20 --max_eval 100 --test_bs 100 --valid_bs 100 --grad_samples 5 --grad_key phi --grad_bs 20")
-PIVOTS = ("max:test:loss/L_k", "min:test:gmm/posterior_mse", "mean:train:grads/snr")
+PIVOTS = ("max:test:loss/L_k", "min:test:gmm/posterior_distance", "mean:train:grads/snr")
 
 
 def series(run_dir: str, metric: str) -> list:
@@ -49,8 +49,8 @@ def test_report_of_a_grid_run_through_the_queue(tmp_path):
     for run_id, row in per_run.iterrows():
         run_dir = str(root / "tiny" / run_id)
         assert row["max:test:loss/L_k"] == pytest.approx(max(series(run_dir, "test:loss/L_k")), rel=1e-12)
-        assert row["min:test:gmm/posterior_mse"] == pytest.approx(min(series(run_dir, "test:gmm/posterior_mse")),
-                                                                  rel=1e-12)
+        distances = series(run_dir, "test:gmm/posterior_distance")
+        assert row["min:test:gmm/posterior_distance"] == pytest.approx(min(distances), rel=1e-12)
         snr = series(run_dir, "train:grads/snr")
         assert row["mean:train:grads/snr"] == pytest.approx(sum(snr) / len(snr), rel=1e-12)
     ovis = per_run[per_run["estimator"] == "ovis-gamma1"]["max:test:loss/L_k"]

@@ -14,7 +14,7 @@ class RecordingEvaluator:
 
     def __call__(self, model, x):
         self.sizes.append(x.shape[0])
-        return -x[:, 0], {"loss/L_k": x[:, 0], "gmm/prior_mse": torch.tensor(2.0)}, {}
+        return -x[:, 0], {"loss/L_k": x[:, 0], "gmm/prior_distance": torch.tensor(2.0)}, {}
 
 
 def test_per_point_values_are_weighted_by_points_and_scalars_by_batch():
@@ -30,7 +30,7 @@ def test_evaluation_weights_points_across_batches_of_different_sizes():
     evaluator = RecordingEvaluator()
     values = evaluate_bound(evaluator, None, list(torch.split(x, 4)))  # 4, 4, 2 points
     assert evaluator.sizes == [4, 4, 2]
-    assert values["loss/L_k"] == pytest.approx(4.5) and values["gmm/prior_mse"] == pytest.approx(2.0)
+    assert values["loss/L_k"] == pytest.approx(4.5) and values["gmm/prior_distance"] == pytest.approx(2.0)
     assert values["info/iters"] == 3.0
 
 

@@ -168,4 +168,6 @@ def test_resuming_with_other_options_is_refused(tmp_path, capsys):
     assert run(tmp_path, signal_at=5) == 130
     assert run(tmp_path, "--resume", "--iw", "4", "--lr", "0.01") == 2
     assert "holds a run with other options (changed: iw, lr)" in capsys.readouterr().err
-    assert run(tmp_path, "--resume", "--epochs", "5") == 0  # a longer run of the same options continues
+    # the length sets the learning-rate schedule: a longer run is another run (ovis.identity)
+    assert run(tmp_path, "--resume", "--epochs", "5") == 2
+    assert "(changed: epochs)" in capsys.readouterr().err

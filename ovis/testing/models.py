@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent, Normal
 
-from .base import TemplateModel
-from .sampling import LatentSampler, resolve_sampler
+from ovis.models.base import TemplateModel
+from ovis.models.sampling import LatentSampler, resolve_sampler
 
 
 def _affine(weight: Tensor, inputs: Tensor, bias: Tensor) -> Tensor:
@@ -348,6 +348,26 @@ class LinearGaussianModel(_TestModel):
         """``log p(x) = log N(x; mu, 2I)``, ``[bs]``."""
         mu = self.generative_model["mu"]
         return Normal(mu, math.sqrt(2.0) * torch.ones_like(mu)).log_prob(x).sum(-1)
+
+    def quadrature_iw_bound(self, x: Tensor, iw: int, nodes: int = 24) -> Tensor:
+        """``L_K = E[log (1/K) sum_k p(x, z_k) / q(z_k|x)]``, ``[bs]`` (differentiable), with ``z_k = loc +
+        std * eps_k``, by Gauss-Hermite quadrature over the ``K * dim`` standard normal noises
+        (``nodes`` per noise, a tensor-product grid of ``nodes ** (K * dim)`` points): exact for K = 1
+        (the ELBO) to float64 precision and the reference gradient of L_K for K > 1."""
+        from numpy.polynomial.hermite_e import hermegauss
+
+        points, weights = (torch.as_tensor(a, dtype=x.dtype) for a in hermegauss(nodes))  # [nodes]
+        weights = weights / math.sqrt(2 * math.pi)  # expectations under N(0, 1)
+        grid = torch.cartesian_prod(*[points] * (iw * self.dim)).reshape(-1, iw, self.dim)  # [G, K, D]
+        grid_weights = torch.cartesian_prod(*[weights] * (iw * self.dim)).reshape(-1, iw * self.dim).prod(-1)  # [G]
+        q = self.infer(x)[0].base_dist
+        z = q.loc[:, None, None] + q.scale[:, None, None] * grid  # [bs, G, K, D]
+        mu = self.generative_model["mu"]
+        log_joint = (Normal(mu, torch.ones_like(mu)).log_prob(z) + Normal(z, torch.ones_like(z)).log_prob(
+            x[:, None, None])).sum(-1)  # [bs, G, K]
+        log_q = Normal(q.loc[:, None, None], q.scale[:, None, None]).log_prob(z).sum(-1)  # [bs, G, K]
+        log_mean_weight = (log_joint - log_q).logsumexp(-1) - math.log(iw)  # [bs, G]
+        return (log_mean_weight * grid_weights).sum(-1)
 
     def elbo(self, x: Tensor) -> Tensor:
         """Exact ``E_q[log p(x, z) - log q(z|x)]``, ``[bs]`` (differentiable)."""
