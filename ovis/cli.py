@@ -40,15 +40,30 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+def dashed_aliases(names) -> List[str]:
+    """``("--iw_test",)`` -> ``["--iw-test"]``: the dashed alias of each underscored option name."""
+    return [n.replace("_", "-") for n in names if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]
+
+
+class ArgumentGroup(argparse._ArgumentGroup):
+    """An argument group of ``ArgumentParser``: its options get dashed aliases too."""
+
+    def add_argument(self, *names, **kwargs):
+        return super().add_argument(*names, *dashed_aliases(names), **kwargs)
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with the project's conventions: every default in ``--help``
-    and a dashed alias for each underscored option name."""
+    and a dashed alias for each underscored option name (in argument groups too)."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", DefaultsHelpFormatter)
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *names, **kwargs):
-        aliases = [n.replace("_", "-") for n in names
-                   if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]
-        return super().add_argument(*names, *aliases, **kwargs)
+        return super().add_argument(*names, *dashed_aliases(names), **kwargs)
+
+    def add_argument_group(self, *args, **kwargs) -> ArgumentGroup:
+        group = ArgumentGroup(self, *args, **kwargs)
+        self._action_groups.append(group)
+        return group

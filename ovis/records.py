@@ -13,8 +13,9 @@ Run folder ``<root>/<exp>/<run_id>/``:
 
   ``split`` is the writer name (``train``, ``test``, ``valid``); reports address a metric as
   ``<split>:<key>`` (``test:loss/L_k``).
-* ``success.txt``   the outcome marker; first line ``Success.``, ``Aborted by User.`` or
-  ``Failed. <message>`` (then the traceback).
+* ``outcome.txt``   the outcome marker; first line ``Success.``, ``Aborted by User.`` or
+  ``Failed. <message>`` (then the traceback). Runs written before this name was chosen have it
+  as ``success.txt`` (``LEGACY_OUTCOME_FILE``), which ``outcome_path`` / ``read_outcome`` still read.
 """
 import json
 import math
@@ -26,7 +27,8 @@ from ovis.files import atomic_open
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
-OUTCOME_FILE = "success.txt"
+OUTCOME_FILE = "outcome.txt"
+LEGACY_OUTCOME_FILE = "success.txt"  # the marker's former name: read, never written
 
 SUCCESS = "success"
 ABORTED = "aborted"
@@ -142,10 +144,18 @@ def write_outcome(run_dir: str, outcome: str, message: str = "") -> None:
         f.write(text)
 
 
+def outcome_path(run_dir: str) -> str:
+    """The outcome marker of ``run_dir``: ``outcome.txt``, or the legacy ``success.txt`` of older
+    runs when only that exists."""
+    path = os.path.join(run_dir, OUTCOME_FILE)
+    legacy = os.path.join(run_dir, LEGACY_OUTCOME_FILE)
+    return legacy if not os.path.exists(path) and os.path.exists(legacy) else path
+
+
 def read_outcome(run_dir: str) -> Optional[str]:
     """SUCCESS, ABORTED or FAILED from the marker; ``None`` when the run has not ended
     (no marker) or the folder does not exist; ``'unknown'`` for any other content."""
-    path = os.path.join(run_dir, OUTCOME_FILE)
+    path = outcome_path(run_dir)
     if not os.path.exists(path):
         return None
     with open(path) as f:
@@ -157,6 +167,7 @@ def read_outcome(run_dir: str) -> Optional[str]:
 
 
 def clear_outcome(run_dir: str) -> None:
-    path = os.path.join(run_dir, OUTCOME_FILE)
-    if os.path.exists(path):
-        os.remove(path)
+    for name in (OUTCOME_FILE, LEGACY_OUTCOME_FILE):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            os.remove(path)

@@ -14,7 +14,7 @@ epsilon, estimator and K: ``grads/*``, ``snr/*`` and the perturbed model's bound
 statistics ``loss/*``), ``coordinates.csv`` (mean, variance, SNR of every selected
 coordinate), ``grads.csv`` (all gradient samples of the coordinate with the largest mean,
 chosen at the first estimator and the largest K), ``slopes.csv``, the figures
-``asymptotic-gradients`` and ``asymptotic-gradients-dist`` (PNG + PDF) and ``success.txt``.
+``asymptotic-gradients`` and ``asymptotic-gradients-dist`` (PNG + PDF) and ``outcome.txt``.
 Rows are written as they are measured; ``--resume`` skips the measured ones.
 """
 import argparse

@@ -10,7 +10,7 @@ last occurrence; the spec may not set them anyway). The child runs in its own pr
 stdout and stderr appended to ``<run_dir>/process.log``.
 
 Outcome (exit codes of run.py): 0 success, 130 (or 143) aborted, anything else failed; the
-outcome marker ``success.txt`` (``ovis/records.py``) is read too and written when the script
+outcome marker ``outcome.txt`` (``ovis/records.py``) is read too and written when the script
 did not write one, so that the run folder alone tells what happened.
 """
 import os
@@ -213,7 +213,7 @@ class RunExecution:
     def _error_tail(self, log_path: str, offset: int) -> str:
         """The failure message and traceback of the outcome marker when the script wrote one,
         else the end of this attempt's output."""
-        marker_path = os.path.join(self.run_dir, records.OUTCOME_FILE)
+        marker_path = records.outcome_path(self.run_dir)
         if os.path.exists(marker_path):
             with open(marker_path, errors="replace") as f:
                 marker = f.read()

@@ -1,7 +1,7 @@
 """Reading an experiment's runs for reports: statuses, options and metric curves.
 
 The source of truth is each run folder's plain-text records (``ovis/records.py``):
-``config.json``, ``metrics.jsonl`` and ``success.txt``. When the experiment has a queue
+``config.json``, ``metrics.jsonl`` and ``outcome.txt``. When the experiment has a queue
 database, its view (``ovis.queue.read_runs``) adds the runs that have no folder yet
 (queued, never started), so a report can say what is missing instead of dropping it.
 Runs without ``metrics.jsonl`` fall back to their TensorBoard event files.
@@ -68,7 +68,7 @@ class ExperimentRuns:
 
 
 def _failure_message(run_dir: str) -> str:
-    path = os.path.join(run_dir, records.OUTCOME_FILE)
+    path = records.outcome_path(run_dir)
     if not os.path.exists(path):
         return ""
     with open(path) as f:

@@ -3,7 +3,14 @@
 * ``arguments``: the options of ``run.py``, their validation and the run identity.
 * ``schedules``: Renyi-alpha warm-up and learning-rate reduction.
 * ``data``: deterministic batch order and fixed evaluation subsets.
-* ``trainer``: the ``Trainer`` (train, evaluate, analyse, log, checkpoint, resume).
+* ``trainer``: the ``Trainer``: the loop (train, evaluate, checkpoint, resume).
+* ``analyses``: the analyses of every periodic evaluation (active units, gradient statistics).
+* ``monitor``: training losses kept on the device, read every few steps and checked.
+* ``divergence``: what makes a run fail as diverged (non-finite or impossible metrics).
+* ``signals``: SIGINT / SIGTERM stop the run after the current step, with a checkpoint.
+* ``progress``: the progress shown on the terminal; ``messages``: the lines of ``run.log``.
+* ``images``: image grids of prior samples and reconstructions.
+* ``evaluation``: averaging diagnostics over evaluation batches.
 * ``optim``: ``--optimizer``: any ``torch.optim`` optimiser by name, fused where the device allows.
 * ``recorder``: ``metrics.jsonl``, TensorBoard (``SummaryWriter``) and the run log.
 * ``malloc``: the environment (glibc heap thresholds) that keeps a step's freed memory for the next.

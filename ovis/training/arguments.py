@@ -11,6 +11,19 @@ Option names and defaults are those of the original code, with these differences
 * new: ``--device``, ``--resume``, ``--run_id``, ``--au_threshold`` (active-unit threshold,
   1e-2 as in Burda et al.; the original used 1e-3), ``--threads`` (PyTorch CPU threads) and
   ``--checkpoint_interval`` (seconds between checkpoints besides the ones after every evaluation).
+* defaults that work on the first try (issue 14): ``--iw 5`` (the original's 1 is refused by
+  OVIS~ and by OVIS-MC without ``-exclusive``, which need two particles); ``--max_eval 1000`` data points per periodic
+  evaluation (the original evaluated whole splits: 100,000 GMM points at K = 1000 took minutes
+  before the first line; ``--max_eval none`` restores it); ``--grad_key`` defaults to the
+  model's inference network (its ``inference_network_prefixes``: ``phi.`` for the GMM, ``A,b``
+  for the Gaussian toy).
+* every option also accepts dashes (``--iw-test``) and ``--help`` shows every default
+  (``ovis.cli.ArgumentParser``).
+
+``validate_args`` refuses, before any work, what the data set, model and estimator registries
+would refuse later (unknown names, an estimator that cannot use these ``--iw`` / ``--mc`` or this
+model, a ``--grad_key`` matching no parameter), with the fix; it loads no data (it builds the
+model on a placeholder data shape), so the queue checks every grid point with it before queueing.
 
 The run identity (which options define a run, its hash) is ``ovis.identity``'s: unlike the
 original, ``--nsteps`` and ``--epochs`` are part of it (they set the learning-rate schedule).
@@ -19,9 +32,11 @@ Step counts accept a float literal with an integral value (``--nsteps 4e6``,
 ``--warmup 1000000.0``), since the experiment files print numbers with Python's ``str``.
 """
 import argparse
+import functools
+import inspect
 from typing import Dict, Optional, Sequence, Tuple
 
-from ovis.cli import integer_option
+from ovis.cli import ArgumentParser, integer_option
 from ovis.identity import run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
@@ -31,6 +46,14 @@ PRIORS = ("normal", "categorical", "bernoulli")
 
 # Data sets that come with their own model: the model name is forced to the data set's (SPEC 4).
 DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
+
+
+DEFAULT_IW = 5
+BASELINE_HDIM = 64  # the original's --hdim default, the width of reinforce-baseline's network
+# Data shape of the placeholder model ``validate_args`` builds (registries only, no data): the
+# models with their own data set need theirs, the image models take any image shape.
+PROBE_SHAPES = {"gmm": (1,), "gaussian-toy": (20,)}
+PROBE_IMAGE_SHAPE = (1, 4, 4)
 
 
 class ArgumentError(ValueError):
@@ -48,21 +71,22 @@ def _optional(parse):
 def build_parser() -> argparse.ArgumentParser:
     """The ``run.py`` parser; groups in the original's order (base, run, model, active units,
     gradients), then the additions."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="run.py", description="Train a latent variable model with an importance-weighted "
                                    "gradient estimator, evaluate it and analyse its gradients.")
     base = parser.add_argument_group("base")
     base.add_argument("--dataset", default="shapes", help="data set name (see ovis.datasets)")
     base.add_argument("--mini", action="store_true", help="subsample 5000/500/500 points")
     base.add_argument("--root", default="runs/", help="experiments root directory")
-    base.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
+    base.add_argument("--data_root", default=None, help="data directory (None: $OVIS_DATA, then ./data)")
     base.add_argument("--exp", default="sandbox", help="experiment name (sub-folder of --root)")
     base.add_argument("--id", default="", help="prefix of the run name")
     base.add_argument("--seed", type=integer_option, default=1, help="random seed")
     base.add_argument("--workers", type=integer_option, default=1,
                       help="data-loading processes; <= 1 loads batches in the training process")
     base.add_argument("--rf", action="store_true", help="delete an existing run folder first")
-    base.add_argument("--silent", action="store_true", help="no progress bar")
+    base.add_argument("--silent", action="store_true",
+                      help="print only warnings and failures (progress lines still go to run.log)")
     base.add_argument("--deterministic", action="store_true",
                       help="deterministic algorithms (cuDNN/cuBLAS); resumed runs then reproduce unbroken ones")
     base.add_argument("--sequential_computation", action="store_true",
@@ -83,35 +107,37 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--only_train_set", action="store_true", help="use the training set for every split")
     run.add_argument("--estimator", default="reinforce", help="estimator id (ovis.estimators.config)")
     run.add_argument("--mc", type=integer_option, default=1, help="outer Monte-Carlo samples M")
-    run.add_argument("--iw", type=integer_option, default=1, help="importance samples K")
+    run.add_argument("--iw", type=integer_option, default=DEFAULT_IW,
+                     help="importance samples K (ovis-gamma<g> and ovis-S<S> without -exclusive need >= 2)")
     run.add_argument("--beta", type=float, default=1.0, help="KL weight beta")
     run.add_argument("--tau", type=float, default=0.0, help="relaxation temperature (0: straight-through)")
     run.add_argument("--alpha", type=float, default=0.0, help="Renyi alpha (final value after a warm-up)")
     run.add_argument("--warmup", type=integer_option, default=0, help="alpha warm-up length in steps (0: off)")
     run.add_argument("--warmup_offset", type=integer_option, default=0, help="step at which the warm-up starts")
-    run.add_argument("--warmup_mode", default="log", choices=WARMUP_MODES)
+    run.add_argument("--warmup_mode", default="log", choices=WARMUP_MODES, help="shape of the alpha warm-up")
     run.add_argument("--alpha_init", type=_optional(float), default=None, help="alpha at the start of the warm-up")
     run.add_argument("--eval_freq", type=integer_option, default=10, help="evaluate every this many epochs")
-    run.add_argument("--max_eval", type=_optional(integer_option), default=None,
-                     help="data points per periodic evaluation (default: the whole split)")
+    run.add_argument("--max_eval", type=_optional(integer_option), default=1000,
+                     help="data points per split and periodic evaluation (none: the whole split)")
     run.add_argument("--iw_valid", type=integer_option, default=100, help="K of the final validation bound")
     run.add_argument("--iw_test", type=integer_option, default=1000, help="K of the periodic evaluation bound")
 
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vae", help="model name (see ovis.models)")
     model.add_argument("--hdim", type=_optional(integer_option), default=None,
-                       help="hidden units per deterministic layer (default: the model's, vae 64, gaussian-vae 200)")
+                       help="hidden units per deterministic layer (None: the model's, vae 64, gaussian-vae 200)")
     model.add_argument("--nlayers", type=integer_option, default=3, help="deterministic hidden layers")
     model.add_argument("--depth", type=_optional(integer_option), default=None,
-                       help="stochastic layers (default: the model's, sbm 3, vae and gaussian-vae 1)")
+                       help="stochastic layers (None: the model's, sbm 3, vae and gaussian-vae 1)")
     model.add_argument("--b_nlayers", type=integer_option, default=1, help="hidden layers of the neural baseline")
-    model.add_argument("--normalization", default="none", choices=NORMALIZATIONS)
-    model.add_argument("--dropout", type=float, default=0.0)
-    model.add_argument("--prior", default="normal", choices=PRIORS)
+    model.add_argument("--normalization", default="none", choices=NORMALIZATIONS,
+                       help="normalisation of the deterministic layers")
+    model.add_argument("--dropout", type=float, default=0.0, help="dropout probability of the deterministic layers")
+    model.add_argument("--prior", default="normal", choices=PRIORS, help="latent family of the vae")
     model.add_argument("--N", type=integer_option, default=32, help="latent variables (per layer)")
     model.add_argument("--K", type=integer_option, default=8, help="categories of a categorical latent")
     model.add_argument("--kdim", type=integer_option, default=0, help="key dimension of the key-query head")
-    model.add_argument("--learn_prior", action="store_true")
+    model.add_argument("--learn_prior", action="store_true", help="learn the parameters of p(z)")
 
     units = parser.add_argument_group("active units")
     units.add_argument("--mc_au_analysis", type=integer_option, default=0, help="MC samples per point (0: skip)")
@@ -122,8 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     grads = parser.add_argument_group("gradient analysis")
     grads.add_argument("--grad_bs", type=integer_option, default=10, help="data points of the gradient analysis")
     grads.add_argument("--grad_samples", type=integer_option, default=100, help="gradient samples (0: skip)")
-    grads.add_argument("--grad_key", default="inference_network",
-                       help="comma-separated substrings of the analysed parameters' names")
+    grads.add_argument("--grad_key", default=None,
+                       help="comma-separated substrings of the analysed parameters' names (None: the "
+                            "model's inference network, e.g. inference_network. for vae and sbm, phi. for gmm)")
     grads.add_argument("--grad_epsilon", type=float, default=1e-15, help="variance threshold and SNR floor")
     grads.add_argument("--track_grad_variances", default="",
                        help="comma-separated estimator ids whose gradient log-variance is measured at every "
@@ -132,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     session = parser.add_argument_group("session")
     session.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     session.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    session.add_argument("--run_id", default=None, help="run folder name (default: derived from the options)")
+    session.add_argument("--run_id", default=None, help="run folder name (None: derived from the options)")
     session.add_argument("--threads", type=integer_option, default=0,
                          help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
@@ -154,7 +181,14 @@ def _check(condition: bool, message: str) -> None:
 
 
 def validate_args(args: argparse.Namespace) -> None:
-    """Checks that need no data, model or estimator. Raises ArgumentError."""
+    """Every check that needs no data (``run.py`` runs it before any work, the queue before
+    queueing a grid point). Raises ArgumentError saying what to change."""
+    check_values(args)
+    check_components(args)
+
+
+def check_values(args: argparse.Namespace) -> None:
+    """Ranges of the options and their combinations."""
     for name in ("mc", "iw", "bs", "valid_bs", "test_bs", "iw_test", "iw_valid", "eval_freq",
                  "grad_bs", "N", "K"):
         _check(getattr(args, name) >= 1, f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -191,7 +225,7 @@ def validate_args(args: argparse.Namespace) -> None:
             raise ArgumentError(str(error)) from None
         _check(args.grad_samples >= 2, f"--track_grad_variances needs --grad_samples >= 2 (the samples of each "
                                        f"variance), got {args.grad_samples}")
-    _check(any(key.strip() for key in args.grad_key.split(",")) or args.grad_samples == 0,
+    _check(args.grad_key is None or any(key.strip() for key in args.grad_key.split(",")) or args.grad_samples == 0,
            "--grad_key must name at least one parameter-name substring, e.g. inference_network")
     _check(args.mc_au_analysis == 0 or args.npoints_au_analysis >= 2,
            f"--npoints_au_analysis must be >= 2 (a variance over data points), got {args.npoints_au_analysis}")
@@ -202,6 +236,95 @@ def validate_args(args: argparse.Namespace) -> None:
     forced = DATASET_MODELS.values()
     _check(args.model not in forced or DATASET_MODELS.get(args.dataset) == args.model,
            f"--model {args.model} only goes with --dataset {args.model}")
+
+
+def check_components(args: argparse.Namespace) -> None:
+    """The data set, model and estimator registries accept the options together: the model is
+    built on a placeholder data shape (``PROBE_SHAPES``; on a forked RNG, no data loaded), the
+    estimator checks it, and ``--grad_key`` must match some of its parameters. Memoised on the
+    options involved, so checking a grid builds each model and estimator once."""
+    options = dict(model_hparams(args), dataset=args.dataset, model=args.model, estimator=args.estimator,
+                   mc=args.mc, iw=args.iw, b_nlayers=args.b_nlayers, grad_key=args.grad_key,
+                   grad_samples=args.grad_samples)
+    problem = _component_problem(tuple(sorted(options.items())))
+    if problem:
+        raise ArgumentError(problem)
+
+
+@functools.lru_cache(maxsize=256)
+def _component_problem(options: Tuple) -> Optional[str]:
+    """``check_components`` on the options ``(name, value)`` it involves: the message, or None."""
+    import torch
+
+    from ovis.analysis.gradients import select_parameters
+    from ovis.datasets import DATASET_NAMES
+    from ovis.models import MODEL_NAMES, get_model
+
+    args = argparse.Namespace(**dict(options))
+    if args.dataset not in DATASET_NAMES:
+        return f"--dataset {args.dataset!r}: unknown data set; one of {', '.join(DATASET_NAMES)}"
+    name = model_name(args)
+    if name not in MODEL_NAMES:
+        return f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}"
+    shape = PROBE_SHAPES.get(name, PROBE_IMAGE_SHAPE)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            try:
+                model = get_model(name, shape, x_mean=torch.full(shape, 0.5), **model_hparams(args))
+            except ValueError as error:
+                return f"--model {name}: {error}"
+            estimator = make_estimator(args, shape)
+        estimator.check_model(model)
+    except ArgumentError as error:
+        return str(error)
+    except ValueError as error:
+        return f"--estimator {args.estimator} with --model {name}: {error}"
+    if args.grad_samples > 0:
+        try:
+            select_parameters(model, gradient_filter(args, model))
+        except ValueError as error:
+            return f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)"
+    return None
+
+
+def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
+    """The training estimator of the options (``reinforce-baseline``'s network: ``--b_nlayers``
+    blocks of width ``--hdim``, SPEC 2.4). Raises ArgumentError naming the options to change."""
+    from ovis.estimators.config import parse_estimator_id
+
+    try:
+        Estimator, config = parse_estimator_id(args.estimator)
+    except ValueError as error:
+        raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
+    accepted = inspect.signature(Estimator).parameters
+    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
+    config.update({key: value for key, value in baseline.items() if key in accepted})
+    try:
+        return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
+    except ValueError as error:
+        message = f"--estimator {args.estimator} with --mc {args.mc} --iw {args.iw}: {error}"
+    working = [iw for iw in (2, DEFAULT_IW) if iw > args.iw and _constructs(Estimator, config, args.mc, iw, x_shape)]
+    raise ArgumentError(message + (f"; --iw {working[0]} works" if working else ""))
+
+
+def _constructs(Estimator, config: Dict, mc: int, iw: int, x_shape) -> bool:
+    try:
+        Estimator(mc=mc, iw=iw, x_shape=tuple(x_shape), **config)
+    except ValueError:
+        return False
+    return True
+
+
+def gradient_filter(args: argparse.Namespace, model) -> str:
+    """The ``param_filter`` of the gradient analysis: ``--grad_key``, else the model's inference
+    network (``TemplateModel.inference_network_prefixes``)."""
+    if args.grad_key is not None:
+        return args.grad_key
+    prefixes = getattr(model, "inference_network_prefixes", None)
+    if not prefixes:
+        raise ArgumentError(f"--grad_key: {type(model).__name__} declares no inference_network_prefixes; "
+                            f"pass --grad_key with substrings of its parameter names (or --grad_samples 0)")
+    return ",".join(prefixes)
 
 
 def model_name(args: argparse.Namespace) -> str:

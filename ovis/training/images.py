@@ -39,3 +39,26 @@ def interleave_rows(originals: Tensor, reconstructions: Tensor, nrow: int = 10) 
     pairs = torch.stack([originals[:n].reshape(-1, nrow, *originals.shape[1:]),
                          reconstructions[:n].reshape(-1, nrow, *reconstructions.shape[1:])], dim=1)
     return pairs.reshape(-1, *originals.shape[1:])  # [2n, C, H, W]
+
+
+PRIOR_SAMPLES = 100
+RECONSTRUCTIONS = 50
+
+
+def distribution_mean(distribution) -> Tensor:
+    """The mean of ``distribution``, or a sample where the mean is not implemented."""
+    try:
+        return distribution.mean
+    except NotImplementedError:
+        return distribution.sample()
+
+
+@torch.no_grad()
+def model_image_grids(model, x: Tensor, x_shape) -> dict:
+    """``{"prior-samples": grid, "reconstructions": grid}``: the means of p(x|z) for
+    ``PRIOR_SAMPLES`` prior samples, and ``x`` ``[n, *x_shape]`` interleaved with its reconstructions."""
+    x_shape = tuple(x_shape)
+    samples = distribution_mean(model.sample_from_prior(PRIOR_SAMPLES)["px"])
+    reconstructions = distribution_mean(model(x)["px"]).reshape(-1, *x_shape)  # [n, *x_shape]
+    return {"prior-samples": image_grid(samples.reshape(-1, *x_shape)),
+            "reconstructions": image_grid(interleave_rows(x, reconstructions))}

@@ -1,11 +1,10 @@
 """``run.py``: parse and check the options, build data, model and estimator, prepare the run
 folder and hand over to the ``Trainer``.
 
-Exit codes (DESIGN 4): 0 success; 1 failed (message in ``success.txt``); 2 bad arguments,
+Exit codes (DESIGN 4): 0 success; 1 failed (message in ``outcome.txt``); 2 bad arguments,
 refused before the run folder is touched; 130 aborted by SIGINT / SIGTERM.
 """
 import argparse
-import inspect
 import os
 import random
 import shutil
@@ -16,17 +15,15 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from ovis.analysis.gradients import select_parameters
+from ovis import exit_codes
 from ovis.devices import resolve_device
 from ovis.records import FAILED, clear_outcome, read_config, write_config, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.identity import changed_options, run_hash
-from ovis.training.arguments import ArgumentError, default_run_id, model_hparams, model_name, parse_args
+from ovis.training.arguments import ArgumentError, default_run_id, make_estimator, model_hparams, model_name, parse_args
 from ovis.training.recorder import close_logger, run_logger
-from ovis.training.trainer import EXIT_FAILED, RunComponents, Trainer
+from ovis.training.trainer import RunComponents, Trainer
 
-EXIT_BAD_ARGUMENTS = 2
-BASELINE_HDIM = 64  # the original's --hdim default
 # Rows (data points x particles) of one forward pass of the evaluations and analyses: bounds their
 # memory at iw = 5000 or mc = 1000. On a CPU, 512 rows are as fast per row as larger chunks.
 CHUNK_ROWS = {"cpu": 512, "cuda": 65536}
@@ -70,21 +67,14 @@ def seed_everything(seed: int) -> None:
 
 
 def build_components(args: argparse.Namespace, device: torch.device) -> RunComponents:
-    """Data sets, model, training estimator and the L_K evaluator factory.
+    """Data sets, model, training estimator and the L_K evaluator factory, for options that
+    passed ``validate_args`` (names and compatibility are checked there, without data).
 
-    Raises ArgumentError for unknown names and incompatible choices."""
+    Raises ArgumentError when the data cannot be loaded."""
     from ovis.datasets import get_datasets
-    from ovis.estimators.config import parse_estimator_id
     from ovis.estimators.evaluation import BoundEvaluator
-    from ovis.models import MODEL_NAMES, get_model
+    from ovis.models import get_model
 
-    name = model_name(args)
-    if name not in MODEL_NAMES:
-        raise ArgumentError(f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}")
-    try:
-        Estimator, estimator_config = parse_estimator_id(args.estimator)
-    except ValueError as error:
-        raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
     try:
         datasets = get_datasets(args.dataset, data_root=args.data_root, mini=args.mini, seed=args.seed,
                                 only_train_set=args.only_train_set)
@@ -94,24 +84,13 @@ def build_components(args: argparse.Namespace, device: torch.device) -> RunCompo
         raise ArgumentError(f"--dataset {args.dataset!r}: {error}") from None
 
     torch.manual_seed(args.seed)  # the initialisation does not depend on what data loading drew
+    name = model_name(args)
     try:
         model = get_model(name, datasets.x_shape, x_mean=datasets.train.mean(), **model_hparams(args))
-    except ValueError as error:
-        raise ArgumentError(f"--model {name}: {error}") from None
-    accepted = inspect.signature(Estimator).parameters
-    # neural baseline of reinforce-baseline (SPEC 2.4): b_nlayers blocks of width hdim
-    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
-    estimator_config.update({key: value for key, value in baseline.items() if key in accepted})
-    if args.grad_samples > 0:
-        try:
-            select_parameters(model, args.grad_key)
-        except ValueError as error:
-            raise ArgumentError(f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)") from None
-    try:
-        estimator = Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(datasets.x_shape), **estimator_config)
+        estimator = make_estimator(args, datasets.x_shape)
         estimator.check_model(model)
-    except ValueError as error:
-        raise ArgumentError(f"--estimator {args.estimator} with --model {name}: {error}") from None
+    except ValueError as error:  # ArgumentError included
+        raise ArgumentError(f"--model {name} on --dataset {args.dataset}: {error}") from None
 
     # --sequential_computation: one particle per data point and forward pass (lowest memory)
     rows = min(args.test_bs, args.valid_bs) if args.sequential_computation else CHUNK_ROWS[device.type]
@@ -171,7 +150,7 @@ def main(argv: Optional[Sequence[str]] = None,
         return int(exit_request.code or 0)
     except ArgumentError as error:
         print(f"run.py: error: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
 
     run_id = args.run_id or default_run_id(args)
     run_dir = os.path.join(args.root, args.exp, run_id)
@@ -184,13 +163,13 @@ def main(argv: Optional[Sequence[str]] = None,
         configure_threads(args, components)
     except ValueError as error:  # ArgumentError included
         print(f"run.py: error: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
 
     try:
         resume = prepare_run_dir(run_dir, args)
     except OSError as error:
         print(f"run.py: error: cannot prepare the run folder {run_dir}: {error}", file=sys.stderr)
-        return EXIT_BAD_ARGUMENTS
+        return exit_codes.BAD_ARGUMENTS
     write_config(run_dir, dict(vars(args), hash=run_hash(args), run_id=run_id))
     logger = run_logger(run_dir, silent=args.silent)
     try:
@@ -200,7 +179,7 @@ def main(argv: Optional[Sequence[str]] = None,
             message = f"cannot start the run: {type(error).__name__}: {error}"
             write_outcome(run_dir, FAILED, message + "\n" + traceback.format_exc())
             logger.error("Failed. %s", message)
-            return EXIT_FAILED
+            return exit_codes.FAILED
         return trainer.run()
     finally:
         close_logger(logger)

@@ -20,48 +20,33 @@ repeats an unbroken one exactly (bit-for-bit with ``--deterministic`` on GPUs).
 """
 import math
 import os
-import signal
-import sys
-import threading
 import time
 import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
-from ovis.analysis.active_units import active_units
-from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
-from ovis.analysis.gradients import gradient_statistics
+from ovis import exit_codes
 from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
+from ovis.training.analyses import AnalysisContext, run_analyses
+from ovis.training.divergence import (DivergenceError, check_evaluation, check_parameters,
+                                     likelihood_is_probability_mass)
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
 from ovis.training.evaluation import evaluate_bound
-from ovis.training.images import image_grid, interleave_rows, save_png
+from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
+from ovis.training.messages import evaluation_line, start_lines
+from ovis.training.monitor import StepMonitor
 from ovis.training.optim import load_optimizer_state, make_optimizer
+from ovis.training.progress import Progress
 from ovis.training.recorder import RunRecorder
 from ovis.training.schedules import AlphaSchedule, LearningRateSchedule
+from ovis.training.signals import AbortRequested, StopRequests
 
-SYNC_EVERY = 50  # training steps between reads of the losses kept on the device
 ESS_POINTS = 1000  # training points of the ESS at the training K (SPEC 5.5 step 3)
-PRIOR_SAMPLES = 100
-RECONSTRUCTIONS = 50
-# Bytes of gradient samples held at once by the gradient analysis: wide vmap batches on a GPU,
-# little memory on a CPU, where samples are drawn one at a time anyway (the samples of an SBN's
-# inference network then take two passes).
-GPU_SAMPLE_MEMORY, CPU_SAMPLE_MEMORY = 512 * 2 ** 20, 2 * 2 ** 20
-EXIT_SUCCESS, EXIT_FAILED, EXIT_ABORTED = 0, 1, 130
-
-
-
-class NonFiniteLossError(RuntimeError):
-    """A training loss became NaN or infinite."""
-
-
-class AbortRequested(Exception):
-    """SIGINT or SIGTERM: the run stopped after a step and saved a checkpoint."""
 
 
 @dataclass
@@ -92,92 +77,12 @@ class TrainingState:
     elapsed: float = 0.0  # seconds of training time before the current process
 
 
-class StepMonitor:
-    """Diagnostics of the recent training steps, kept on the device and read every ``window`` steps.
-
-    Each step stores the batch means of the surrogate loss (``loss/surrogate``) and of every
-    training diagnostic (one row each). Reading them checks that the loss and the bound are
-    finite (the error names the first bad step) and adds them to the online averages logged at
-    the next evaluation under the ``online`` split (``online:loss/L_k``, ``online:control_variate/mse``:
-    the training estimator's own values, at the training K and the scheduled alpha)."""
-
-    LOSS = "loss/surrogate"
-    BOUND = "loss/L_k"
-
-    def __init__(self, device: torch.device, window: int = SYNC_EVERY):
-        self.device, self.window = device, window
-        self.keys: Optional[List[str]] = None
-        self.values: Optional[Tensor] = None  # [keys, window]
-        self.count = 0
-        self.first_step = 0
-        self.sums: Dict[str, float] = {}
-        self.steps = 0
-        self.last_finite: Optional[Dict] = None
-
-    @property
-    def full(self) -> bool:
-        return self.count == self.window
-
-    def record(self, step: int, loss: Tensor, diagnostics: Dict[str, Tensor]) -> None:
-        """``step``: the global step of this loss; ``loss``: the batch-mean surrogate loss."""
-        if self.keys is None:
-            self.keys = [self.LOSS] + sorted(diagnostics)
-            self.values = torch.zeros(len(self.keys), self.window, device=self.device)
-        if self.count == 0:
-            self.first_step = step
-        means = [loss.detach()] + [diagnostics[key].detach().float().mean() for key in self.keys[1:]]
-        self.values[:, self.count] = torch.stack(means)
-        self.count += 1
-
-    def sync(self) -> Optional[Dict[str, float]]:
-        """Read the pending values; returns their means by key, or None if there were none."""
-        if self.count == 0:
-            return None
-        rows = dict(zip(self.keys, self.values[:, :self.count].tolist()))
-        losses, bounds = rows[self.LOSS], rows.get(self.BOUND, rows[self.LOSS])
-        for i, (loss, bound) in enumerate(zip(losses, bounds)):
-            if not (math.isfinite(loss) and math.isfinite(bound)):
-                self.count = 0
-                raise NonFiniteLossError(self._message(self.first_step + i, loss, bound))
-            self.last_finite = {"step": self.first_step + i, "loss": loss, "L_k": bound}
-        for key, values in rows.items():
-            self.sums[key] = self.sums.get(key, 0.0) + sum(values)
-        self.steps += self.count
-        self.count = 0
-        return {key: sum(values) / len(values) for key, values in rows.items()}
-
-    def _message(self, step: int, loss: float, bound: float) -> str:
-        last = self.last_finite
-        previous = (f"last finite values at step {last['step']}: loss {last['loss']:.6g}, L_k {last['L_k']:.6g}"
-                    if last else "no finite value was recorded before")
-        return f"non-finite training loss at step {step} (loss {loss}, L_k {bound}); {previous}"
-
-    def pop_averages(self) -> Dict[str, float]:
-        """Means over the steps since the last call, by diagnostic key."""
-        averages = {key: total / self.steps for key, total in self.sums.items()} if self.steps else {}
-        self.sums, self.steps = {}, 0
-        return averages
-
-    def state_dict(self) -> Dict:
-        return {"sums": dict(self.sums), "steps": self.steps, "last_finite": self.last_finite}
-
-    def load_state_dict(self, state: Dict) -> None:
-        self.sums, self.steps, self.last_finite = dict(state["sums"]), state["steps"], state["last_finite"]
-
-
 @contextmanager
 def seeded_rng(seed: int, device: torch.device):
     """Run a block on the global RNGs seeded with ``seed``, then restore their previous state."""
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
         yield
-
-
-def distribution_mean(distribution) -> Tensor:
-    try:
-        return distribution.mean
-    except NotImplementedError:
-        return distribution.sample()
 
 
 class Trainer:
@@ -198,11 +103,6 @@ class Trainer:
         if estimator_parameters:
             self.optimizers.append(make_optimizer("adam", estimator_parameters, lr=args.baseline_lr))
         self.base_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in self.optimizers]
-        self.grad_variances = None  # --track_grad_variances (ovis/analysis/grad_variance.py)
-        if getattr(args, "track_grad_variances", ""):
-            self.grad_variances = GradientVarianceTracker(parse_tracked_ids(args.track_grad_variances, args.mc, args.iw), args.mc,
-                                                          args.iw, self.datasets.x_shape,
-                                                          training={self.estimator_id: self.estimator})
 
         train = self.datasets.train
         self.batches = TrainingBatches(train, args.bs, args.seed, args.workers,
@@ -225,40 +125,44 @@ class Trainer:
         if saved is not None:
             self._restore(saved)
         self.recorder = RunRecorder(run_dir, resume_step=self.state.step if saved is not None else None)
-        self.stop_signal: Optional[int] = None
+        self.probability_mass = self._likelihood_is_probability_mass()
+        self.analysis_context = AnalysisContext(args, self.model, self.estimator, self.subsets, self.device,
+                                                self.chunk_rows)
+        self.stop_requests = StopRequests(logger)
         self._started = time.time()
         self._last_checkpoint = time.monotonic()
-        self._progress = None
+        self.progress: Optional[Progress] = None
 
-    # ------------------------------------------------------------------ public
     def run(self) -> int:
         """Train, validate, write the outcome marker; returns the exit code."""
-        handlers = self._install_signal_handlers()
         try:
-            self._log_start()
-            self._train()
-            self._final_validation()
+            with self.stop_requests:
+                for line in start_lines(self.run_dir, self):
+                    self.logger.info("%s", line)
+                self._train()
+                self._final_validation()
             write_outcome(self.run_dir, SUCCESS)
             self.logger.info("Success: best test L_k %.4f at step %d", self.state.best_value, self.state.best_step)
-            return EXIT_SUCCESS
+            return exit_codes.SUCCESS
         except (AbortRequested, KeyboardInterrupt) as stop:
             message = str(stop) or "interrupted; the last checkpoint is kept"
             write_outcome(self.run_dir, ABORTED, message)
             self.logger.warning("Aborted: %s", message)
-            return EXIT_ABORTED
+            return exit_codes.ABORTED
         except Exception as error:
             checkpoint_step = self._checkpoint_step()
             kept = (f"the checkpoint of step {checkpoint_step} is kept" if checkpoint_step is not None
                     else "no checkpoint was written")
             message = f"{type(error).__name__}: {error} [estimator {self.estimator_id}; {kept}]"
             write_outcome(self.run_dir, FAILED, message + "\n" + traceback.format_exc())
-            self.logger.error("Failed. %s\n%s", message, traceback.format_exc())
-            return EXIT_FAILED
+            self.logger.error("Failed. %s", message)  # one line, on the terminal even with --silent
+            if not isinstance(error, DivergenceError):  # a bug, not the optimisation: where it happened
+                self.logger.info("%s", traceback.format_exc())
+            return exit_codes.FAILED
         finally:
-            self._close_progress()
+            if self.progress is not None:
+                self.progress.close()
             self.recorder.close()
-            for signum, handler in handlers.items():
-                signal.signal(signum, handler)
 
     @property
     def total_steps(self) -> int:
@@ -271,10 +175,9 @@ class Trainer:
             options["freebits"] = self.args.freebits
         return options
 
-    # ------------------------------------------------------------------ training
     def _train(self) -> None:
         state, args = self.state, self.args
-        self._open_progress()
+        self.progress = Progress(self.total_steps, state.step, args.silent, self.logger)
         while True:
             due = state.epoch % args.eval_freq == 0 or state.epoch >= self.epochs
             if state.batch == 0 and due and state.last_eval_step != state.step:
@@ -282,7 +185,7 @@ class Trainer:
                 self._save_checkpoint()
             if state.epoch >= self.epochs:
                 return
-            self._check_stop()
+            self.stop_requests.check(state.step, state.epoch)
             self.lr_schedule.apply(self.optimizers, self.base_lrs, state.epoch)
             self.model.train()
             self.estimator.train()
@@ -290,14 +193,16 @@ class Trainer:
                 try:
                     self._train_step(x.to(self.device, non_blocking=True))
                 except Exception:
-                    self._sync()  # NaN parameters break sampling: report the NaN loss that caused it
+                    # NaN parameters break sampling: report the NaN loss or parameters that caused it
+                    self._sync()
+                    check_parameters(state.step, self.model)
                     raise
                 if self.monitor.full:
                     self._sync()
-                if self.stop_signal is not None:
+                if self.stop_requests.pending:
                     self._sync()
                     self._save_checkpoint()
-                    self._check_stop()
+                    self.stop_requests.check(state.step, state.epoch)
                 if time.monotonic() - self._last_checkpoint > args.checkpoint_interval:
                     self._sync()
                     self._save_checkpoint()
@@ -320,29 +225,20 @@ class Trainer:
     def _sync(self) -> None:
         """Read the pending training losses (raises on NaN) and refresh the progress bar."""
         means = self.monitor.sync()
-        if self._progress is not None and means is not None:
-            self._progress.n = self.state.step
-            bound = means.get(StepMonitor.BOUND, math.nan)
-            self._progress.set_postfix(L_k=f"{bound:.3f}", alpha=f"{self.runtime(self.state.step)['alpha']:.3g}",
-                                       epoch=self.state.epoch, refresh=False)
-            self._progress.refresh()
+        if self.progress is not None and means is not None:
+            self.progress.update(self.state.step, self.state.epoch, means.get(StepMonitor.BOUND, math.nan),
+                                 self.runtime(self.state.step)["alpha"])
 
-    def _check_stop(self) -> None:
-        if self.stop_signal is not None:
-            name = signal.Signals(self.stop_signal).name
-            raise AbortRequested(f"{name} received: stopped at step {self.state.step} (epoch {self.state.epoch}); "
-                                 f"the checkpoint of this step is saved, --resume continues the run")
-
-    # ------------------------------------------------------------------ evaluation
     def _evaluate(self) -> None:
         self._sync()
+        self.progress.describe("evaluating")
         args, state = self.args, self.state
         common = {f"parameters/{key}": value for key, value in self.runtime(state.step).items()}
         common.update({"info/epoch": float(state.epoch), "info/elapsed-time": self._elapsed()})
         with seeded_rng(derive_seed(args.seed, "evaluation", state.step), self.device):
             self.model.eval()
             self.estimator.eval()
-            train, test = self._analyses(), {}
+            train, test = run_analyses(self.analysis_context, self.runtime(state.step)), {}
             ess = self._bound("train", args.iw, limit=ESS_POINTS)["loss/ess"]
             train.update(self._bound("train", args.iw_test))
             train["loss/ess"] = ess
@@ -357,33 +253,15 @@ class Trainer:
         self.recorder.log_metrics(state.step, "test", test, epoch=state.epoch)
         if online:
             self.recorder.log_metrics(state.step, "online", online, epoch=state.epoch)
+        for split, values in (("online", online), ("train", train), ("test", test)):
+            check_evaluation(state.step, split, values, self.probability_mass and split != "online")
         if math.isfinite(test["loss/L_k"]) and test["loss/L_k"] > state.best_value:
             state.best_value, state.best_step, state.best_epoch = test["loss/L_k"], state.step, state.epoch
             checkpoints.save_model(self.run_dir, self.model)
         state.last_eval_step = state.step
-        self._log_evaluation(train, test)
-
-    def _analyses(self) -> Dict[str, float]:
-        """Active units and gradient statistics (``train:active_units/*``, ``train:grads/*``, ``train:snr/*``)."""
-        args, values = self.args, {}
-        if args.mc_au_analysis > 0:
-            batches = self.subsets["active-units"].batches(args.test_bs, self.device)
-            rows = {"max_rows": self.chunk_rows} if self.chunk_rows else {}
-            values.update(active_units(self.model, batches, args.mc_au_analysis, args.npoints_au_analysis,
-                                       threshold=args.au_threshold, **rows).summary)
-        if args.grad_samples > 0:
-            x = torch.cat(list(self.subsets["gradients"].batches(args.grad_bs, self.device)))
-            # vmap over many samples at once pays off on GPUs; on CPUs a loop is as fast and leaner
-            cuda = self.device.type == "cuda"
-            statistics = gradient_statistics(self.estimator, self.model, x, args.grad_samples, args.grad_key,
-                                             epsilon=args.grad_epsilon, vectorize=cuda,
-                                             sample_memory=GPU_SAMPLE_MEMORY if cuda else CPU_SAMPLE_MEMORY,
-                                             **self.runtime(self.state.step))
-            values.update(statistics.summary)
-            if self.grad_variances is not None:
-                values.update(self.grad_variances(self.model, x, args.grad_samples, args.grad_key,
-                                                  **self.runtime(self.state.step)))
-        return values
+        self.progress.describe("")
+        speed = state.step / max(self._elapsed(), 1e-9)
+        self.logger.info("%s", evaluation_line(state, self.total_steps, train, test, speed))
 
     def _bound(self, split: str, iw: int, limit: Optional[int] = None, batch_size: Optional[int] = None) -> Dict:
         batches = self.subsets[split].batches(batch_size or self.args.test_bs, self.device, limit=limit)
@@ -391,14 +269,8 @@ class Trainer:
 
     def _save_images(self) -> None:
         """Prior samples and test reconstructions (means of p(x|z)) as PNG grids and TensorBoard images."""
-        x_shape = tuple(self.datasets.x_shape)
-        with torch.no_grad():
-            samples = distribution_mean(self.model.sample_from_prior(PRIOR_SAMPLES)["px"])
-            grids = {"prior-samples": image_grid(samples.reshape(-1, *x_shape))}
-            x = next(self.subsets["test"].batches(RECONSTRUCTIONS, self.device))  # [n, *x_shape]
-            reconstructions = distribution_mean(self.model(x)["px"]).reshape(-1, *x_shape)
-            grids["reconstructions"] = image_grid(interleave_rows(x, reconstructions))
-        for name, grid in grids.items():
+        x = next(self.subsets["test"].batches(RECONSTRUCTIONS, self.device))  # [n, *x_shape]
+        for name, grid in model_image_grids(self.model, x, self.datasets.x_shape).items():
             save_png(grid, os.path.join(self.run_dir, f"{name}.png"))
             self.recorder.log_image(self.state.step, "test", name, grid)
 
@@ -417,10 +289,10 @@ class Trainer:
         epoch = state.best_epoch if state.best_epoch >= 0 else state.epoch
         values.update({"info/epoch": float(epoch), "info/elapsed-time": self._elapsed()})
         self.recorder.log_metrics(step, "valid", values, epoch=epoch)
+        check_evaluation(step, "valid", values, self.probability_mass)
         self.logger.info("valid (best model of step %d, iw=%d, %d points): L_k %.4f", step, args.iw_valid,
                          len(self.subsets["valid"]), values["loss/L_k"])
 
-    # ------------------------------------------------------------------ checkpoints
     def _save_checkpoint(self) -> None:
         self.state.elapsed = self._elapsed()
         checkpoints.save_checkpoint(self.run_dir, {
@@ -446,58 +318,20 @@ class Trainer:
         self.monitor.load_state_dict(saved["monitor"])
         checkpoints.set_rng_state(saved["rng"], self.device)
 
+    def _likelihood_is_probability_mass(self) -> bool:
+        """Whether p(x|z) is a probability mass (binary or discrete data: L_K <= 0), from one
+        forward pass on two test points, in eval mode on a forked RNG (the run is unchanged)."""
+        training = self.model.training
+        with seeded_rng(derive_seed(self.args.seed, "likelihood-kind"), self.device):
+            self.model.eval()
+            x = next(self.subsets["test"].batches(2, self.device))  # [2, *x_shape]
+            mass = likelihood_is_probability_mass(self.model, x)
+        self.model.train(training)
+        return mass
+
     def _checkpoint_step(self) -> Optional[int]:
         saved = checkpoints.load_checkpoint(self.run_dir, map_location="cpu")
         return None if saved is None else saved["state"]["step"]
 
     def _elapsed(self) -> float:
         return self.state.elapsed + time.time() - self._started
-
-    # ------------------------------------------------------------------ signals, progress, log
-    def _install_signal_handlers(self) -> Dict:
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-        previous = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, self._on_signal)
-        return previous
-
-    def _on_signal(self, signum, frame) -> None:
-        if self.stop_signal is not None:  # a second signal stops at once, keeping the last checkpoint
-            raise KeyboardInterrupt(f"{signal.Signals(signum).name} received twice: stopped without a new checkpoint")
-        self.stop_signal = signum
-        self.logger.warning("%s received: stopping after the current step", signal.Signals(signum).name)
-
-    def _open_progress(self) -> None:
-        if self.args.silent or not sys.stderr.isatty():
-            return
-        from tqdm import tqdm
-        self._progress = tqdm(total=self.total_steps, initial=self.state.step, unit="step", dynamic_ncols=True,
-                              file=sys.stderr, smoothing=0.1)
-
-    def _close_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-
-    def _log_start(self) -> None:
-        args, state = self.args, self.state
-        parameters = sum(p.numel() for p in self.model.parameters())
-        verb = f"resuming at step {state.step} (epoch {state.epoch})" if state.step > 0 else "starting"
-        self.logger.info("%s %s: %s", verb, self.run_dir, " ".join(sys.argv[1:]) if sys.argv else "")
-        self.logger.info("model %s (%d parameters), estimator %s, mc=%d, iw=%d, device %s; %d epochs x %d steps "
-                         "= %d steps; %s", type(self.model).__name__, parameters, self.estimator_id, args.mc,
-                         args.iw, self.device, self.epochs, len(self.batches), self.total_steps, self.alpha_schedule)
-
-    def _log_evaluation(self, train: Dict, test: Dict) -> None:
-        state = self.state
-        speed = state.step / max(self._elapsed(), 1e-9)
-        line = (f"step {state.step}/{self.total_steps} epoch {state.epoch} | train L_k {train['loss/L_k']:.3f} "
-                f"kl_q_p {train.get('loss/kl_q_p', math.nan):.3f} ess {train.get('loss/ess', math.nan):.2f} | "
-                f"test L_k {test['loss/L_k']:.3f} (best {state.best_value:.3f} at step {state.best_step})")
-        if "grads/snr" in train:
-            line += (f" | grads snr {train['grads/snr']:.3g} var {train['grads/variance']:.3g} "
-                     f"magnitude {train['grads/magnitude']:.3g} dsnr {train['grads/dsnr']:.3g}")
-        if "active_units/au" in train:
-            line += f" | active units {train['active_units/au']:.0f}/{train['active_units/n']:.0f}"
-        self.logger.info("%s | %.1f steps/s", line, speed)

@@ -147,7 +147,8 @@ RUN_PY = os.path.join(ROOT, "run.py")
     ({"parameters": {"iw": ["abc"]}}, "argument --iw: expected an integer, got 'abc'"),
     ({"parameters": {"optimizer": ["adamm"]}}, "argument --optimizer: invalid choice: 'adamm'"),
     ({"args": ["--warmup 100"]}, "--warmup 100 needs --alpha_init"),
-    ({"args": ["--estimator ovis-gamma1", "--estimator ovis-banana"]}, "'ovis-banana' in grid point 1 is not a valid"),
+    ({"args": ["--estimator ovis-gamma1", "--estimator ovis-banana"]},
+     "run.py refuses grid point 1 (--estimator ovis-banana): --estimator 'ovis-banana': unknown estimator id"),
 ])
 def test_run_py_grids_are_parsed_with_run_py_parser(data, message):
     spec = spec_of(**data)

@@ -24,9 +24,9 @@ def series(run_dir: str, metric: str) -> list:
 
 
 def test_report_of_a_grid_run_through_the_queue(tmp_path):
-    spec = {"description": "Two estimators on the Gaussian mixture, and one run run.py refuses.",
+    spec = {"description": "Two estimators on the Gaussian mixture, and one run that diverges.",
             "args": ["--estimator ovis-gamma1 --seed 1", "--estimator ovis-gamma1 --seed 2",
-                     "--estimator reinforce --seed 1", "--estimator stl --seed 1"],
+                     "--estimator reinforce --seed 1", "--estimator vimco-arithmetic --seed 1 --lr 1e9"],
             "global": GLOBAL, "parameters": {}}
     (tmp_path / "experiments").mkdir()
     (tmp_path / "experiments" / "tiny.json").write_text(json.dumps(spec))
@@ -42,7 +42,7 @@ def test_report_of_a_grid_run_through_the_queue(tmp_path):
     index = read_text(report.directory, "index.md")
     assert spec["description"] in index  # kept by the queue
     assert "| success | 3 |" in index and "| failed | 1 |" in index
-    assert "gmm-stl-iw4-seed1" in index and "pathwise" in index  # why run.py refused it
+    assert "gmm-vimco-arithmetic-iw4-seed1" in index and "DivergenceError" in index  # why the run failed
     assert "without config.json" not in index
     per_run = report.per_run
     assert sorted(per_run["estimator"]) == ["ovis-gamma1", "ovis-gamma1", "reinforce"]

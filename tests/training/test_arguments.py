@@ -4,17 +4,18 @@ from ovis.identity import EXECUTION_OPTIONS
 from ovis.training.arguments import (ArgumentError, build_parser, default_run_id, model_name,
                                      parse_args, run_hash, run_identity)
 
-# SPEC 5.1: the original's defaults (data_root and alpha_init differ on purpose, see the module doc)
+# SPEC 5.1: the original's defaults (data_root, alpha_init, and the first-try defaults of issue 14:
+# iw, max_eval, grad_key, differ on purpose, see the module doc)
 SPEC_DEFAULTS = {
     "dataset": "shapes", "mini": False, "root": "runs/", "exp": "sandbox", "id": "", "seed": 1, "workers": 1,
     "rf": False, "silent": False, "deterministic": False, "sequential_computation": False, "epochs": -1,
     "nsteps": 500000, "optimizer": "adam", "lr": 2e-3, "freebits": None, "baseline_lr": 5e-3, "bs": 32,
     "valid_bs": 50, "test_bs": 50, "lr_reduce_steps": 0, "only_train_set": False, "estimator": "reinforce",
-    "mc": 1, "iw": 1, "beta": 1.0, "tau": 0.0, "alpha": 0.0, "warmup": 0, "warmup_offset": 0,
-    "warmup_mode": "log", "eval_freq": 10, "max_eval": None, "iw_valid": 100, "iw_test": 1000, "model": "vae",
+    "mc": 1, "iw": 5, "beta": 1.0, "tau": 0.0, "alpha": 0.0, "warmup": 0, "warmup_offset": 0,
+    "warmup_mode": "log", "eval_freq": 10, "max_eval": 1000, "iw_valid": 100, "iw_test": 1000, "model": "vae",
     "nlayers": 3, "b_nlayers": 1, "normalization": "none", "dropout": 0.0,
     "prior": "normal", "N": 32, "K": 8, "kdim": 0, "learn_prior": False, "mc_au_analysis": 0,
-    "npoints_au_analysis": 1000, "grad_bs": 10, "grad_samples": 100, "grad_key": "inference_network",
+    "npoints_au_analysis": 1000, "grad_bs": 10, "grad_samples": 100, "grad_key": None,
     "grad_epsilon": 1e-15,
 }
 

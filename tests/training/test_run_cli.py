@@ -57,7 +57,8 @@ def test_a_few_steps_of_each_model_family(tmp_path, family):
     (["--model", "conv-net", "--dataset", "binmnist"], "--model 'conv-net' is not one of vae"),
     (["--dataset", "cifar"], "--dataset 'cifar': unknown data set"),
     (["--dataset", "binmnist", "--data_root", "/nonexistent"], "--dataset binmnist:"),
-    (["--dataset", "gmm"], "--grad_key: param_filter 'inference_network' matches no trainable parameter"),
+    (["--dataset", "gmm", "--grad_key", "inference_network"],
+     "--grad_key: param_filter 'inference_network' matches no trainable parameter"),
     (["--dataset", "shapes", "--model", "gmm"], "--model gmm only goes with --dataset gmm"),
 ])
 def test_bad_choices_are_refused_before_any_work(tmp_path, capsys, argv, message):

@@ -36,7 +36,7 @@ def test_a_run_writes_every_file_and_metric(tmp_path):
     assert run(tmp_path, "--warmup", "24", "--alpha_init", "0.5", "--warmup_mode", "linear") == 0
     run_dir = tmp_path / "e" / "r"
     for name in ("config.json", "run.log", "metrics.jsonl", "checkpoint.pt", "model.pt", "prior-samples.png",
-                 "reconstructions.png", "success.txt"):
+                 "reconstructions.png", "outcome.txt"):
         assert (run_dir / name).is_file(), name
     for split in ("train", "test", "valid"):
         assert any(f.startswith("events.out.tfevents") for f in os.listdir(run_dir / split)), split
@@ -75,7 +75,7 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_an_unbroken_one(tmp_path
     assert run(tmp_path / "broken", signal_at=10) == 130
     run_dir = tmp_path / "broken" / "e" / "r"
     assert read_outcome(str(run_dir)) == "aborted"
-    assert "SIGTERM received: stopped at step 10" in (run_dir / "success.txt").read_text()
+    assert "SIGTERM received: stopped at step 10" in (run_dir / "outcome.txt").read_text()
     assert load_checkpoint(str(run_dir))["state"]["step"] == 10
     assert [r[0] for r in records(run_dir)] == [0, 0]  # the evaluation of step 0 only
     with open(run_dir / "metrics.jsonl", "a") as f:  # as if the process had logged after its checkpoint
@@ -95,9 +95,9 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_an_unbroken_one(tmp_path
 def test_a_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert run(tmp_path, nan_after=14) == 1
     run_dir = tmp_path / "e" / "r"
-    message = (run_dir / "success.txt").read_text()
+    message = (run_dir / "outcome.txt").read_text()
     assert message.startswith("Failed. NonFiniteLossError: non-finite training loss at step 15")
-    assert "last finite values at step 14" in message and "estimator toy-score" in message
+    assert "last good values at step 14" in message and "estimator toy-score" in message
     assert "the checkpoint of step 12 is kept" in message
     checkpoint = load_checkpoint(str(run_dir))
     assert checkpoint["state"]["step"] == 12
@@ -136,7 +136,7 @@ def test_bad_arguments_exit_2_before_touching_the_run_folder(tmp_path, capsys, a
 
 
 def test_step_monitor_averages_diagnostics_and_names_the_first_non_finite_step():
-    from ovis.training.trainer import NonFiniteLossError, StepMonitor
+    from ovis.training.monitor import NonFiniteLossError, StepMonitor
 
     monitor = StepMonitor(torch.device("cpu"), window=4)
     for step, (loss, bound) in enumerate([(1.0, -3.0), (2.0, -5.0), (3.0, -4.0)], start=1):
@@ -152,7 +152,7 @@ def test_step_monitor_averages_diagnostics_and_names_the_first_non_finite_step()
     assert monitor.pop_averages() == {}
     monitor.record(5, torch.tensor(1.0), {"loss/L_k": torch.tensor([-1.0]), "reinforce/mse": torch.tensor(0.0)})
     monitor.record(6, torch.tensor(float("nan")), {"loss/L_k": torch.tensor([-1.0]), "reinforce/mse": torch.tensor(0.0)})
-    with pytest.raises(NonFiniteLossError, match="at step 6 .*last finite values at step 5: loss 1, L_k -1"):
+    with pytest.raises(NonFiniteLossError, match="at step 6 .*last good values at step 5: loss 1, L_k -1"):
         monitor.sync()
 
 
