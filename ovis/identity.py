@@ -11,8 +11,8 @@ of runs apart). Two option sets are the same run when they agree on every option
   4e6`` and ``--nsteps 4000000`` the same integer;
 * ``--nsteps`` and ``--epochs`` are part of the identity: both set the length of the run and the
   learning-rate schedule, so a resumed or extended run with another length is another run;
-* options that say where or how a run executes (folders, devices, threads, data-loading
-  workers, evaluation batch sizes, checkpoint timing, console output) are not.
+* options that say where or how a run executes (folders, devices, threads, ``--compile``,
+  data-loading workers, evaluation batch sizes, checkpoint timing, console output) are not.
 
 Top-level module (like ``ovis.files``): it imports nothing from ``ovis``, so every layer can use it.
 """
@@ -26,7 +26,7 @@ from typing import Any, Dict, Mapping, Union
 EXECUTION_OPTIONS = frozenset({
     "root", "data_root", "exp", "run_id", "hash", "script", "rf", "resume", "load", "device", "threads", "workers",
     "silent", "deterministic", "sequential_computation", "valid_bs", "test_bs", "checkpoint_interval",
-    "draw_individual",
+    "draw_individual", "compile",
 })
 
 Options = Union[argparse.Namespace, Mapping[str, Any]]

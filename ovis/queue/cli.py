@@ -5,18 +5,22 @@ import shutil
 import sys
 from typing import List, Optional, Sequence
 
+from ovis.cli import ArgumentParser
+from ovis.exit_codes import ABORTED as EXIT_INTERRUPTED
+from ovis.exit_codes import BAD_ARGUMENTS as EXIT_USAGE
+from ovis.exit_codes import FAILED as EXIT_ERROR
 from ovis.queue import devices, options, slurm
 from ovis.queue.database import (FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, DatabaseError, RunDatabase, read_runs,
                                  requeue_candidates)
 from ovis.queue.display import Console, format_counts, format_table, status_counts
 from ovis.queue.executor import LaunchSettings
-from ovis.queue.local import EXIT_INTERRUPTED, LocalManager
+from ovis.queue.local import LocalManager
 from ovis.queue.process import ProcessIdentity
+from ovis.queue.repair import describe_problems, find_problems, repair
 from ovis.queue.spec import SpecError, load_spec
 from ovis.queue.summary import check_report, failed_report, runs_report
 from ovis.records import clear_outcome
 
-EXIT_ERROR, EXIT_USAGE = 1, 2
 DEFAULT_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -42,30 +46,31 @@ LEVELS_HELP = "; ".join(f"{k}: {v}" for k, v in REQUEUE_LEVELS.items())
 # ---------------------------------------------------------------------------------------------
 
 def manager_parser(project_root: str = DEFAULT_PROJECT_ROOT) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="manager.py", description="Queue the grid of an experiment spec (experiments/NAME.json) in "
         "<root>/<exp>/.db.json and execute it: locally with worker processes on GPUs or CPUs, or on "
         "Slurm through submitit. Several managers (also on several machines sharing the folder) can "
         "work on one queue; each run is executed once.")
     parser.add_argument("--exp", required=True, help="experiment name (experiments/<exp>.json) or path to a spec file")
     parser.add_argument("--experiments", default=os.path.join(project_root, "experiments"),
-                        help="folder of the experiment specs (default: %(default)s)")
+                        help="folder of the experiment specs")
     parser.add_argument("--root", default="runs/", help="experiments root; runs go to <root>/<exp>/<run_id>")
     parser.add_argument("--data_root", default=None, help="data folder passed to the runs (default: $OVIS_DATA, "
                         "then <project>/data)")
-    parser.add_argument("--dry-run", "--dry_run", dest="dry_run", action="store_true",
+    parser.add_argument("--dry_run", action="store_true",
                         help="print the grid and exit (nothing is written)")
     parser.add_argument("--queue_only", action="store_true", help="add the grid to the queue without running it")
     parser.add_argument("--skip_missing_data", action="store_true",
                         help="queue only the runs whose data set is found (default: refuse the grid when one is "
                         "missing, unless the spec says \"skip_missing_data\": true)")
     parser.add_argument("--requeue_level", type=_level, default=1,
-                        help=f"requeue at start (0: nothing; {LEVELS_HELP}); default 1")
+                        help=f"requeue at start (0: nothing; {LEVELS_HELP})")
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")
 
     local = parser.add_argument_group("local backend")
     local.add_argument("--processes", type=int, default=1, help="workers per GPU, or CPU workers without GPU")
-    local.add_argument("--max_gpus", type=int, default=None, help="use at most this many GPUs (0: CPU only)")
+    local.add_argument("--max_gpus", type=int, default=None, help="use at most this many GPUs (0: CPU only; "
+                       "default: every GPU found)")
     local.add_argument("--max_load", type=float, default=1.0, help="skip GPUs whose utilisation exceeds this (0-1)")
     local.add_argument("--max_memory", type=float, default=1.0,
                        help="skip GPUs whose used memory fraction exceeds this (0-1)")
@@ -83,7 +88,8 @@ def manager_parser(project_root: str = DEFAULT_PROJECT_ROOT) -> argparse.Argumen
                          help="submitit executor: slurm, or local/debug to run the tasks on this machine")
     cluster.add_argument("--slurm_partition", default=None)
     cluster.add_argument("--slurm_time", type=int, default=24 * 60, help="minutes per task (time-out requeues it)")
-    cluster.add_argument("--slurm_gpus", type=int, default=None, help="GPUs per task (default: 1 on slurm)")
+    cluster.add_argument("--slurm_gpus", type=int, default=None, help="GPUs per task (none given: 1 on slurm, "
+                         "else 1 if this machine has one)")
     cluster.add_argument("--slurm_cpus", type=int, default=4, help="CPUs per task")
     cluster.add_argument("--slurm_mem", type=float, default=16.0, help="memory per task in GB")
     cluster.add_argument("--slurm_parallelism", type=int, default=64, help="tasks running at the same time")
@@ -97,7 +103,7 @@ def manager_parser(project_root: str = DEFAULT_PROJECT_ROOT) -> argparse.Argumen
 
 
 def _print_grid(points, database: RunDatabase, spec, command_head: str) -> None:
-    known = {r["run_id"]: r["status"] for r in database.records()} if database.exists else {}
+    known = {r.get("run_id"): r.get("status", "unknown") for r in database.records()} if database.exists else {}
     rows = [[p.index, p.run_id, known.get(p.run_id, "new"), p.args] for p in points]
     print(format_table(["#", "run id", "status", "arguments"], rows, align_left=4))
     new = sum(1 for p in points if p.run_id not in known)
@@ -128,13 +134,20 @@ def _settings(args, spec, project_root: str) -> LaunchSettings:
     data_root = args.data_root or os.environ.get("OVIS_DATA") or os.path.join(project_root, "data")
     return LaunchSettings(script=spec.script_path(project_root), exp=spec.name, root=os.path.abspath(args.root),
                           data_root=os.path.abspath(data_root), project_root=project_root,
-                          heartbeat_interval=args.heartbeat, stale_after=args.stale_after, grace=args.grace)
+                          heartbeat_interval=args.heartbeat, stale_after=args.stale_after, grace=args.grace,
+                          threads_option=options.accepts_option(spec.script_path(project_root), project_root,
+                                                                "threads"))
 
 
 def _prepare_queue(args, database: RunDatabase, spec, points, console: Console) -> None:
     added = database.add_runs(points, meta=dict(exp=spec.name, spec=spec.path, script=spec.script,
                                                  description=spec.description))
     console.log(f"queue {database.path}: {len(added)} new run(s) added, {len(points) - len(added)} already known")
+    readded = [run_id for run_id in added if os.path.isdir(database.run_dir(run_id))]
+    if readded:
+        console.log(f"warning: {len(readded)} run(s) were not in the queue but have a folder (records removed by "
+                    f"hand?): re-added as queued, their earlier history is lost; they resume from their "
+                    f"checkpoints: {', '.join(readded[:5])}")
     owner = ProcessIdentity.current()
     recovered = database.recover(by=f"manager {owner}")
     for record in recovered:
@@ -158,9 +171,13 @@ def _local_slots(args, console: Console) -> List[devices.WorkerSlot]:
         raise SpecError(f"none of the {len(gpus)} GPU(s) is eligible (see above): free one, relax --max_load / "
                         f"--max_memory, or pass --max_gpus 0 to run on the CPU")
     slots = devices.worker_slots(chosen, args.processes)
-    where = (", ".join(f"cuda:{g.visible_id} ({g.name})" for g in chosen) if chosen
-             else f"CPU ({'no GPU found' if args.max_gpus is None else '--max_gpus 0'}; "
-                  f"{slots[0].cpu_threads} thread(s) each)")
+    if chosen:
+        where = ", ".join(f"cuda:{g.visible_id} ({g.name})" for g in chosen)
+    else:
+        found = ("--max_gpus 0" if args.max_gpus == 0 else
+                 "no GPU found (nvidia-smi and torch.cuda see none)"
+                 + (f"; --max_gpus {args.max_gpus} cannot be met" if args.max_gpus else ""))
+        where = f"CPU ({found}; {slots[0].cpu_threads} thread(s) each)"
     console.log(f"{len(slots)} worker(s): {args.processes} per device on {where}")
     return slots
 
@@ -212,7 +229,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             if not (args.wait and jobs):
                 return 0
             errors = slurm.wait(database, jobs, console)
-            failed = [r["run_id"] for r in database.records() if r["status"] == FAILED]
+            failed = [r.get("run_id") for r in database.records() if r.get("status") == FAILED]
             return EXIT_ERROR if errors or failed else 0
         return LocalManager(database, settings, _local_slots(args, console), console).run()
     except (DatabaseError, SpecError, slurm.SubmissionError) as error:
@@ -228,25 +245,31 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
 # ---------------------------------------------------------------------------------------------
 
 def dbutils_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="dbutils.py", description="Inspect and maintain the queue of an experiment (<root>/<exp>/.db.json). "
         "Without an action, --check.")
     parser.add_argument("--exp", required=True, help="experiment name")
-    parser.add_argument("--root", default="runs/", help="experiments root (default: %(default)s)")
+    parser.add_argument("--root", default="runs/", help="experiments root")
     parser.add_argument("--filter", default="", help="only runs whose id contains this text")
     actions = parser.add_argument_group("actions")
-    actions.add_argument("--check", action="store_true", help="runs per status and per grid key")
+    actions.add_argument("--check", action="store_true", help="runs per status (per grid key too with --verbose), "
+                         "and damaged records or run folders without record")
+    actions.add_argument("--verbose", "-v", action="store_true", help="with --check: one table per grid key")
+    actions.add_argument("--repair", action="store_true", help="fix what --check found (records without run_id or "
+                         "status, run folders without record), after confirmation")
     actions.add_argument("--list", action="store_true", help="one line per run")
-    actions.add_argument("--show-failed", "--show_failed", dest="show_failed", action="store_true",
+    actions.add_argument("--show_failed", action="store_true",
                          help="the error output of every failed run")
     actions.add_argument("--requeue", action="store_true", help="queue runs again (see --requeue_level)")
-    actions.add_argument("--requeue_level", type=_level, default=1, help=LEVELS_HELP + " (default 1)")
+    actions.add_argument("--requeue_level", type=_level, default=1, help=LEVELS_HELP)
     actions.add_argument("--fresh", action="store_true",
                          help="with --requeue: delete the requeued runs' folders so they restart from scratch")
     actions.add_argument("--clean", action="store_true", help="delete the database and the run folders")
     actions.add_argument("--purge_lock", action="store_true",
-                         help="remove a stale database lock file (only when no manager.py or dbutils.py uses "
-                         "this experiment: on file systems without working locks, a killed process leaves it)")
+                         help="remove the database lock file; refused while a process holds the lock (it names "
+                         "the holder)")
+    parser.add_argument("--lock_timeout", type=float, default=120.0,
+                        help="seconds to wait for the database lock (a message says who holds it after 2 s)")
     parser.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation")
     return parser
 
@@ -269,7 +292,7 @@ def _requeue(args, database: RunDatabase) -> int:
     if args.requeue_level == 0:
         print("--requeue_level 0 requeues nothing")
         return 0
-    run_ids = [r["run_id"] for r in database.records() if args.filter in r["run_id"]]
+    run_ids = [r["run_id"] for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
     candidates = requeue_candidates(database.records(), args.requeue_level, run_ids)
     if args.fresh and candidates and not _confirm(
             f"delete the folders (checkpoints, metrics) of {len(candidates)} run(s) of {args.exp} and requeue them?",
@@ -286,7 +309,7 @@ def _requeue(args, database: RunDatabase) -> int:
 
 def _clean(args, database: RunDatabase) -> int:
     records = read_runs(database.exp_dir)
-    alive = [r["run_id"] for r in records if r["status"] == RUNNING and r.get("alive")]
+    alive = [r["run_id"] for r in records if r.get("status") == RUNNING and r.get("alive")]
     if alive:
         print(f"error: {len(alive)} run(s) are running ({', '.join(alive[:5])}...): stop their manager first",
               file=sys.stderr)
@@ -295,10 +318,10 @@ def _clean(args, database: RunDatabase) -> int:
     if not _confirm(f"delete the queue of {args.exp} ({len(records)} runs) and {len(folders)} run folder(s) "
                     f"in {database.exp_dir}?", args.yes):
         return EXIT_ERROR
+    database.delete()  # first: a failure here leaves everything as it was
     for folder in folders:
         shutil.rmtree(folder)
     shutil.rmtree(os.path.join(database.exp_dir, slurm.SUBMITIT_FOLDER), ignore_errors=True)
-    database.delete()
     left = os.listdir(database.exp_dir)
     if not left:
         os.rmdir(database.exp_dir)
@@ -307,24 +330,56 @@ def _clean(args, database: RunDatabase) -> int:
     return 0
 
 
+def _repair(args, database: RunDatabase) -> int:
+    problems = find_problems(database)
+    lines = describe_problems(problems)
+    if not lines:
+        print("nothing to repair")
+        return 0
+    print("\n".join(lines[:-1]))
+    if not _confirm(f"repair the queue of {args.exp}?", args.yes):
+        return EXIT_ERROR
+    points = None
+    spec_path = database.meta().get("spec")
+    if problems["orphan_folders"] and spec_path:
+        try:
+            points = load_spec(spec_path, os.path.dirname(spec_path)).grid()
+        except SpecError as error:
+            print(f"the spec {spec_path} could not be loaded ({error}): folders without record are not re-added",
+                  file=sys.stderr)
+    print("\n".join(repair(database, points)))
+    return 0
+
+
+def _check(args, database: RunDatabase, records: List[dict]) -> None:
+    print(check_report(records, verbose=args.verbose))
+    problems = describe_problems(find_problems(database))
+    if problems:
+        print("\nproblems:\n" + "\n".join("  " + line for line in problems))
+
+
 def dbutils_main(argv: Optional[Sequence[str]] = None) -> int:
     args = dbutils_parser().parse_args(argv)
-    database = RunDatabase(os.path.join(args.root, args.exp))
-    if args.purge_lock:
-        print("lock removed" if database.purge_lock() else f"no lock file at {database.lock_path}")
-        return 0
+    database = RunDatabase(os.path.join(args.root, args.exp), lock_timeout=args.lock_timeout,
+                           on_wait=lambda message: print(message, file=sys.stderr, flush=True))
     try:
+        if args.purge_lock:
+            print("lock removed (no process held it)" if database.purge_lock()
+                  else f"no lock file at {database.lock_path}")
+            return 0
         records = [r for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
         if args.requeue:
             return _requeue(args, database)
         if args.clean:
             return _clean(args, database)
+        if args.repair:
+            return _repair(args, database)
         if args.show_failed:
             print(failed_report(records, database.exp_dir))
         if args.list:
             print(runs_report(records))
         if args.check or not (args.show_failed or args.list):
-            print(check_report(records))
+            _check(args, database, records)
         counts = status_counts(records)
         print(f"\n{counts[QUEUED]}/{len(records)} queued | {format_counts(counts)}")
         return 0

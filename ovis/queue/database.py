@@ -5,43 +5,53 @@ Safety rules:
 * every read-modify-write happens in ``RunDatabase.transaction()``, under a
   ``filelock.FileLock`` on ``<exp_dir>/.db.json.lock`` (managers on several machines sharing the
   folder exclude each other; a kill releases the lock with its process);
-* a transaction reads the file once and writes it once, at its end, and only if nothing raised;
-* the write is atomic (temporary file in the same folder, fsync, ``os.replace``): a kill at any
-  moment leaves either the old or the new database, never a torn one. Readers therefore need no
-  lock (``read_runs``);
-* a file that is not a valid database (hand edits) is refused with a message, after saving a
-  copy; nothing overwrites it.
+* a transaction works on a copy of the tables and writes the file once, at its end, and only if
+  nothing raised: all or nothing, whatever its size. Work on files (outcome markers, run
+  folders) is registered with ``after_commit`` and runs only once the database write succeeded,
+  still under the lock;
+* the write is atomic (``ovis.files.atomic_open``): a kill at any moment leaves either the old or
+  the new database, never a torn one, and temporary files left by killed writers are removed at
+  the next transaction. Readers therefore need no lock (``read_runs``);
+* a file that is not a valid database (hand edits, binary garbage) is refused with a message,
+  after saving a copy; nothing overwrites it. Read-only files or folders and full disks get one
+  message naming the file and what to do; nothing is changed.
+* heartbeats and the run's child process live in per-run files (``ovis.queue.liveness``), so a
+  running run never takes the lock between its claim and its finish.
 
-Record fields: ``run_id``, ``index`` (grid position), ``args`` (argument string), ``argv``,
-``params`` (canonical options), ``status`` (``STATUSES``), ``created``, ``started``,
-``finished``, ``heartbeat`` (epoch seconds), ``host``, ``owner`` (manager or Slurm task:
-host, pid, start time), ``pid`` / ``pid_start`` (the run's process), ``device``, ``attempts``,
-``returncode``, ``error`` (tail of the failure output), ``job_id`` (Slurm), ``stale_after`` and
-``history`` (recent ``[time, status, note]`` transitions).
+The file layout and its cache are in ``ovis.queue.storage`` (one record a line; ``TinyDB(path)``
+opens it). Record fields: ``run_id``, ``index`` (grid position), ``args`` (argument string;
+``argv`` is ``shlex.split(args)``, added by ``records()``), ``params`` (canonical options),
+``status`` (``STATUSES``), ``created``, ``started``, ``finished``, ``heartbeat`` (epoch seconds),
+``host``, ``owner`` (manager or Slurm task: host, pid, start time), ``pid`` / ``pid_start`` (the
+run's process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the failure output),
+``job_id`` (Slurm), ``stale_after`` and ``history`` (recent ``[time, status, note]`` transitions).
 """
-import json
+import contextlib
+import math
 import os
+import shlex
 import shutil
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import filelock
-from tinydb import Query, TinyDB
-from tinydb.middlewares import CachingMiddleware
-from tinydb.storages import Storage
 
+from ovis.files import remove_stale_temporaries
+from ovis.queue import liveness
 from ovis.queue.process import ProcessIdentity, run_is_alive
+from ovis.queue.storage import CachedFile, CorruptDatabase, DatabaseError, Tables, backup_copy, os_error_advice
+from ovis.queue.transaction import (META_TABLE, RUNS_TABLE, Transaction, add_history, runtime_fields,
+                                    set_status)
 
 DB_FILE = ".db.json"
 LOCK_FILE = DB_FILE + ".lock"
-RUNS_TABLE = "runs"
-META_TABLE = "meta"
+HOLDER_FILE = LOCK_FILE + ".holder"
 
 QUEUED, RUNNING, SUCCESS, FAILED, ABORTED = "queued", "running", "success", "failed", "aborted"
 STATUSES = (QUEUED, RUNNING, SUCCESS, FAILED, ABORTED)
-HISTORY_LENGTH = 20
+LOCK_NOTICE_AFTER = 2.0  # seconds of waiting for the lock before ``on_wait`` is told
 
 REQUEUE_LEVELS = {
     1: "aborted runs",
@@ -51,106 +61,18 @@ REQUEUE_LEVELS = {
 }
 
 
-class DatabaseError(RuntimeError):
-    """The queue database cannot be used (corrupted file, lock held too long); the message says
-    what to do."""
-
-
-class AtomicJSONStorage(Storage):
-    """TinyDB storage that never leaves a partially written file behind."""
-
-    def __init__(self, path: str):
-        self.path = path
-
-    def read(self) -> Optional[dict]:
-        try:
-            with open(self.path) as f:
-                text = f.read()
-        except FileNotFoundError:
-            return None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
-            self._refuse(f"it is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})")
-        if not isinstance(data, dict) or not all(isinstance(t, dict) for t in data.values()):
-            self._refuse("it does not hold TinyDB tables (an object of objects)")
-        return data
-
-    def write(self, data: dict) -> None:
-        tmp = f"{self.path}.{os.getpid()}.{threading.get_ident()}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        _fsync_directory(os.path.dirname(self.path))
-
-    def close(self) -> None:
-        pass
-
-    def _backup(self) -> str:
-        """Copy the unreadable file aside, once per distinct content."""
-        folder, name = os.path.split(self.path)
-        with open(self.path, "rb") as f:
-            content = f.read()
-        for existing in sorted(os.listdir(folder or ".")):
-            if existing.startswith(name + ".corrupt-"):
-                with open(os.path.join(folder, existing), "rb") as f:
-                    if f.read() == content:
-                        return os.path.join(folder, existing)
-        backup = f"{self.path}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
-        shutil.copy2(self.path, backup)
-        return backup
-
-    def _refuse(self, problem: str) -> None:
-        backup = self._backup()
-        raise DatabaseError(
-            f"the queue database {self.path} cannot be read: {problem}. A copy was saved to {backup}. "
-            f"Fix the file by hand, or move it away and run manager.py again to re-create the queue "
-            f"from the spec (run folders and their checkpoints are kept; finished runs are then "
-            f"re-queued and resume from their checkpoints).")
-
-
-def _fsync_directory(path: str) -> None:
-    try:
-        fd = os.open(path or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _add_history(record: dict, status: str, note: str = "") -> None:
-    history = list(record.get("history", []))
-    history.append([round(time.time(), 3), status, note])
-    record["history"] = history[-HISTORY_LENGTH:]
-
-
-def _set(record: dict, status: str, note: str = "", **fields) -> None:
-    record.update(fields)
-    record["status"] = status
-    _add_history(record, status, note)
-
-
-def _runtime_fields() -> dict:
-    """Fields of a run's last attempt, cleared when it is queued again."""
-    return dict(started=None, finished=None, heartbeat=None, host=None, owner=None, pid=None,
-                pid_start=None, device=None, returncode=None, error=None, job_id=None)
-
-
 class RunDatabase:
-    """The queue of one experiment folder."""
+    """The queue of one experiment folder. ``on_wait(message)`` is told when the lock is held by
+    someone else for more than ``LOCK_NOTICE_AFTER`` seconds."""
 
-    def __init__(self, exp_dir: str, lock_timeout: float = 120.0):
+    def __init__(self, exp_dir: str, lock_timeout: float = 120.0, on_wait: Optional[Callable[[str], None]] = None):
         self.exp_dir = os.path.abspath(exp_dir)
         self.path = os.path.join(self.exp_dir, DB_FILE)
         self.lock_path = os.path.join(self.exp_dir, LOCK_FILE)
         self.lock_timeout = lock_timeout
+        self.on_wait = on_wait
         self._thread_lock = threading.RLock()
+        self._file = CachedFile(self.path)
 
     @property
     def exists(self) -> bool:
@@ -159,48 +81,115 @@ class RunDatabase:
     def run_dir(self, run_id: str) -> str:
         return os.path.join(self.exp_dir, run_id)
 
-    @contextmanager
-    def transaction(self) -> Iterator[TinyDB]:
-        """Exclusive access: yields a TinyDB whose changes are written atomically at the end
-        (and dropped if the block raises)."""
-        os.makedirs(self.exp_dir, exist_ok=True)
-        with self._thread_lock:
-            lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout)
+    # -- the file and its lock -------------------------------------------------------------
+
+    def _read(self) -> Optional[Tables]:
+        try:
+            return self._file.read()
+        except CorruptDatabase as error:
+            self._refuse(str(error))
+        except OSError as error:
+            raise os_error_advice(error, self.path, "read") from None
+
+    def _refuse(self, problem: str) -> None:
+        try:
+            backup = f"a copy was saved to {backup_copy(self.path)}"
+        except OSError as error:
+            backup = f"no copy could be saved ({error.strerror})"
+        raise DatabaseError(
+            f"the queue database {self.path} cannot be read: {problem}; {backup}. Fix the file by hand "
+            f"(dbutils.py --check --repair fixes records), or move it away and run manager.py again to re-create "
+            f"the queue from the spec (run folders and their checkpoints are kept; finished runs are then "
+            f"re-queued and resume from their checkpoints).")
+
+    def lock_holder(self) -> str:
+        """Who took the lock last (``host pid N since HH:MM:SS``), as written by that process."""
+        try:
+            with open(os.path.join(self.exp_dir, HOLDER_FILE)) as f:
+                return f.read().strip() or "another process"
+        except OSError:
+            return "another process"
+
+    def _acquire(self) -> filelock.FileLock:
+        lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout)
+        first_wait = min(LOCK_NOTICE_AFTER, self.lock_timeout) if self.on_wait else self.lock_timeout
+        try:
             try:
-                lock.acquire()
+                lock.acquire(timeout=first_wait)
             except filelock.Timeout:
-                raise DatabaseError(
-                    f"could not lock {self.lock_path} within {self.lock_timeout:.0f} s: another manager.py or "
-                    f"dbutils.py holds it. If no other process uses this experiment, the lock is stale "
-                    f"(e.g. a file system without working locks): remove it with "
-                    f"'python dbutils.py --exp {os.path.basename(self.exp_dir)} "
-                    f"--root {os.path.dirname(self.exp_dir)} --purge_lock'") from None
+                if first_wait >= self.lock_timeout:
+                    raise
+                self.on_wait(f"waiting up to {self.lock_timeout:.0f} s for the lock {self.lock_path}, held by "
+                             f"{self.lock_holder()}")
+                lock.acquire(timeout=self.lock_timeout - first_wait)
+        except filelock.Timeout:
+            raise DatabaseError(
+                f"could not lock {self.lock_path} within {self.lock_timeout:.0f} s: it is held by "
+                f"{self.lock_holder()} (another manager.py or dbutils.py). Wait for it, stop it, or pass a longer "
+                f"--lock_timeout") from None
+        except OSError as error:
+            raise os_error_advice(error, self.lock_path, "lock") from None
+        me = ProcessIdentity.current()
+        with contextlib.suppress(OSError), open(os.path.join(self.exp_dir, HOLDER_FILE), "w") as f:
+            f.write(f"{me.host} pid {me.pid} since {time.strftime('%H:%M:%S')}\n")
+        return lock
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """Exclusive access: yields a ``Transaction`` written atomically, once, at the end (and
+        dropped if the block raises); then its ``after_commit`` callbacks run, under the lock."""
+        with self._thread_lock:
             try:
-                storage = CachingMiddleware(AtomicJSONStorage)
-                db = TinyDB(self.path, storage=storage)
-                yield db
-                storage.flush()
+                os.makedirs(self.exp_dir, exist_ok=True)
+            except OSError as error:
+                raise os_error_advice(error, self.path, "create the folder of") from None
+            with contextlib.suppress(DatabaseError):
+                self._read()  # catch up with other writers before taking the lock: less work under it
+            lock = self._acquire()
+            try:
+                with contextlib.suppress(OSError):
+                    remove_stale_temporaries(self.path)
+                transaction = Transaction(self._read() or {}, self._file.index)
+                yield transaction
+                if transaction.changed:
+                    try:
+                        self._file.write(transaction.tables, transaction.dirty)
+                    except OSError as error:
+                        raise os_error_advice(error, self.path, "write") from None
+                _run_callbacks(transaction.callbacks, self.path)
             finally:
                 lock.release()
 
     def purge_lock(self) -> bool:
-        if os.path.exists(self.lock_path):
+        """Remove the lock file when no process holds the lock; refuse (DatabaseError) when one does."""
+        if not os.path.exists(self.lock_path):
+            return False
+        probe = filelock.FileLock(self.lock_path, timeout=0)
+        try:
+            probe.acquire()
+        except filelock.Timeout:
+            raise DatabaseError(f"the lock {self.lock_path} is held by {self.lock_holder()}: not removed (two "
+                                f"processes would then write the queue at once). Stop that process or wait for "
+                                f"it to finish") from None
+        try:
             os.remove(self.lock_path)
-            return True
-        return False
+        finally:
+            probe.release()
+        return True
+
+    # -- reading ---------------------------------------------------------------------------
 
     def records(self) -> List[dict]:
-        """All records in grid order, read without the lock (writes are atomic)."""
-        data = AtomicJSONStorage(self.path).read()
-        if data is None:
+        """All records in grid order (copies), read without the lock (writes are atomic)."""
+        tables = self._read()
+        if tables is None:
             raise FileNotFoundError(f"no queue database in {self.exp_dir} ({DB_FILE} is missing): "
                                     f"run manager.py --exp {os.path.basename(self.exp_dir)} first")
-        return sorted((dict(r) for r in data.get(RUNS_TABLE, {}).values()), key=lambda r: r.get("index", 0))
+        return sorted((dict(r) for r in tables.get(RUNS_TABLE, {}).values()), key=_grid_order)
 
     def meta(self) -> dict:
-        data = AtomicJSONStorage(self.path).read() or {}
-        tables = data.get(META_TABLE, {})
-        return dict(next(iter(tables.values()))) if tables else {}
+        tables = self._read() or {}
+        return dict(next(iter(tables.get(META_TABLE, {}).values()), {}))
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -208,135 +197,191 @@ class RunDatabase:
         """Insert the grid points not yet in the database (as ``queued``); return their ids."""
         now = time.time()
         added = []
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            known = {r["run_id"] for r in runs.all()}
-            next_index = max((r.get("index", 0) for r in runs.all()), default=-1) + 1
-            new_records = []
+        with self.transaction() as transaction:
+            next_index = max((r.get("index", 0) for r in transaction.runs.values()), default=-1) + 1
             for point in points:
-                if point.run_id in known:
+                if transaction.find(point.run_id) is not None:
                     continue
-                record = dict(run_id=point.run_id, index=next_index, args=point.args, argv=list(point.argv),
-                              params=dict(point.params), status=QUEUED, created=now, attempts=0,
-                              history=[], stale_after=None, **_runtime_fields())
-                _add_history(record, QUEUED, "added from the spec")
-                new_records.append(record)
-                known.add(point.run_id)
+                record = dict(run_id=point.run_id, index=next_index, args=point.args, params=dict(point.params),
+                              status=QUEUED, created=now, attempts=0, history=[], stale_after=None,
+                              **runtime_fields())
+                add_history(record, QUEUED, "added from the spec" if not os.path.isdir(self.run_dir(point.run_id))
+                             else "re-added from the spec: its folder existed (record removed by hand?), earlier "
+                                  "history lost; it resumes from its checkpoint")
+                transaction.insert(record)
                 added.append(point.run_id)
                 next_index += 1
-            if new_records:
-                runs.insert_multiple(new_records)
             if meta is not None:
-                table = db.table(META_TABLE)
-                previous = table.all()
-                merged = dict(previous[0]) if previous else {"created": now}
+                merged = dict(transaction.tables.get(META_TABLE, {}).get("1") or {"created": now})
                 merged.update(meta, updated=now)
-                table.truncate()
-                table.insert(merged)
+                transaction.set_meta(merged)
         return added
 
     def claim(self, owner: ProcessIdentity, device: str, stale_after: float, run_id: Optional[str] = None,
               job_id: Optional[str] = None) -> Optional[dict]:
         """Atomically take a queued run (``run_id``, or the next one: previously started runs
-        first, then grid order) and mark it ``running`` for ``owner``; None if there is none."""
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
+        first, then grid order) and mark it ``running`` for ``owner``; None if there is none.
+        The returned record has ``argv``."""
+        with self.transaction() as transaction:
             if run_id is not None:
-                candidates = runs.search((Query().run_id == run_id) & (Query().status == QUEUED))
+                found = transaction.find(run_id)
+                chosen = found if found is not None and found[1].get("status") == QUEUED else None
             else:
-                candidates = runs.search(Query().status == QUEUED)
-            if not candidates:
+                chosen = _next_queued(transaction.runs)
+            if chosen is None:
                 return None
-            document = min(candidates, key=lambda r: (r.get("attempts", 0) == 0, r.get("index", 0)))
+            doc_id, document = chosen
             now = time.time()
             record = dict(document)
-            _set(record, RUNNING, f"claimed by {owner} on {device}", started=now, finished=None, heartbeat=now,
+            set_status(record, RUNNING, f"claimed by {owner} on {device}", started=now, finished=None, heartbeat=now,
                  host=owner.host, owner=owner.to_dict(), pid=None, pid_start=None, device=device,
                  attempts=record.get("attempts", 0) + 1, returncode=None, error=None,
                  stale_after=stale_after, job_id=job_id if job_id is not None else record.get("job_id"))
-            runs.update(record, doc_ids=[document.doc_id])
-            return record
+            transaction.put(doc_id, record)
+            transaction.after_commit(lambda: liveness.remove_liveness(self.exp_dir, record["run_id"]))
+        return dict(record, argv=list(record.get("argv") or shlex.split(record.get("args", ""))))
 
-    def _update_owned(self, run_id: str, owner: ProcessIdentity, change: Callable[[dict], None]) -> bool:
-        """Apply ``change`` to the record if ``owner`` still owns it (running); False otherwise."""
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            found = runs.search(Query().run_id == run_id)
-            if not found:
-                return False
-            record = dict(found[0])
-            if record.get("status") != RUNNING or record.get("owner") != owner.to_dict():
-                return False
-            change(record)
-            runs.update(record, doc_ids=[found[0].doc_id])
+    def set_process(self, record: dict, child: ProcessIdentity) -> bool:
+        """Record the child process of a claimed run (in its liveness file, not the database)."""
+        return self.heartbeat(record, child)
+
+    def heartbeat(self, record: dict, child: Optional[ProcessIdentity] = None) -> bool:
+        """Refresh the liveness file of a claimed run; False when it cannot be written."""
+        try:
+            liveness.write_liveness(self.exp_dir, record, child.pid if child else None,
+                                    child.start_time if child else None)
             return True
-
-    def set_process(self, run_id: str, owner: ProcessIdentity, child: ProcessIdentity) -> bool:
-        return self._update_owned(run_id, owner, lambda r: r.update(
-            pid=child.pid, pid_start=child.start_time, heartbeat=time.time()))
-
-    def heartbeat(self, run_id: str, owner: ProcessIdentity) -> bool:
-        """Refresh the heartbeat; False if the run was taken away (e.g. marked aborted)."""
-        return self._update_owned(run_id, owner, lambda r: r.update(heartbeat=time.time()))
+        except OSError:
+            return False
 
     def finish(self, run_id: str, owner: ProcessIdentity, status: str, note: str = "", **fields) -> bool:
-        """Record the outcome of an owned run (``success``, ``failed``, ``aborted`` or ``queued``)."""
+        """Record the outcome of an owned run (``success``, ``failed``, ``aborted`` or ``queued``);
+        False when ``owner`` does not own it any more."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}; expected one of {', '.join(STATUSES)}")
         now = time.time()
-        return self._update_owned(run_id, owner, lambda r: _set(r, status, note, finished=now, heartbeat=now,
-                                                                **fields))
+        with self.transaction() as transaction:
+            found = transaction.find(run_id)
+            if found is None or found[1].get("status") != RUNNING or found[1].get("owner") != owner.to_dict():
+                return False
+            record = dict(liveness.merge(self.exp_dir, found[1]))
+            set_status(record, status, note, finished=now, heartbeat=now, **fields)
+            transaction.put(found[0], record)
+            transaction.after_commit(lambda: liveness.remove_liveness(self.exp_dir, run_id))
+        return True
+
+    def take_back(self, run_id: str, job_id: str, note: str) -> bool:
+        """Queue again a run that Slurm requeued (same job id): its earlier attempt ended
+        ``aborted`` or its process is gone. False when the run is anything else."""
+        with self.transaction() as transaction:
+            found = transaction.find(run_id)
+            if found is None or found[1].get("job_id") != job_id:
+                return False
+            record = dict(liveness.merge(self.exp_dir, found[1]))
+            status = record.get("status")
+            if not (status == ABORTED or (status == RUNNING and not run_is_alive(record))):
+                return False
+            record.update(runtime_fields(), job_id=job_id)
+            set_status(record, QUEUED, note)
+            transaction.put(found[0], record)
+        return True
 
     def set_job_ids(self, job_ids: Dict[str, str]) -> None:
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            for document in runs.search(Query().run_id.one_of(list(job_ids))):
-                record = dict(document)
-                _add_history(record, record["status"], f"submitted as Slurm job {job_ids[record['run_id']]}")
-                record["job_id"] = job_ids[record["run_id"]]
-                runs.update(record, doc_ids=[document.doc_id])
+        with self.transaction() as transaction:
+            for run_id, job_id in job_ids.items():
+                found = transaction.find(run_id)
+                if found is None:
+                    continue
+                record = dict(found[1], job_id=job_id)
+                add_history(record, record.get("status", QUEUED), f"submitted as Slurm job {job_id}")
+                transaction.put(found[0], record)
 
     def recover(self, by: str) -> List[dict]:
-        """Mark ``running`` runs whose owner and process are gone as ``aborted``; return them."""
+        """Mark ``running`` runs whose owner and process are gone as ``aborted`` (with the end of
+        their log); return them."""
         recovered = []
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
+        with self.transaction() as transaction:
             now = time.time()
-            for document in runs.search(Query().status == RUNNING):
-                if run_is_alive(document, now):
+            for doc_id, document in list(transaction.runs.items()):
+                if document.get("status") != RUNNING or not isinstance(document.get("run_id"), str):
                     continue
-                record = dict(document)
+                record = dict(liveness.merge(self.exp_dir, document))
+                if run_is_alive(record, now):
+                    continue
                 where = f"{record.get('host')} pid {record.get('pid') or (record.get('owner') or {}).get('pid')}"
-                _set(record, ABORTED, f"process gone ({where}); found by {by}", finished=now,
-                     error=f"the run's process ({where}) ended without reporting (killed manager or machine)")
-                runs.update(record, doc_ids=[document.doc_id])
+                tail = liveness.log_tail(self.run_dir(record["run_id"]))
+                set_status(record, ABORTED, f"process gone ({where}); found by {by}", finished=now,
+                     error=f"the run's process ({where}) ended without reporting (killed manager or machine)"
+                           + (f"; last lines of its log:\n{tail}" if tail else ""))
+                transaction.put(doc_id, record)
                 recovered.append(record)
         return recovered
 
     def requeue(self, level: int, run_ids: Optional[Sequence[str]] = None, note: str = "",
                 prepare: Optional[Callable[[str], None]] = None) -> Dict[str, List[str]]:
-        """Queue again the runs of ``REQUEUE_LEVELS[level]`` (restricted to ``run_ids`` if given);
-        ``prepare(run_dir)`` runs for each of them before the lock is released (nobody can claim
-        them meanwhile). Returns ``{previous status: [run ids]}``."""
+        """Queue again the runs of ``REQUEUE_LEVELS[level]`` (restricted to ``run_ids`` if given),
+        in one write; ``prepare(run_dir)`` runs for each of them only after that write succeeded,
+        before the lock is released (nobody can claim them meanwhile). Returns
+        ``{previous status: [run ids]}``."""
         requeued: Dict[str, List[str]] = {}
-        with self.transaction() as db:
-            runs = db.table(RUNS_TABLE)
-            for document in requeue_candidates(runs.all(), level, run_ids):
-                record = dict(document)
+        with self.transaction() as transaction:
+            merged = {doc_id: liveness.merge(self.exp_dir, r) for doc_id, r in transaction.runs.items()}
+            chosen = {id(r) for r in requeue_candidates(merged.values(), level, run_ids)}
+            for doc_id, document in merged.items():
+                if id(document) not in chosen:
+                    continue
+                record = dict(transaction.runs[doc_id])
                 status = record["status"]
-                if prepare is not None:
-                    prepare(self.run_dir(record["run_id"]))
-                record.update(_runtime_fields())
-                _set(record, QUEUED, note or f"requeued (level {level}, was {status})")
-                runs.update(record, doc_ids=[document.doc_id])
+                record.update(runtime_fields())
+                set_status(record, QUEUED, note or f"requeued (level {level}, was {status})")
+                transaction.put(doc_id, record)
                 requeued.setdefault(status, []).append(record["run_id"])
+                run_id = record["run_id"]
+                transaction.after_commit(lambda run_id=run_id: liveness.remove_liveness(self.exp_dir, run_id))
+                if prepare is not None:
+                    transaction.after_commit(lambda run_id=run_id: prepare(self.run_dir(run_id)))
         return requeued
 
     def delete(self) -> None:
-        """Remove the database and its lock file."""
-        for path in (self.path, self.lock_path):
-            if os.path.exists(path):
-                os.remove(path)
+        """Remove the database, its lock and the liveness files."""
+        for name in (DB_FILE, LOCK_FILE, HOLDER_FILE):
+            try:
+                os.remove(os.path.join(self.exp_dir, name))
+            except FileNotFoundError:
+                pass
+            except OSError as error:
+                raise os_error_advice(error, os.path.join(self.exp_dir, name), "delete") from None
+        shutil.rmtree(os.path.join(self.exp_dir, liveness.LIVE_FOLDER), ignore_errors=True)
+
+
+def _next_queued(runs: Dict[str, dict]) -> Optional[Tuple[str, dict]]:
+    """The queued run to execute next: one that was started before, else the first in grid order."""
+    best = {True: (math.inf, None), False: (math.inf, None)}  # started before? -> (index, (doc id, record))
+    for doc_id, record in runs.items():
+        if record.get("status") == QUEUED:
+            index = record.get("index")
+            index = index if isinstance(index, int) else math.inf
+            started = bool(record.get("attempts"))
+            if index < best[started][0] or best[started][1] is None:
+                best[started] = (index, (doc_id, record))
+    return best[True][1] or best[False][1]
+
+
+def _grid_order(record: dict) -> tuple:
+    index = record.get("index")
+    return (0, index) if isinstance(index, int) else (1, 0)
+
+
+def _run_callbacks(callbacks: List[Callable[[], None]], path: str) -> None:
+    errors = []
+    for callback in callbacks:
+        try:
+            callback()
+        except OSError as error:
+            errors.append(f"{error.filename or ''}: {error.strerror or error}")
+    if errors:
+        raise DatabaseError(f"the queue database {path} was updated, but {len(errors)} file operation(s) on run "
+                            f"folders failed: " + "; ".join(errors[:5]))
 
 
 def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Sequence[str]] = None) -> List[dict]:
@@ -349,7 +394,7 @@ def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Se
     now = time.time()
     chosen = []
     for record in records:
-        if selected is not None and record["run_id"] not in selected:
+        if not isinstance(record.get("run_id"), str) or (selected is not None and record["run_id"] not in selected):
             continue
         status = record.get("status")
         if status in eligible or (status == RUNNING and level >= 3 and not run_is_alive(record, now)):
@@ -369,12 +414,16 @@ def read_runs(exp_dir: str) -> List[dict]:
     ``created``/``started``/``finished``/``heartbeat`` epoch seconds, ``host``, ``pid``,
     ``device``, ``attempts``, ``error``, ...) plus ``run_dir`` (absolute path of the run folder),
     ``message`` (first line of ``error``) and ``alive`` (for ``running`` runs: whether the process
-    is still there). Raises FileNotFoundError when the experiment has no database and
-    DatabaseError when it is unreadable."""
+    is still there). Records without a ``run_id`` (hand edits; ``dbutils.py --check`` reports them)
+    are left out. Raises FileNotFoundError when the experiment has no database and DatabaseError
+    when it is unreadable."""
     database = RunDatabase(exp_dir)
     now = time.time()
     view = []
     for record in database.records():
+        if not isinstance(record.get("run_id"), str):
+            continue
+        record = liveness.merge(database.exp_dir, record)
         record["run_dir"] = database.run_dir(record["run_id"])
         record["message"] = first_line(record.get("error"))
         record["alive"] = record.get("status") == RUNNING and run_is_alive(record, now)

@@ -11,6 +11,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+from ovis.cli import comma_list
+
 NVIDIA_SMI_QUERY = "index,uuid,name,memory.used,memory.total,utilization.gpu"
 
 
@@ -43,7 +45,7 @@ def _visible_filter() -> Optional[List[str]]:
     value = os.environ.get("CUDA_VISIBLE_DEVICES")
     if value is None:
         return None
-    return [v.strip() for v in value.split(",") if v.strip() and v.strip() != "-1"]
+    return [v for v in comma_list(value) if v != "-1"]
 
 
 def _float(text: str) -> Optional[float]:

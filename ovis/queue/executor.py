@@ -22,13 +22,12 @@ import time
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
-from ovis import records
+from ovis import exit_codes, records
+from ovis.training.malloc import RUN_ENVIRONMENT
 from ovis.queue.database import ABORTED, FAILED, SUCCESS, RunDatabase
+from ovis.queue.liveness import PROCESS_LOG, log_tail
 from ovis.queue.process import HOST, ProcessIdentity, child_command, process_alive
 
-PROCESS_LOG = "process.log"
-EXIT_ABORTED_CODES = (130, 143)  # 128 + SIGINT, 128 + SIGTERM
-EXIT_BAD_ARGUMENTS = 2
 ERROR_TAIL_CHARS = 4000
 ERROR_TAIL_LINES = 40
 
@@ -45,6 +44,7 @@ class LaunchSettings:
     heartbeat_interval: float = 30.0
     stale_after: float = 600.0  # a run whose heartbeat is older is dead for managers on other hosts
     grace: float = 300.0        # seconds a stopped run gets to checkpoint before it is killed
+    threads_option: bool = False  # the script accepts --threads (run.py): CPU workers pass their share
 
     @property
     def exp_dir(self) -> str:
@@ -60,23 +60,27 @@ class StopRequest:
         self.kill = threading.Event()
 
 
-def run_command(settings: LaunchSettings, argv: List[str], run_id: str) -> List[str]:
-    return ([settings.python, settings.script] + list(argv)
+def run_command(settings: LaunchSettings, argv: List[str], run_id: str, cpu_threads: Optional[int] = None) -> List[str]:
+    """The run's command line. A CPU worker's share of the cores comes first as ``--threads``
+    (when the script accepts it), so that a ``--threads`` of the grid point wins."""
+    threads = ["--threads", str(cpu_threads)] if cpu_threads and settings.threads_option else []
+    return ([settings.python, settings.script] + threads + list(argv)
             + ["--exp", settings.exp, "--root", settings.root, "--data_root", settings.data_root,
                "--run_id", run_id, "--resume"])
 
 
 def run_environment(settings: LaunchSettings, cuda_visible_devices: Optional[str],
                     cpu_threads: Optional[int]) -> dict:
-    env = dict(os.environ)
+    env = {**RUN_ENVIRONMENT, **os.environ}  # heap thresholds, passive OpenMP waits (unless set)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [settings.project_root, env.get("PYTHONPATH")]))
     env["PYTHONUNBUFFERED"] = "1"
     if cuda_visible_devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = cuda_visible_devices
     if cpu_threads:
-        # Several CPU runs side by side: without this each one would use every core.
+        # Several CPU runs side by side: without this each one would use every core (or the
+        # manager's own OMP_NUM_THREADS, meant for one process).
         for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-            env.setdefault(name, str(cpu_threads))
+            env[name] = str(cpu_threads)
     return env
 
 
@@ -89,19 +93,16 @@ def classify_exit(returncode: int, marker: Optional[str], stopped: bool) -> Tupl
         if marker in (ABORTED, FAILED):
             return marker, f"exit code 0, outcome marker says {marker}"
         return SUCCESS, "exit code 0"
+    described = exit_codes.describe(returncode)
     if returncode < 0:
-        try:
-            name = signal.Signals(-returncode).name
-        except ValueError:
-            name = f"signal {-returncode}"
         if stopped:
-            return ABORTED, f"ended by {name} after a stop request"
-        return FAILED, f"killed by {name}" + (" (out of memory?)" if returncode == -signal.SIGKILL else "")
-    if returncode in EXIT_ABORTED_CODES or stopped:
-        return ABORTED, f"exit code {returncode}" + (" after a stop request" if stopped else "")
-    if returncode == EXIT_BAD_ARGUMENTS:
-        return FAILED, "exit code 2 (bad arguments)"
-    return FAILED, f"exit code {returncode}"
+            return ABORTED, f"{described.replace('killed by', 'ended by')} after a stop request"
+        return FAILED, described + (" (out of memory?)" if returncode == -signal.SIGKILL else "")
+    if returncode in exit_codes.ABORTED_CODES or stopped:
+        return ABORTED, described + (" after a stop request" if stopped else "")
+    if returncode == exit_codes.BAD_ARGUMENTS:
+        return FAILED, f"{described} (bad arguments)"
+    return FAILED, described
 
 
 def _tail(text: str) -> str:
@@ -126,6 +127,7 @@ class RunExecution:
         self.log = log or (lambda message: None)
         self.run_dir = database.run_dir(self.run_id)
         self.process: Optional[subprocess.Popen] = None
+        self.child: Optional[ProcessIdentity] = None
         self.handed_over = False   # set when someone else (Slurm requeue) records the outcome
         self._signalled_at: Optional[float] = None
         self._killed = False
@@ -134,7 +136,7 @@ class RunExecution:
         """Run to the end; record and return the status."""
         os.makedirs(self.run_dir, exist_ok=True)
         records.clear_outcome(self.run_dir)
-        command = run_command(self.settings, self.record["argv"], self.run_id)
+        command = run_command(self.settings, self.record["argv"], self.run_id, self.cpu_threads)
         log_path = os.path.join(self.run_dir, PROCESS_LOG)
         with open(log_path, "a") as log_file:
             log_file.write(f"\n===== attempt {self.record['attempts']} on {HOST} ({self.record['device']}) "
@@ -149,7 +151,8 @@ class RunExecution:
             except OSError as error:
                 return self._record(FAILED, "could not start", returncode=None,
                                     error=f"could not start {command[:2]}: {error}")
-        self.database.set_process(self.run_id, self.owner, ProcessIdentity.of(self.process.pid))
+        self.child = ProcessIdentity.of(self.process.pid)
+        self.database.set_process(self.record, self.child)
         try:
             returncode = self._wait()
         except BaseException:
@@ -160,10 +163,11 @@ class RunExecution:
             raise
         marker = records.read_outcome(self.run_dir)
         status, note = classify_exit(returncode, marker, self._signalled_at is not None or self._killed)
-        error = self._error_tail(log_path, log_offset) if status != SUCCESS else None
-        if marker is None:
+        error = self._error_text(log_offset, note) if status != SUCCESS else None
+        self._record(status, note, returncode=returncode, error=error)
+        if marker is None:  # the run folder alone tells what happened (written after the database)
             records.write_outcome(self.run_dir, status, "" if status == SUCCESS else f"({note})")
-        return self._record(status, note, returncode=returncode, error=error)
+        return status
 
     def _wait(self) -> int:
         next_heartbeat = time.time() + self.settings.heartbeat_interval
@@ -182,8 +186,8 @@ class RunExecution:
                 self._signal(signal.SIGKILL)
             if now >= next_heartbeat:
                 next_heartbeat = now + self.settings.heartbeat_interval
-                if not self.database.heartbeat(self.run_id, self.owner):
-                    self.log(f"{self.run_id}: its record was changed by another process while it runs")
+                if not self.database.heartbeat(self.record, self.child):
+                    self.log(f"{self.run_id}: its heartbeat could not be written in {self.database.exp_dir}")
 
     def _signal(self, sig: int) -> None:
         """Signal the run's whole process group (data-loading workers included)."""
@@ -210,18 +214,18 @@ class RunExecution:
         if process_alive(self.process.pid):
             self._signal(signal.SIGKILL)
 
-    def _error_tail(self, log_path: str, offset: int) -> str:
+    def _error_text(self, offset: int, note: str) -> str:
         """The failure message and traceback of the outcome marker when the script wrote one,
-        else the end of this attempt's output."""
+        else how it ended (``killed by SIGKILL``...) and the last lines of this attempt's output."""
         marker_path = records.outcome_path(self.run_dir)
         if os.path.exists(marker_path):
             with open(marker_path, errors="replace") as f:
                 marker = f.read()
             if len(marker.strip().splitlines()) > 1:
                 return _tail(marker)
-        with open(log_path, errors="replace") as f:
-            f.seek(offset)
-            return _tail(f.read())
+        output = log_tail(self.run_dir, offset, ERROR_TAIL_LINES)
+        return _tail(f"{note}; last lines of its output:\n{output}" if output
+                     else f"{note}; it printed nothing in this attempt")
 
     def _record(self, status: str, note: str, **fields) -> str:
         if not self.database.finish(self.run_id, self.owner, status, note, **fields):

@@ -14,13 +14,14 @@ import threading
 import time
 from typing import Dict, List, Optional
 
+from ovis import exit_codes
 from ovis.queue.database import ABORTED, FAILED, SUCCESS, DatabaseError, RunDatabase
 from ovis.queue.devices import WorkerSlot
-from ovis.queue.display import Console, format_counts, format_duration, status_counts
+from ovis.queue.display import Console, GridProgress, format_counts, format_duration, status_counts
 from ovis.queue.executor import LaunchSettings, RunExecution, StopRequest
 from ovis.queue.process import ProcessIdentity
 
-EXIT_OK, EXIT_FAILED_RUNS, EXIT_INTERRUPTED = 0, 1, 130
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_INTERRUPTED = exit_codes.SUCCESS, exit_codes.FAILED, exit_codes.ABORTED
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -33,14 +34,14 @@ class LocalManager:
         self.settings = settings
         self.slots = slots
         self.console = console or Console()
-        # Redraw the live line every second on a terminal; print a summary once a minute in logs.
-        self.status_interval = status_interval or (1.0 if self.console.interactive else 60.0)
+        # Redraw the live bar every second on a terminal; print a line every 30 s in logs.
+        self.status_interval = status_interval or (1.0 if self.console.interactive else 30.0)
+        self.progress = GridProgress(self.console, settings.exp, self.status_interval)
         self.owner = ProcessIdentity.current()
         self.stop = StopRequest()
         self.finished: Dict[str, int] = {SUCCESS: 0, FAILED: 0, ABORTED: 0}
         self.errors: List[str] = []
         self._lock = threading.Lock()
-        self._start = time.time()
 
     # -- workers ---------------------------------------------------------------------------
 
@@ -78,18 +79,11 @@ class LocalManager:
             self.stop.kill.set()
             self.console.log(f"{name} again: killing the running runs")
 
-    def status_text(self) -> str:
+    def counts(self) -> Dict[str, int]:
         try:
-            counts = status_counts(self.database.records())
+            return status_counts(self.database.records())
         except (DatabaseError, FileNotFoundError, OSError):
-            counts = {}
-        elapsed = time.time() - self._start
-        done = self.finished[SUCCESS] + self.finished[FAILED]
-        rate = done / (elapsed / 3600.0) if elapsed > 0 else 0.0
-        text = f"[{self.settings.exp}] {format_counts(counts)} | {rate:.1f} runs/h | {format_duration(elapsed)}"
-        if rate > 0 and counts.get("queued"):
-            text += f" | ETA {format_duration(3600.0 * counts['queued'] / rate)}"
-        return text
+            return {}
 
     def run(self) -> int:
         """Execute the queue; returns the exit code (0, 1 if runs failed, 130 if interrupted)."""
@@ -103,16 +97,16 @@ class LocalManager:
             next_status = 0.0
             while any(thread.is_alive() for thread in threads):
                 if time.time() >= next_status:
-                    self.console.status(self.status_text())
-                    next_status = time.time() + self.status_interval
+                    self.progress.update(self.counts())
+                    next_status = time.time() + min(self.status_interval, 1.0)
                 for thread in threads:
                     thread.join(timeout=0.2)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            self.console.close()
+            self.progress.close()
         self.console.log(f"done: {format_counts(self.finished)} in this session")
-        self.console.log(self.status_text())
+        self.progress.close(self.counts())
         if self.stop.stop.is_set() or self.errors:
             return EXIT_INTERRUPTED if not self.errors else EXIT_FAILED_RUNS
         return EXIT_FAILED_RUNS if self.finished[FAILED] else EXIT_OK

@@ -9,6 +9,7 @@ option names are checked (argparse's unique-prefix abbreviations are accepted, a
 """
 import argparse
 import difflib
+import functools
 import importlib
 import os
 import re
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
+from ovis.cli import comma_list
 from ovis.queue.spec import ExperimentSpec, GridPoint, SpecError
 
 # Scripts of this project -> (module, parser factory, optional validation function).
@@ -65,6 +67,7 @@ class ScriptOptions:
         return warnings
 
     def _check_names(self, spec: ExperimentSpec, points: Sequence[GridPoint], name: str) -> None:
+        problems = []
         for point in points:
             for option in point.params:
                 matches = [known for known in self.names if known.startswith(option)]
@@ -73,12 +76,15 @@ class ScriptOptions:
                 close = difflib.get_close_matches(option, sorted(self.names), n=1)
                 hint = f" (did you mean --{close[0]}?)" if close else ""
                 ambiguous = f" (ambiguous: {', '.join('--' + m for m in sorted(matches))})" if matches else ""
-                raise SpecError(f"{spec.path}: unknown option --{option}{hint}{ambiguous} for {name}, "
-                                f"in grid point {point.index}: {point.args}")
+                problems.append(f"grid point {point.index} ({point.args}): unknown option --{option}{hint}"
+                                f"{ambiguous} for {name}")
+        _refuse(spec, name, problems, len(points))
 
     def _check_parse(self, spec: ExperimentSpec, points: Sequence[GridPoint], name: str) -> List[str]:
+        """Parse and validate each grid point exactly as the script will (its ``build_parser``
+        and ``validate_args``, i.e. its ``parse_args``), in this process."""
         self.parser.error = _raise_parser_error
-        validate, warnings = self.validate, []
+        validate, warnings, problems = self.validate, [], []
         for point in points:
             try:
                 namespace = self.parser.parse_args(list(point.argv))
@@ -90,8 +96,8 @@ class ScriptOptions:
                         warnings.append(f"{name}'s own validation could not run ({error}): "
                                         f"only the options' syntax was checked")
             except (_ParserError, ValueError) as error:
-                raise SpecError(f"{spec.path}: {name} refuses grid point {point.index} ({point.args}): "
-                                f"{error}") from None
+                problems.append(f"grid point {point.index} ({point.args}): {error}")
+        _refuse(spec, name, problems, len(points))
         return warnings
 
     def _check_estimator_ids(self, spec: ExperimentSpec, points: Sequence[GridPoint]) -> List[str]:
@@ -105,8 +111,8 @@ class ScriptOptions:
                 value = point.params.get(option)
                 if not isinstance(value, str):
                     continue
-                for estimator_id in (v.strip() for v in value.split(",")):
-                    if not estimator_id or estimator_id in checked:
+                for estimator_id in comma_list(value):
+                    if estimator_id in checked:
                         continue
                     try:
                         parse_estimator_id(estimator_id)
@@ -115,6 +121,13 @@ class ScriptOptions:
                                         f"is not a valid estimator id: {error}") from None
                     checked.add(estimator_id)
         return []
+
+
+def _refuse(spec: ExperimentSpec, name: str, problems: List[str], total: int) -> None:
+    """One SpecError listing every refused grid point (one line each); nothing is queued."""
+    if problems:
+        raise SpecError(f"{spec.path}: {name} refuses {len(problems)} of the {total} grid points; nothing was "
+                        f"queued. Fix the spec's options:\n" + "\n".join("  " + p for p in problems))
 
 
 def _project_parser(script: str, project_root: str) -> Optional[ScriptOptions]:
@@ -148,6 +161,7 @@ def _help_options(script: str, project_root: str) -> Optional[Set[str]]:
     return names if result.returncode == 0 and names else None
 
 
+@functools.lru_cache(maxsize=8)
 def script_options(script: str, project_root: str) -> ScriptOptions:
     """The best available description of what ``script`` accepts."""
     options = _project_parser(script, project_root)
@@ -189,3 +203,11 @@ def uses_datasets(script: str, project_root: str) -> bool:
     """Whether ``--dataset`` of this script names an ``ovis.datasets`` data set (run.py)."""
     return (os.path.basename(script) == "run.py"
             and os.path.dirname(os.path.abspath(script)) == os.path.abspath(project_root))
+
+
+def accepts_option(script: str, project_root: str, name: str) -> bool:
+    """Whether ``script`` accepts ``--name`` (e.g. run.py's ``--threads``)."""
+    options = script_options(script, project_root)
+    if options.parser is not None:
+        return any(f"--{name}" in action.option_strings for action in options.parser._actions)
+    return name in (options.names or ())

@@ -81,6 +81,10 @@ class RunTask:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
         device = f"cuda:{visible}" if visible else "cpu"
         record = database.claim(owner, device, self.settings.stale_after, run_id=self.run_id, job_id=job_id)
+        restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+        if record is None and restarts and database.take_back(
+                self.run_id, job_id, f"requeued by Slurm (job {job_id}, restart {restarts}): resumes"):
+            record = database.claim(owner, device, self.settings.stale_after, run_id=self.run_id, job_id=job_id)
         if record is None:
             return f"{self.run_id}: not queued any more (taken by another worker or requeued), skipped"
         self._execution = RunExecution(database, record, self.settings, owner, StopRequest())
@@ -107,7 +111,8 @@ def submit(database: RunDatabase, settings: LaunchSettings, options: SlurmOption
     ``resubmit``); record the job ids; return the submitit jobs."""
     submitit = _submitit()
     console = console or Console()
-    queued = [r for r in database.records() if r["status"] == QUEUED and (resubmit or not r.get("job_id"))]
+    queued = [r for r in database.records() if r.get("status") == QUEUED and isinstance(r.get("run_id"), str)
+              and (resubmit or not r.get("job_id"))]
     if not queued:
         console.log("nothing to submit: no queued run without a job (use --resubmit to submit those again)")
         return []

@@ -2,6 +2,7 @@
 import os
 from typing import Dict, List, Sequence
 
+from ovis.exit_codes import describe
 from ovis.queue.database import FAILED, RUNNING, STATUSES
 from ovis.queue.display import format_duration, format_table, format_time
 from ovis.queue.process import run_is_alive
@@ -21,13 +22,18 @@ def _status_row(label: str, records: Sequence[dict]) -> list:
     return [label] + counts + [len(records)]
 
 
-def check_report(records: Sequence[dict]) -> str:
-    """Runs per status, overall and for each value of each grid key."""
+def check_report(records: Sequence[dict], verbose: bool = False) -> str:
+    """Runs per status: one table overall (and one per grid key and value with ``verbose``)."""
     if not records:
         return "the queue is empty"
     headers = ["", *STATUSES, "total"]
     sections = [format_table(headers, [_status_row("all runs", records)])]
-    for key in grid_keys(records):
+    keys = grid_keys(records)
+    if keys and not verbose:
+        counts = {key: len({str(r.get("params", {}).get(key)) for r in records}) for key in keys}
+        sections.append("grid: " + ", ".join(f"--{key} ({n} values)" for key, n in counts.items())
+                        + "; --verbose shows the runs per status for each value")
+    for key in keys if verbose else []:
         values: Dict[str, List[dict]] = {}
         for record in records:
             values.setdefault(str(record.get("params", {}).get(key, "(not set)")), []).append(record)
@@ -45,7 +51,7 @@ def runs_report(records: Sequence[dict]) -> str:
     rows = []
     for r in records:
         duration = (r.get("finished") or r.get("heartbeat") or 0) - r["started"] if r.get("started") else None
-        rows.append([r["run_id"], r["status"], r.get("attempts", 0), r.get("device") or "-", r.get("host") or "-",
+        rows.append([r["run_id"], r.get("status", "unknown"), r.get("attempts", 0), r.get("device") or "-", r.get("host") or "-",
                      format_time(r.get("started")), format_duration(duration)])
     return format_table(["run", "status", "attempts", "device", "host", "started", "duration"], rows)
 
@@ -58,7 +64,8 @@ def failed_report(records: Sequence[dict], exp_dir: str) -> str:
     for r in failed:
         log = os.path.join(exp_dir, r["run_id"], "process.log")
         error = (r.get("error") or "(no error output recorded)").rstrip()
-        blocks.append(f"=== {r['run_id']} (attempt {r.get('attempts', 0)}, exit code {r.get('returncode')}, "
+        blocks.append(f"=== {r['run_id']} (attempt {r.get('attempts', 0)}, "
+                      f"{'no exit code' if r.get('returncode') is None else describe(r['returncode'])}, "
                       f"{r.get('host') or '-'}, {format_time(r.get('finished'))})\n"
                       f"args: {r.get('args', '')}\nlog:  {log}\n"
                       + "\n".join("    " + line for line in error.splitlines()))

@@ -163,6 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     session.add_argument("--threads", type=integer_option, default=0,
                          help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
+    session.add_argument("--compile", action="store_true",
+                         help="torch.compile the estimator's forward pass of the training step (tested on CPU, "
+                              "where it is not faster; the CUDA path is untested)")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
     return parser

@@ -10,6 +10,7 @@ import random
 import shutil
 import sys
 import traceback
+from contextlib import contextmanager
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -33,6 +34,7 @@ KEPT_FILES = ("process.log",)
 # step's ~250 operations then take microseconds each, and handing each to a second thread costs
 # about as much as it saves (a 3 x 200 SBN at batch 24: iw = 5 is below, iw = 50 above).
 SINGLE_THREAD_STEP_MACS = 2e8
+DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before configure_threads changes it
 
 
 def configure_determinism(deterministic: bool) -> None:
@@ -58,6 +60,24 @@ def configure_threads(args: argparse.Namespace, components: RunComponents) -> No
     parameters = sum(p.numel() for p in components.model.parameters())
     if rows * parameters < SINGLE_THREAD_STEP_MACS:
         torch.set_num_threads(1)
+
+
+@contextmanager
+def torch_threads(count: int):
+    """Run the block with ``count`` torch CPU threads, then restore the previous count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def evaluation_threads(args: argparse.Namespace) -> int:
+    """Threads of the bound evaluations: ``--threads`` when given, else torch's default (one per
+    core, or ``OMP_NUM_THREADS``) even where ``configure_threads`` chose one thread for the small
+    training step: an evaluation at K = 5000 has thousands of rows per forward pass."""
+    return args.threads if args.threads > 0 else DEFAULT_THREADS
 
 
 def seed_everything(seed: int) -> None:
@@ -96,7 +116,12 @@ def build_components(args: argparse.Namespace, device: torch.device) -> RunCompo
     rows = min(args.test_bs, args.valid_bs) if args.sequential_computation else CHUNK_ROWS[device.type]
 
     def evaluator(iw: int):
-        return BoundEvaluator(iw, chunk_size=rows)
+        bound = BoundEvaluator(iw, chunk_size=rows)
+
+        def evaluate(model, x):
+            with torch_threads(evaluation_threads(args)):
+                return bound(model, x)
+        return evaluate
 
     return RunComponents(datasets=datasets, model=model, estimator=estimator, evaluator=evaluator, device=device,
                          estimator_id=args.estimator, chunk_rows=rows)
@@ -138,6 +163,19 @@ def _clear(run_dir: str) -> None:
             os.remove(path)
 
 
+def prepare_process(args: argparse.Namespace,
+                    build: Callable[[argparse.Namespace, torch.device], RunComponents]) -> RunComponents:
+    """The process settings and components of a run (also used by the efficiency measurements,
+    ``ovis.training.efficiency``): device, determinism, seeds, threads (the glibc heap settings
+    come from the environment: ``ovis.training.malloc``)."""
+    device = resolve_device(args.device)
+    configure_determinism(args.deterministic)
+    seed_everything(args.seed)
+    components = build(args, device)
+    configure_threads(args, components)
+    return components
+
+
 def main(argv: Optional[Sequence[str]] = None,
          build: Callable[[argparse.Namespace, torch.device], RunComponents] = build_components) -> int:
     """Entry point of ``run.py``; returns the process exit code.
@@ -155,12 +193,8 @@ def main(argv: Optional[Sequence[str]] = None,
     run_id = args.run_id or default_run_id(args)
     run_dir = os.path.join(args.root, args.exp, run_id)
     try:
-        device = resolve_device(args.device)
         check_run_dir(run_dir, args)
-        configure_determinism(args.deterministic)
-        seed_everything(args.seed)
-        components = build(args, device)
-        configure_threads(args, components)
+        components = prepare_process(args, build)
     except ValueError as error:  # ArgumentError included
         print(f"run.py: error: {error}", file=sys.stderr)
         return exit_codes.BAD_ARGUMENTS

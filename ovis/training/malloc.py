@@ -13,7 +13,7 @@ and 62% less at K = 50 with them, and the peak memory of a binarized-MNIST run a
 such a setting for a gain above 10% on a stated target (benchmarks/targets.md, target 1).
 
 glibc reads the variables when a process starts, so they are set by whoever starts it: the
-queue sets ``HEAP_ENVIRONMENT`` for the runs it launches; by hand::
+queue sets ``RUN_ENVIRONMENT`` (below) for the runs it launches; by hand::
 
     MALLOC_TRIM_THRESHOLD_=67108864 MALLOC_MMAP_THRESHOLD_=33554432 python run.py ...
 
@@ -22,3 +22,8 @@ libraries (macOS, musl) ignore the variables.
 """
 
 HEAP_ENVIRONMENT = {"MALLOC_TRIM_THRESHOLD_": str(64 * 2 ** 20), "MALLOC_MMAP_THRESHOLD_": str(32 * 2 ** 20)}
+
+# The environment of a run.py process started by the queue or a benchmark: the heap thresholds
+# (read when the process starts) and OpenMP threads that sleep while they wait (run.py's default).
+# Values already in the environment win.
+RUN_ENVIRONMENT = {**HEAP_ENVIRONMENT, "OMP_WAIT_POLICY": "PASSIVE"}

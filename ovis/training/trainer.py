@@ -94,6 +94,8 @@ class Trainer:
         self.datasets = components.datasets
         self.model = components.model.to(self.device)
         self.estimator = components.estimator.to(self.device)
+        # --compile: the same estimator call, traced and compiled by torch.compile on first use
+        self.step_loss = torch.compile(self.estimator) if getattr(args, "compile", False) else self.estimator
         self.evaluator, self.chunk_rows = components.evaluator, components.chunk_rows
         self.estimator_id = components.estimator_id or args.estimator
         self.image_data = len(self.datasets.x_shape) == 3
@@ -211,7 +213,7 @@ class Trainer:
 
     def _train_step(self, x: Tensor) -> None:
         state = self.state
-        loss, diagnostics, _ = self.estimator(self.model, x, backward=False, return_diagnostics=True,
+        loss, diagnostics, _ = self.step_loss(self.model, x, backward=False, return_diagnostics=True,
                                               **self.runtime(state.step))
         loss = loss.mean()
         loss.backward()

@@ -94,6 +94,7 @@ def test_discrete_models_refuse_pathwise_estimators():
             Estimator(mc=1, iw=2, **config).check_model(model)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_every_model_trains_on_cuda():
     for key in MODELS:

@@ -1,12 +1,13 @@
 """GPU selection, worker slots, exit classification and console output."""
 import io
+import os
 import signal
 
 import pytest
 
 from ovis.queue.database import ABORTED, FAILED, SUCCESS
 from ovis.queue.devices import GPU, select_gpus, worker_slots
-from ovis.queue.display import Console, format_table
+from ovis.queue.display import Console, GridProgress, format_table
 from ovis.queue.executor import classify_exit
 
 GPUS = [GPU("0", "A", 30000, 40000, 0.1), GPU("1", "B", 100, 40000, 0.9), GPU("2", "C", 2000, 40000, 0.0),
@@ -65,3 +66,52 @@ def test_console_keeps_the_status_line_below_log_lines_on_a_terminal():
     plain = io.StringIO()
     Console(plain, interactive=False).status("3 queued")
     assert plain.getvalue().endswith("] 3 queued\n") and "\r" not in plain.getvalue()
+
+
+def test_cpu_workers_pass_their_share_of_the_cores_to_scripts_that_accept_threads():
+    from ovis.queue.executor import LaunchSettings, run_command, run_environment
+    from ovis.queue.options import accepts_option
+
+    from .helpers import FAKE_SCRIPT, ROOT
+    assert accepts_option(os.path.join(ROOT, "run.py"), ROOT, "threads")
+    assert not accepts_option(FAKE_SCRIPT, ROOT, "threads")
+    settings = LaunchSettings(script="/p/run.py", exp="e", root="/r", data_root="/d", project_root="/p",
+                              threads_option=True)
+    assert run_command(settings, ["--iw", "5", "--threads", "2"], "x", cpu_threads=1)[1:6] == [
+        "/p/run.py", "--threads", "1", "--iw", "5"]  # the grid point's own --threads comes later and wins
+    assert "--threads" not in run_command(settings, ["--iw", "5"], "x", cpu_threads=None)
+    env = run_environment(settings, "", 1)
+    assert env["OMP_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
+
+
+def test_runs_get_the_heap_thresholds_unless_the_user_set_them(monkeypatch):
+    from ovis.queue.executor import LaunchSettings, run_environment
+    from ovis.training.malloc import HEAP_ENVIRONMENT
+    settings = LaunchSettings(script="/p/run.py", exp="e", root="/r", data_root="/d", project_root="/p")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
+    monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "12345")
+    env = run_environment(settings, None, None)
+    assert env["MALLOC_TRIM_THRESHOLD_"] == HEAP_ENVIRONMENT["MALLOC_TRIM_THRESHOLD_"]
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "12345"
+
+
+def test_grid_progress_is_a_tqdm_bar_on_a_terminal_and_plain_lines_otherwise():
+    counts = {"queued": 6, "running": 2, "success": 3, "failed": 1, "aborted": 0}
+    plain = io.StringIO()
+    progress = GridProgress(Console(plain, interactive=False), "exp", interval=60.0)
+    progress.update(counts)
+    progress.update(dict(counts, queued=5, success=4))  # within the interval: no second line
+    line = plain.getvalue().strip()
+    assert line.count("\n") == 0 and "[exp] 4/12 done | 6 queued | 2 running | 3 success | 1 failed" in line
+    assert "ETA unknown (no run finished yet)" in line
+    progress._start -= 60.0  # one more run finished in a minute: 7 left -> 7 minutes
+    assert "ETA 0:07:00" in progress.line(dict(counts, queued=5, success=4))
+    terminal = io.StringIO()
+    console = Console(terminal, interactive=True)
+    progress = GridProgress(console, "exp")
+    progress.update(counts)
+    console.log("start x")
+    progress.close()
+    text = terminal.getvalue()
+    assert "exp:  33%" in text and "4/12" in text and "6 queued | 2 running | 3 success | 1 failed" in text
+    assert "] start x\n" in text and "aborted" not in text.split("start x")[0].split("\r")[-1]

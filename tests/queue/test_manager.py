@@ -161,6 +161,11 @@ def test_dbutils_check_and_clean(tmp_path):
     assert check.returncode == 0
     lines = check.stdout.splitlines()
     assert lines[2].split() == ["all", "runs", "0", "0", "2", "2", "0", "4"]
+    assert "--seed (2 values)" in check.stdout and "--value (2 values)" in check.stdout
+    assert "; --verbose shows the runs per status for each value" in check.stdout
+    assert len(lines) <= 7 and "--value  " not in check.stdout  # compact by default
+    check = run_dbutils("tidy", root, "--check", "--verbose")
+    lines = check.stdout.splitlines()
     value_table = lines[lines.index(next(line for line in lines if line.startswith("--value"))):][2:4]
     assert [line.split() for line in value_table] == [["a", "0", "0", "2", "0", "0", "2"],
                                                       ["b", "0", "0", "0", "2", "0", "2"]]
@@ -207,17 +212,44 @@ def test_workers_are_pinned_to_the_selected_gpus(tmp_path):
 
 def test_cpu_workers_share_the_cores(tmp_path):
     spec, _ = fake_spec(tmp_path, name="cpu", args=["--value a"], seeds=[1])
+    env = dict(environment(), OMP_NUM_THREADS="2")  # meant for one process: two workers must not both use it
     result = run_manager(spec, tmp_path / "runs", "--max_gpus", "0", "--processes", "2",
-                         "--data_root", str(tmp_path / "data"))
-    assert "2 worker(s): 2 per device on CPU" in result.stdout
+                         "--data_root", str(tmp_path / "data"), env=env)
+    assert "2 worker(s): 2 per device on CPU (--max_gpus 0;" in result.stdout
     (run,) = read_runs(str(tmp_path / "runs" / "cpu"))
     assert run["device"] == "cpu"
     with open(os.path.join(run["run_dir"], "process.log")) as f:
         log = f.read()
     assert "CUDA_VISIBLE_DEVICES=''" in log
-    assert f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS') or max(1, os.cpu_count() // 2)}" in log
+    assert f"OMP_NUM_THREADS={max(1, os.cpu_count() // 2)}" in log  # its share, whatever the manager's is
     # bookkeeping options last, so that they win over the grid's
     assert log.splitlines()[2].endswith(f"--value a --exp cpu --root {tmp_path / 'runs'} --data_root "
                                         f"{tmp_path / 'data'} --run_id {run['run_id']} --resume")
     assert run["params"] == {"seed": "1", "steps": "2", "sleep": "0.05", "ledger": str(tmp_path / "ledger.txt"),
                              "value": "a"}
+
+
+def test_max_gpus_on_a_machine_without_gpu_says_what_was_found(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nexit 9\n")  # installed but no GPU
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    env = dict(environment(), PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", CUDA_VISIBLE_DEVICES="")
+    spec, _ = fake_spec(tmp_path, name="nogpu", args=["--value a"], seeds=[1])
+    result = run_manager(spec, tmp_path / "runs", "--max_gpus", "2", "--queue_only", env=env)
+    assert result.returncode == 0, result.stderr
+    result = run_manager(spec, tmp_path / "runs", "--max_gpus", "2", env=env)
+    assert "CPU (no GPU found (nvidia-smi and torch.cuda see none); --max_gpus 2 cannot be met;" in result.stdout
+    assert "--max_gpus 0" not in result.stdout
+
+
+def test_every_bad_grid_point_is_named_and_nothing_is_queued(tmp_path):
+    spec = write_spec(tmp_path, "badrun", script="run.py", args=["--iw abc", "--iw 5", "--lr -1x"],
+                      parameters={"seed": [1]}, **{"global": "--dataset gaussian-toy"})
+    result = run_manager(spec, tmp_path / "runs", "--dry-run")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("  grid point")]
+    assert "run.py refuses 2 of the 3 grid points; nothing was queued" in result.stderr
+    assert [line.split()[2] for line in lines] == ["0", "2"] and "--iw abc" in lines[0] and "--lr -1x" in lines[1]
+    assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "runs")

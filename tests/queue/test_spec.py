@@ -148,7 +148,10 @@ RUN_PY = os.path.join(ROOT, "run.py")
     ({"parameters": {"optimizer": ["adamm"]}}, "argument --optimizer: invalid choice: 'adamm'"),
     ({"args": ["--warmup 100"]}, "--warmup 100 needs --alpha_init"),
     ({"args": ["--estimator ovis-gamma1", "--estimator ovis-banana"]},
-     "run.py refuses grid point 1 (--estimator ovis-banana): --estimator 'ovis-banana': unknown estimator id"),
+     "grid point 1 (--estimator ovis-banana): --estimator 'ovis-banana': unknown estimator id"),
+    ({"args": ["--estimator ovis-gamma1 --iw 1", "--estimator ovis-gamma1 --iw 5", "--estimator ovis-gamma0 --iw 1"]},
+     "run.py refuses 2 of the 3 grid points; nothing was queued"),  # issue 14 item 4: checked before queueing
+    ({"args": ["--estimator ovis-gamma1 --iw 1"]}, "needs iw >= 2"),
 ])
 def test_run_py_grids_are_parsed_with_run_py_parser(data, message):
     spec = spec_of(**data)

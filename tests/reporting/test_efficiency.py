@@ -1,21 +1,22 @@
 """measure_efficiency.py: step times and peak memory per estimator and K (on CPU)."""
 import os
 
+import pandas as pd
 import pytest
 
-from ovis.analysis import efficiency
-from ovis.analysis.efficiency import Workload, efficiency_table, measure, measure_in_this_process
+from ovis.training import efficiency
+from ovis.training.efficiency import Workload, efficiency_table, measure, measure_in_this_process
 from ovis.reporting.efficiency import markdown_summary, plot_efficiency
 
 # A small SBN on the generated shapes data: the measurement, not the model, is under test.
-SMALL = dict(model="sbm", dataset="shapes", hparams={"N": 16, "depth": 1}, batch_size=8, warmup=1, steps=3, threads=1)
+SMALL = dict(model="sbm", dataset="shapes", hparams={"N": 16, "depth": 1}, batch_size=8, untimed_steps=1, steps=3, threads=1)
 
 
 def test_a_workload_is_measured_in_a_fresh_process():
     workload = Workload(estimator="ovis-gamma1", iw=4, **SMALL)
     result = measure(workload)
     assert result.workload == workload and result.device == "cpu"
-    assert len(result.step_ms) == 3 and min(result.step_ms) > 0
+    assert len(result.step_ms) == 3 and min(min(pair) for pair in result.step_ms) > 0
     assert result.peak_memory_mib > 50  # a Python process with torch loaded
     assert 0 <= result.step_memory_mib < result.peak_memory_mib
 
@@ -46,7 +47,7 @@ def test_peak_memory_follows_the_number_of_particles():
     per copy of the expanded batch) needs about ten times the memory of K = 300. The small
     run goes first so that memory it leaves to the allocator cannot hide the growth of the
     second."""
-    base = dict(SMALL, kind="evaluate", estimator="-", warmup=0, steps=1)
+    base = dict(SMALL, kind="evaluate", estimator="-", untimed_steps=0, steps=1, chunk_size=10 ** 6)  # at once
     small = measure_in_this_process(Workload(iw=300, **base))
     large = measure_in_this_process(Workload(iw=3000, **base))
     assert large.peak_memory_mib > small.peak_memory_mib + 60
@@ -59,3 +60,30 @@ def test_bad_workloads_are_refused():
         Workload(model="sbm", estimator="reinforce", iw=5, kind="test")
     with pytest.raises(ValueError, match="iw, mc, batch_size and steps must be >= 1"):
         Workload(model="sbm", estimator="reinforce", iw=0)
+
+
+def test_untimed_steps_option_and_its_deprecated_alias(capsys):
+    from ovis.training.efficiency import build_parser, workloads_of
+    args = build_parser().parse_args(["--untimed_steps", "4", "--models", "sbm", "--estimators", "reinforce",
+                                      "--iw", "5,50"])
+    assert [(w.iw, w.untimed_steps) for w in workloads_of(args)] == [(5, 4), (50, 4)]
+    assert capsys.readouterr().err == ""
+    assert build_parser().parse_args(["--warmup", "7"]).untimed_steps == 7
+    message = capsys.readouterr().err
+    assert "--warmup is deprecated" in message and "use --untimed_steps 7" in message
+
+
+def test_a_measurement_reports_threads_floor_and_load():
+    result = measure_in_this_process(Workload(estimator="reinforce", iw=4, **SMALL)).row()
+    assert result["threads_used"] == 1 and result["load"] >= 0
+    assert result["floor_cpu_ms"] > 0 and result["cpu_vs_floor"] == pytest.approx(result["cpu_ms"] / result["floor_cpu_ms"])
+    assert "on 8 rows" in result["floor"] and "on 32 rows" in result["floor"]
+
+
+def test_the_clock_option_picks_cpu_or_wall_time():
+    from ovis.training.efficiency import build_parser, with_clock
+    table = pd.DataFrame({"time_ms": [10.0], "time_ms_p10": [9.0], "time_ms_p90": [12.0], "cpu_ms": [4.0],
+                          "cpu_ms_p10": [3.5], "cpu_ms_p90": [4.5]})
+    assert with_clock(table, "cpu")[["time_ms", "time_ms_p10", "time_ms_p90"]].values.tolist() == [[4.0, 3.5, 4.5]]
+    assert with_clock(table, "wall").equals(table)
+    assert build_parser().parse_args([]).clock == "cpu"

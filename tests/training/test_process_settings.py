@@ -76,3 +76,13 @@ def test_large_steps_and_explicit_counts_keep_their_threads(restore_threads):
     assert torch.get_num_threads() == 2  # CPU threads only launch kernels on a GPU
     configure_threads(argparse.Namespace(threads=3, bs=24, mc=1, iw=5), _components(475_000))
     assert torch.get_num_threads() == 3
+
+
+def test_evaluations_use_the_requested_threads_and_restore_the_training_threads():
+    from ovis.training.main import DEFAULT_THREADS, evaluation_threads, torch_threads
+    assert evaluation_threads(argparse.Namespace(threads=3)) == 3
+    assert evaluation_threads(argparse.Namespace(threads=0)) == DEFAULT_THREADS
+    previous = torch.get_num_threads()
+    with torch_threads(previous + 1):
+        assert torch.get_num_threads() == previous + 1
+    assert torch.get_num_threads() == previous
