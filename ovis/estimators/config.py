@@ -15,6 +15,13 @@ The class is then built with ``Estimator(mc=..., iw=..., **config)``. Identifier
 ``tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]``
                                             TVO: n partitions (2), beta_min = 10^-b (10^-10),
                                             K-dependent beta_min rules, integration (left)
+``nvil`` / ``reinforce-loo``                NVIL / leave-one-out baseline over the mc bounds
+``muprop`` / ``simple-muprop``              MuProp / the REBAR code's SimpleMuProp
+``rebar`` / ``dynamic-rebar`` / ``relax``   REBAR (eta 1, temperature 0.5) / eta and
+                                            temperature learned / RELAX surrogate network
+``arm`` / ``disarm`` / ``disarm-iw``        ARM / DisARM / local DisARM of L_K (Bernoulli)
+``gumbel-softmax[-tau<t>]`` (``concrete``)  relaxed pathwise, temperature t (biased)
+``straight-through[-tau<t>]``               straight-through Gumbel (biased)
 ==========================================  ===============================================
 
 ``reproduce_original=True`` (ovis's one compatibility switch; also for the relaxed latents of
@@ -37,7 +44,12 @@ import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Type, Union
 
+from .antithetic import Antithetic
 from .base import GradientEstimator
+from .baselines import NVIL, ReinforceLeaveOneOut
+from .muprop import MuProp
+from .rebar import REBAR
+from .relaxed import Relaxed
 from .ovis import OvisAsymptotic, OvisMonteCarlo
 from .pathwise import DReG, Pathwise, PathwiseIWAE, PathwiseVAE, StickingTheLanding
 from .score_function import Reinforce, ReinforceBaseline
@@ -48,14 +60,18 @@ from .wake_sleep import WakeSleep, WakeWake
 VALID_FORMS = ("pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg", "wake-wake", "wake-sleep",
                "reinforce", "reinforce-baseline", "vimco-arithmetic", "vimco-geometric",
                "ovis-S<int or decimal>[-exclusive]", "ovis-gamma<g>[-arithmetic|-geometric]",
-               "tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]")
+               "tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]",
+               "nvil", "reinforce-loo", "muprop", "simple-muprop", "rebar", "dynamic-rebar", "relax", "arm",
+               "disarm", "disarm-iw", "gumbel-softmax[-tau<t>]", "concrete[-tau<t>]", "straight-through[-tau<t>]")
 
 # One identifier of every form (documentation, tests and the check command).
 EXAMPLE_IDS = ("pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg", "wake-wake", "wake-sleep",
                "reinforce", "reinforce-baseline", "vimco-arithmetic", "vimco-geometric",
                "ovis-S1", "ovis-S0.5", "ovis-S2-exclusive", "ovis-gamma0", "ovis-gamma1",
                "ovis-gamma1-arithmetic", "ovis-gamma0.5-geometric", "tvo", "tvo-part1",
-               "tvo-part5-beta2-trapz", "tvo-part2-config1")
+               "tvo-part5-beta2-trapz", "tvo-part2-config1", "nvil", "reinforce-loo", "muprop", "simple-muprop",
+               "rebar", "dynamic-rebar", "relax", "arm", "disarm", "disarm-iw", "gumbel-softmax",
+               "gumbel-softmax-tau0.3", "concrete", "straight-through")
 
 _EXACT: Dict[str, Tuple[Type[GradientEstimator], Dict]] = {
     "pathwise": (Pathwise, {}),
@@ -70,6 +86,16 @@ _EXACT: Dict[str, Tuple[Type[GradientEstimator], Dict]] = {
     "reinforce-baseline": (ReinforceBaseline, {}),
     "vimco-arithmetic": (VIMCO, {"mode": "arithmetic"}),
     "vimco-geometric": (VIMCO, {"mode": "geometric"}),
+    "nvil": (NVIL, {}),
+    "reinforce-loo": (ReinforceLeaveOneOut, {}),
+    "muprop": (MuProp, {"first_order": True}),
+    "simple-muprop": (MuProp, {"first_order": False}),
+    "rebar": (REBAR, {"learn": False}),
+    "dynamic-rebar": (REBAR, {"learn": True}),
+    "relax": (REBAR, {"learn": True, "surrogate_hdim": 64}),
+    "arm": (Antithetic, {"mode": "arm"}),
+    "disarm": (Antithetic, {"mode": "disarm"}),
+    "disarm-iw": (Antithetic, {"mode": "disarm-iw"}),
 }
 # Display names of the ids in ``_EXACT`` (plain text; the id itself when absent).
 _LABELS: Dict[str, str] = {
@@ -83,10 +109,21 @@ _LABELS: Dict[str, str] = {
     "reinforce-baseline": "Reinforce (baseline)",
     "vimco-arithmetic": "VIMCO",
     "vimco-geometric": "VIMCO (geom.)",
+    "nvil": "NVIL",
+    "reinforce-loo": "Reinforce (leave-one-out)",
+    "muprop": "MuProp",
+    "simple-muprop": "SimpleMuProp",
+    "rebar": "REBAR",
+    "dynamic-rebar": "dynamic REBAR",
+    "relax": "RELAX",
+    "arm": "ARM",
+    "disarm": "DisARM",
+    "disarm-iw": "DisARM (IW)",
 }
 _NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
 _OVIS_MC = re.compile(rf"ovis-S{_NUMBER}(-exclusive)?")
 _GAMMA = re.compile(rf"gamma{_NUMBER}")
+_RELAXED = re.compile(rf"(gumbel-softmax|concrete|straight-through)(?:-tau{_NUMBER})?")
 
 
 Parameter = Union[int, float, str]
@@ -213,6 +250,24 @@ def _parse_tvo(estimator_id: str, reproduce_original: bool) -> Parsed:
             EstimatorId(estimator_id, family, (("part", parts), ("beta", beta)), label, key))
 
 
+def _parse_relaxed(estimator_id: str, reproduce_original: bool) -> Parsed:
+    """``gumbel-softmax[-tau<t>]`` (alias ``concrete``), ``straight-through[-tau<t>]``."""
+    match = _RELAXED.fullmatch(estimator_id)
+    if not match:
+        raise _invalid(estimator_id)
+    temperature = None if match.group(2) is None else float(match.group(2))
+    if temperature is not None and temperature <= 0:
+        raise _invalid(estimator_id, "the temperature tau<t> must be > 0")
+    straight_through = match.group(1) == "straight-through"
+    family = "straight-through" if straight_through else "gumbel-softmax"
+    suffix = "" if temperature is None else f"-tau{_text(temperature)}"
+    label = ("straight-through" if straight_through else "Gumbel-softmax") + (
+        "" if temperature is None else f" (tau={_text(temperature)})")
+    parameters = () if temperature is None else (("tau", temperature),)
+    return (Relaxed, {"temperature": temperature, "straight_through": straight_through},
+            EstimatorId(estimator_id, family, parameters, label, family + suffix))
+
+
 def _parse_exact(estimator_id: str) -> Parsed:
     cls, config = _EXACT[estimator_id]
     key = next(name for name, row in _EXACT.items() if row == (cls, config))  # the first spelling of an alias
@@ -220,7 +275,9 @@ def _parse_exact(estimator_id: str) -> Parsed:
 
 
 # Ids with numeric parameters: parser by first token.
-_FAMILY_PARSERS: Dict[str, Callable[[str, bool], Parsed]] = {"ovis": _parse_ovis, "tvo": _parse_tvo}
+_FAMILY_PARSERS: Dict[str, Callable[[str, bool], Parsed]] = {
+    "ovis": _parse_ovis, "tvo": _parse_tvo, "gumbel": _parse_relaxed, "concrete": _parse_relaxed,
+    "straight": _parse_relaxed}
 
 
 def _parse(estimator_id: str, reproduce_original: bool) -> Parsed:

@@ -22,7 +22,7 @@ score-function estimator reports it; the original code called it ``reinforce/mse
 """
 import math
 from abc import abstractmethod
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
@@ -42,6 +42,11 @@ class ScoreFunctionEstimator(GradientEstimator):
     forward pass) and use the remaining ones as auxiliary particles.
     """
     learns_control_variate = False  # True: c_k is trained by the mse term (neural baseline)
+
+    def signal_scale(self) -> float:
+        """A positive number fixed before the step that divides the phi gradient (NVIL's
+        variance normalisation); 1 here, so the phi gradient is unbiased."""
+        return 1.0
 
     @property
     def n_theta(self) -> int:
@@ -65,6 +70,13 @@ class ScoreFunctionEstimator(GradientEstimator):
         ``aux_log_weights [bs, mc, n - K']`` of the auxiliary ones; all without gradient.
         """
 
+    def group_terms(self, model: Optional[nn.Module], x: Tensor, particles: Particles, control_variate: Tensor,
+                    options: RuntimeOptions) -> Tuple[Tensor, Union[Tensor, float]]:
+        """Per-group control variates ``c_kg`` (broadcastable to ``[bs, mc, K', G]``) and the
+        analytic expectation of their z-dependent part, a phi objective ``[bs, mc]`` whose
+        gradient is added to the score terms (MuProp); by default ``c_k`` for every group and 0."""
+        return control_variate.unsqueeze(-1), 0.0
+
     def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         n_theta, n_primary = self.n_theta, self.n_primary
@@ -76,16 +88,17 @@ class ScoreFunctionEstimator(GradientEstimator):
         signal = bound.unsqueeze(-1) - options.beta * weights  # d_k  [bs, mc, K']
         aux = log_weights.narrow(2, n_primary, log_weights.shape[2] - n_primary).detach()  # [bs, mc, n - K']
         control_variate = self.control_variate(x, primary, bound, weights, aux, options)
-        fixed_control_variate = control_variate.detach()
+        group_control_variate, analytic = self.group_terms(model, x, particles, control_variate, options)
+        fixed_control_variate = group_control_variate.detach()  # [bs, mc, K' or 1, G or 1]
 
         active = particles.free_bits_active(options)
         if active is None:
-            prefactor = (signal - fixed_control_variate).unsqueeze(-1)  # [bs, mc, K', 1]
+            prefactor = signal.unsqueeze(-1) - fixed_control_variate  # [bs, mc, K', 1 or G]
         else:
-            prefactor = ((bound.unsqueeze(-1) - fixed_control_variate).unsqueeze(-1)
+            prefactor = ((bound.unsqueeze(-1).unsqueeze(-1) - fixed_control_variate)
                          - options.beta * weights.unsqueeze(-1) * _first(active, n_primary))  # [bs, mc, K', G]
         log_q = _first(particles.log_qz, n_primary)  # [bs, mc, K', G]
-        phi_loss = -(prefactor * log_q).sum((-2, -1))  # [bs, mc]
+        phi_loss = -((prefactor * log_q).sum((-2, -1)) + analytic) / self.signal_scale()  # [bs, mc]
         loss = (phi_loss - theta_bound).mean(1)  # [bs]
 
         squared_error = (control_variate - signal) ** 2  # [bs, mc, K']

@@ -19,7 +19,12 @@ UNIFORM_EPS = 1e-6
 
 
 class LatentSampler:
-    """Base class: ``__call__(group, q) -> z`` (see the module docstring)."""
+    """Base class: ``__call__(group, q) -> z`` (see the module docstring).
+
+    ``draws``: whether the sampler draws random latents (True) or evaluates the model at values
+    it is given or computes (``Given``, MuProp's mean-field pass: False). Test models that fix
+    their latents (``EnumerableModel.fixed_latents``) replace only the drawing samplers."""
+    draws = True
 
     def __call__(self, group: int, q: Distribution) -> Tensor:
         raise NotImplementedError(f"{type(self).__name__} must define __call__(group, q) -> z")
@@ -37,6 +42,7 @@ class Sample(LatentSampler):
 
 class Given(LatentSampler):
     """Evaluate the model at the given latents ``z`` (list, top first, ``[rows, ...]`` each)."""
+    draws = False
 
     def __init__(self, z: List[Tensor]):
         self.z = list(z)
@@ -77,6 +83,21 @@ def hard_bernoulli(logits: Tensor, u: Tensor) -> Tensor:
 def relaxed_bernoulli(logits: Tensor, u: Tensor, tau: float) -> Tensor:
     """The Concrete relaxation ``sigmoid((logits + logit(u)) / tau)`` of ``hard_bernoulli``."""
     return torch.sigmoid((logits + logistic_noise(u)) / tau)
+
+
+class MeanField(LatentSampler):
+    """The mean-field pass of MuProp (Gu et al., 2016): each group is replaced by the mean of its
+    q given the means of the groups drawn before it, returned as a new leaf that requires grad
+    (kept in ``values[group]``), so that the derivative of any function of the pass with respect
+    to each group's value is available. Log-densities are evaluated at these relaxed values."""
+    draws = False
+
+    def __init__(self):
+        self.values: Dict[int, Tensor] = {}
+
+    def __call__(self, group: int, q: Distribution) -> Tensor:
+        self.values[group] = q.mean.detach().requires_grad_()
+        return self.values[group]
 
 
 class NoiseSampler(LatentSampler):
@@ -128,6 +149,6 @@ def check_particles(particles: Optional[int]) -> None:
         raise ValueError(f"particles={particles!r}: expected an integer >= 1 (rows per data point)")
 
 
-__all__ = ["LatentSampler", "Sample", "Given", "NoiseSampler", "bernoulli_logits", "logistic_noise",
+__all__ = ["LatentSampler", "Sample", "Given", "MeanField", "NoiseSampler", "bernoulli_logits", "logistic_noise",
            "hard_bernoulli", "relaxed_bernoulli", "resolve_sampler", "expand_to_particles", "check_particles",
            "UNIFORM_EPS"]

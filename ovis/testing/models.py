@@ -145,12 +145,15 @@ class EnumerableModel(_TestModel):
 
     def forward(self, x: Tensor, reparam: bool = False, sampler: Optional[LatentSampler] = None, **kwargs) -> Dict:
         """``sampler``: how each latent group is drawn (``ovis.models.sampling``); inside
-        ``fixed_latents`` the fixed latents win."""
+        ``fixed_latents`` the fixed latents replace samplers that draw (``sampler.draws``)."""
         if reparam:
             raise ValueError("EnumerableModel has binary latents: no reparameterised samples")
-        if self._fixed_latents is not None:
+        fixed = self._fixed_latents
+        if fixed is not None and getattr(sampler, "draws", True):
             sampler = None
-        qz, z = self._inference(x, self._fixed_latents, sampler)
+        elif sampler is not None:
+            fixed = None  # a sampler that evaluates (Given, MeanField) wins over the fixed latents
+        qz, z = self._inference(x, fixed, sampler)
         return {"px": self._bernoulli("generative_model", "x", z[-1]), "z": z, "qz": qz,
                 "pz": self._prior(z, x.shape[0]),
                 "diagnostics": {"testing/latent_mean": torch.cat(z, dim=1).mean(1)}}

@@ -9,13 +9,14 @@ when its option switches it off) and append it to ``ANALYSES``. The analysed par
 ``gradient_filter(context.args, context.model)`` (``--grad_key`` defaults to ``None``: the
 model's inference network).
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
 
 from ovis.analysis.active_units import active_units
+from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
 from ovis.analysis.gradients import gradient_statistics
 from ovis.training.arguments import gradient_filter
 
@@ -35,6 +36,7 @@ class AnalysisContext:
     subsets: Dict
     device: torch.device
     chunk_rows: Optional[int] = None
+    state: Dict = field(default_factory=dict)  # what an analysis keeps between evaluations
 
 
 def active_units_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str, float]:
@@ -65,7 +67,24 @@ def gradient_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str, floa
     return statistics.summary
 
 
-ANALYSES: List[Callable[[AnalysisContext, Dict], Dict[str, float]]] = [active_units_analysis, gradient_analysis]
+def grad_variance_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str, float]:
+    """``grad_log_variance/<id>`` of every estimator of ``--track_grad_variances`` on the gradient
+    batch (``ovis/analysis/grad_variance.py``); the tracker, with its estimators, lives in
+    ``context.state`` across evaluations. Empty list or 0 samples skips."""
+    args = context.args
+    if not getattr(args, "track_grad_variances", "") or args.grad_samples <= 0:
+        return {}
+    x = torch.cat(list(context.subsets["gradients"].batches(args.grad_bs, context.device)))  # [grad_bs, *x_shape]
+    if "grad_variances" not in context.state:
+        ids = parse_tracked_ids(args.track_grad_variances, args.mc, args.iw)
+        context.state["grad_variances"] = GradientVarianceTracker(ids, args.mc, args.iw, x.shape[1:],
+                                                                  training={args.estimator: context.estimator})
+    return context.state["grad_variances"](context.model, x, args.grad_samples, gradient_filter(args, context.model),
+                                           **runtime)
+
+
+ANALYSES: List[Callable[[AnalysisContext, Dict], Dict[str, float]]] = [active_units_analysis, gradient_analysis,
+                                                                       grad_variance_analysis]
 
 
 def run_analyses(context: AnalysisContext, runtime: Dict) -> Dict[str, float]:

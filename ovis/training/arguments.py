@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated substrings of the analysed parameters' names (None: the "
                             "model's inference network, e.g. inference_network. for vae and sbm, phi. for gmm)")
     grads.add_argument("--grad_epsilon", type=float, default=1e-15, help="variance threshold and SNR floor")
+    grads.add_argument("--track_grad_variances", default="",
+                       help="comma-separated estimator ids whose gradient log-variance is measured at every "
+                            "evaluation on the gradient batch (metrics grad_log_variance/<id>)")
 
     session = parser.add_argument_group("session")
     session.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -217,6 +220,14 @@ def check_values(args: argparse.Namespace) -> None:
     _check(args.grad_samples == 0 or args.grad_samples >= 2,
            f"--grad_samples must be 0 (skip) or >= 2 (a variance needs two samples), got {args.grad_samples}")
     _check(args.grad_epsilon > 0, f"--grad_epsilon must be > 0, got {args.grad_epsilon}")
+    if args.track_grad_variances:
+        from ovis.analysis.grad_variance import parse_tracked_ids
+        try:
+            parse_tracked_ids(args.track_grad_variances, args.mc, args.iw)
+        except ValueError as error:
+            raise ArgumentError(str(error)) from None
+        _check(args.grad_samples >= 2, f"--track_grad_variances needs --grad_samples >= 2 (the samples of each "
+                                       f"variance), got {args.grad_samples}")
     _check(args.grad_key is None or any(key.strip() for key in args.grad_key.split(",")) or args.grad_samples == 0,
            "--grad_key must name at least one parameter-name substring, e.g. inference_network")
     _check(args.mc_au_analysis == 0 or args.npoints_au_analysis >= 2,

@@ -51,8 +51,12 @@ MODEL_PRESETS = {
     "gaussian-vae": {"N": 200, "hdim": 200, "nlayers": 2, "depth": 1},
 }
 KINDS = ("train", "evaluate")
+# issue 10: the REBAR family, antithetic, relaxed and baseline estimators (the Gaussian VAE is
+# skipped, with a message, for those that need Bernoulli latents)
+REBAR_FAMILY = ("nvil,reinforce-loo,muprop,simple-muprop,rebar,dynamic-rebar,relax,arm,disarm,disarm-iw,"
+                "gumbel-softmax,straight-through")
 DEFAULT_ESTIMATORS = ("reinforce,vimco-arithmetic,ovis-gamma1,ovis-gamma0,ovis-S10-exclusive,tvo-part2-config1,"
-                      "pathwise-iwae")
+                      "pathwise-iwae," + REBAR_FAMILY)
 
 
 class RawDescriptionDefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):

@@ -36,3 +36,15 @@ def test_the_gaussian_reference_is_the_quadrature_gradient_not_an_estimator():
     assert records["dreg"]["z phi"] < 5 and records["pathwise-iwae"]["z phi"] < 5  # unbiased for L_K
     assert records["stl"]["z phi"] > 5 and records["pathwise-vae"]["z phi"] > 5  # biased for L_K at K = 2
     assert records["dreg"]["quadrature error"] < 1e-5
+
+
+def test_noise_controlled_report_shows_unbiased_and_relaxed_estimators():
+    records = {(r["estimator"], r["iw"]): r for r in check.check_noise_controlled([2]) if "error" not in r}
+    for estimator_id in ("arm", "disarm", "disarm-iw"):
+        for iw in (1, 2):
+            assert records[(estimator_id, iw)]["bias phi"] < 1e-12
+    for estimator_id in ("rebar", "dynamic-rebar", "relax"):
+        assert records[(estimator_id, 1)]["bias phi"] < 1e-4  # Gauss-Legendre accuracy
+    theta_biases = [records[(f"gumbel-softmax tau={tau}", 1)]["bias theta"] for tau in (1.0, 0.5, 0.25, 0.1)]
+    assert all(later < earlier for earlier, later in zip(theta_biases, theta_biases[1:])) and theta_biases[-1] > 1e-3
+    assert records[("straight-through tau=0.25", 1)]["bias phi"] > 1e-2

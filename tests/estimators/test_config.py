@@ -146,7 +146,8 @@ def test_reproduce_original_gives_the_original_renyi_correction():
 
 
 @pytest.mark.parametrize("estimator_id", EXAMPLE_IDS + ("Pathwise", "ovis-S2.0-exclusive", "ovis-gamma1.0",
-                                                        "ovis-arithmetic-gamma1", "tvo-part2-beta10-left"))
+                                                        "ovis-arithmetic-gamma1", "tvo-part2-beta10-left",
+                                                        "concrete-tau0.30"))
 def test_the_canonical_key_builds_the_same_estimator(estimator_id):
     description = describe_estimator_id(estimator_id)
     assert parse_estimator_id(description.key) == parse_estimator_id(estimator_id)

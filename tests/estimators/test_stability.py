@@ -4,7 +4,7 @@ import torch
 
 from ovis.estimators import BoundEvaluator, RuntimeOptions
 from ovis.estimators.base import Particles
-from ovis.estimators.config import EXAMPLE_IDS
+from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
 from ovis.estimators.ovis import ovis_asymptotic_control_variate
 from ovis.estimators.base import iw_bound, normalized_weights
 from ovis.testing import EnumerableModel
@@ -12,7 +12,8 @@ from ovis.testing import EnumerableModel
 from .helpers import build
 
 # estimators whose surrogate works on log-densities alone (no model, no hooks on latents)
-SURROGATE_IDS = [eid for eid in EXAMPLE_IDS if eid not in ("dreg", "wake-sleep", "reinforce-baseline")]
+SURROGATE_IDS = [eid for eid in EXAMPLE_IDS if eid not in ("dreg", "wake-sleep", "reinforce-baseline", "nvil")
+                 and not parse_estimator_id(eid)[0].needs_model]
 
 
 def particles(log_px, groups=1):

@@ -1,0 +1,95 @@
+"""The gradient-variance comparison of the REBAR code (Tucker et al., 2017): while one estimator
+trains the model, measure every ``--eval_freq`` the log-variance of several estimators' gradients
+at the same parameters and on the same batch.
+
+    python run.py ... --estimator dynamic-rebar --track_grad_variances nvil,muprop,rebar,dynamic-rebar
+
+For each tracked id, ``gradient_statistics`` draws ``--grad_samples`` gradients of the
+parameters selected by ``--grad_key`` (default: the inference network) on the gradient batch
+(``--grad_bs`` training points) and the metric ``grad_log_variance/<id>`` is the natural log of
+their mean per-coordinate variance (``grads/variance``). The training estimator's id uses the
+training estimator itself (its learned control variates are those of the trajectory); any other
+id with parameters (NVIL's baseline, dynamic REBAR's eta and temperature, RELAX's network)
+first adapts them for ``adapt_steps`` steps of its own objective on the batch (the model is not
+changed), so that learned control variates are compared in a trained state.
+"""
+import math
+from typing import Dict, List, Optional
+
+import torch
+from torch import nn
+
+from ..cli import comma_list
+from ..estimators.config import parse_estimator_id
+from .gradients import gradient_statistics
+
+METRIC = "grad_log_variance/{}"
+ADAPT_STEPS = 100
+
+
+def parse_tracked_ids(text: Optional[str], mc: int = 1, iw: int = 1) -> List[str]:
+    """``"nvil, rebar"`` -> ``["nvil", "rebar"]``; ValueError naming the bad id and what to do when an id
+    does not parse or cannot be built with ``mc`` and ``iw``."""
+    ids = comma_list(text)
+    for estimator_id in ids:
+        try:
+            Estimator, config = parse_estimator_id(estimator_id)
+            Estimator(mc=mc, iw=iw, x_shape=(1,), **config)
+        except ValueError as error:
+            raise ValueError(f"--track_grad_variances {estimator_id}: {error}") from None
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"--track_grad_variances lists an id twice: {ids}")
+    return ids
+
+
+class GradientVarianceTracker:
+    """``tracker(model, x, n_samples, param_filter, **runtime) -> {"grad_log_variance/<id>": float}``."""
+
+    def __init__(self, ids: List[str], mc: int, iw: int, x_shape, training: Optional[Dict[str, nn.Module]] = None,
+                 adapt_steps: int = ADAPT_STEPS, adapt_lr: float = 5e-3, estimator_config: Optional[Dict] = None):
+        self.ids, self.mc, self.iw, self.x_shape = list(ids), mc, iw, tuple(x_shape)
+        self.estimators: Dict[str, nn.Module] = dict(training or {})
+        self.shared = set(self.estimators)
+        self.adapt_steps, self.adapt_lr = adapt_steps, adapt_lr
+        self.estimator_config = estimator_config or {}
+
+    def estimator(self, estimator_id: str, model: nn.Module) -> nn.Module:
+        if estimator_id not in self.estimators:
+            Estimator, config = parse_estimator_id(estimator_id)
+            extra = {k: v for k, v in self.estimator_config.items() if k in ("baseline_hdim", "baseline_nlayers")
+                     and estimator_id in ("nvil", "reinforce-baseline")}
+            reference = next(model.parameters())
+            estimator = Estimator(mc=self.mc, iw=self.iw, x_shape=self.x_shape, **config, **extra)
+            estimator.check_model(model)
+            self.estimators[estimator_id] = estimator.to(reference.device)
+        return self.estimators[estimator_id]
+
+    def adapt(self, estimator: nn.Module, model: nn.Module, x, **runtime) -> None:
+        """Train the estimator's own parameters on ``x`` (the model's parameters are not touched)."""
+        own = [p for p in estimator.parameters() if p.requires_grad]
+        if not own:
+            return
+        optimizer = torch.optim.Adam(own, lr=self.adapt_lr)
+        for _ in range(self.adapt_steps):
+            loss, _, _ = estimator(model, x, return_diagnostics=False, **runtime)
+            grads = torch.autograd.grad(loss.mean(), own, allow_unused=True)
+            for p, g in zip(own, grads):
+                p.grad = None if g is None else g
+            optimizer.step()
+
+    def __call__(self, model: nn.Module, x, n_samples: int, param_filter: str, **runtime) -> Dict[str, float]:
+        values = {}
+        for estimator_id in self.ids:
+            estimator = self.estimator(estimator_id, model)
+            if estimator_id not in self.shared:
+                self.adapt(estimator, model, x, **runtime)
+            training = estimator.training
+            estimator.eval()  # no running-statistics updates or variance steps while measuring
+            try:
+                statistics = gradient_statistics(estimator, model, x, n_samples, param_filter, vectorize=False,
+                                                 **runtime)
+            finally:
+                estimator.train(training)
+            variance = statistics.summary["grads/variance"]
+            values[METRIC.format(estimator_id)] = math.log(variance) if variance > 0 else float("-inf")
+        return values

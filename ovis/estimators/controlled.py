@@ -1,0 +1,149 @@
+"""Estimators that control the uniform noise behind each Bernoulli draw (ARM, DisARM, REBAR, RELAX,
+the relaxed and straight-through estimators): the samplers they hand to the model and their
+common base class.
+
+Noise. Each latent unit of group g is drawn from ``u ~ U(0, 1)``: the hard sample is
+``b = H(a + logit u)`` (``a`` the logits of q), the Concrete relaxation at temperature ``lam`` is
+``sigmoid((a + logit u) / lam)`` (Maddison et al., 2017; Jang et al., 2017). REBAR's conditional
+noise (Tucker et al., 2017, appendix): given ``b`` and ``theta = sigmoid(a)``, ``u | b`` is uniform
+on ``(1 - theta, 1)`` if ``b = 1`` and on ``(0, 1 - theta)`` if ``b = 0``; with ``v ~ U(0, 1)``::
+
+    u_tilde = b (1 - theta + v theta) + (1 - b) v (1 - theta)
+
+is a draw of ``u | b`` that is differentiable in ``a`` (the conditional reparameterisation).
+Hierarchical q: the model computes each group's ``q`` from what the sampler returned for its
+parents, so a relaxed pass relaxes every group and the relaxation is a differentiable function
+of the noise of all groups.
+"""
+from contextlib import contextmanager
+from typing import Dict, Iterator, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+import torch.nn.functional as F
+
+from ..models.sampling import NoiseSampler, bernoulli_logits, hard_bernoulli, relaxed_bernoulli, UNIFORM_EPS
+from .base import GradientEstimator, Particles, RuntimeOptions, sample_particles
+
+Noise = Dict[int, Tensor]
+
+
+def conditional_uniform(v: Tensor, b: Tensor, logits: Tensor) -> Tensor:
+    """REBAR's ``u_tilde ~ u | b`` from ``v ~ U(0, 1)`` (module docstring); differentiable in ``logits``."""
+    theta = torch.sigmoid(logits)
+    u = torch.where(b > 0.5, 1 - theta + v * theta, v * (1 - theta))
+    return u.clamp(UNIFORM_EPS, 1 - UNIFORM_EPS)
+
+
+class RelaxedSampler(NoiseSampler):
+    """The Concrete relaxation ``sigmoid((a + logit u) / temperature)`` of each Bernoulli group,
+    differentiable in the logits ``a``. With ``straight_through`` the value is the hard sample
+    ``H(a + logit u)`` and the gradient that of the relaxation (straight-through Gumbel).
+    Categorical groups (``q.logits [.., C]``) get the Gumbel-softmax sample instead (fresh noise)."""
+
+    def __init__(self, temperature: float, noise: Optional[Noise] = None, straight_through: bool = False):
+        super().__init__(noise)
+        self.temperature, self.straight_through = temperature, straight_through  # a tensor keeps its graph
+
+    def __call__(self, group: int, q: Distribution) -> Tensor:
+        if q.event_shape:  # one-hot categorical
+            return F.gumbel_softmax(q.logits, tau=float(self.temperature), hard=self.straight_through, dim=-1)
+        return self.transform(group, q, self.uniform(group, q))
+
+    def transform(self, group: int, q: Distribution, u: Tensor) -> Tensor:
+        logits = bernoulli_logits(q)
+        relaxed = relaxed_bernoulli(logits, u, self.temperature)
+        if not self.straight_through:
+            return relaxed
+        return hard_bernoulli(logits.detach(), u) + (relaxed - relaxed.detach())
+
+
+class ConditionalRelaxedSampler(RelaxedSampler):
+    """REBAR's relaxation at ``u_tilde ~ u | b``: group g's noise is ``conditional_uniform(v_g,
+    b_g, a_g)`` with ``b_g`` and the logits ``a_g`` of the hard pass (with their graph), then
+    relaxed with the logits of this pass (computed from relaxed parents)."""
+
+    def __init__(self, temperature, v: Noise, hard: Noise, hard_logits: Dict[int, Tensor]):
+        super().__init__(temperature)
+        self.v, self.hard, self.hard_logits = v, hard, hard_logits
+
+    def uniform(self, group: int, q: Distribution) -> Tensor:
+        if group not in self.noise:
+            self.noise[group] = conditional_uniform(self.v[group], self.hard[group], self.hard_logits[group])
+        return self.noise[group]
+
+
+class ControlledNoiseEstimator(GradientEstimator):
+    """Base class of the estimators that draw the latents themselves (module docstring).
+
+    ``sample`` draws the hard particles with a ``NoiseSampler`` and keeps its noise
+    (``self.noise``: group -> uniforms ``[rows, N_g]``) for the further passes of ``surrogate``
+    (``evaluate``). ``fixed_noise(u, v)`` replaces the random noise (tests integrate the
+    estimators over it); ``v`` is the second noise of REBAR and RELAX."""
+    needs_model = True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._fixed: Optional[Dict[str, Noise]] = None
+        self._probed: Optional[int] = None  # id of the model the probe pass accepted
+        self.noise: Noise = {}
+
+    def check_model(self, model: nn.Module) -> None:
+        """The model must accept samplers; with ``x_shape`` known, a probe pass on two zero data
+        points also checks that every latent group can be drawn (Bernoulli latents)."""
+        super().check_model(model)
+        if not getattr(model, "accepts_sampler", False):
+            raise ValueError(f"{type(self).__name__} controls the noise of every latent draw: the model must "
+                             f"define forward(x, sampler=...) and declare accepts_sampler = True "
+                             f"(see ovis.models.base.TemplateModel and docs/DESIGN.md, section 1b)")
+        reference = next(model.parameters(), None)
+        if self.x_shape is not None and reference is not None and self._probed != id(model):
+            training = model.training
+            model.eval()  # no batch-statistics update from the probe
+            try:
+                with torch.no_grad():  # once per model (forward calls check_model at every step)
+                    model(torch.zeros(2, *self.x_shape, dtype=reference.dtype, device=reference.device),
+                          sampler=self.probe_sampler())
+            finally:
+                model.train(training)
+            self._probed = id(model)
+
+    def probe_sampler(self):
+        return NoiseSampler()
+
+    @contextmanager
+    def fixed_noise(self, u: Noise, v: Optional[Noise] = None) -> Iterator[None]:
+        """Calls inside use the uniforms ``u`` (and ``v``): group -> ``[rows, N_g]``, rows = bs * mc * iw."""
+        self._fixed = {"u": dict(u), "v": dict(v or {})}
+        try:
+            yield
+        finally:
+            self._fixed = None
+
+    def second_noise(self, like: Noise) -> Noise:
+        """Fresh uniforms ``v`` of the shapes of ``like`` (or the fixed ones)."""
+        if self._fixed is not None and self._fixed["v"]:
+            return self._fixed["v"]
+        return {g: torch.rand_like(u).clamp_(UNIFORM_EPS, 1 - UNIFORM_EPS) for g, u in like.items()}
+
+    def evaluate(self, model: nn.Module, x: Tensor, sampler, options: RuntimeOptions) -> Particles:
+        """One pass of the model with ``sampler`` for the layout's particles."""
+        mc, iw = self.layout
+        return sample_particles(model, x, mc, iw, False, options, self.log_q, sampler=sampler)
+
+    def sample(self, model: nn.Module, x: Tensor, options: RuntimeOptions) -> Particles:
+        sampler = NoiseSampler(None if self._fixed is None else self._fixed["u"])
+        particles = self.evaluate(model, x, sampler, options)
+        self.noise = sampler.noise
+        return particles
+
+
+def group_logits(particles: Particles) -> Dict[int, Tensor]:
+    """The logits ``[rows, N_g]`` of each group's q in a pass (with their graph)."""
+    return {g: bernoulli_logits(q) for g, q in enumerate(particles.output["qz"])}
+
+
+def group_samples(particles: Particles) -> Dict[int, Tensor]:
+    """The latents ``[rows, N_g]`` of each group in a pass."""
+    return dict(enumerate(particles.output["z"]))

@@ -1,0 +1,50 @@
+"""Relaxed (biased) pathwise estimators for discrete latents: the Concrete / Gumbel-softmax
+relaxation (Maddison, Mnih & Teh, 2017; Jang, Gu & Poole, 2017) and the straight-through
+Gumbel estimator (Bengio et al., 2013; Jang et al., 2017).
+
+``gumbel-softmax`` (alias ``concrete``): every latent is replaced by its relaxation at
+temperature ``lam`` (Bernoulli: ``sigmoid((a + logit u) / lam)``, categorical: the Gumbel-softmax
+sample) and the model evaluates its log-densities at the relaxed values (Bernoulli:
+``z log p + (1 - z) log(1 - p)``); the loss is ``-L`` of the relaxed particles, differentiated
+along the path. Biased for the gradient of L_K for any ``lam > 0``; the bias vanishes as
+``lam -> 0`` (the variance grows). ``straight-through``: the hard sample forward, the gradient of
+the relaxation backward; biased at every temperature.
+
+Temperature: the id's ``-tau<t>`` if given, else the runtime ``tau`` if > 0, else 0.5.
+"""
+from typing import Dict, Optional, Tuple
+
+from torch import Tensor, nn
+
+from .base import Particles, RuntimeOptions, iw_bound
+from .controlled import ControlledNoiseEstimator, RelaxedSampler
+
+DEFAULT_TEMPERATURE = 0.5
+
+
+class Relaxed(ControlledNoiseEstimator):
+    """Concrete / Gumbel-softmax (``straight_through=False``) or straight-through Gumbel
+    (module docstring). One model evaluation per step; the model must draw its latents through the
+    relaxing sampler, so the estimator cannot run from log-densities alone (``needs_model``)."""
+
+    def __init__(self, mc: int = 1, iw: int = 1, temperature: Optional[float] = None,
+                 straight_through: bool = False, **options):
+        super().__init__(mc, iw, **options)
+        if temperature is not None and not temperature > 0:
+            raise ValueError(f"temperature={temperature!r}: the relaxation temperature must be > 0")
+        self.temperature, self.straight_through = temperature, bool(straight_through)
+
+    def probe_sampler(self):
+        return RelaxedSampler(DEFAULT_TEMPERATURE, straight_through=self.straight_through)
+
+    def sample(self, model: nn.Module, x: Tensor, options: RuntimeOptions) -> Particles:
+        temperature = self.temperature or options.tau or DEFAULT_TEMPERATURE
+        noise = None if self._fixed is None else self._fixed["u"]
+        return self.evaluate(model, x, RelaxedSampler(temperature, noise, self.straight_through), options)
+
+    def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
+                  options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
+        return -iw_bound(particles.log_weights(options), options.alpha).mean(1), {}
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, temperature={self.temperature}, straight_through={self.straight_through}"

@@ -1,0 +1,76 @@
+"""Figure and table of the ``rebar-comparison`` experiment: the gradient log-variance of every
+tracked estimator (``train:grad_log_variance/<id>``, ``--track_grad_variances``) along each run's
+training trajectory, one panel per run, one line per estimator.
+
+    python scripts/rebar_comparison_figure.py --root experiments-root [--exp rebar-comparison]
+
+writes ``reports/<exp>/grad-log-variances.png`` and ``grad-log-variances.md`` (the values at the
+last evaluation, sorted, per run).
+"""
+import glob
+import os
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from ovis.cli import ArgumentParser  # noqa: E402
+from ovis.records import read_config, read_metrics  # noqa: E402
+from ovis.reporting.style import apply_style  # noqa: E402
+
+PREFIX = "train:grad_log_variance/"
+
+
+def run_title(config: dict) -> str:
+    return f"{config.get('dataset')}, {config.get('estimator')} trains, iw={config.get('iw')}"
+
+
+def main(argv=None) -> None:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--root", required=True, help="experiments root (the manager's --root)")
+    parser.add_argument("--exp", default="rebar-comparison")
+    parser.add_argument("--output", default="reports", help="folder receiving <exp>/")
+    args = parser.parse_args(argv)
+    runs = [d for d in sorted(glob.glob(os.path.join(args.root, args.exp, "*"))) if os.path.isfile(
+        os.path.join(d, "metrics.jsonl"))]
+    if not runs:
+        parser.error(f"no run with metrics.jsonl under {os.path.join(args.root, args.exp)}; run the experiment "
+                     f"first: python manager.py --exp {args.exp} --root {args.root}")
+    apply_style()
+    columns = min(2, len(runs))
+    rows = -(-len(runs) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
+    loaded = [(read_config(d), read_metrics(d)) for d in runs]
+    ids = sorted({m for _, metrics in loaded for m in metrics.metric if m.startswith(PREFIX)})
+    # one colour per estimator: the 10 dark tab20 colours first, then the light ones
+    colors = {m: plt.get_cmap("tab20")((2 * i) % 20 + (2 * i) // 20 % 2) for i, m in enumerate(ids)}
+    lines = [f"# Gradient log-variance at the last evaluation ({args.exp})", ""]
+    for axis, (config, metrics) in zip(axes.flat, loaded):
+        tracked = metrics[metrics.metric.str.startswith(PREFIX)]
+        last = tracked[tracked.step == tracked.step.max()].sort_values("value", ascending=False)
+        for metric in last.metric:  # legend in decreasing order of the final log-variance
+            curve = tracked[tracked.metric == metric].sort_values("step")
+            axis.plot(curve.step, curve.value, marker="o", markersize=3, color=colors[metric],
+                      label=metric[len(PREFIX):])
+        axis.set_title(run_title(config), fontsize=9)
+        axis.set_xlabel("step")
+        axis.set_ylabel("log variance of the q gradient")
+        axis.legend(fontsize=7)
+        lines += [f"## {run_title(config)} (step {int(last.step.max())})", "", "| estimator | log-variance |",
+                  "|---|---|"] + [f"| {m[len(PREFIX):]} | {v:.2f} |" for m, v in zip(last.metric, last.value)] + [""]
+    for axis in list(axes.flat)[len(loaded):]:
+        axis.set_visible(False)
+    figure.tight_layout()
+    out_dir = os.path.join(args.output, args.exp)
+    os.makedirs(out_dir, exist_ok=True)
+    figure.savefig(os.path.join(out_dir, "grad-log-variances.png"))
+    with open(os.path.join(out_dir, "grad-log-variances.md"), "w") as f:
+        f.write("\n".join(lines))
+    print(f"wrote {out_dir}/grad-log-variances.png and grad-log-variances.md")
+
+
+if __name__ == "__main__":
+    main()
