@@ -7,7 +7,6 @@ is the leading batch size of the outputs. See docs/DESIGN.md, section 1b.
 """
 from typing import Dict, Tuple
 
-import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 

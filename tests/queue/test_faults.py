@@ -1,8 +1,8 @@
 """Issue 13's fault campaign, one test per failure: nothing lost, one clear message, no debris."""
+import contextlib
 import errno
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -109,34 +109,33 @@ def test_an_unreadable_database_gets_one_message_and_a_copy(tmp_path, content, p
     assert open(database.path, "rb").read() == content  # never overwritten
 
 
-READ_ONLY_USER = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+@contextlib.contextmanager
+def read_only_view(folder: str):
+    """``folder`` mounted again, read-only (a read-only file system: even root cannot write)."""
+    view = tempfile.mkdtemp(prefix="ovis-readonly-")
+    mounted = subprocess.run(["mount", "--bind", folder, view], capture_output=True, text=True)
+    if mounted.returncode != 0:
+        os.rmdir(view)
+        pytest.skip(f"cannot bind-mount a read-only view here ({mounted.stderr.strip()[-80:]})")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", view], check=True, capture_output=True)
+        yield view
+    finally:
+        subprocess.run(["umount", view], check=True)
+        os.rmdir(view)
 
 
 def test_a_read_only_folder_gets_one_message(tmp_path):
-    if os.geteuid() != 0 or not shutil.which("setpriv"):
-        pytest.skip("needs root and setpriv to run dbutils.py as another user (root ignores permissions)")
-    probe = subprocess.run(READ_ONLY_USER + [sys.executable, "-c", "import filelock, tinydb, orjson"],
-                           capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"user nobody cannot run this Python with its packages ({probe.stderr.strip()[-80:]})")
-    folder = tempfile.mkdtemp(prefix="ovis-readonly-")
-    try:
-        os.chmod(folder, 0o755)
-        database = finished_queue(os.path.join(folder, "exp"), 3, status=ABORTED)
-        for path, _, files in os.walk(folder):
-            os.chmod(path, 0o755)
-            for name in files:
-                os.chmod(os.path.join(path, name), 0o644)
-        before = open(database.path, "rb").read()
-        result = subprocess.run(READ_ONLY_USER + [sys.executable, os.path.join(ROOT, "dbutils.py"), "--exp", "exp",
-                                                  "--root", folder, "--requeue"],
-                                capture_output=True, text=True, cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT))
-        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
-        assert "read-only for this user" in result.stderr and database.exp_dir in result.stderr
-        assert open(database.path, "rb").read() == before
-        assert all(records.read_outcome(r["run_dir"]) == ABORTED for r in read_runs(database.exp_dir))
-    finally:
-        shutil.rmtree(folder)
+    database = finished_queue(str(tmp_path / "exp"), 3, status=ABORTED)
+    before = open(database.path, "rb").read()
+    with read_only_view(str(tmp_path)) as view:
+        result = subprocess.run([sys.executable, os.path.join(ROOT, "dbutils.py"), "--exp", "exp", "--root", view,
+                                 "--requeue"], capture_output=True, text=True, cwd=ROOT,
+                                env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "read-only" in result.stderr and os.path.join(view, "exp") in result.stderr
+    assert open(database.path, "rb").read() == before
+    assert all(records.read_outcome(r["run_dir"]) == ABORTED for r in read_runs(database.exp_dir))
 
 
 def test_damaged_records_are_reported_and_repaired(tmp_path):
