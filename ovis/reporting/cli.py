@@ -93,8 +93,9 @@ def figure3_options(argv: Optional[Sequence[str]] = None):
                      "    python report_figure3.py --figure left")
     parser.add_argument("--figure", choices=("left", "right"), default="left",
                         help="left: IW bound runs; right: Renyi warm-up runs")
-    parser.add_argument("--root", default="reports/", help="folder holding the reports")
-    parser.add_argument("--exp", default="", help=f"report folder name ('': {DEFAULT_REPORTS['left']} for left, "
+    # named as report.py names them: --output holds the reports, --report is one of them
+    parser.add_argument("--output", default="reports/", help="folder holding the reports")
+    parser.add_argument("--report", default="", help=f"report folder name ('': {DEFAULT_REPORTS['left']} for left, "
                                                   f"{DEFAULT_REPORTS['right']} for right, or the one report of "
                                                   f"that name followed by the id of its options)")
     parser.add_argument("--dataset", default="binmnist", help="data set of the curves")
@@ -103,7 +104,7 @@ def figure3_options(argv: Optional[Sequence[str]] = None):
     parser.add_argument("--window", type=int, default=15, help="Hann smoothing window (evaluation points)")
     for name, default, meaning in (("desaturate", 0.9, "saturation factor of the colours"),
                                    ("lighten", 1.0, "lightness factor of the colours"),
-                                   ("alpha", 0.9, "opacity of the lines"), ("linewidth", 1.2, "width of the lines")):
+                                   ("opacity", 0.9, "opacity of the lines"), ("linewidth", 1.2, "width of the lines")):
         parser.add_argument(f"--{name}", type=float, default=default, help=meaning)
     parser.add_argument("--ylim", default="-92.5,-86.2", help="min,max of the y axis ('' for automatic)")
     args = parser.parse_args(argv)

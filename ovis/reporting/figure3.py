@@ -28,34 +28,34 @@ MARKED_POINTS = 6
 @dataclass
 class Figure3Options:
     figure: str = "left"
-    root: str = "reports/"
-    exp: str = ""
+    output: str = "reports/"
+    report: str = ""
     dataset: str = "binmnist"
     style_key: str = "iw"
     metric: str = "train:loss/L_k"
     window: int = 15
     desaturate: float = 0.9
     lighten: float = 1.0
-    alpha: float = 0.9
+    opacity: float = 0.9
     linewidth: float = 1.2
     ylim: Optional[Tuple[float, float]] = (-92.5, -86.2)
 
     @property
     def report_dir(self) -> str:
-        """``<root>/<exp>``; when absent, the one ``<root>/<exp>-<id of the options>`` that
+        """``<output>/<report>``; when absent, the one ``<output>/<report>-<id of the options>`` that
         ``report.py`` made with options other than its defaults (an error if there are several)."""
         if self.figure not in DEFAULT_REPORTS:
             raise ValueError(f"--figure {self.figure!r}: expected left or right")
-        name = self.exp or DEFAULT_REPORTS[self.figure]
-        path = os.path.join(self.root, name)
-        if os.path.isdir(path) or not os.path.isdir(self.root):
+        name = self.report or DEFAULT_REPORTS[self.figure]
+        path = os.path.join(self.output, name)
+        if os.path.isdir(path) or not os.path.isdir(self.output):
             return path
         pattern = re.compile(re.escape(name) + r"-[0-9a-f]{8}")
-        found = sorted(entry for entry in os.listdir(self.root) if pattern.fullmatch(entry))
+        found = sorted(entry for entry in os.listdir(self.output) if pattern.fullmatch(entry))
         if len(found) > 1:
-            raise ValueError(f"{len(found)} reports of {name} with other options in {self.root}: {', '.join(found)}; "
-                             f"choose one with --exp")
-        return os.path.join(self.root, found[0]) if found else path
+            raise ValueError(f"{len(found)} reports of {name} with other options in {self.output}: {', '.join(found)}; "
+                             f"choose one with --report")
+        return os.path.join(self.output, found[0]) if found else path
 
 
 def hann_smooth(values: np.ndarray, window: int) -> np.ndarray:
@@ -127,7 +127,7 @@ def draw_figure3(options: Figure3Options) -> Tuple[List[str], pd.DataFrame]:
         line = line.sort_values("step")
         marks = np.unique(np.linspace(0, len(line) - 1, MARKED_POINTS).astype(int))
         ax.plot(line["step"], line["value"], color=color, linestyle=linestyle, marker=marker, markevery=list(marks),
-                markersize=4, alpha=options.alpha, linewidth=options.linewidth)
+                markersize=4, alpha=options.opacity, linewidth=options.linewidth)
         label = style.label + "".join(f", {key_label(c)}={value_text(attributes[c])}" for c in other)
         legend_lines[(style.rank, label)] = Line2D([], [], color=color, linewidth=2, label=label)
         summary.append({**attributes, "max": line["value"].max(), "final": line["value"].iloc[-1],

@@ -28,7 +28,7 @@ def test_figure3_from_a_report(experiment):
     build_report(ReportOptions(exp="grid", root=experiment["root"], output=experiment["output"],
                                include=("iw",), metrics=("train:loss/L_k",), detailed_metrics=(),
                                pivot_metrics=("max:train:loss/L_k",)))
-    options = Figure3Options(figure="left", root=experiment["output"], exp="grid-inc=iw", ylim=None, window=7)
+    options = Figure3Options(figure="left", output=experiment["output"], report="grid-inc=iw", ylim=None, window=7)
     paths, table = draw_figure3(options)
     assert [os.path.basename(p) for p in paths] == ["figure3_left.png", "figure3_left.pdf"]
     assert len(table) == 6
@@ -39,7 +39,7 @@ def test_figure3_from_a_report(experiment):
 
 
 def test_figure3_command_line_errors(tmp_path):
-    result = subprocess.run([sys.executable, os.path.join(REPO, "report_figure3.py"), "--root", str(tmp_path)],
+    result = subprocess.run([sys.executable, os.path.join(REPO, "report_figure3.py"), "--output", str(tmp_path)],
                             capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 2
     assert "curves.csv not found" in result.stderr and "--include iwbound" in result.stderr
@@ -47,12 +47,12 @@ def test_figure3_command_line_errors(tmp_path):
 
 def test_figure3_finds_the_one_report_made_with_other_options(tmp_path):
     """report.py puts reports with non-default options in <name>-<id>: the figure finds the one
-    report of that name, and asks for --exp when there are several."""
+    report of that name, and asks for --report when there are several."""
     for name in ("grid-inc=iw-0123abcd", "grid-inc=iw-exc=x"):
         (tmp_path / name).mkdir()
-    assert Figure3Options(root=str(tmp_path), exp="grid-inc=iw").report_dir == str(tmp_path / "grid-inc=iw-0123abcd")
+    assert Figure3Options(output=str(tmp_path), report="grid-inc=iw").report_dir == str(tmp_path / "grid-inc=iw-0123abcd")
     (tmp_path / "grid-inc=iw-4567ef89").mkdir()
-    with pytest.raises(ValueError, match="choose one with --exp"):
-        Figure3Options(root=str(tmp_path), exp="grid-inc=iw").report_dir
+    with pytest.raises(ValueError, match="choose one with --report"):
+        Figure3Options(output=str(tmp_path), report="grid-inc=iw").report_dir
     (tmp_path / "grid-inc=iw").mkdir()
-    assert Figure3Options(root=str(tmp_path), exp="grid-inc=iw").report_dir == str(tmp_path / "grid-inc=iw")
+    assert Figure3Options(output=str(tmp_path), report="grid-inc=iw").report_dir == str(tmp_path / "grid-inc=iw")
