@@ -67,3 +67,15 @@ class ArgumentParser(argparse.ArgumentParser):
         group = ArgumentGroup(self, *args, **kwargs)
         self._action_groups.append(group)
         return group
+
+
+def add_run_folder_options(group, default_exp: str, data_help: str) -> None:
+    """The options every script that the queue launches accepts (docs/DESIGN.md, section 5): where
+    the run folder is (``--root``/``--exp``/``--run_id``), the data, and what to do with an
+    existing folder (``--resume``, ``--rf``). One definition for run.py and asymptotic_variance.py."""
+    group.add_argument("--root", default="runs/", help="experiments root directory")
+    group.add_argument("--exp", default=default_exp, help="experiment name (sub-folder of --root)")
+    group.add_argument("--run_id", default=None, help="run folder name (None: derived from the options)")
+    group.add_argument("--data_root", default=None, help=data_help)
+    group.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
+    group.add_argument("--rf", action="store_true", help="delete an existing run folder first")

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from ovis import exit_codes, records
-from ovis.cli import ArgumentParser, comma_list, integer_option
+from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
 from ovis.files import atomic_write
 from ovis.analysis.gradients import gradient_statistics
 from ovis.datasets.gaussian_toy import sample_toy_data
@@ -94,12 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Variance and SNR of gradient estimators against K on the Gaussian toy model "
                     "near its optimum (paper Figure 1).")
     base = parser.add_argument_group("run")
-    base.add_argument("--exp", default="asymptotic-variance", help="experiment name (folder under --root)")
-    base.add_argument("--root", default="runs/", help="folder holding the experiments")
-    base.add_argument("--data_root", default=None, help="data folder (unused: the toy data are generated)")
-    base.add_argument("--run_id", default=None, help="run folder name (default: derived from the options)")
-    base.add_argument("--resume", action="store_true", help="continue a run, skipping the measured rows")
-    base.add_argument("--rf", action="store_true", help="wipe an existing run folder first")
+    add_run_folder_options(base, "asymptotic-variance", "data folder (unused: the toy data are generated)")
     base.add_argument("--seed", type=int, default=1, help="seed of the model, perturbation and particles")
     base.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     base.add_argument("--threads", type=integer_option, default=0, help="CPU threads of PyTorch (0: its default)")

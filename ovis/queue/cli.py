@@ -57,12 +57,11 @@ def manager_parser(project_root: str = DEFAULT_PROJECT_ROOT) -> argparse.Argumen
     parser.add_argument("--root", default="runs/", help="experiments root; runs go to <root>/<exp>/<run_id>")
     parser.add_argument("--data_root", default=None, help="data folder passed to the runs (default: $OVIS_DATA, "
                         "then <project>/data)")
-    parser.add_argument("--dry_run", action="store_true",
-                        help="print the grid and exit (nothing is written)")
-    parser.add_argument("--queue_only", action="store_true", help="add the grid to the queue without running it")
-    parser.add_argument("--skip_missing_data", action="store_true",
-                        help="queue only the runs whose data set is found (default: refuse the grid when one is "
-                        "missing, unless the spec says \"skip_missing_data\": true)")
+    for flag, meaning in (("--dry_run", "print the grid and exit (nothing is written)"),
+                          ("--queue_only", "add the grid to the queue without running it"),
+                          ("--skip_missing_data", "queue only the runs whose data set is found (default: refuse "
+                           "the grid when one is missing, unless the spec says \"skip_missing_data\": true)")):
+        parser.add_argument(flag, action="store_true", help=meaning)
     parser.add_argument("--requeue_level", type=_level, default=1,
                         help=f"requeue at start (0: nothing; {LEVELS_HELP})")
     parser.add_argument("--backend", choices=("local", "slurm"), default="local")

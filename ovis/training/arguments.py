@@ -36,7 +36,7 @@ import functools
 import inspect
 from typing import Dict, Optional, Sequence, Tuple
 
-from ovis.cli import ArgumentParser, integer_option
+from ovis.cli import ArgumentParser, add_run_folder_options, integer_option
 from ovis.identity import run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
@@ -77,14 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     base = parser.add_argument_group("base")
     base.add_argument("--dataset", default="shapes", help="data set name (see ovis.datasets)")
     base.add_argument("--mini", action="store_true", help="subsample 5000/500/500 points")
-    base.add_argument("--root", default="runs/", help="experiments root directory")
-    base.add_argument("--data_root", default=None, help="data directory (None: $OVIS_DATA, then ./data)")
-    base.add_argument("--exp", default="sandbox", help="experiment name (sub-folder of --root)")
+    add_run_folder_options(base, "sandbox", "data directory (None: $OVIS_DATA, then ./data)")
     base.add_argument("--id", default="", help="prefix of the run name")
     base.add_argument("--seed", type=integer_option, default=1, help="random seed")
     base.add_argument("--workers", type=integer_option, default=1,
                       help="data-loading processes; <= 1 loads batches in the training process")
-    base.add_argument("--rf", action="store_true", help="delete an existing run folder first")
     base.add_argument("--silent", action="store_true",
                       help="print only warnings and failures (progress lines still go to run.log)")
     base.add_argument("--deterministic", action="store_true",
@@ -158,8 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     session = parser.add_argument_group("session")
     session.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    session.add_argument("--resume", action="store_true", help="continue from the run folder's checkpoint")
-    session.add_argument("--run_id", default=None, help="run folder name (None: derived from the options)")
     session.add_argument("--threads", type=integer_option, default=0,
                          help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
