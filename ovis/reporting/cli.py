@@ -9,7 +9,7 @@ import shlex
 import sys
 from typing import Optional, Sequence
 
-from ovis import exit_codes
+from ovis import exit_codes, records
 from ovis.cli import ArgumentParser, DefaultsHelpFormatter, comma_list
 from ovis.reporting.aggregate import ReportError
 from ovis.reporting.report import DEFAULT_METRICS, DEFAULT_PIVOT_METRICS, ReportOptions
@@ -68,6 +68,8 @@ def report_options(argv: Optional[Sequence[str]] = None) -> ReportOptions:
     args = report_parser().parse_args(argv)
     lists = {name: comma_list(getattr(args, name)) for name in
              ("keys", "metrics", "detailed_metrics", "pivot_metrics", "ylims", "include", "exclude", "merge_args")}
+    for name in ("metrics", "detailed_metrics", "pivot_metrics"):  # old metric names read as the current ones
+        lists[name] = [records.current_metric_name(metric) for metric in lists[name]]
     plain = {name: value for name, value in vars(args).items() if name not in lists}
     command = "python report.py " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     return ReportOptions(**plain, **lists, command=command)

@@ -31,3 +31,10 @@ def test_bad_ylim_is_refused_with_code_2(capsys):
     with pytest.raises(SystemExit) as exit_info:
         figure3_options(["--ylim=-80,-90"])
     assert exit_info.value.code == 2 and "min < max" in capsys.readouterr().err
+
+
+def test_metrics_under_their_old_names_are_read_under_the_current_ones():
+    options = report_options(["--metrics", "test:gmm/posterior_mse,train:loss/L_k",
+                              "--pivot_metrics", "min:test:gmm/prior_mse,train:reinforce/mse"])
+    assert options.metrics == ["test:gmm/posterior_distance", "train:loss/L_k"]
+    assert options.pivot_metrics == ["min:test:gmm/prior_distance", "train:control_variate/mse"]
