@@ -119,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iw_valid", type=integer_option, default=100, help="K of the final validation bound")
     run.add_argument("--iw_test", type=integer_option, default=1000, help="K of the periodic evaluation bound")
 
+    _add_model_and_analysis_options(parser)
+    return parser
+
+
+def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """The model, active-unit, gradient-analysis and session option groups of ``build_parser``."""
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vae", help="model name (see ovis.models)")
     model.add_argument("--hdim", type=_optional(integer_option), default=None,
@@ -163,7 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
                               "where it is not faster; the CUDA path is untested)")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
-    return parser
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
