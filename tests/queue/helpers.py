@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -78,3 +79,17 @@ def ledger_lines(path) -> list:
         return []
     with open(path) as f:
         return [line.split() for line in f if line.strip()]
+
+
+def kill_writers(exp_dir: str, writer_script: str, delays, after_each=None) -> None:
+    """For each delay: start ``python -c writer_script exp_dir``, wait for its first line (it is
+    writing), let it write for ``delay`` seconds, SIGKILL it, then call ``after_each()``."""
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    for delay in delays:
+        writer = subprocess.Popen([sys.executable, "-c", writer_script, exp_dir], stdout=subprocess.PIPE, env=env)
+        writer.stdout.readline()
+        time.sleep(delay)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        if after_each is not None:
+            after_each()

@@ -2,7 +2,6 @@
 import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,7 +15,7 @@ from ovis.queue.database import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, Data
 from ovis.queue.process import HOST, ProcessIdentity, process_start_time, run_is_alive
 from ovis.queue.spec import parse_spec
 
-from .helpers import ROOT
+from .helpers import kill_writers
 
 
 def grid(n: int):
@@ -179,14 +178,10 @@ while True:
 def test_killing_a_writer_at_any_moment_leaves_a_readable_database(tmp_path):
     database = RunDatabase(str(tmp_path / "exp"))
     database.add_runs(grid(100))
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    for delay in (0.0, 0.07, 0.19, 0.31):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, database.exp_dir], stdout=subprocess.PIPE, env=env)
-        writer.stdout.readline()  # it is writing
-        time.sleep(delay)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        assert len(database.records()) == 100
+    counts = []
+    kill_writers(database.exp_dir, WRITER, (0.0, 0.07, 0.19, 0.31),
+                 after_each=lambda: counts.append(len(database.records())))
+    assert counts == [100] * 4
     assert not [f for f in os.listdir(database.exp_dir) if f.startswith(".db.json.corrupt")]
 
 

@@ -8,7 +8,6 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -18,7 +17,7 @@ from ovis.queue.executor import classify_exit
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec
 
-from .helpers import ROOT, run_dbutils, run_manager, start_manager, wait_for, write_spec
+from .helpers import ROOT, kill_writers, run_dbutils, run_manager, start_manager, wait_for, write_spec
 
 
 def grid(n: int):
@@ -207,14 +206,10 @@ while True:
 def test_killed_writers_leave_no_temporary_files_behind(tmp_path):
     database = RunDatabase(str(tmp_path / "exp"))
     database.add_runs(grid(500))
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    for delay in (0.2, 0.35, 0.5, 0.65):
-        writer = subprocess.Popen([sys.executable, "-c", WRITER, database.exp_dir], stdout=subprocess.PIPE, env=env)
-        writer.stdout.readline()
-        time.sleep(delay)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        assert len(database.records()) == 500
+    counts = []
+    kill_writers(database.exp_dir, WRITER, (0.2, 0.35, 0.5, 0.65),
+                 after_each=lambda: counts.append(len(database.records())))
+    assert counts == [500] * 4
     with database.transaction():
         pass  # the next writer cleans up
     assert not [f for f in os.listdir(database.exp_dir) if f.endswith(".tmp")]
