@@ -2,7 +2,7 @@
 (Mnih & Gregor, 2014) and the leave-one-out baseline over independent ELBO samples (Kool, van
 Hoof & Welling, 2019; the ``reinforce_loo`` of the DisARM code). Both fill in the control
 variate ``c_k`` of the template in ``score_function.py``."""
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
@@ -42,13 +42,14 @@ class NVIL(ScoreFunctionEstimator):
         self.register_buffer("signal_variance", torch.ones(()))
         self._step_scale = 1.0
 
-    def signal_scale(self) -> float:
+    def signal_scale(self) -> Union[float, Tensor]:
         return self._step_scale
 
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options) -> Tensor:
         neural = self.baseline(x)[:, None, None]  # [bs, 1, 1]
         mean = self.signal_mean.clone()  # the statistics before this step's update
-        self._step_scale = max(1.0, self.signal_variance.sqrt().item()) if self.training else 1.0
+        # a new tensor (no host sync), unchanged by the statistics update below
+        self._step_scale = self.signal_variance.sqrt().clamp(min=1.0) if self.training else 1.0
         if self.training and torch.is_grad_enabled():
             self._update_statistics(bound.unsqueeze(-1) - options.beta * weights - neural.detach())
         return neural + mean

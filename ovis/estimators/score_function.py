@@ -43,9 +43,9 @@ class ScoreFunctionEstimator(GradientEstimator):
     """
     learns_control_variate = False  # True: c_k is trained by the mse term (neural baseline)
 
-    def signal_scale(self) -> float:
-        """A positive number fixed before the step that divides the phi gradient (NVIL's
-        variance normalisation); 1 here, so the phi gradient is unbiased."""
+    def signal_scale(self) -> Union[float, Tensor]:
+        """A positive number (or 0-dim tensor) fixed before the step that divides the phi gradient
+        (NVIL's variance normalisation); 1 here, so the phi gradient is unbiased."""
         return 1.0
 
     @property
