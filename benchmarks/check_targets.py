@@ -19,8 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from floor import SUITES, add_options, markdown, ratio_table  # noqa: E402
 
-from ovis.cli import ArgumentParser, comma_list  # noqa: E402
-from ovis.training.efficiency import (MIB, RU_MAXRSS_UNIT, RawDescriptionDefaultsHelpFormatter, Workload,  # noqa: E402
+from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list  # noqa: E402
+from ovis.training.efficiency import (MIB, RU_MAXRSS_UNIT, Workload,  # noqa: E402
                                       efficiency_table)
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -104,7 +104,7 @@ CHECKS: dict = {"speed": speed_targets, "evaluation": evaluation_target, "run": 
 
 
 def main() -> int:
-    parser = add_options(ArgumentParser(description=__doc__, formatter_class=RawDescriptionDefaultsHelpFormatter))
+    parser = add_options(ArgumentParser(description=__doc__, formatter_class=ExamplesHelpFormatter))
     parser.add_argument("--models", type=comma_list, default="sbm,gaussian-vae", help="models of the speed targets")
     parser.add_argument("--skip", type=comma_list, default="", help=f"comma-separated checks to skip: {', '.join(CHECKS)}")
     args = parser.parse_args()

@@ -16,15 +16,15 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ovis.cli import ArgumentParser, comma_list  # noqa: E402
-from ovis.training.efficiency import RawDescriptionDefaultsHelpFormatter, Workload, efficiency_table  # noqa: E402
+from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list  # noqa: E402
+from ovis.training.efficiency import Workload, efficiency_table  # noqa: E402
 
 TEST_POINTS = 10000
 MEMORY_BUDGET_MIB = 2048
 
 
 def main() -> None:
-    parser = ArgumentParser(description=__doc__, formatter_class=RawDescriptionDefaultsHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=ExamplesHelpFormatter)
     parser.add_argument("--model", default="sbm")
     parser.add_argument("--iw", type=int, default=5000, help="particles K")
     parser.add_argument("--chunks", type=lambda text: comma_list(text, int), default="512,4096,32768",

@@ -24,8 +24,8 @@ import pandas as pd
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from ovis.cli import ArgumentParser, comma_list  # noqa: E402
-from ovis.training.efficiency import RawDescriptionDefaultsHelpFormatter, Workload, efficiency_table  # noqa: E402
+from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list  # noqa: E402
+from ovis.training.efficiency import Workload, efficiency_table  # noqa: E402
 
 SCORE_FUNCTION = ("reinforce", "vimco-arithmetic", "vimco-geometric", "ovis-gamma1", "ovis-gamma0",
                   "ovis-S1-exclusive", "tvo-part2-config1", "wake-wake")
@@ -84,7 +84,7 @@ def add_options(parser: ArgumentParser) -> ArgumentParser:
 
 
 def main() -> None:
-    parser = add_options(ArgumentParser(description=__doc__, formatter_class=RawDescriptionDefaultsHelpFormatter))
+    parser = add_options(ArgumentParser(description=__doc__, formatter_class=ExamplesHelpFormatter))
     parser.add_argument("--models", type=comma_list, default="sbm,gaussian-vae", help="comma-separated models")
     parser.add_argument("--iw", type=lambda text: comma_list(text, int), default="5,50", help="comma-separated K")
     parser.add_argument("--csv", default="", help="also write the table to this CSV file")

@@ -40,6 +40,10 @@ class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return text + " (default: %(default)s)"
 
 
+class ExamplesHelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
+    """Every default in ``--help`` and the description and epilog (usage examples) as written."""
+
+
 def dashed_aliases(names) -> List[str]:
     """``("--iw_test",)`` -> ``["--iw-test"]``: the dashed alias of each underscored option name."""
     return [n.replace("_", "-") for n in names if n.startswith("--") and "_" in n and n.replace("_", "-") not in names]

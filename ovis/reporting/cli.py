@@ -4,13 +4,12 @@ The scripts are thin: each calls one ``*_main`` here. Parsers follow ``ovis.cli`
 ``--help``, dashed aliases of underscored options, comma lists by ``comma_list``). Exit codes
 (``ovis.exit_codes``): 0 success, 2 bad arguments or input (message on stderr, nothing written).
 """
-import argparse
 import shlex
 import sys
 from typing import Optional, Sequence
 
 from ovis import exit_codes, records
-from ovis.cli import ArgumentParser, DefaultsHelpFormatter, comma_list
+from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list
 from ovis.reporting.aggregate import ReportError
 from ovis.reporting.report import DEFAULT_METRICS, DEFAULT_PIVOT_METRICS, ReportOptions
 
@@ -26,11 +25,7 @@ replaces only the files it wrote before (listed in report.json) and deletes noth
 
 def _parser(prog: str, description: str, epilog: str = "") -> ArgumentParser:
     return ArgumentParser(prog=prog, description=description, epilog=epilog or None,
-                          formatter_class=_Formatter)
-
-
-class _Formatter(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
-    """Defaults in ``--help`` (``ovis.cli``) and examples printed as written."""
+                          formatter_class=ExamplesHelpFormatter)
 
 
 def report_parser() -> ArgumentParser:

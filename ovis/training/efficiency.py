@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from ovis.analysis.floor import describe, floor_of, timed
-from ovis.cli import ArgumentParser, DefaultsHelpFormatter, comma_list
+from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.training.arguments import integer_option
 from ovis.training.malloc import RUN_ENVIRONMENT
@@ -57,10 +57,6 @@ REBAR_FAMILY = ("nvil,reinforce-loo,muprop,simple-muprop,rebar,dynamic-rebar,rel
                 "gumbel-softmax,straight-through")
 DEFAULT_ESTIMATORS = ("reinforce,vimco-arithmetic,ovis-gamma1,ovis-gamma0,ovis-S10-exclusive,tvo-part2-config1,"
                       "pathwise-iwae," + REBAR_FAMILY)
-
-
-class RawDescriptionDefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter, DefaultsHelpFormatter):
-    """Every default in --help, the description as written (a script's usage examples)."""
 
 
 class IncompatibleWorkload(ValueError):
@@ -311,7 +307,7 @@ class _DeprecatedAlias(argparse.Action):
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
     """The options of ``measure_efficiency.py`` (one ``Workload`` per model x estimator x K)."""
-    parser = ArgumentParser(description=description, formatter_class=RawDescriptionDefaultsHelpFormatter)
+    parser = ArgumentParser(description=description, formatter_class=ExamplesHelpFormatter)
     parser.add_argument("--models", type=comma_list, default="sbm,gaussian-vae", help="comma-separated model names")
     parser.add_argument("--estimators", type=comma_list, default=DEFAULT_ESTIMATORS,
                         help="comma-separated estimator ids")
