@@ -187,9 +187,8 @@ def sample_particles(model: nn.Module, x: Tensor, mc: int, iw: int, reparam: boo
     STL/DReG pass one that stops the gradient of q's parameters); ``sampler`` (optional) draws
     the latents (``ovis.models.sampling``).
     """
-    bs = x.shape[0] if x.dim() else 0
-    rows = bs * mc * iw
     output, x_rows = call_model(model, x, mc * iw, reparam, options, sampler)
+    bs, rows = x.shape[0], x_rows.shape[0]
     z, qz, pz = output["z"], output["qz"], output["pz"]
     if not (len(z) == len(qz) == len(pz)) or len(z) == 0:
         raise ValueError(f"the model's z, qz and pz must be lists of the same length >= 1 (one entry per "
