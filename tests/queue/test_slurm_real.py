@@ -33,10 +33,15 @@ def slurm_env(slurm) -> dict:
     return dict(environment(), SLURM_CONF=slurm["env"]["SLURM_CONF"])
 
 
-def long_run(tmp_path, name: str):
+def started_long_run(tmp_path, name: str, slurm):
+    """A 300-step run submitted to Slurm, once it has made progress: ``(spec, root, exp_dir, ledger,
+    job_id)``."""
     ledger = str(tmp_path / "ledger.txt")
     spec = write_spec(tmp_path, name, args=["--value a"], **{"global": f"--steps 300 --sleep 0.1 --ledger {ledger}"})
-    return spec, ledger
+    root, exp_dir = tmp_path / "runs", str(tmp_path / "runs" / name)
+    assert run_manager(spec, root, *SLURM_OPTIONS, env=slurm_env(slurm)).returncode == 0
+    wait_for(lambda: steps_done(exp_dir) >= 3, timeout=180, message="the task to make progress")
+    return spec, root, exp_dir, ledger, read_runs(exp_dir)[0]["job_id"]
 
 
 def steps_done(exp_dir: str) -> int:
@@ -64,11 +69,7 @@ def test_a_grid_is_one_array_job_and_statuses_come_back(tmp_path, slurm):
 
 
 def test_scancel_ends_aborted_and_the_requeued_run_resumes(tmp_path, slurm):
-    spec, ledger = long_run(tmp_path, "cancel")
-    root, exp_dir = tmp_path / "runs", str(tmp_path / "runs" / "cancel")
-    assert run_manager(spec, root, *SLURM_OPTIONS, env=slurm_env(slurm)).returncode == 0
-    wait_for(lambda: steps_done(exp_dir) >= 3, timeout=180, message="the task to make progress")
-    job_id = read_runs(exp_dir)[0]["job_id"]
+    spec, root, exp_dir, ledger, job_id = started_long_run(tmp_path, "cancel", slurm)
     subprocess.run(["scancel", job_id], env=slurm["env"], check=True)
     wait_for(lambda: read_runs(exp_dir)[0]["status"] == ABORTED, timeout=120, message="the run to end aborted")
     assert "requeued 1 run(s) (1 aborted)" in run_dbutils("cancel", root, "--requeue").stdout
@@ -81,11 +82,7 @@ def test_scancel_ends_aborted_and_the_requeued_run_resumes(tmp_path, slurm):
 
 
 def test_a_job_requeued_by_slurm_resumes_and_is_counted_once(tmp_path, slurm):
-    spec, ledger = long_run(tmp_path, "preempt")
-    root, exp_dir = tmp_path / "runs", str(tmp_path / "runs" / "preempt")
-    assert run_manager(spec, root, *SLURM_OPTIONS, env=slurm_env(slurm)).returncode == 0
-    wait_for(lambda: steps_done(exp_dir) >= 3, timeout=180, message="the task to make progress")
-    job_id = read_runs(exp_dir)[0]["job_id"]
+    _, root, exp_dir, ledger, job_id = started_long_run(tmp_path, "preempt", slurm)
     subprocess.run(["scontrol", "requeue", job_id], env=slurm["env"], check=True)  # as preemption does
     wait_for(lambda: read_runs(exp_dir)[0]["status"] == SUCCESS, timeout=300, message="the requeued job to finish")
     runs = read_runs(exp_dir)
