@@ -136,7 +136,9 @@ class HierarchicalVAE(TemplateModel):
 
     def _latent_input(self, z: Tensor) -> Tensor:
         h = self.family.flatten(z)  # [rows, N * unit_size]
-        return (2 * h).sub_(1) if self.signed_latents else h
+        if not self.signed_latents:
+            return h
+        return torch.add(h.new_full((), -1.0), h, alpha=2)  # [rows, N * unit_size]: 2h - 1 in one pass
 
     def _top_prior(self, rows: int, tau: float) -> Distribution:
         params = self.generative_model.prior_params

@@ -5,10 +5,10 @@ integrates to 1 numerically) of the relaxed ones; the original's categorical
 import pytest
 import torch
 import torch.nn.functional as F
-from torch.distributions import (Bernoulli, Categorical, OneHotCategoricalStraightThrough, RelaxedBernoulli,
+from torch.distributions import (Bernoulli, Categorical, Normal, OneHotCategoricalStraightThrough, RelaxedBernoulli,
                                  RelaxedOneHotCategorical)
 
-from ovis.models.distributions import (BernoulliLogits, GumbelSoftmaxCategorical, bernoulli_logit_bias,
+from ovis.models.distributions import (BernoulliLogits, GumbelSoftmaxCategorical, NormalLogScale, bernoulli_logit_bias,
                                        latent_family)
 
 LOGITS = torch.tensor([[0.0, 1.0, 2.0, -1.0], [3.0, 0.0, 0.0, 0.0]])  # [2, C=4]
@@ -156,3 +156,55 @@ def test_relaxed_log_probs_are_densities_that_integrate_to_one(categories, point
         assert (bernoulli.log_prob(x[:, 0]).exp() * jacobian).sum() * cell == pytest.approx(1.0, abs=2e-3)
     original = latent_family("categorical", categories, reproduce_original=True).distribution(logits, tau)
     assert (original.log_prob(x).exp() * jacobian).sum() * cell != pytest.approx(1.0, abs=0.1)
+
+
+def _values_and_gradients(log_prob, inputs, weights):
+    """``log_prob()`` and the gradients of ``sum(weights * log_prob())`` w.r.t. ``inputs``."""
+    values = log_prob()
+    return [values] + list(torch.autograd.grad((weights * values).sum(), inputs, retain_graph=True))
+
+
+@pytest.mark.parametrize("relaxed", [False, True])
+@pytest.mark.parametrize("shared_logits", [False, True])
+def test_fused_bernoulli_log_density_has_the_values_and_gradients_of_torch_bernoulli(relaxed, shared_logits):
+    """Binary values (score-function steps: the sampler's probabilities are reused) and relaxed
+    values with a gradient (REBAR/RELAX), for per-row logits and for a prior's logits expanded
+    over the rows; float64, so any wrong term of the hand-written backward pass shows."""
+    generator = torch.Generator().manual_seed(5)
+    base = 6 * torch.randn(1 if shared_logits else 7, 4, dtype=torch.float64, generator=generator)
+    base.requires_grad_()
+    logits = base.expand(7, 4)
+    value = torch.rand(7, 4, dtype=torch.float64, generator=generator)
+    value = value.requires_grad_() if relaxed else (value < 0.5).double()
+    weights = torch.randn(7, 4, dtype=torch.float64, generator=generator)
+    inputs = [base] + ([value] if relaxed else [])
+    fused = BernoulliLogits(logits)
+    if not relaxed:
+        fused.probs  # noqa: B018 (computed as by ``sample``: the backward pass reuses it)
+    expected = _values_and_gradients(lambda: Bernoulli(logits=logits, validate_args=False).log_prob(value), inputs, weights)
+    for actual, wanted in zip(_values_and_gradients(lambda: fused.log_prob(value), inputs, weights), expected):
+        torch.testing.assert_close(actual, wanted, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda b, v: BernoulliLogits(b.expand(7, 4)).log_prob(v), (base, value))
+
+
+def test_normal_log_scale_has_the_samples_values_and_gradients_of_torch_normal():
+    generator = torch.Generator().manual_seed(6)
+    loc, log_scale = torch.randn(2, 5, 3, dtype=torch.float64, generator=generator).requires_grad_().unbind(0)
+    weights = torch.randn(5, 3, dtype=torch.float64, generator=generator)
+    fused, reference = NormalLogScale(loc, log_scale), Normal(loc, log_scale.exp())
+    torch.manual_seed(7)
+    value = fused.rsample()  # [5, 3]: a pathwise sample (gradient to loc and log_scale)
+    torch.manual_seed(7)
+    torch.testing.assert_close(value, reference.rsample(), rtol=1e-12, atol=0)
+    parameters = [loc, log_scale]
+    for given in (value, value.detach().requires_grad_()):
+        inputs = parameters + ([given] if given.is_leaf else [])
+        actual = _values_and_gradients(lambda: fused.log_prob(given), inputs, weights)
+        expected = _values_and_gradients(lambda: reference.log_prob(given), inputs, weights)
+        for a, e in zip(actual, expected):
+            torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+    prior = torch.zeros(3, 2, dtype=torch.float64, requires_grad=True).expand(5, 3, 2).unbind(-1)  # shared rows
+    torch.testing.assert_close(NormalLogScale(*prior).log_prob(value), Normal(0.0, 1.0).log_prob(value))
+    assert torch.autograd.gradcheck(lambda v, m, s: NormalLogScale(m, s).log_prob(v),
+                                    (value.detach().requires_grad_(), loc.detach().requires_grad_(),
+                                     log_scale.detach().requires_grad_()))
