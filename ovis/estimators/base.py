@@ -110,7 +110,8 @@ class Particles:
     def log_weights(self, options: RuntimeOptions, detach_q: bool = False) -> Tensor:
         """``l_k = (1 - alpha) (log p(x|z_k) - beta KL_k)``, ``[bs, mc, iw]``; ``detach_q``
         stops the gradient of log q (score-function estimators add it through their own term)."""
-        log_weights = self.log_px - options.beta * self.kl(options, detach_q).sum(-1)
+        kl = self.kl(options, detach_q).sum(-1)  # [bs, mc, iw]
+        log_weights = self.log_px - (kl if options.beta == 1 else options.beta * kl)  # [bs, mc, iw]
         return log_weights if options.alpha == 0 else (1 - options.alpha) * log_weights
 
     def free_bits_active(self, options: RuntimeOptions) -> Optional[Tensor]:
@@ -138,9 +139,9 @@ def normalized_weights(log_weights: Tensor) -> Tensor:
 
 
 def effective_sample_size(log_weights: Tensor) -> Tensor:
-    """``(sum_k w_k)^2 / sum_k w_k^2`` in log space, ``[..., K] -> [...]``; 0 if every weight is 0."""
-    log_ess = 2 * torch.logsumexp(log_weights, dim=-1) - torch.logsumexp(2 * log_weights, dim=-1)
-    return finite_or_zero(log_ess.exp())
+    """``(sum_k w_k)^2 / sum_k w_k^2 = 1 / sum_k v_k^2`` with ``v = softmax(l)`` (no overflow),
+    ``[..., K] -> [...]``; 0 if every weight is 0."""
+    return finite_or_zero(normalized_weights(log_weights).square().sum(-1).reciprocal())
 
 
 def expand_particles(x: Tensor, mc: int, iw: int) -> Tensor:

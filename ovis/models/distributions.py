@@ -58,15 +58,23 @@ class BernoulliLogDensity(torch.autograd.Function):
     @staticmethod
     def forward(ctx, logits: Tensor, value: Tensor, probs) -> Tensor:
         ctx.save_for_backward(logits, value, probs)
-        return torch.mul(value, logits).sub_(F.softplus(distinct_rows(logits)))  # [rows, ...]
+        softplus = F.softplus(distinct_rows(logits))  # [rows or 1, ...]
+        if softplus.shape == logits.shape:
+            return softplus.addcmul_(value, logits, value=-1).neg_()  # [rows, ...]: in place, no allocation
+        return torch.addcmul(softplus, value, logits, value=-1).neg_()  # [rows, ...]
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         logits, value, probs = ctx.saved_tensors
         grad_logits = grad_value = None
         if ctx.needs_input_grad[0]:
-            probs = torch.sigmoid(distinct_rows(logits)) if probs is None else probs  # [rows or 1, ...]
-            grad_logits = torch.sub(value, probs).mul_(grad)  # [rows, ...]
+            if probs is None:
+                probs = torch.sigmoid(distinct_rows(logits))  # [rows or 1, ...]
+                reuse = probs.shape == value.shape  # a fresh tensor of the result's shape: write into it
+                grad_logits = torch.sub(value, probs, out=probs if reuse else None)  # [rows, ...]
+            else:
+                grad_logits = torch.sub(value, probs)  # [rows, ...]
+            grad_logits.mul_(grad)
         if ctx.needs_input_grad[1]:
             grad_value = grad * logits  # [rows, ...]
         return grad_logits, grad_value, None
