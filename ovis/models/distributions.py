@@ -228,12 +228,16 @@ class LatentFamily:
     """How a layer of ``N`` latent units is parametrised by a network output.
 
     ``n_params``: number of network outputs per unit; ``unit_size``: size of one unit's sample
-    once flattened (1, or C for one-hot categorical). Subclasses define ``distribution``.
+    once flattened (1, or C for one-hot categorical); ``parameter_major``: the family works on
+    each parameter separately (location, log scale), so a layer hands it ``params`` whose
+    units of one parameter are contiguous (same values, another memory layout; the network's
+    output order is unchanged). Subclasses define ``distribution``.
     """
 
     n_params: int = 1
     unit_size: int = 1
     reparameterisable: bool = False
+    parameter_major: bool = False
 
     def __init__(self, reproduce_original: bool = False):
         self.reproduce_original = bool(reproduce_original)
@@ -258,6 +262,7 @@ class NormalFamily(LatentFamily):
 
     n_params = 2
     reparameterisable = True
+    parameter_major = True
 
     def distribution(self, params: Tensor, tau: float = 0.0) -> Distribution:
         mean, log_std = params.unbind(-1)  # one backward node for both (indexing allocates a gradient each)

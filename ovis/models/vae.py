@@ -45,10 +45,16 @@ class StochasticLayer(nn.Module):
     def forward(self, h: Tensor, tau: float = 0.0, particles: Optional[int] = None) -> Distribution:
         """``particles``: ``h`` holds one row per data point; the network runs once per row and
         its output is repeated ``particles`` times (data point slowest)."""
-        out = expand_to_particles(self.net(h), particles)  # [rows, N * out_per_unit]
+        out = self.net(h)  # [bs or rows, N * out_per_unit]
         if self.key_query is not None:
-            params = self.key_query(out)  # [rows, N, C]
+            params = self.key_query(expand_to_particles(out, particles))  # [rows, N, C]
+        elif self.family.parameter_major:
+            # each parameter's N values contiguous (rows of one parameter vectorise: the Gaussian
+            # VAE's step is ~5% faster at K = 50), copied once while the particles are expanded
+            params = out.view(out.shape[0], self.n_units, self.family.n_params).transpose(1, 2)  # [bs, P, N]
+            params = expand_to_particles(params, particles).contiguous().transpose(1, 2)  # [rows, N, P]
         else:
+            out = expand_to_particles(out, particles)  # [rows, N * P]
             params = out.view(out.shape[0], self.n_units, self.family.n_params)  # [rows, N, P]
         return self.family.distribution(params, tau)
 
