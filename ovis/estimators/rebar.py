@@ -25,11 +25,11 @@ import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Particles, RuntimeOptions, iw_bound
-from .controlled import (ConditionalRelaxedSampler, ControlledNoiseEstimator, RelaxedSampler, group_logits,
-                         group_samples)
+from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .controlled import ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits, group_samples
 
 
 class FrozenGenerative:
@@ -46,9 +46,30 @@ class FrozenGenerative:
         return torch.func.functional_call(self.model, self.frozen, args, kwargs)
 
 
-def inference_parameters(model: nn.Module) -> List[Tensor]:
+def split_parameters(model: nn.Module) -> Tuple[List[Tensor], List[Tensor]]:
+    """``(phi, theta)``: the trainable parameters inside and outside ``inference_network_prefixes``."""
     prefixes = tuple(getattr(model, "inference_network_prefixes", ("inference_network.",)))
-    return [p for name, p in model.named_parameters() if name.startswith(prefixes) and p.requires_grad]
+    phi, theta = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (phi if name.startswith(prefixes) else theta).append(p)
+    return phi, theta
+
+
+class InjectedGradients(torch.autograd.Function):
+    """``InjectedGradients.apply(gradients, *parameters)``: a zero whose backward pass gives each
+    parameter its given gradient (times the incoming one): one graph node instead of a
+    ``sum(g * p) - sum(g * p).detach()`` term per parameter."""
+
+    @staticmethod
+    def forward(ctx, gradients: Tuple[Tensor, ...], *parameters: Tensor) -> Tensor:
+        ctx.gradients = gradients
+        return parameters[0].new_zeros(())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        return (None, *(grad_output * g for g in ctx.gradients))
 
 
 class REBAR(ControlledNoiseEstimator):
@@ -86,60 +107,85 @@ class REBAR(ControlledNoiseEstimator):
             self.network = nn.Sequential(nn.Linear(features, self.surrogate_hdim), nn.Tanh(),
                                          nn.Linear(self.surrogate_hdim, 1)).to(reference)
 
-    def control(self, model, x: Tensor, sampler, options: RuntimeOptions) -> Tensor:
-        """``c`` of every (data point, mc) pair, ``[bs, mc]``, on a relaxed pass."""
-        relaxed = self.evaluate(model, x, sampler, options)
-        value = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, mc]
-        if self.network is not None:
-            bs, mc, K = relaxed.log_px.shape
-            latents = torch.cat([z.flatten(1) for z in relaxed.output["z"]], 1)  # [rows, sum N_g]
-            data = (2 * x.flatten(1) - 1).repeat_interleave(mc * K, 0)  # [rows, D]
-            value = value + self.network(torch.cat([data, latents], 1)).view(bs, mc, K).mean(-1)
-        return value
+    def controls(self, model, x: Tensor, particles: Particles, temperature: Tensor, options: RuntimeOptions) -> Tensor:
+        """``c(u)`` and ``c(u~)`` of every (data point, mc) pair, ``[2, bs, mc]``, from ONE pass of
+        ``model`` with ``2 mc`` outer samples per data point: the first ``mc`` relaxed at the hard
+        pass's noise ``u``, the last ``mc`` at ``u~ ~ u | b`` (from the hard pass's ``b`` and
+        logits, with their graph); each relaxation uses the logits of its own pass (relaxed parents)."""
+        mc, iw = self.layout
+        bs, v = x.shape[0], self.second_noise(self.noise)
+        hard, logits = group_samples(particles), group_logits(particles)
+        noise = {g: torch.stack([u.view(bs, mc * iw, -1), conditional_uniform(v[g], hard[g], logits[g]).view(
+            bs, mc * iw, -1)], 1).view(-1, *u.shape[1:]) for g, u in self.noise.items()}  # [bs * 2 * mc * iw, N_g]
+        relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, RelaxedSampler(temperature, noise))
+        values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, 2 mc]
+        if self.network is not None:  # r(x, z): its first layer on [x, z] is split into its x and z columns
+            first, activation, last = self.network
+            latents = torch.cat([z.flatten(1) for z in relaxed.output["z"]], 1)  # [bs * 2 mc * iw, sum N_g]
+            features = x[0].numel()
+            hidden = (F.linear(2 * x.flatten(1) - 1, first.weight[:, :features], first.bias).unsqueeze(1)  # [bs, 1, h]
+                      + F.linear(latents, first.weight[:, features:]).view(bs, 2 * mc * iw, -1))  # [bs, 2 mc iw, h]
+            values = values + last(activation(hidden)).view(bs, 2 * mc, iw).mean(-1)
+        return values.view(bs, 2, mc).transpose(0, 1), list(group_logits(relaxed).values())  # [2, bs, mc]
 
     def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         bound = iw_bound(particles.log_weights(options), options.alpha)  # [bs, mc], with the log q term
         temperature = self.log_temperature.exp()
-        frozen = FrozenGenerative(model)
-        relaxed = self.control(frozen, x, RelaxedSampler(temperature, noise=self.noise), options)  # [bs, mc]
-        conditional = self.control(frozen, x, ConditionalRelaxedSampler(
-            temperature, self.second_noise(self.noise), group_samples(particles), group_logits(particles)),
-            options)  # [bs, mc]
+        (relaxed, conditional), relaxed_logits = self.controls(FrozenGenerative(model), x, particles, temperature,
+                                                               options)  # [bs, mc] each
         log_q = particles.log_qz.sum((-2, -1))  # [bs, mc]: log q(b) of all particles and layers
         coefficient = bound.detach() - self.eta * conditional  # [bs, mc]
-        eta = self.eta.detach()
-        phi_loss = -(coefficient.detach() * log_q + eta * (relaxed - conditional))  # [bs, mc]
+        phi_loss = -(coefficient.detach() * log_q + self.eta.detach() * (relaxed - conditional))  # [bs, mc]
         loss = (phi_loss - bound).mean(1)  # [bs]
+        diagnostics = {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
         if self.learn and self.training and torch.is_grad_enabled():
-            loss = loss + self.variance_step(model, loss, log_q, coefficient, relaxed - conditional, bound)
-        return loss, {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
+            logits = list(group_logits(particles).values()) + relaxed_logits
+            gradients = self.gradients(model, logits, log_q, coefficient, relaxed - conditional, bound)
+            if gradients is not None:  # the same value, with the gradients computed here
+                parameters, values = zip(*gradients)
+                return loss.detach() + InjectedGradients.apply(values, *parameters), diagnostics
+        return loss, diagnostics
 
-    def variance_step(self, model, loss: Tensor, log_q: Tensor, coefficient: Tensor, difference: Tensor,
-                      bound: Tensor) -> Tensor:
-        """A zero-valued term whose gradient for eta, log lam (and psi) is that of ``sum_i g_i^2``,
-        ``g`` the batch's phi gradient (double backpropagation), and 0 for the model."""
-        phi = inference_parameters(model)
+    def gradients(self, model: nn.Module, logits: List[Tensor], log_q: Tensor, coefficient: Tensor,
+                  difference: Tensor, bound: Tensor) -> Optional[List[Tuple[Tensor, Tensor]]]:
+        """``(parameter, gradient)`` pairs: for the model, the gradient of ``loss.mean()``, from one
+        backward pass with its graph that also gives the per-data-point gradients ``g`` for the
+        logits of q (``logits``: of the hard pass, then of the relaxed one, one per group); for
+        eta, log lam (and psi), the gradient of the variance objective ``sum g^2`` (double
+        backpropagation). None when the model's parameters are not in the graph (per-datum copies)."""
+        phi, theta = split_parameters(model)
         own = [p for p in self.parameters() if p.requires_grad]
-        if not phi or not all(p.requires_grad for p in phi):
-            return loss.new_zeros(())
+        if not phi:
+            return None
         scale = 1.0 / log_q.numel()  # the batch mean over data points and mc samples
-        eta = self.eta.detach()
-        # g = score term (coefficient as grad_outputs: constant for phi, live for eta, lam, psi)
-        #     + eta (grad c(u) - grad c(u~)) + the direct term, in one backward pass with its graph
+        # score term (coefficient as grad_outputs: constant for the model, live for eta, lam, psi)
+        # + eta (grad c(u) - grad c(u~)) + the direct term (and theta's whole gradient)
         outputs = [log_q, -(self.eta * difference).sum() * scale, -bound.sum() * scale]
         grad_outputs = [-coefficient * scale, torch.ones_like(outputs[1]), torch.ones_like(outputs[2])]
-        gradient = torch.autograd.grad(outputs, phi, grad_outputs, retain_graph=True, create_graph=True,
-                                       allow_unused=True)
-        variance = sum((g ** 2).sum() for g in gradient if g is not None)
-        if not isinstance(variance, Tensor) or not variance.requires_grad:
-            return loss.new_zeros(())  # the model's parameters are not in the graph (per-datum copies)
-        wanted = torch.autograd.grad(variance, own, retain_graph=True, allow_unused=True)
-        # what the loss itself gives them: only through -eta (c(u) - c(u~)) (eta is detached there)
-        present = torch.autograd.grad(-(eta * difference).sum() * scale, own, retain_graph=True, allow_unused=True)
-        correction = sum((((w if w is not None else 0) - (g if g is not None else 0)) * p).sum()
-                         for p, w, g in zip(own, wanted, present))
-        return correction - correction.detach()
+        gradients = torch.autograd.grad(outputs, logits + phi + theta, grad_outputs, create_graph=True,
+                                        allow_unused=True)
+        per_logit, per_parameter = gradients[:len(logits)], gradients[len(logits):]
+        if all(g is None for g in per_parameter):
+            return None  # the model's parameters are not in the graph (per-datum copies)
+        pairs = list(zip(phi + theta, per_parameter))
+        if own:
+            pairs += zip(own, torch.autograd.grad(self.variance_objective(per_logit, log_q.shape[0]), own,
+                                                  allow_unused=True))
+        return [(p, g.detach()) for p, g in pairs if g is not None]
+
+    @staticmethod
+    def variance_objective(per_logit: List[Tensor], bs: int) -> Tensor:
+        """``sum_{i, g} (d loss / d delta_{i, g})^2``: the gradient for an offset ``delta_{i, g}``
+        added to the logits of group g of data point i in every pass is the sum of the gradients
+        for those logits over the passes and the particles of i (``per_logit``: hard pass, then
+        relaxed pass, per group ``[rows, N_g]``)."""
+        groups = len(per_logit) // 2
+        total = 0
+        for hard, relaxed in zip(per_logit[:groups], per_logit[groups:]):
+            per_datum = hard.view(bs, -1, *hard.shape[1:]).sum(1) + relaxed.view(bs, -1, *hard.shape[1:]).sum(1)
+            total = total + (per_datum ** 2).sum()  # per_datum: [bs, N_g]
+        return total
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, learn={self.learn}, surrogate_hdim={self.surrogate_hdim}"
