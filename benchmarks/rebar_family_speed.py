@@ -1,10 +1,12 @@
 """Issue 10's speed targets, measured in one process: time per training step (estimator forward and
 backward, one Adam step of the model and of the estimator's own parameters, both with the
-trainer's optimiser, ``ovis.training.optim.make_optimizer``) of the new estimators against
+trainer's optimiser, ``ovis.training.optim.make_optimizer``, i.e. torch's fused Adam; or with
+``--optimizer torch-default``, ``torch.optim.Adam``'s defaults, one kernel per parameter on a CPU,
+as this benchmark measured before) of the new estimators against
 ``reinforce`` at an equal number of model evaluations per data point, on the paper's 3 x 200
 linear SBN with a batch of 24 binary 28 x 28 images.
 
-    python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1]
+    python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1] [--optimizer trainer]
 
 Targets: nvil, arm, disarm, reinforce-loo, gumbel-softmax, straight-through within 1.3x of
 reinforce (ARM and DisARM evaluate an antithetic pair per layer: against reinforce with 2 particles
@@ -17,7 +19,6 @@ the steps (with one thread on an idle machine that is the wall-clock time; on a 
 leaves out the waits for a core, as in ``benchmarks/floor.py``); the wall-clock ratio is printed
 beside it, with the load average.
 """
-import argparse
 import os
 import statistics
 import time
@@ -25,6 +26,7 @@ from typing import Callable, List, Tuple
 
 import torch
 
+from ovis.cli import ArgumentParser
 from ovis.estimators.config import parse_estimator_id
 from ovis.models import get_model
 from ovis.training.optim import make_optimizer
@@ -39,17 +41,22 @@ COMPARISONS = (
 UNTIMED_STEPS = 3
 
 
-def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tensor) -> Callable[[], None]:
+OPTIMIZERS = {"trainer": lambda params: make_optimizer("adam", params, lr=1e-3),
+              "torch-default": lambda params: torch.optim.Adam(params, lr=1e-3)}
+
+
+def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tensor,
+                  optimizer: str = "trainer") -> Callable[[], None]:
     """One training step of a fresh model with ``estimator_id`` on ``x``, as a function."""
     torch.manual_seed(0)
     model = get_model("sbm", tuple(x.shape[1:]), N=200, depth=depth, nlayers=0)
     Estimator, config = parse_estimator_id(estimator_id)
     estimator = Estimator(mc=mc, iw=iw, x_shape=tuple(x.shape[1:]), **config)
     estimator.check_model(model)
-    optimizers = [make_optimizer("adam", model.parameters(), lr=1e-3)]
+    optimizers = [OPTIMIZERS[optimizer](model.parameters())]
     own = [p for p in estimator.parameters() if p.requires_grad]
     if own:
-        optimizers.append(make_optimizer("adam", own, lr=1e-3))
+        optimizers.append(OPTIMIZERS[optimizer](own))
 
     def step() -> None:
         for optimizer in optimizers:
@@ -80,22 +87,24 @@ def median_step_times(steps: List[Callable[[], None]], timed_steps: int) -> List
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--depth", type=int, default=3)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=30, help="timed steps of each estimator and of its reference")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--depth", type=int, default=3, help="stochastic layers of the SBN")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="trainer",
+                        help="trainer: make_optimizer's fused Adam; torch-default: torch.optim.Adam's defaults")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x = (torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    print(f"torch threads {args.threads}; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}; "
+    print(f"optimizer {args.optimizer}; torch threads {args.threads}; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}; "
           f"medians of {args.steps} alternating steps; ratios of process CPU time (wall clock beside)")
     print(f"{'estimator':>18s} {'mc':>3s} {'iw':>3s} {'ms/step':>9s} {'reinforce ms':>12s} {'ratio':>6s} "
           f"{'wall':>6s} {'target':>6s}")
     for estimator_id, mc, iw, ref_mc, ref_iw, target in COMPARISONS:
         ref_iw = iw * (1 + args.depth) if ref_iw == "pairs" else ref_iw
         (cpu, wall), (ref_cpu, ref_wall) = median_step_times(
-            [training_step(estimator_id, mc, iw, args.depth, x), training_step("reinforce", ref_mc, ref_iw, args.depth, x)],
-            args.steps)
+            [training_step(estimator_id, mc, iw, args.depth, x, args.optimizer),
+             training_step("reinforce", ref_mc, ref_iw, args.depth, x, args.optimizer)], args.steps)
         print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {1e3 * cpu:9.2f} {1e3 * ref_cpu:12.2f} {cpu / ref_cpu:6.2f} "
               f"{wall / ref_wall:6.2f} {'-' if target is None else target:>6}")
 
