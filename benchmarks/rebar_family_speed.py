@@ -88,7 +88,8 @@ def median_step_times(steps: List[Callable[[], None]], timed_steps: int) -> List
 
 def main(argv=None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30, help="timed steps of each estimator and of its reference")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="timed steps of each estimator and of its reference")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--depth", type=int, default=3, help="stochastic layers of the SBN")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="trainer",
@@ -96,7 +97,8 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x = (torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    print(f"optimizer {args.optimizer}; torch threads {args.threads}; load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}; "
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"optimizer {args.optimizer}; torch threads {args.threads}; load average {load}; "
           f"medians of {args.steps} alternating steps; ratios of process CPU time (wall clock beside)")
     print(f"{'estimator':>18s} {'mc':>3s} {'iw':>3s} {'ms/step':>9s} {'reinforce ms':>12s} {'ratio':>6s} "
           f"{'wall':>6s} {'target':>6s}")

@@ -119,19 +119,21 @@ class REBAR(ControlledNoiseEstimator):
             self.network = nn.Sequential(nn.Linear(features, self.surrogate_hdim), nn.Tanh(),
                                          nn.Linear(self.surrogate_hdim, 1)).to(reference)
 
-    def controls(self, model, x: Tensor, particles: Particles, temperature: Tensor, options: RuntimeOptions) -> Tensor:
+    def controls(self, model, x: Tensor, particles: Particles, temperature: Tensor,
+                 options: RuntimeOptions) -> Tuple[Tensor, List[Tensor]]:
         """``c(u)`` and ``c(u~)`` of every (data point, mc) pair, ``[2, bs, mc]``, from ONE pass of
         ``model`` with ``2 mc`` outer samples per data point: the first ``mc`` relaxed at the hard
         pass's noise ``u``, the last ``mc`` at ``u~ ~ u | b`` (from the hard pass's ``b`` and
-        logits, with their graph); each relaxation uses the logits of its own pass (relaxed parents)."""
+        logits, with their graph); each relaxation uses the logits of its own pass (relaxed
+        parents). Also returns the logits of q of that pass, one ``[bs * 2 mc * iw, N_g]`` per group."""
         mc, iw = self.layout
         bs, v = x.shape[0], self.second_noise(self.noise)
         hard, logits = group_samples(particles), group_logits(particles)
         noise = {g: torch.stack([u.view(bs, mc * iw, -1), conditional_uniform(v[g], hard[g], logits[g]).view(
-            bs, mc * iw, -1)], 1).view(-1, *u.shape[1:]) for g, u in self.noise.items()}  # [bs * 2 * mc * iw, N_g]
+            bs, mc * iw, -1)], 1).view(-1, *u.shape[1:]) for g, u in self.noise.items()}  # [bs * 2 mc * iw, N_g]
         relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, RelaxedSampler(temperature, noise))
         values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, 2 mc]
-        if self.network is not None:  # r(x, z): its first layer on [x, z] is split into its x and z columns
+        if self.network is not None:  # r([x, z]); its first layer's x columns act once per data point
             first, activation, last = self.network
             latents = torch.cat([z.flatten(1) for z in relaxed.output["z"]], 1)  # [bs * 2 mc * iw, sum N_g]
             features = x[0].numel()
@@ -193,8 +195,10 @@ class REBAR(ControlledNoiseEstimator):
         offset is the sum of the gradients for those logits (``per_logit``: of the hard pass,
         then of the relaxed one, one ``[rows, N_g]`` per group)."""
         groups = len(per_logit) // 2
-        hard, relaxed = (torch.cat(adjoints, 1) for adjoints in (per_logit[:groups], per_logit[groups:]))
-        per_offset = hard.view(bs, -1, hard.shape[1]).sum(1) + relaxed.view(bs, -1, hard.shape[1]).sum(1)  # [bs, sum N_g]
+        hard, relaxed = (torch.cat([a.flatten(1) for a in adjoints], 1) for adjoints in (per_logit[:groups],
+                                                                                         per_logit[groups:]))
+        units = hard.shape[1]
+        per_offset = hard.view(bs, -1, units).sum(1) + relaxed.view(bs, -1, units).sum(1)  # [bs, sum N_g]
         return per_offset.square().sum()
 
     def extra_repr(self) -> str:
