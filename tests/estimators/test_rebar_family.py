@@ -6,7 +6,9 @@ each draw (ARM, DisARM, local DisARM, REBAR, dynamic REBAR, RELAX, relaxed) are 
 (``ovis.estimators.noise_integration``: exact for ARM/DisARM, Gauss-Legendre with 8 nodes per interval for the smooth
 relaxed passes of REBAR, accurate to ~1e-6). Each unbiased estimator matches the exact gradient of
 its bound for theta and phi; a deliberately broken variant (a control variate off by 20%) fails
-the same check.
+the same check. In training mode dynamic REBAR and RELAX compute the model's gradient with their
+variance step: it must equal the plain estimator's at the same noise, and training their own
+parameters must lower the variance of the phi gradient (a variant trained to raise it fails).
 """
 import pytest
 import torch
