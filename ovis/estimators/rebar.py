@@ -35,7 +35,8 @@ trainer's fused Adam. Their parameters are ``estimator.parameters()`` (the train
 their own Adam, ``--baseline_lr``).
 """
 import math
-from typing import Dict, List, Optional, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -45,18 +46,17 @@ from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .controlled import ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits, group_samples
 
 
-class FrozenGenerative:
-    """Calls ``model`` with every parameter outside ``inference_network_prefixes`` detached."""
-
-    def __init__(self, model: nn.Module):
-        prefixes = tuple(getattr(model, "inference_network_prefixes", ("inference_network.",)))
-        self.model = model
-        self.accepts_sampler = getattr(model, "accepts_sampler", False)
-        self.accepts_particles = getattr(model, "accepts_particles", False)
-        self.frozen = {name: p.detach() for name, p in model.named_parameters() if not name.startswith(prefixes)}
-
-    def __call__(self, *args, **kwargs):
-        return torch.func.functional_call(self.model, self.frozen, args, kwargs)
+@contextmanager
+def frozen(parameters: List[Tensor]) -> Iterator[None]:
+    """Inside, ``parameters`` do not require grad: a model call treats them as constants (the
+    relaxed passes and theta; cheaper than ``torch.func.functional_call`` with detached copies)."""
+    for p in parameters:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in parameters:
+            p.requires_grad_(True)
 
 
 def split_parameters(model: nn.Module) -> Tuple[List[Tensor], List[Tensor]]:
@@ -82,7 +82,7 @@ class InjectedGradients(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_output: Tensor):
-        return (None, *(grad_output * g for g in ctx.gradients))
+        return (None, *torch._foreach_mul(ctx.gradients, grad_output))
 
 
 class REBAR(ControlledNoiseEstimator):
@@ -128,10 +128,14 @@ class REBAR(ControlledNoiseEstimator):
         logits, with their graph); each relaxation uses the logits of its own pass (relaxed
         parents). Also returns the logits of q of that pass, one ``[bs * 2 mc * iw, N_g]`` per group."""
         mc, iw = self.layout
-        bs, v = x.shape[0], self.second_noise(self.noise)
+        bs, groups = x.shape[0], list(self.noise)
+        v = self.second_noise(self.noise)
         hard, logits = group_samples(particles), group_logits(particles)
-        noise = {g: torch.stack([u.view(bs, mc * iw, -1), conditional_uniform(v[g], hard[g], logits[g]).view(
-            bs, mc * iw, -1)], 1).view(-1, *u.shape[1:]) for g, u in self.noise.items()}  # [bs * 2 mc * iw, N_g]
+        flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (self.noise, v, hard, logits)]
+        conditional = conditional_uniform(*flat[1:])  # [bs * mc * iw, sum N_g]
+        both = torch.stack([flat[0].view(bs, mc * iw, -1), conditional.view(bs, mc * iw, -1)], 1)  # [bs, 2, mc iw, sum N_g]
+        pieces = both.view(bs * 2 * mc * iw, -1).split([self.noise[g][0].numel() for g in groups], 1)
+        noise = {g: piece.view(-1, *self.noise[g].shape[1:]) for g, piece in zip(groups, pieces)}
         relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, RelaxedSampler(temperature, noise))
         values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, 2 mc]
         if self.network is not None:  # r([x, z]); its first layer's x columns act once per data point
@@ -147,19 +151,21 @@ class REBAR(ControlledNoiseEstimator):
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         bound = iw_bound(particles.log_weights(options), options.alpha)  # [bs, mc], with the log q term
         temperature = self.log_temperature.exp()
-        (relaxed, conditional), relaxed_logits = self.controls(FrozenGenerative(model), x, particles, temperature,
-                                                               options)  # [bs, mc] each
+        with frozen(split_parameters(model)[1]):
+            (relaxed, conditional), relaxed_logits = self.controls(model, x, particles, temperature, options)
         log_q = particles.log_qz.sum((-2, -1))  # [bs, mc]: log q(b) of all particles and layers
         coefficient = bound.detach() - self.eta * conditional  # [bs, mc]
-        phi_loss = -(coefficient.detach() * log_q + self.eta.detach() * (relaxed - conditional))  # [bs, mc]
-        loss = (phi_loss - bound).mean(1)  # [bs]
+        difference = relaxed - conditional  # [bs, mc]
         diagnostics = {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
+        gradients = None
         if self.learn and self.training and torch.is_grad_enabled():
             logits = list(group_logits(particles).values()) + relaxed_logits
-            gradients = self.gradients(model, logits, log_q, coefficient, relaxed - conditional, bound)
-            if gradients is not None:  # the same value, with the gradients computed here
-                parameters, values = zip(*gradients)
-                return loss.detach() + InjectedGradients.apply(values, *parameters), diagnostics
+            gradients = self.gradients(model, logits, log_q, coefficient, difference, bound)
+        with torch.no_grad() if gradients else nullcontext():  # the gradients are computed: only the value
+            loss = (-(coefficient.detach() * log_q + self.eta.detach() * difference) - bound).mean(1)  # [bs]
+        if gradients:
+            parameters, values = zip(*gradients)
+            loss = loss + InjectedGradients.apply(values, *parameters)
         return loss, diagnostics
 
     def gradients(self, model: nn.Module, logits: List[Tensor], log_q: Tensor, coefficient: Tensor,
