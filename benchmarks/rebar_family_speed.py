@@ -18,7 +18,7 @@ beside it, with the load average. ``--optimizer``: ``torch-default`` (``torch.op
 defaults, one kernel per parameter tensor on a CPU: the setting the targets were set and first
 measured with) or ``trainer`` (``ovis.training.optim.make_optimizer``, torch's fused Adam, as
 ``run.py`` trains): the fused step is about 2 ms shorter for every estimator, which raises the
-ratios of the slower ones (relax: 3.35x with torch-default, 4.2x with trainer; see
+ratios of the slower ones (relax: 3.4-3.7x with torch-default, 3.95-4.25x with trainer; see
 ``benchmarks/results.md``).
 """
 import os
