@@ -131,6 +131,7 @@ class REBAR(ControlledNoiseEstimator):
         bs, groups = x.shape[0], list(self.noise)
         v = self.second_noise(self.noise)
         hard, logits = group_samples(particles), group_logits(particles)
+        # u, v, b and the hard logits of all groups side by side: [bs * mc * iw, sum N_g] each
         flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (self.noise, v, hard, logits)]
         conditional = conditional_uniform(*flat[1:])  # [bs * mc * iw, sum N_g]
         both = torch.stack([flat[0].view(bs, mc * iw, -1), conditional.view(bs, mc * iw, -1)], 1)  # [bs, 2, mc iw, sum N_g]
