@@ -208,3 +208,34 @@ def test_normal_log_scale_has_the_samples_values_and_gradients_of_torch_normal()
     assert torch.autograd.gradcheck(lambda v, m, s: NormalLogScale(m, s).log_prob(v),
                                     (value.detach().requires_grad_(), loc.detach().requires_grad_(),
                                      log_scale.detach().requires_grad_()))
+
+
+def _second_derivatives(log_prob, inputs, generator):
+    """Gradients w.r.t. ``inputs`` of a random projection of the first gradients (create_graph)."""
+    first = torch.autograd.grad(log_prob().sum(), inputs, create_graph=True)
+    projection = sum((g * torch.randn(g.shape, dtype=g.dtype, generator=generator)).sum() for g in first)
+    return torch.autograd.grad(projection, inputs)
+
+
+def test_fused_log_densities_have_exact_second_derivatives():
+    """REBAR and RELAX differentiate the gradient itself (create_graph=True): the Functions must
+    not reuse the sampler's detached probabilities nor their own saved intermediates there."""
+    generator = torch.Generator().manual_seed(8)
+    logits = (3 * torch.randn(6, 4, dtype=torch.float64, generator=generator)).requires_grad_()
+    value = torch.rand(6, 4, dtype=torch.float64, generator=generator).requires_grad_()  # relaxed
+    fused = BernoulliLogits(logits)
+    fused.probs  # noqa: B018 (cached, as after sampling)
+    reference = Bernoulli(logits=logits, validate_args=False)
+    for a, e in zip(_second_derivatives(lambda: fused.log_prob(value), [logits, value], torch.Generator().manual_seed(9)),
+                    _second_derivatives(lambda: reference.log_prob(value), [logits, value],
+                                        torch.Generator().manual_seed(9))):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+    loc, log_scale = torch.randn(2, 6, 4, dtype=torch.float64, generator=generator).requires_grad_().unbind(0)
+    inputs = [value, loc, log_scale]
+    for a, e in zip(_second_derivatives(lambda: NormalLogScale(loc, log_scale).log_prob(value), inputs,
+                                        torch.Generator().manual_seed(10)),
+                    _second_derivatives(lambda: Normal(loc, log_scale.exp()).log_prob(value), inputs,
+                                        torch.Generator().manual_seed(10))):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradgradcheck(lambda l, v: BernoulliLogits(l).log_prob(v), (logits.detach().requires_grad_(),
+                                                                                     value.detach().requires_grad_()))
