@@ -11,7 +11,7 @@ import pytest
 from tinydb import Query, TinyDB
 
 from ovis.queue import QueueStorage
-from ovis.queue.database import ABORTED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase, read_runs
+from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase, read_runs
 from ovis.queue.journal import JOURNAL_TABLE
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec
@@ -98,10 +98,11 @@ def test_a_compaction_killed_before_removing_the_journal_loses_and_repeats_nothi
 
 WRITER = """
 import sys
-from ovis.queue.database import RunDatabase, SUCCESS
+from ovis.queue.database import FAILED, SUCCESS, RunDatabase
 from ovis.queue.process import ProcessIdentity
 database = RunDatabase(sys.argv[1], journal_from_bytes=0)
 owner = ProcessIdentity.current()
+database.recover(by="the next writer")  # the run its killed predecessor held: aborted
 print("start", flush=True)
 while True:
     record = database.claim(owner, "cpu", 600.0)
@@ -110,9 +111,8 @@ while True:
         database.requeue(4)
         continue
     print("claimed", record["run_id"], record["attempts"], flush=True)
-    if record["attempts"] % 2:
-        database.finish(record["run_id"], owner, SUCCESS)
-        print("finished", record["run_id"], record["attempts"], flush=True)
+    database.finish(record["run_id"], owner, SUCCESS if record["attempts"] % 2 else FAILED)
+    print("finished", record["run_id"], record["attempts"], flush=True)
 """
 
 
@@ -138,7 +138,8 @@ def test_killed_writers_of_a_journaled_queue_lose_nothing_committed(tmp_path):
         for line in done:
             last = {} if line[0] == "requeueing" else dict(last, **{line[1]: (line[0], int(line[2]))})
         for run_id, (action, attempts) in last.items():
-            expected = {SUCCESS} if action == "finished" else {RUNNING, SUCCESS} if attempts % 2 else {RUNNING}
+            outcome = SUCCESS if attempts % 2 else FAILED
+            expected = {outcome} if action == "finished" else {RUNNING, outcome}
             assert records[run_id]["attempts"] == attempts and records[run_id]["status"] in expected, run_id
         checked += len(last)
     assert checked >= 20
