@@ -14,5 +14,5 @@ from ovis.queue.database import (ABORTED, FAILED, QUEUED, REQUEUE_LEVELS, RUNNIN
 from ovis.queue.queue_storage import QueueStorage
 from ovis.queue.spec import ExperimentSpec, GridPoint, SpecError, load_spec
 
-__all__ = ["read_runs", "load_spec", "QueueStorage", "ExperimentSpec", "GridPoint", "RunDatabase", "SpecError", "DatabaseError",
-           "STATUSES", "REQUEUE_LEVELS", "QUEUED", "RUNNING", "SUCCESS", "FAILED", "ABORTED"]
+__all__ = ["read_runs", "load_spec", "QueueStorage", "ExperimentSpec", "GridPoint", "RunDatabase", "SpecError",
+           "DatabaseError", "STATUSES", "REQUEUE_LEVELS", "QUEUED", "RUNNING", "SUCCESS", "FAILED", "ABORTED"]

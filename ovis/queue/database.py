@@ -21,11 +21,12 @@ Safety rules:
   running run never takes the lock between its claim and its finish.
 
 The file layout and its cache are in ``ovis.queue.storage`` (one record a line; ``TinyDB(path)``
-opens it), the journal in ``ovis.queue.journal``, the lock in ``ovis.queue.lock``. Record fields: ``run_id``, ``index`` (grid position), ``args`` (argument string;
-``argv`` is ``shlex.split(args)``, added by ``records()``), ``params`` (canonical options),
-``status`` (``STATUSES``), ``created``, ``started``, ``finished``, ``heartbeat`` (epoch seconds),
-``host``, ``owner`` (manager or Slurm task: host, pid, start time), ``pid`` / ``pid_start`` (the
-run's process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the failure output),
+opens it), the journal in ``ovis.queue.journal``, the lock in ``ovis.queue.lock``. Record fields:
+``run_id``, ``index`` (grid position), ``args`` (argument string; ``argv`` is
+``shlex.split(args)``, added by ``records()``), ``params`` (canonical options), ``status``
+(``STATUSES``), ``created``, ``started``, ``finished``, ``heartbeat`` (epoch seconds), ``host``,
+``owner`` (manager or Slurm task: host, pid, start time), ``pid`` / ``pid_start`` (the run's
+process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the failure output),
 ``job_id`` (Slurm), ``stale_after`` and ``history`` (recent ``[time, status, note]`` transitions).
 """
 import contextlib

@@ -1,7 +1,7 @@
-"""The queue database file: a TinyDB JSON document, one record a line, written atomically.
+"""A queue database file (``.db.json`` and the journal of ``ovis.queue.journal``): a TinyDB JSON
+document, one record a line, written atomically.
 
-The file is what ``tinydb.TinyDB(path)`` reads with its default ``JSONStorage`` (users open it
-that way; ``LineJSONStorage`` is the same format through TinyDB's ``Storage`` interface)::
+The file is what ``tinydb.TinyDB(path)`` reads with its default ``JSONStorage``::
 
     {
     "meta": {
@@ -21,14 +21,14 @@ with ``json`` on every claim took 0.7-1.8 s to parse and 7 s to write (``indent`
 * a file unchanged since this process last read or wrote it (same inode, size, mtime, ctime)
   is not read at all; a changed one is split into lines and only the lines that differ from
   the ones this process knows are parsed (C-level comparisons, ``orjson``);
-* a write re-encodes only the records the transaction replaced and joins the other lines as
-  they were; tables that gained or lost records are encoded whole;
+* a write encodes only the records its caller names as new or replaced and reuses the lines
+  of all others (removed records are left out);
 * any other valid JSON of TinyDB tables (TinyDB's compact file, a hand-edited one, the older
   indented layout) is read whole, and the next write lays it out again.
 
 Records are replaced, never mutated: a transaction works on shallow copies of the tables.
 Writes go through ``ovis.files.atomic_open`` (temporary file, fsync, rename, folder fsync): the
-file is the old or the new database, never a torn one.
+file is the old or the new one, never a torn one.
 """
 import errno
 import itertools

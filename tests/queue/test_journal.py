@@ -15,7 +15,6 @@ from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, Datab
 from ovis.queue.journal import JOURNAL_TABLE
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec
-from ovis.queue.transaction import QUEUED as QUEUED_STATUS
 from ovis.queue.transaction import claim_order
 
 from .helpers import ROOT, run_dbutils
@@ -63,7 +62,7 @@ def test_claims_take_runs_in_the_order_of_a_full_scan(tmp_path):
     rng = random.Random(3)
     for step in range(150):
         with database.transaction() as transaction:
-            queued = [(claim_order(d, r), d) for d, r in transaction.runs.items() if r["status"] == QUEUED_STATUS]
+            queued = [(claim_order(d, r), d) for d, r in transaction.runs.items() if r["status"] == QUEUED]
             found = transaction.next_queued()
             assert (found[0] if found else None) == (min(queued)[1] if queued else None), step
         action = rng.random()
