@@ -43,7 +43,7 @@ from ovis.queue import liveness
 from ovis.queue.journal import JOURNAL_FROM_BYTES, JournaledStore, View
 from ovis.queue.lock import QueueLock
 from ovis.queue.process import ProcessIdentity, run_is_alive
-from ovis.queue.storage import CorruptDatabase, DatabaseError, backup_copy, os_error_advice
+from ovis.queue.storage import CorruptDatabase, DatabaseError, Tables, backup_copy, os_error_advice
 from ovis.queue.transaction import (ABORTED, FAILED, META_TABLE, QUEUED, RUNNING, RUNS_TABLE, STATUSES, SUCCESS,
                                     Transaction, add_history, runtime_fields, set_status)
 
@@ -103,9 +103,6 @@ class RunDatabase:
             f"the queue from the spec (run folders and their checkpoints are kept; finished runs are then "
             f"re-queued and resume from their checkpoints).")
 
-    def lock_holder(self) -> str:
-        return self._lock.holder()
-
     def _acquire(self):
         return self._lock.acquire()
 
@@ -162,6 +159,11 @@ class RunDatabase:
             raise FileNotFoundError(f"no queue database in {self.exp_dir} ({DB_FILE} is missing): "
                                     f"run manager.py --exp {os.path.basename(self.exp_dir)} first")
         return sorted((dict(r) for r in view.tables.get(RUNS_TABLE, {}).values()), key=_grid_order)
+
+    def tables(self) -> Optional[Tables]:
+        """Every table, the journal applied (shared: never modify), or None without a database."""
+        view = self._read()
+        return None if view is None else view.tables
 
     def meta(self) -> dict:
         view = self._read()
@@ -365,11 +367,6 @@ def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Se
     return chosen
 
 
-def first_line(text: Optional[str]) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def read_runs(exp_dir: str) -> List[dict]:
     """Read-only view of an experiment's queue, in grid order, for reports and scripts.
 
@@ -388,7 +385,7 @@ def read_runs(exp_dir: str) -> List[dict]:
             continue
         record = liveness.merge(database.exp_dir, record)
         record["run_dir"] = database.run_dir(record["run_id"])
-        record["message"] = first_line(record.get("error"))
+        record["message"] = next(iter((record.get("error") or "").strip().splitlines()), "")  # its first line
         record["alive"] = record.get("status") == RUNNING and run_is_alive(record, now)
         view.append(record)
     return view

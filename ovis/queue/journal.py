@@ -4,15 +4,15 @@
 Why (issue 13; ``benchmarks/queue_scale.py``, 20,000 runs of 1.4 KB, a 28.8 MB file): rewriting
 the whole file at every claim or finish cost 50-70 ms (write 25, fsync 20, rename of a 28.8 MB
 file 9), and reading it again after another process wrote 60-80 ms (splitting and comparing
-28.8 MB of lines), so claims took 83 ms alone and 136 ms after another process wrote. With the
-journal a transaction writes only the journal (every record changed since the last compaction,
-at most ``sqrt(2 n)`` of the ``n`` records: 200 at 20,000, about 290 KB) and a reader re-reads
-only it. When the journal would grow past that, the transaction instead rewrites ``.db.json``
-with everything (a compaction) and removes the journal: the bound minimises the bytes written
-per transaction, journal rewrites plus the compactions' share (``sqrt(2 n)`` records of journal
-cost as much on average as a compaction every ``sqrt(2 n)`` transactions). Sharding the table
-instead would split what a user opens into many files and need a journal anyway for
-transactions over several shards.
+28.8 MB of lines), so claims took 83 ms alone and 136 ms after another process wrote (now 3-4 ms and
+4-6 ms: ``benchmarks/results.md``). With the journal a transaction writes only the journal (every
+record changed since the last compaction) and a reader re-reads only it. When the journal would
+pass ``sqrt(2 n)`` of the ``n`` records (200 at 20,000, about 290 KB), the transaction instead
+rewrites ``.db.json`` with everything (a compaction) and removes the journal. That bound minimises
+the records written per transaction: a journal growing to ``J`` records costs ``J / 2`` on
+average, a compaction every ``J`` transactions ``n / J``, and ``J / 2 + n / J`` is smallest at
+``J = sqrt(2 n)``. Sharding the runs table instead would split what a user opens into many files and
+still need a journal for transactions over several shards.
 
 Layout. ``.db.json`` is the file ``TinyDB(path)`` opens, as before; once a journal has existed it
 also has a table ``journal`` (``{"1": {"generation": g, "file": ".db.journal.json"}}``). The

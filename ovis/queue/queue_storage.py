@@ -9,7 +9,8 @@ sees it (``ovis.queue.journal``: the journal of a large queue laid over it).
 A write through it (``db.table("runs").update(...)``) is one queue transaction, under the queue's
 lock: it rewrites ``.db.json`` with every table and folds the journal in. Plain ``TinyDB(path)``
 reads ``.db.json`` alone, which lacks the journal's changes while a large queue has one
-(``python dbutils.py --exp NAME --compact`` folds it in; the local manager does when it ends).
+(``python dbutils.py --exp NAME --compact`` folds it in; the local manager does when it ends);
+edit with it only then, with no manager running (the journal's records would win over the edit).
 """
 import os
 
@@ -25,8 +26,8 @@ class QueueStorage(Storage):
         self.database = RunDatabase(os.path.dirname(path) or ".", lock_timeout=lock_timeout)
 
     def read(self):
-        view = self.database._read()
-        return None if view is None else {name: dict(docs) for name, docs in view.tables.items()}
+        tables = self.database.tables()
+        return None if tables is None else {name: dict(docs) for name, docs in tables.items()}
 
     def write(self, data) -> None:
         tables = {name: {str(doc_id): dict(record) for doc_id, record in docs.items()} for name, docs in data.items()}
