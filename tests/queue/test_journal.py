@@ -223,3 +223,24 @@ def test_a_failed_journal_write_changes_nothing_and_says_why(tmp_path, monkeypat
     monkeypatch.undo()
     assert {path: open(path, "rb").read() for path in before} == before
     assert not [f for f in os.listdir(database.exp_dir) if f.endswith(".tmp")]
+
+
+
+def test_a_compaction_between_a_readers_two_file_reads_undoes_nothing(tmp_path, monkeypatch):
+    """Lock-free readers read the journal, then .db.json: a compaction in between makes them
+    ignore the journal they read and see .db.json with everything (the other order would show
+    the old .db.json without the journal: claims undone)."""
+    database = journaled(str(tmp_path / "exp"), 50)
+    for _ in range(10):
+        database.claim(OWNER, "cpu", 600.0)  # the journal is full: the next claim compacts
+    reader, compacted = RunDatabase(database.exp_dir), []
+    for cached_file in (reader._store.main, reader._store.journal):
+        def read(real=cached_file.read):
+            tables = real()
+            if not compacted:  # right after the reader's first file read
+                compacted.append(database.claim(OWNER, "cpu", 600.0))
+            return tables
+        monkeypatch.setattr(cached_file, "read", read)
+    running = [r["run_id"] for r in reader.records() if r["status"] == RUNNING]
+    assert compacted and not os.path.exists(database.journal_path)
+    assert running == [r["run_id"] for r in database.records()[:11]]
