@@ -45,7 +45,7 @@ from ovis.queue.lock import QueueLock
 from ovis.queue.process import ProcessIdentity, run_is_alive
 from ovis.queue.storage import CorruptDatabase, DatabaseError, Tables, backup_copy, os_error_advice
 from ovis.queue.transaction import (ABORTED, FAILED, META_TABLE, QUEUED, RUNNING, RUNS_TABLE, STATUSES, SUCCESS,
-                                    Transaction, add_history, runtime_fields, set_status)
+                                    Transaction, add_history, precompute, runtime_fields, set_status)
 
 DB_FILE = ".db.json"
 JOURNAL_FILE = ".db.journal.json"
@@ -120,7 +120,9 @@ class RunDatabase:
             except OSError as error:
                 raise os_error_advice(error, self.path, "create the folder of") from None
             with contextlib.suppress(DatabaseError):
-                self._read()  # catch up with other writers before taking the lock: less work under it
+                view = self._read()  # catch up with other writers before taking the lock: less work under it
+                if view is not None:
+                    precompute(view)
             lock = self._acquire()
             try:
                 for path in (self.path, self.journal_path):

@@ -48,6 +48,13 @@ def _run_id_index(tables: Tables) -> Dict[object, str]:
     return {record.get("run_id"): doc_id for doc_id, record in tables.get(RUNS_TABLE, {}).items()}
 
 
+def precompute(view: View) -> None:
+    """Compute what claims and finds derive from ``.db.json`` (once per version of it), before
+    taking the lock: 55 ms at 20,000 runs that would otherwise hold it after each compaction."""
+    view.base.memo("queued in order", _queued_in_order)
+    view.base.memo("run_id index", _run_id_index)
+
+
 class Transaction:
     """What a transaction sees and changes: ``runs`` maps document ids to records. Records are
     replaced (``put``), never mutated in place; ``put`` and ``removed`` name, per table, the
