@@ -51,8 +51,13 @@ DocIds = Dict[str, Set[str]]  # table -> document ids
 
 
 def _generation(main: Tables) -> int:
-    value = (main.get(JOURNAL_TABLE) or {}).get("1", {}).get("generation", 0)
+    entry = (main.get(JOURNAL_TABLE) or {}).get("1")
+    value = entry.get("generation", 0) if isinstance(entry, dict) else 0
     return value if isinstance(value, int) else 0
+
+
+def _records(tables: Tables) -> int:
+    return sum(len(docs) for name, docs in tables.items() if name != JOURNAL_TABLE)
 
 
 def _lay_over(main: Tables, journal: Tables) -> Tables:
@@ -97,9 +102,6 @@ class View:
             if name != JOURNAL_TABLE:
                 self.overlaid.setdefault(name[:-len(REMOVED)] if name.endswith(REMOVED) else name, set()).update(docs)
 
-    def journal_docs(self) -> int:
-        return sum(len(docs) for name, docs in (self.journal or {}).items() if name != JOURNAL_TABLE)
-
 
 class JournaledStore:
     """``.db.json`` and its journal as this process last saw them. Writers hold the database
@@ -141,8 +143,7 @@ class JournaledStore:
         with self.lock:
             if put is not None and not fold and self.main.size >= self.journal_from_bytes:
                 journal = _journal_after(view, tables, put, removed)
-                records = sum(len(docs) for name, docs in view.base.tables.items() if name != JOURNAL_TABLE)
-                if sum(len(docs) for name, docs in journal.items() if name != JOURNAL_TABLE) <= math.sqrt(2 * records):
+                if _records(journal) <= math.sqrt(2 * _records(view.base.tables)):
                     self.journal.write(journal, put if view.journal is not None else None)
                     return
             out = dict(tables)
