@@ -3,21 +3,35 @@ backward, one Adam step of the model and of the estimator's own parameters) of t
 estimators against ``reinforce`` at an equal number of model evaluations per data point, on the
 paper's 3 x 200 linear SBN with a batch of 24 binary 28 x 28 images.
 
-    python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1]
+    python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1] [--optimizer torch-default]
 
 Targets: nvil, arm, disarm, reinforce-loo, gumbel-softmax, straight-through within 1.3x of
 reinforce (ARM and DisARM evaluate an antithetic pair per layer: against reinforce with 2 particles
 for the 1-layer comparison, 1 + depth for deeper models); REBAR and RELAX (three evaluations by
 construction) within 3.5x of reinforce at one particle.
+
+Each comparison alternates one step of the estimator and one of its reference, so that load
+changes on a shared machine hit both alike, and divides the medians of the process CPU time of
+the steps (with one thread on an idle machine that is the wall-clock time; on a loaded one it
+leaves out the waits for a core, as in ``benchmarks/floor.py``); the wall-clock ratio is printed
+beside it, with the load average. ``--optimizer``: ``torch-default`` (``torch.optim.Adam``'s
+defaults, one kernel per parameter tensor on a CPU: the setting the targets were set and first
+measured with) or ``trainer`` (``ovis.training.optim.make_optimizer``, torch's fused Adam, as
+``run.py`` trains): the fused step is about 2 ms shorter for every estimator, which raises the
+ratios of the slower ones (relax: 3.4-3.7x with torch-default, 3.95-4.25x with trainer; see
+``benchmarks/results.md``).
 """
-import argparse
+import os
 import statistics
 import time
+from typing import Callable, List, Tuple
 
 import torch
 
+from ovis.cli import ArgumentParser
 from ovis.estimators.config import parse_estimator_id
 from ovis.models import get_model
+from ovis.training.optim import make_optimizer
 
 # (id, mc, iw, reference mc, reference iw, target ratio)
 COMPARISONS = (
@@ -26,51 +40,77 @@ COMPARISONS = (
     ("disarm-iw", 1, 5, 1, "pairs", 1.3), ("muprop", 1, 1, 1, 1, None), ("simple-muprop", 1, 1, 1, 1, None),
     ("rebar", 1, 1, 1, 1, 3.5), ("dynamic-rebar", 1, 1, 1, 1, None), ("relax", 1, 1, 1, 1, 3.5),
 )
+UNTIMED_STEPS = 3
 
 
-def step_time(estimator_id: str, mc: int, iw: int, depth: int, steps: int, x: torch.Tensor) -> float:
+OPTIMIZERS = {"trainer": lambda params: make_optimizer("adam", params, lr=1e-3),
+              "torch-default": lambda params: torch.optim.Adam(params, lr=1e-3)}
+
+
+def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tensor,
+                  optimizer: str = "torch-default") -> Callable[[], None]:
+    """One training step of a fresh model with ``estimator_id`` on ``x``, as a function."""
     torch.manual_seed(0)
     model = get_model("sbm", tuple(x.shape[1:]), N=200, depth=depth, nlayers=0)
     Estimator, config = parse_estimator_id(estimator_id)
     estimator = Estimator(mc=mc, iw=iw, x_shape=tuple(x.shape[1:]), **config)
     estimator.check_model(model)
-    optimizers = [torch.optim.Adam(model.parameters(), lr=1e-3)]
+    optimizers = [OPTIMIZERS[optimizer](model.parameters())]
     own = [p for p in estimator.parameters() if p.requires_grad]
     if own:
-        optimizers.append(torch.optim.Adam(own, lr=1e-3))
-    times = []
-    for step in range(steps + 3):
-        start = time.perf_counter()
+        optimizers.append(OPTIMIZERS[optimizer](own))
+
+    def step() -> None:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
         loss, _, _ = estimator(model, x)
         loss.mean().backward()
         for optimizer in optimizers:
             optimizer.step()
-        if step >= 3:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return step
+
+
+def timed(step: Callable[[], None]) -> Tuple[float, float]:
+    """``(process CPU seconds, wall-clock seconds)`` of one call."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    step()
+    return time.process_time() - cpu, time.perf_counter() - wall
+
+
+def median_step_times(steps: List[Callable[[], None]], timed_steps: int) -> List[Tuple[float, float]]:
+    """Median ``(CPU, wall)`` seconds per step of each function, called in turn at every step."""
+    times: List[List[Tuple[float, float]]] = [[] for _ in steps]
+    for index in range(timed_steps + UNTIMED_STEPS):
+        for step, record in zip(steps, times):
+            measured = timed(step)
+            if index >= UNTIMED_STEPS:
+                record.append(measured)
+    return [(statistics.median(t[0] for t in record), statistics.median(t[1] for t in record)) for record in times]
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--depth", type=int, default=3)
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=30,
+                        help="timed steps of each estimator and of its reference")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--depth", type=int, default=3, help="stochastic layers of the SBN")
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="torch-default",
+                        help="trainer: make_optimizer's fused Adam; torch-default: torch.optim.Adam's defaults")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x = (torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    reference = {}
-    print(f"{'estimator':>18s} {'mc':>3s} {'iw':>3s} {'ms/step':>9s} {'reinforce ms':>12s} {'ratio':>6s} {'target':>6s}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"optimizer {args.optimizer}; torch threads {args.threads}; load average {load}; "
+          f"medians of {args.steps} alternating steps; ratios of process CPU time (wall clock beside)")
+    print(f"{'estimator':>18s} {'mc':>3s} {'iw':>3s} {'ms/step':>9s} {'reinforce ms':>12s} {'ratio':>6s} "
+          f"{'wall':>6s} {'target':>6s}")
     for estimator_id, mc, iw, ref_mc, ref_iw, target in COMPARISONS:
         ref_iw = iw * (1 + args.depth) if ref_iw == "pairs" else ref_iw
-        key = (ref_mc, ref_iw)
-        if key not in reference:
-            reference[key] = step_time("reinforce", ref_mc, ref_iw, args.depth, args.steps, x)
-        ms = step_time(estimator_id, mc, iw, args.depth, args.steps, x)
-        ratio = ms / reference[key]
-        print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {1e3 * ms:9.2f} {1e3 * reference[key]:12.2f} {ratio:6.2f} "
-              f"{'-' if target is None else target:>6}")
+        (cpu, wall), (ref_cpu, ref_wall) = median_step_times(
+            [training_step(estimator_id, mc, iw, args.depth, x, args.optimizer),
+             training_step("reinforce", ref_mc, ref_iw, args.depth, x, args.optimizer)], args.steps)
+        print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {1e3 * cpu:9.2f} {1e3 * ref_cpu:12.2f} {cpu / ref_cpu:6.2f} "
+              f"{wall / ref_wall:6.2f} {'-' if target is None else target:>6}")
 
 
 if __name__ == "__main__":

@@ -59,21 +59,6 @@ class RelaxedSampler(NoiseSampler):
         return hard_bernoulli(logits.detach(), u) + (relaxed - relaxed.detach())
 
 
-class ConditionalRelaxedSampler(RelaxedSampler):
-    """REBAR's relaxation at ``u_tilde ~ u | b``: group g's noise is ``conditional_uniform(v_g,
-    b_g, a_g)`` with ``b_g`` and the logits ``a_g`` of the hard pass (with their graph), then
-    relaxed with the logits of this pass (computed from relaxed parents)."""
-
-    def __init__(self, temperature, v: Noise, hard: Noise, hard_logits: Dict[int, Tensor]):
-        super().__init__(temperature)
-        self.v, self.hard, self.hard_logits = v, hard, hard_logits
-
-    def uniform(self, group: int, q: Distribution) -> Tensor:
-        if group not in self.noise:
-            self.noise[group] = conditional_uniform(self.v[group], self.hard[group], self.hard_logits[group])
-        return self.noise[group]
-
-
 class ControlledNoiseEstimator(GradientEstimator):
     """Base class of the estimators that draw the latents themselves (module docstring).
 

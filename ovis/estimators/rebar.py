@@ -13,42 +13,76 @@ r_psi(x, relaxed)`` with a neural network r (summed over particles). ``E_u[grad 
 (reparameterisation) and ``E[grad c(u~) | b] = grad E[c(u) | b]`` (conditional
 reparameterisation): the estimator is unbiased for the gradient of L_K (the ELBO at iw = 1), for
 phi, and theta gets the exact ``grad_theta f(b)`` (the relaxed passes run with the generative
-parameters detached). Three model evaluations per step. Hierarchical q: every layer is relaxed
-in both relaxed passes, ``log q(b)`` sums over layers.
+parameters detached). Three model evaluations per data point and step: the hard pass, then one
+call over both relaxations (``2 mc`` outer samples per data point: ``u``, then ``u~``; a model
+with batch statistics computes them over both). Hierarchical q: every layer is relaxed in both
+relaxations, ``log q(b)`` sums over layers.
 
-dynamic REBAR and RELAX train ``eta``, ``log lam`` (and psi) online to minimise the variance of
-the phi gradient, ``sum_i g_i^2`` of the batch's gradient estimate (its mean does not depend on
-them), by double backpropagation (in training mode only); their parameters are ``estimator.parameters()`` (the trainer
-gives them their own Adam, ``--baseline_lr``).
+dynamic REBAR and RELAX train ``eta``, ``log lam`` (and psi) online, by double backpropagation in
+training mode, to minimise the variance of the gradient estimate for the distribution parameters
+of q, as in RELAX's Algorithm 2 (``g_phi = d g_theta^2 / d phi``, theta the parameters of the
+distribution) and the authors' code (the squared estimate for each layer's logits): with
+``delta_{i,g,n}`` an offset on the logit of unit n of layer g of data point i (in every pass),
+the objective is ``sum_{i,g,n} g_{delta_{i,g,n}}^2``; its mean over the noise is the variance
+plus a square that does not depend on them (the estimate is unbiased for any eta, lam, psi).
+Each offset's gradient is the sum of the gradients for the logits it shifts, and those come
+from the one backward pass (with its graph) that also gives the model its gradient: no second
+backward pass of the loss, and the double backward pass stops at the logits (not at the weights
+of the inference network). ``benchmarks/rebar_family_speed.py``, a training step against
+``reinforce``'s: relax 3.4-3.7x (5.8x with three model calls, the objective on the inference
+network's weights, a second backward pass and a correction pass), 3.95-4.25x (7.3x) with the
+trainer's fused Adam. Their parameters are ``estimator.parameters()`` (the trainer gives them
+their own Adam, ``--baseline_lr``).
 """
 import math
-from typing import Dict, List, Optional, Tuple
+from contextlib import contextmanager, nullcontext
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Particles, RuntimeOptions, iw_bound
-from .controlled import (ConditionalRelaxedSampler, ControlledNoiseEstimator, RelaxedSampler, group_logits,
-                         group_samples)
+from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .controlled import ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits, group_samples
 
 
-class FrozenGenerative:
-    """Calls ``model`` with every parameter outside ``inference_network_prefixes`` detached."""
+@contextmanager
+def frozen(parameters: List[Tensor]) -> Iterator[None]:
+    """Inside, ``parameters`` do not require grad: a model call treats them as constants (the
+    relaxed passes and theta; cheaper than ``torch.func.functional_call`` with detached copies)."""
+    for p in parameters:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in parameters:
+            p.requires_grad_(True)
 
-    def __init__(self, model: nn.Module):
-        prefixes = tuple(getattr(model, "inference_network_prefixes", ("inference_network.",)))
-        self.model = model
-        self.accepts_sampler = getattr(model, "accepts_sampler", False)
-        self.accepts_particles = getattr(model, "accepts_particles", False)
-        self.frozen = {name: p.detach() for name, p in model.named_parameters() if not name.startswith(prefixes)}
 
-    def __call__(self, *args, **kwargs):
-        return torch.func.functional_call(self.model, self.frozen, args, kwargs)
-
-
-def inference_parameters(model: nn.Module) -> List[Tensor]:
+def split_parameters(model: nn.Module) -> Tuple[List[Tensor], List[Tensor]]:
+    """``(phi, theta)``: the trainable parameters inside and outside ``inference_network_prefixes``."""
     prefixes = tuple(getattr(model, "inference_network_prefixes", ("inference_network.",)))
-    return [p for name, p in model.named_parameters() if name.startswith(prefixes) and p.requires_grad]
+    phi, theta = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (phi if name.startswith(prefixes) else theta).append(p)
+    return phi, theta
+
+
+class InjectedGradients(torch.autograd.Function):
+    """``InjectedGradients.apply(gradients, *parameters)``: a zero whose backward pass gives each
+    parameter its given gradient (times the incoming one): one graph node instead of a
+    ``sum(g * p) - sum(g * p).detach()`` term per parameter."""
+
+    @staticmethod
+    def forward(ctx, gradients: Tuple[Tensor, ...], *parameters: Tensor) -> Tensor:
+        ctx.gradients = gradients
+        return parameters[0].new_zeros(())
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output: Tensor):
+        return (None, *torch._foreach_mul(ctx.gradients, grad_output))
 
 
 class REBAR(ControlledNoiseEstimator):
@@ -86,60 +120,94 @@ class REBAR(ControlledNoiseEstimator):
             self.network = nn.Sequential(nn.Linear(features, self.surrogate_hdim), nn.Tanh(),
                                          nn.Linear(self.surrogate_hdim, 1)).to(reference)
 
-    def control(self, model, x: Tensor, sampler, options: RuntimeOptions) -> Tensor:
-        """``c`` of every (data point, mc) pair, ``[bs, mc]``, on a relaxed pass."""
-        relaxed = self.evaluate(model, x, sampler, options)
-        value = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, mc]
-        if self.network is not None:
-            bs, mc, K = relaxed.log_px.shape
-            latents = torch.cat([z.flatten(1) for z in relaxed.output["z"]], 1)  # [rows, sum N_g]
-            data = (2 * x.flatten(1) - 1).repeat_interleave(mc * K, 0)  # [rows, D]
-            value = value + self.network(torch.cat([data, latents], 1)).view(bs, mc, K).mean(-1)
-        return value
+    def controls(self, model, x: Tensor, particles: Particles, temperature: Tensor,
+                 options: RuntimeOptions) -> Tuple[Tensor, List[Tensor]]:
+        """``c(u)`` and ``c(u~)`` of every (data point, mc) pair, ``[2, bs, mc]``, from ONE pass of
+        ``model`` with ``2 mc`` outer samples per data point: the first ``mc`` relaxed at the hard
+        pass's noise ``u``, the last ``mc`` at ``u~ ~ u | b`` (from the hard pass's ``b`` and
+        logits, with their graph); each relaxation uses the logits of its own pass (relaxed
+        parents). Also returns the logits of q of that pass, one ``[bs * 2 mc * iw, N_g]`` per group."""
+        mc, iw = self.layout
+        bs, groups = x.shape[0], list(self.noise)
+        v = self.second_noise(self.noise)
+        hard, logits = group_samples(particles), group_logits(particles)
+        # u, v, b and the hard logits of all groups side by side: [bs * mc * iw, sum N_g] each
+        flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (self.noise, v, hard, logits)]
+        conditional = conditional_uniform(*flat[1:])  # [bs * mc * iw, sum N_g]
+        both = torch.stack([flat[0].view(bs, mc * iw, -1), conditional.view(bs, mc * iw, -1)], 1)  # [bs, 2, mc iw, sum N_g]
+        pieces = both.view(bs * 2 * mc * iw, -1).split([self.noise[g][0].numel() for g in groups], 1)
+        noise = {g: piece.view(-1, *self.noise[g].shape[1:]) for g, piece in zip(groups, pieces)}
+        relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, RelaxedSampler(temperature, noise))
+        values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, 2 mc]
+        if self.network is not None:  # r([x, z]); its first layer's x columns act once per data point
+            first, activation, last = self.network
+            latents = torch.cat([z.flatten(1) for z in relaxed.output["z"]], 1)  # [bs * 2 mc * iw, sum N_g]
+            features = x[0].numel()
+            hidden = (F.linear(2 * x.flatten(1) - 1, first.weight[:, :features], first.bias).unsqueeze(1)  # [bs, 1, h]
+                      + F.linear(latents, first.weight[:, features:]).view(bs, 2 * mc * iw, -1))  # [bs, 2 mc iw, h]
+            values = values + last(activation(hidden)).view(bs, 2 * mc, iw).mean(-1)
+        return values.view(bs, 2, mc).transpose(0, 1), list(group_logits(relaxed).values())  # [2, bs, mc]
 
     def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         bound = iw_bound(particles.log_weights(options), options.alpha)  # [bs, mc], with the log q term
         temperature = self.log_temperature.exp()
-        frozen = FrozenGenerative(model)
-        relaxed = self.control(frozen, x, RelaxedSampler(temperature, noise=self.noise), options)  # [bs, mc]
-        conditional = self.control(frozen, x, ConditionalRelaxedSampler(
-            temperature, self.second_noise(self.noise), group_samples(particles), group_logits(particles)),
-            options)  # [bs, mc]
+        with frozen(split_parameters(model)[1]):
+            (relaxed, conditional), relaxed_logits = self.controls(model, x, particles, temperature, options)
         log_q = particles.log_qz.sum((-2, -1))  # [bs, mc]: log q(b) of all particles and layers
         coefficient = bound.detach() - self.eta * conditional  # [bs, mc]
-        eta = self.eta.detach()
-        phi_loss = -(coefficient.detach() * log_q + eta * (relaxed - conditional))  # [bs, mc]
-        loss = (phi_loss - bound).mean(1)  # [bs]
+        difference = relaxed - conditional  # [bs, mc]
+        diagnostics = {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
+        gradients = None
         if self.learn and self.training and torch.is_grad_enabled():
-            loss = loss + self.variance_step(model, loss, log_q, coefficient, relaxed - conditional, bound)
-        return loss, {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
+            logits = list(group_logits(particles).values()) + relaxed_logits
+            gradients = self.gradients(model, logits, log_q, coefficient, difference, bound)
+        with torch.no_grad() if gradients else nullcontext():  # the gradients are computed: only the value
+            loss = (-(coefficient.detach() * log_q + self.eta.detach() * difference) - bound).mean(1)  # [bs]
+        if gradients:
+            parameters, values = zip(*gradients)
+            loss = loss + InjectedGradients.apply(values, *parameters)
+        return loss, diagnostics
 
-    def variance_step(self, model, loss: Tensor, log_q: Tensor, coefficient: Tensor, difference: Tensor,
-                      bound: Tensor) -> Tensor:
-        """A zero-valued term whose gradient for eta, log lam (and psi) is that of ``sum_i g_i^2``,
-        ``g`` the batch's phi gradient (double backpropagation), and 0 for the model."""
-        phi = inference_parameters(model)
+    def gradients(self, model: nn.Module, logits: List[Tensor], log_q: Tensor, coefficient: Tensor,
+                  difference: Tensor, bound: Tensor) -> Optional[List[Tuple[Tensor, Tensor]]]:
+        """``(parameter, gradient)`` pairs: for the model, the gradient of ``loss.mean()``, from one
+        backward pass with its graph that also gives the per-data-point gradients ``g`` for the
+        logits of q (``logits``: of the hard pass, then of the relaxed one, one per group); for
+        eta, log lam (and psi), the gradient of the variance objective ``sum g^2`` (double
+        backpropagation). None when the model's parameters are not in the graph (per-datum copies)."""
+        phi, theta = split_parameters(model)
         own = [p for p in self.parameters() if p.requires_grad]
-        if not phi or not all(p.requires_grad for p in phi):
-            return loss.new_zeros(())
+        if not phi:
+            return None
         scale = 1.0 / log_q.numel()  # the batch mean over data points and mc samples
-        eta = self.eta.detach()
-        # g = score term (coefficient as grad_outputs: constant for phi, live for eta, lam, psi)
-        #     + eta (grad c(u) - grad c(u~)) + the direct term, in one backward pass with its graph
+        # score term (coefficient as grad_outputs: constant for the model, live for eta, lam, psi)
+        # + eta (grad c(u) - grad c(u~)) + the direct term (and theta's whole gradient)
         outputs = [log_q, -(self.eta * difference).sum() * scale, -bound.sum() * scale]
         grad_outputs = [-coefficient * scale, torch.ones_like(outputs[1]), torch.ones_like(outputs[2])]
-        gradient = torch.autograd.grad(outputs, phi, grad_outputs, retain_graph=True, create_graph=True,
-                                       allow_unused=True)
-        variance = sum((g ** 2).sum() for g in gradient if g is not None)
-        if not isinstance(variance, Tensor) or not variance.requires_grad:
-            return loss.new_zeros(())  # the model's parameters are not in the graph (per-datum copies)
-        wanted = torch.autograd.grad(variance, own, retain_graph=True, allow_unused=True)
-        # what the loss itself gives them: only through -eta (c(u) - c(u~)) (eta is detached there)
-        present = torch.autograd.grad(-(eta * difference).sum() * scale, own, retain_graph=True, allow_unused=True)
-        correction = sum((((w if w is not None else 0) - (g if g is not None else 0)) * p).sum()
-                         for p, w, g in zip(own, wanted, present))
-        return correction - correction.detach()
+        gradients = torch.autograd.grad(outputs, logits + phi + theta, grad_outputs, create_graph=True,
+                                        allow_unused=True)
+        per_logit, per_parameter = gradients[:len(logits)], gradients[len(logits):]
+        if all(g is None for g in per_parameter):
+            return None  # the model's parameters are not in the graph (per-datum copies)
+        pairs = list(zip(phi + theta, per_parameter))
+        if own:
+            pairs += zip(own, torch.autograd.grad(self.variance_objective(per_logit, log_q.shape[0]), own,
+                                                  allow_unused=True))
+        return [(p, g.detach()) for p, g in pairs if g is not None]
+
+    @staticmethod
+    def variance_objective(per_logit: List[Tensor], bs: int) -> Tensor:
+        """``sum_{i, g, n} (d loss / d delta_{i, g, n})^2`` for offsets ``delta`` added to the logits
+        of unit n of group g of data point i in every pass and particle: the gradient of each
+        offset is the sum of the gradients for those logits (``per_logit``: of the hard pass,
+        then of the relaxed one, one ``[rows, N_g]`` per group)."""
+        groups = len(per_logit) // 2
+        hard, relaxed = (torch.cat([a.flatten(1) for a in adjoints], 1) for adjoints in (per_logit[:groups],
+                                                                                         per_logit[groups:]))
+        units = hard.shape[1]
+        per_offset = hard.view(bs, -1, units).sum(1) + relaxed.view(bs, -1, units).sum(1)  # [bs, sum N_g]
+        return per_offset.square().sum()
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, learn={self.learn}, surrogate_hdim={self.surrogate_hdim}"
