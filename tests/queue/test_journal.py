@@ -12,12 +12,12 @@ from tinydb import Query, TinyDB
 
 from ovis.queue import QueueStorage
 from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase, read_runs
-from ovis.queue.journal import JOURNAL_TABLE
+from ovis.queue.journal import JOURNAL_FROM_BYTES, JOURNAL_TABLE
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec
 from ovis.queue.transaction import claim_order
 
-from .helpers import ROOT, run_dbutils
+from .helpers import ROOT, run_dbutils, run_manager, write_spec
 
 OWNER = ProcessIdentity.current()
 
@@ -244,3 +244,24 @@ def test_a_compaction_between_a_readers_two_file_reads_undoes_nothing(tmp_path, 
     running = [r["run_id"] for r in reader.records() if r["status"] == RUNNING]
     assert compacted and not os.path.exists(database.journal_path)
     assert running == [r["run_id"] for r in database.records()[:11]]
+
+
+def test_the_local_manager_folds_the_journal_in_when_it_ends(tmp_path):
+    spec = write_spec(tmp_path, "big", args=["--value a"], parameters={"seed": list(range(2500))},
+                      **{"global": "--steps 1 --sleep 0"})
+    root = tmp_path / "runs"
+    assert run_manager(spec, root, "--queue_only").returncode == 0
+    database = RunDatabase(str(root / "big"))
+    assert os.path.getsize(database.path) >= JOURNAL_FROM_BYTES  # the size at which a queue journals
+    with database.transaction() as transaction:  # every run but the last one done (a compaction)
+        for doc_id, record in list(transaction.runs.items())[:-1]:
+            transaction.put(doc_id, dict(record, status=SUCCESS))
+    last = database.records()[-1]["run_id"]
+    database.set_job_ids({last: "local"})  # a change in the journal
+    assert os.path.exists(database.journal_path)
+    result = run_manager(spec, root)
+    assert result.returncode == 0, result.stderr
+    assert not os.path.exists(database.journal_path)
+    with TinyDB(database.path) as db:  # .db.json alone is complete again
+        assert db.table("runs").get(Query().run_id == last)["status"] == SUCCESS
+        assert len(db.table("runs").search(Query().status == SUCCESS)) == 2500
