@@ -10,7 +10,10 @@ Records are grid points of ``experiments/sigmoid-belief-network.json`` with more
 * ``same process``: the transactions of one manager (its workers are threads sharing one cache);
 * ``after another process wrote``: each transaction first sees a file changed by someone else
   (several managers, Slurm tasks), so the changed lines are read again;
-* ``heartbeat``: a running run's liveness file (no lock, no database write).
+* ``heartbeat``: a running run's liveness file (no lock, no database write);
+* ``compaction``: folding the journal into ``.db.json`` (``ovis.queue.journal``: one
+  transaction in about ``sqrt(2 n)`` does it, 200 at 20,000 records; the others write only
+  the journal).
 
 The lock measurement runs ``--runs`` simulated runs as threads of ``--processes`` processes, each
 run claiming, heart-beating every ``--heartbeat`` seconds for ``--run_seconds`` seconds and
@@ -82,7 +85,7 @@ def single_costs(exp_dir: str, repeats: int) -> dict:
     owner = ProcessIdentity.current()
     database.records()
     other.records()  # both caches warm, as in a running manager
-    costs = {key: [] for key in ("claim", "finish", "heartbeat", "claim_foreign", "finish_foreign")}
+    costs = {key: [] for key in ("claim", "finish", "heartbeat", "claim_foreign", "finish_foreign", "compaction")}
     for _ in range(repeats):  # one manager alone
         seconds, record = timed(database.claim, owner, "cpu", 600.0)
         costs["claim"].append(seconds)
@@ -93,6 +96,9 @@ def single_costs(exp_dir: str, repeats: int) -> dict:
         costs["claim_foreign"].append(seconds)
         database.claim(owner, "cpu", 600.0)  # a write by the other instance before the finish
         costs["finish_foreign"].append(timed(other.finish, record["run_id"], owner, SUCCESS)[0])
+    for _ in range(3):
+        database.claim(owner, "cpu", 600.0)  # a journal to fold in
+        costs["compaction"].append(timed(database.compact)[0])
     return {key: median_ms(values) for key, values in costs.items()}
 
 
@@ -160,7 +166,7 @@ def main() -> None:
         costs = single_costs(exp_dir, args.repeats)
         print(f"median ms at {args.records} records: claim {costs['claim']:.1f}, finish {costs['finish']:.1f}, "
               f"heartbeat {costs['heartbeat']:.2f} (same process); claim {costs['claim_foreign']:.1f}, finish "
-              f"{costs['finish_foreign']:.1f} (after another process wrote)")
+              f"{costs['finish_foreign']:.1f} (after another process wrote); compaction {costs['compaction']:.0f}")
         busy = lock_busy(exp_dir, args.runs, args.processes, args.run_seconds, args.heartbeat, args.window)
         print(f"{args.runs} concurrent runs ({args.processes} processes, runs of {args.run_seconds:.0f} s, heartbeat "
               f"every {args.heartbeat:.0f} s): lock busy {100 * busy['busy']:.1f}% of {busy['elapsed']:.0f} s, "

@@ -5,12 +5,14 @@ Public API:
     read_runs(exp_dir) -> list[dict]       read-only view of an experiment's runs (reports)
     load_spec(exp, experiments_dir)        validated ``experiments/<exp>.json``; ``.grid()``
     RunDatabase(exp_dir)                   the queue itself (claim, requeue, recover, ...)
+    QueueStorage                           TinyDB(".../.db.json", storage=QueueStorage): the queue in TinyDB
     SpecError, DatabaseError               refused specs, unusable databases
     STATUSES                               queued, running, success, failed, aborted
 """
 from ovis.queue.database import (ABORTED, FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, STATUSES, SUCCESS,
                                  DatabaseError, RunDatabase, read_runs)
+from ovis.queue.queue_storage import QueueStorage
 from ovis.queue.spec import ExperimentSpec, GridPoint, SpecError, load_spec
 
-__all__ = ["read_runs", "load_spec", "ExperimentSpec", "GridPoint", "RunDatabase", "SpecError", "DatabaseError",
-           "STATUSES", "REQUEUE_LEVELS", "QUEUED", "RUNNING", "SUCCESS", "FAILED", "ABORTED"]
+__all__ = ["read_runs", "load_spec", "QueueStorage", "ExperimentSpec", "GridPoint", "RunDatabase", "SpecError",
+           "DatabaseError", "STATUSES", "REQUEUE_LEVELS", "QUEUED", "RUNNING", "SUCCESS", "FAILED", "ABORTED"]

@@ -230,7 +230,9 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             errors = slurm.wait(database, jobs, console)
             failed = [r.get("run_id") for r in database.records() if r.get("status") == FAILED]
             return EXIT_ERROR if errors or failed else 0
-        return LocalManager(database, settings, _local_slots(args, console), console).run()
+        returncode = LocalManager(database, settings, _local_slots(args, console), console).run()
+        database.compact()  # .db.json alone holds every change again (what TinyDB(path) reads)
+        return returncode
     except (DatabaseError, SpecError, slurm.SubmissionError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -264,6 +266,8 @@ def dbutils_parser() -> argparse.ArgumentParser:
     actions.add_argument("--fresh", action="store_true",
                          help="with --requeue: delete the requeued runs' folders so they restart from scratch")
     actions.add_argument("--clean", action="store_true", help="delete the database and the run folders")
+    actions.add_argument("--compact", action="store_true", help="fold the journal of a large queue "
+                         "(.db.journal.json) into .db.json, so that TinyDB(path) alone sees every change")
     actions.add_argument("--purge_lock", action="store_true",
                          help="remove the database lock file; refused while a process holds the lock (it names "
                          "the holder)")
@@ -365,6 +369,10 @@ def dbutils_main(argv: Optional[Sequence[str]] = None) -> int:
         if args.purge_lock:
             print("lock removed (no process held it)" if database.purge_lock()
                   else f"no lock file at {database.lock_path}")
+            return 0
+        if args.compact:
+            print(f"folded the journal into {database.path}" if database.compact()
+                  else f"no journal to fold in: {database.path} holds every change")
             return 0
         records = [r for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
         if args.requeue:

@@ -1,11 +1,13 @@
-"""The queue database: one TinyDB record per run in ``<exp_dir>/.db.json``.
+"""The queue database: one TinyDB record per run in ``<exp_dir>/.db.json`` (and, for large
+queues, the records changed since its last rewrite in ``<exp_dir>/.db.journal.json``).
 
 Safety rules:
 
 * every read-modify-write happens in ``RunDatabase.transaction()``, under a
   ``filelock.FileLock`` on ``<exp_dir>/.db.json.lock`` (managers on several machines sharing the
   folder exclude each other; a kill releases the lock with its process);
-* a transaction works on a copy of the tables and writes the file once, at its end, and only if
+* a transaction works on a copy of the tables and writes one file once (the journal, or
+  ``.db.json`` with the journal folded in: ``ovis.queue.journal``), at its end, and only if
   nothing raised: all or nothing, whatever its size. Work on files (outcome markers, run
   folders) is registered with ``after_commit`` and runs only once the database write succeeded,
   still under the lock;
@@ -19,39 +21,36 @@ Safety rules:
   running run never takes the lock between its claim and its finish.
 
 The file layout and its cache are in ``ovis.queue.storage`` (one record a line; ``TinyDB(path)``
-opens it). Record fields: ``run_id``, ``index`` (grid position), ``args`` (argument string;
-``argv`` is ``shlex.split(args)``, added by ``records()``), ``params`` (canonical options),
-``status`` (``STATUSES``), ``created``, ``started``, ``finished``, ``heartbeat`` (epoch seconds),
-``host``, ``owner`` (manager or Slurm task: host, pid, start time), ``pid`` / ``pid_start`` (the
-run's process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the failure output),
+opens it), the journal in ``ovis.queue.journal``, the lock in ``ovis.queue.lock``. Record fields:
+``run_id``, ``index`` (grid position), ``args`` (argument string; ``argv`` is
+``shlex.split(args)``, added by ``records()``), ``params`` (canonical options), ``status``
+(``STATUSES``), ``created``, ``started``, ``finished``, ``heartbeat`` (epoch seconds), ``host``,
+``owner`` (manager or Slurm task: host, pid, start time), ``pid`` / ``pid_start`` (the run's
+process), ``device``, ``attempts``, ``returncode``, ``error`` (tail of the failure output),
 ``job_id`` (Slurm), ``stale_after`` and ``history`` (recent ``[time, status, note]`` transitions).
 """
 import contextlib
-import math
 import os
 import shlex
 import shutil
 import threading
 import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
-
-import filelock
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from ovis.files import remove_stale_temporaries
 from ovis.queue import liveness
+from ovis.queue.journal import JOURNAL_FROM_BYTES, JournaledStore, View
+from ovis.queue.lock import QueueLock
 from ovis.queue.process import ProcessIdentity, run_is_alive
-from ovis.queue.storage import CachedFile, CorruptDatabase, DatabaseError, Tables, backup_copy, os_error_advice
-from ovis.queue.transaction import (META_TABLE, RUNS_TABLE, Transaction, add_history, runtime_fields,
-                                    set_status)
+from ovis.queue.storage import CorruptDatabase, DatabaseError, Tables, backup_copy, os_error_advice
+from ovis.queue.transaction import (ABORTED, FAILED, META_TABLE, QUEUED, RUNNING, RUNS_TABLE, STATUSES, SUCCESS,
+                                    Transaction, add_history, precompute, runtime_fields, set_status)
 
 DB_FILE = ".db.json"
+JOURNAL_FILE = ".db.journal.json"
 LOCK_FILE = DB_FILE + ".lock"
 HOLDER_FILE = LOCK_FILE + ".holder"
-
-QUEUED, RUNNING, SUCCESS, FAILED, ABORTED = "queued", "running", "success", "failed", "aborted"
-STATUSES = (QUEUED, RUNNING, SUCCESS, FAILED, ABORTED)
-LOCK_NOTICE_AFTER = 2.0  # seconds of waiting for the lock before ``on_wait`` is told
 
 REQUEUE_LEVELS = {
     1: "aborted runs",
@@ -63,16 +62,18 @@ REQUEUE_LEVELS = {
 
 class RunDatabase:
     """The queue of one experiment folder. ``on_wait(message)`` is told when the lock is held by
-    someone else for more than ``LOCK_NOTICE_AFTER`` seconds."""
+    someone else for more than ``ovis.queue.lock.LOCK_NOTICE_AFTER`` seconds. Databases of at least
+    ``journal_from_bytes`` get a journal (``ovis.queue.journal``)."""
 
-    def __init__(self, exp_dir: str, lock_timeout: float = 120.0, on_wait: Optional[Callable[[str], None]] = None):
+    def __init__(self, exp_dir: str, lock_timeout: float = 120.0, on_wait: Optional[Callable[[str], None]] = None,
+                 journal_from_bytes: int = JOURNAL_FROM_BYTES):
         self.exp_dir = os.path.abspath(exp_dir)
         self.path = os.path.join(self.exp_dir, DB_FILE)
+        self.journal_path = os.path.join(self.exp_dir, JOURNAL_FILE)
         self.lock_path = os.path.join(self.exp_dir, LOCK_FILE)
-        self.lock_timeout = lock_timeout
-        self.on_wait = on_wait
+        self._lock = QueueLock(self.lock_path, lock_timeout, on_wait)
         self._thread_lock = threading.RLock()
-        self._file = CachedFile(self.path)
+        self._store = JournaledStore(self.path, self.journal_path, journal_from_bytes)
 
     @property
     def exists(self) -> bool:
@@ -81,58 +82,33 @@ class RunDatabase:
     def run_dir(self, run_id: str) -> str:
         return os.path.join(self.exp_dir, run_id)
 
-    # -- the file and its lock -------------------------------------------------------------
+    # -- the files and their lock ----------------------------------------------------------
 
-    def _read(self) -> Optional[Tables]:
+    def _read(self) -> Optional[View]:
         try:
-            return self._file.read()
+            return self._store.read()
         except CorruptDatabase as error:
-            self._refuse(str(error))
+            self._refuse(str(error), error.path or self.path)
         except OSError as error:
-            raise os_error_advice(error, self.path, "read") from None
+            raise os_error_advice(error, error.filename or self.path, "read") from None
 
-    def _refuse(self, problem: str) -> None:
+    def _refuse(self, problem: str, path: str) -> None:
         try:
-            backup = f"a copy was saved to {backup_copy(self.path)}"
+            backup = f"a copy was saved to {backup_copy(path)}"
         except OSError as error:
             backup = f"no copy could be saved ({error.strerror})"
         raise DatabaseError(
-            f"the queue database {self.path} cannot be read: {problem}; {backup}. Fix the file by hand "
+            f"the queue database {path} cannot be read: {problem}; {backup}. Fix the file by hand "
             f"(dbutils.py --check --repair fixes records), or move it away and run manager.py again to re-create "
             f"the queue from the spec (run folders and their checkpoints are kept; finished runs are then "
             f"re-queued and resume from their checkpoints).")
 
-    def lock_holder(self) -> str:
-        """Who took the lock last (``host pid N since HH:MM:SS``), as written by that process."""
-        try:
-            with open(os.path.join(self.exp_dir, HOLDER_FILE)) as f:
-                return f.read().strip() or "another process"
-        except OSError:
-            return "another process"
+    def _acquire(self):
+        return self._lock.acquire()
 
-    def _acquire(self) -> filelock.FileLock:
-        lock = filelock.FileLock(self.lock_path, timeout=self.lock_timeout)
-        first_wait = min(LOCK_NOTICE_AFTER, self.lock_timeout) if self.on_wait else self.lock_timeout
-        try:
-            try:
-                lock.acquire(timeout=first_wait)
-            except filelock.Timeout:
-                if first_wait >= self.lock_timeout:
-                    raise
-                self.on_wait(f"waiting up to {self.lock_timeout:.0f} s for the lock {self.lock_path}, held by "
-                             f"{self.lock_holder()}")
-                lock.acquire(timeout=self.lock_timeout - first_wait)
-        except filelock.Timeout:
-            raise DatabaseError(
-                f"could not lock {self.lock_path} within {self.lock_timeout:.0f} s: it is held by "
-                f"{self.lock_holder()} (another manager.py or dbutils.py). Wait for it, stop it, or pass a longer "
-                f"--lock_timeout") from None
-        except OSError as error:
-            raise os_error_advice(error, self.lock_path, "lock") from None
-        me = ProcessIdentity.current()
-        with contextlib.suppress(OSError), open(os.path.join(self.exp_dir, HOLDER_FILE), "w") as f:
-            f.write(f"{me.host} pid {me.pid} since {time.strftime('%H:%M:%S')}\n")
-        return lock
+    def purge_lock(self) -> bool:
+        """Remove the lock file when no process holds the lock; refuse (DatabaseError) when one does."""
+        return self._lock.purge()
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -144,52 +120,56 @@ class RunDatabase:
             except OSError as error:
                 raise os_error_advice(error, self.path, "create the folder of") from None
             with contextlib.suppress(DatabaseError):
-                self._read()  # catch up with other writers before taking the lock: less work under it
+                view = self._read()  # catch up with other writers before taking the lock: less work under it
+                if view is not None:
+                    precompute(view)
             lock = self._acquire()
             try:
-                with contextlib.suppress(OSError):
-                    remove_stale_temporaries(self.path)
-                transaction = Transaction(self._read() or {}, self._file.index)
+                for path in (self.path, self.journal_path):
+                    with contextlib.suppress(OSError):
+                        remove_stale_temporaries(path)
+                view = self._read() or self._store.empty_view()
+                transaction = Transaction(view)
                 yield transaction
                 if transaction.changed:
                     try:
-                        self._file.write(transaction.tables, transaction.dirty)
+                        self._store.write(view, transaction.tables, transaction.put_ids, transaction.removed_ids,
+                                          transaction.fold)
                     except OSError as error:
-                        raise os_error_advice(error, self.path, "write") from None
+                        raise os_error_advice(error, self._written_path(error), "write") from None
                 _run_callbacks(transaction.callbacks, self.path)
             finally:
                 lock.release()
 
-    def purge_lock(self) -> bool:
-        """Remove the lock file when no process holds the lock; refuse (DatabaseError) when one does."""
-        if not os.path.exists(self.lock_path):
-            return False
-        probe = filelock.FileLock(self.lock_path, timeout=0)
-        try:
-            probe.acquire()
-        except filelock.Timeout:
-            raise DatabaseError(f"the lock {self.lock_path} is held by {self.lock_holder()}: not removed (two "
-                                f"processes would then write the queue at once). Stop that process or wait for "
-                                f"it to finish") from None
-        try:
-            os.remove(self.lock_path)
-        finally:
-            probe.release()
-        return True
+    def _written_path(self, error: OSError) -> str:
+        failed = os.path.basename(str(error.filename2 or error.filename or ""))
+        return self.journal_path if failed.startswith(JOURNAL_FILE) else self.path
+
+    def compact(self) -> bool:
+        """Fold the journal into ``.db.json`` (then ``TinyDB(path)`` alone sees every change);
+        False when there was no journal."""
+        with self.transaction() as transaction:
+            transaction.fold = transaction.view.journal_exists
+        return transaction.fold
 
     # -- reading ---------------------------------------------------------------------------
 
     def records(self) -> List[dict]:
         """All records in grid order (copies), read without the lock (writes are atomic)."""
-        tables = self._read()
-        if tables is None:
+        view = self._read()
+        if view is None:
             raise FileNotFoundError(f"no queue database in {self.exp_dir} ({DB_FILE} is missing): "
                                     f"run manager.py --exp {os.path.basename(self.exp_dir)} first")
-        return sorted((dict(r) for r in tables.get(RUNS_TABLE, {}).values()), key=_grid_order)
+        return sorted((dict(r) for r in view.tables.get(RUNS_TABLE, {}).values()), key=_grid_order)
+
+    def tables(self) -> Optional[Tables]:
+        """Every table, the journal applied (shared: never modify), or None without a database."""
+        view = self._read()
+        return None if view is None else view.tables
 
     def meta(self) -> dict:
-        tables = self._read() or {}
-        return dict(next(iter(tables.get(META_TABLE, {}).values()), {}))
+        view = self._read()
+        return dict(next(iter(view.tables.get(META_TABLE, {}).values()), {})) if view else {}
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -227,7 +207,7 @@ class RunDatabase:
                 found = transaction.find(run_id)
                 chosen = found if found is not None and found[1].get("status") == QUEUED else None
             else:
-                chosen = _next_queued(transaction.runs)
+                chosen = transaction.next_queued()
             if chosen is None:
                 return None
             doc_id, document = chosen
@@ -343,8 +323,8 @@ class RunDatabase:
         return requeued
 
     def delete(self) -> None:
-        """Remove the database, its lock and the liveness files."""
-        for name in (DB_FILE, LOCK_FILE, HOLDER_FILE):
+        """Remove the database, its journal, its lock and the liveness files."""
+        for name in (JOURNAL_FILE, DB_FILE, LOCK_FILE, HOLDER_FILE):
             try:
                 os.remove(os.path.join(self.exp_dir, name))
             except FileNotFoundError:
@@ -352,19 +332,6 @@ class RunDatabase:
             except OSError as error:
                 raise os_error_advice(error, os.path.join(self.exp_dir, name), "delete") from None
         shutil.rmtree(os.path.join(self.exp_dir, liveness.LIVE_FOLDER), ignore_errors=True)
-
-
-def _next_queued(runs: Dict[str, dict]) -> Optional[Tuple[str, dict]]:
-    """The queued run to execute next: one that was started before, else the first in grid order."""
-    best = {True: (math.inf, None), False: (math.inf, None)}  # started before? -> (index, (doc id, record))
-    for doc_id, record in runs.items():
-        if record.get("status") == QUEUED:
-            index = record.get("index")
-            index = index if isinstance(index, int) else math.inf
-            started = bool(record.get("attempts"))
-            if index < best[started][0] or best[started][1] is None:
-                best[started] = (index, (doc_id, record))
-    return best[True][1] or best[False][1]
 
 
 def _grid_order(record: dict) -> tuple:
@@ -402,11 +369,6 @@ def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Se
     return chosen
 
 
-def first_line(text: Optional[str]) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def read_runs(exp_dir: str) -> List[dict]:
     """Read-only view of an experiment's queue, in grid order, for reports and scripts.
 
@@ -425,7 +387,7 @@ def read_runs(exp_dir: str) -> List[dict]:
             continue
         record = liveness.merge(database.exp_dir, record)
         record["run_dir"] = database.run_dir(record["run_id"])
-        record["message"] = first_line(record.get("error"))
+        record["message"] = next(iter((record.get("error") or "").strip().splitlines()), "")  # its first line
         record["alive"] = record.get("status") == RUNNING and run_is_alive(record, now)
         view.append(record)
     return view

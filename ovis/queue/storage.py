@@ -1,7 +1,7 @@
-"""The queue database file: a TinyDB JSON document, one record a line, written atomically.
+"""A queue database file (``.db.json`` and the journal of ``ovis.queue.journal``): a TinyDB JSON
+document, one record a line, written atomically.
 
-The file is what ``tinydb.TinyDB(path)`` reads with its default ``JSONStorage`` (users open it
-that way; ``LineJSONStorage`` is the same format through TinyDB's ``Storage`` interface)::
+The file is what ``tinydb.TinyDB(path)`` reads with its default ``JSONStorage``::
 
     {
     "meta": {
@@ -21,14 +21,14 @@ with ``json`` on every claim took 0.7-1.8 s to parse and 7 s to write (``indent`
 * a file unchanged since this process last read or wrote it (same inode, size, mtime, ctime)
   is not read at all; a changed one is split into lines and only the lines that differ from
   the ones this process knows are parsed (C-level comparisons, ``orjson``);
-* a write re-encodes only the records the transaction replaced and joins the other lines as
-  they were; tables that gained or lost records are encoded whole;
+* a write encodes only the records its caller names as new or replaced and reuses the lines
+  of all others (removed records are left out);
 * any other valid JSON of TinyDB tables (TinyDB's compact file, a hand-edited one, the older
   indented layout) is read whole, and the next write lays it out again.
 
 Records are replaced, never mutated: a transaction works on shallow copies of the tables.
 Writes go through ``ovis.files.atomic_open`` (temporary file, fsync, rename, folder fsync): the
-file is the old or the new database, never a torn one.
+file is the old or the new one, never a torn one.
 """
 import errno
 import itertools
@@ -40,7 +40,6 @@ import time
 from typing import Dict, List, Optional, Set, Tuple
 
 import orjson
-from tinydb.storages import Storage
 
 from ovis.files import atomic_open
 
@@ -82,7 +81,12 @@ def backup_copy(path: str) -> str:
 
 
 class CorruptDatabase(ValueError):
-    """The file exists but is not a JSON object of TinyDB tables; the message says what is wrong."""
+    """The file ``path`` exists but is not a JSON object of TinyDB tables; the message says what is
+    wrong."""
+
+    def __init__(self, problem: str, path: Optional[str] = None):
+        super().__init__(problem)
+        self.path = path
 
 
 def _file_signature(path: str) -> Optional[Tuple[int, int, int, int]]:
@@ -99,8 +103,8 @@ def _check_tables(data: object) -> Tables:
     return data
 
 
-def _record_line(doc_id: str, record: dict, last: bool) -> bytes:
-    return orjson.dumps(str(doc_id)) + b": " + orjson.dumps(record) + (b"" if last else b",")
+def _record_line(doc_id: str, record: dict) -> bytes:
+    return orjson.dumps(str(doc_id)) + b": " + orjson.dumps(record) + b","
 
 
 def _parse_records(lines: List[bytes]) -> Dict[str, dict]:
@@ -153,15 +157,6 @@ class CachedFile:
         self._signature = None
         self._tables: Optional[Tables] = None
         self._lines: Dict[str, Tuple[Dict[str, int], List[bytes]]] = {}  # table -> (position of id, lines)
-        self._index: Optional[Dict[object, str]] = None  # run_id -> doc id of the "runs" table
-
-    def index(self, table: str = "runs", key: str = "run_id") -> Dict[object, str]:
-        """``{record[key]: doc id}`` of ``table`` as last read or written (do not modify)."""
-        with self.lock:
-            if self._index is None:
-                docs = (self._tables or {}).get(table, {})
-                self._index = {record.get(key): doc_id for doc_id, record in docs.items()}
-            return self._index
 
     def read(self) -> Optional[Tables]:
         """The tables (shared: replace records, never mutate them), or None without a file."""
@@ -173,8 +168,11 @@ class CachedFile:
             if signature != self._signature:
                 with open(self.path, "rb") as f:
                     text = f.read()
-                self._index = None
-                self._tables = self._decode(text)
+                try:
+                    self._tables = self._decode(text)
+                except CorruptDatabase as error:
+                    error.path = self.path
+                    raise
                 self._signature = signature
             return self._tables
 
@@ -210,50 +208,39 @@ class CachedFile:
         self._lines[name] = ({doc_id: i for i, doc_id in enumerate(docs)}, lines)
         return docs
 
+    @property
+    def size(self) -> int:
+        """Bytes of the file as last read or written (0 without a file)."""
+        return self._signature[1] if self._signature else 0
+
     def write(self, tables: Tables, dirty: Optional[Dict[str, Set[str]]] = None) -> None:
-        """Write ``tables``; ``dirty`` (per table, the replaced document ids of a table whose ids
-        and keys did not change) lets the other lines be reused; None re-encodes everything."""
+        """Write ``tables`` atomically. ``dirty``: per table, the document ids whose record is new
+        or replaced since this cache last read or wrote the file; the lines of all other records
+        are reused. None re-encodes everything."""
         with self.lock:
             parts, lines_of = [b"{"], {}
             names = sorted(tables)
             for t, name in enumerate(names):
-                docs = tables[name]
-                lines = self._encode_table(name, docs, None if dirty is None else dirty.get(name))
-                known = self._lines.get(name)
-                reused = known is not None and lines is not known[1] and len(lines) == len(known[1]) \
-                    and dirty is not None and name in dirty
-                lines_of[name] = (known[0] if reused else {doc_id: i for i, doc_id in enumerate(docs)}, lines)
+                lines = self._encode_table(name, tables[name], None if dirty is None else dirty.get(name, set()))
+                lines_of[name] = ({doc_id: i for i, doc_id in enumerate(tables[name])}, lines)
                 closing = b"}" if t == len(names) - 1 else b"},"
                 parts += ([orjson.dumps(name) + b": {"] + lines + [closing]) if lines else \
                     [orjson.dumps(name) + b": {" + closing]
             parts.append(b"}\n")
             with atomic_open(self.path, "wb") as f:
                 f.write(b"\n".join(parts))
-            if dirty is None or "runs" not in dirty:
-                self._index = None
             self._tables, self._lines, self._signature = tables, lines_of, _file_signature(self.path)
 
     def _encode_table(self, name: str, docs: Dict[str, dict], dirty: Optional[Set[str]]) -> List[bytes]:
-        known = self._lines.get(name)
-        if dirty is not None and known is not None and len(known[1]) == len(docs) and dirty <= known[0].keys():
-            lines = list(known[1])
-            for doc_id in dirty:
-                i = known[0][doc_id]
-                lines[i] = _record_line(doc_id, docs[doc_id], i == len(lines) - 1)
-            return lines
-        last = len(docs) - 1
-        return [_record_line(doc_id, record, i == last) for i, (doc_id, record) in enumerate(docs.items())]
-
-
-class LineJSONStorage(Storage):
-    """TinyDB ``Storage`` of the queue's file layout, for ``TinyDB(path, storage=LineJSONStorage)``."""
-
-    def __init__(self, path: str):
-        self.file = CachedFile(path)
-
-    def read(self) -> Optional[dict]:
-        tables = self.file.read()
-        return None if tables is None else {name: dict(docs) for name, docs in tables.items()}
-
-    def write(self, data: dict) -> None:
-        self.file.write({name: {str(k): dict(v) for k, v in docs.items()} for name, docs in data.items()})
+        """One line per record, each ending with a comma but the last."""
+        positions, known = self._lines.get(name, ({}, [])) if dirty is not None else ({}, [])
+        lines = []
+        for doc_id, record in docs.items():
+            i = positions.get(doc_id)
+            if i is None or doc_id in dirty:
+                lines.append(_record_line(doc_id, record))
+            else:
+                lines.append(known[i] if known[i].endswith(b",") else known[i] + b",")
+        if lines:
+            lines[-1] = lines[-1][:-1]
+        return lines

@@ -12,8 +12,10 @@ import tempfile
 import pytest
 
 from ovis import records
+from ovis.queue import storage
 from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS, RunDatabase, read_runs
 from ovis.queue.executor import classify_exit
+from ovis.queue.journal import JOURNAL_FROM_BYTES
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec
 
@@ -24,10 +26,10 @@ def grid(n: int):
     return parse_spec({"args": ["--x 1"], "parameters": {"seed": list(range(n))}}, "t", "/t.json").grid()
 
 
-def finished_queue(exp_dir: str, n: int, status: str = SUCCESS) -> RunDatabase:
+def finished_queue(exp_dir: str, n: int, status: str = SUCCESS, **options) -> RunDatabase:
     """``n`` runs ended with ``status`` (written in one transaction), each with its run folder
     and outcome marker."""
-    database = RunDatabase(exp_dir)
+    database = RunDatabase(exp_dir, **options)
     database.add_runs(grid(n))
     owner = ProcessIdentity.current().to_dict()
     with database.transaction() as transaction:
@@ -81,14 +83,18 @@ def test_a_transaction_of_any_size_is_all_or_nothing(tmp_path):
     assert open(database.path, "rb").read() == before  # more than 1,000 updates, nothing written
 
 
-def test_requeue_writes_the_database_once(tmp_path, monkeypatch):
-    database = finished_queue(str(tmp_path / "exp"), 50, status=ABORTED)
+@pytest.mark.parametrize("journal_from_bytes", [0, JOURNAL_FROM_BYTES])
+def test_a_transaction_writes_one_file_once(tmp_path, monkeypatch, journal_from_bytes):
+    database = finished_queue(str(tmp_path / "exp"), 50, status=ABORTED, journal_from_bytes=journal_from_bytes)
     writes = []
-    real_write = database._file.write
-    monkeypatch.setattr(database._file, "write", lambda *args: writes.append(1) or real_write(*args))
+    real_open = storage.atomic_open
+    monkeypatch.setattr(storage, "atomic_open", lambda path, *args: writes.append(path) or real_open(path, *args))
     assert len(database.requeue(1)[ABORTED]) == 50
     database.set_job_ids({r["run_id"]: "7_%d" % i for i, r in enumerate(database.records())})
-    assert len(writes) == 2
+    owner = ProcessIdentity.current()
+    database.finish(database.claim(owner, "cpu", 600.0)["run_id"], owner, SUCCESS)
+    assert len(writes) == 4
+    assert (database.journal_path in writes) == (journal_from_bytes == 0)  # the claim and finish: the journal
 
 
 @pytest.mark.parametrize("content, problem", [
