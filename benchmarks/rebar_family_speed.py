@@ -3,7 +3,7 @@ backward, one Adam step of the model and of the estimator's own parameters) of t
 estimators against ``reinforce`` at an equal number of model evaluations per data point, on the
 paper's 3 x 200 linear SBN with a batch of 24 binary 28 x 28 images.
 
-    python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1] [--optimizer torch-default]
+    python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1] [--optimizer trainer]
 
 Targets: nvil, arm, disarm, reinforce-loo, gumbel-softmax, straight-through within 1.3x of
 reinforce (ARM and DisARM evaluate an antithetic pair per layer: against reinforce with 2 particles
@@ -14,12 +14,12 @@ Each comparison alternates one step of the estimator and one of its reference, s
 changes on a shared machine hit both alike, and divides the medians of the process CPU time of
 the steps (with one thread on an idle machine that is the wall-clock time; on a loaded one it
 leaves out the waits for a core, as in ``benchmarks/floor.py``); the wall-clock ratio is printed
-beside it, with the load average. ``--optimizer``: ``torch-default`` (``torch.optim.Adam``'s
-defaults, one kernel per parameter tensor on a CPU: the setting the targets were set and first
-measured with) or ``trainer`` (``ovis.training.optim.make_optimizer``, torch's fused Adam, as
-``run.py`` trains): the fused step is about 2 ms shorter for every estimator, which raises the
-ratios of the slower ones (relax: 3.4-3.7x with torch-default, 3.95-4.25x with trainer; see
-``benchmarks/results.md``).
+beside it, with the load average. ``--optimizer``: ``trainer`` (default:
+``ovis.training.optim.make_optimizer``, torch's fused Adam, exactly as ``run.py`` trains) or
+``torch-default`` (``torch.optim.Adam``'s defaults, one kernel per parameter tensor on a CPU: the
+setting the targets were first measured with); the fused step is about 2 ms shorter for every
+estimator, which raises the ratios of the slower ones (relax: 3.95-4.25x with trainer, 3.4-3.7x
+with torch-default; see ``benchmarks/results.md``).
 """
 import os
 import statistics
@@ -48,7 +48,7 @@ OPTIMIZERS = {"trainer": lambda params: make_optimizer("adam", params, lr=1e-3),
 
 
 def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tensor,
-                  optimizer: str = "torch-default") -> Callable[[], None]:
+                  optimizer: str = "trainer") -> Callable[[], None]:
     """One training step of a fresh model with ``estimator_id`` on ``x``, as a function."""
     torch.manual_seed(0)
     model = get_model("sbm", tuple(x.shape[1:]), N=200, depth=depth, nlayers=0)
@@ -94,7 +94,7 @@ def main(argv=None) -> None:
                         help="timed steps of each estimator and of its reference")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--depth", type=int, default=3, help="stochastic layers of the SBN")
-    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="torch-default",
+    parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="trainer",
                         help="trainer: make_optimizer's fused Adam; torch-default: torch.optim.Adam's defaults")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
