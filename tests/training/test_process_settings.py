@@ -18,6 +18,8 @@ REPO = Path(__file__).resolve().parents[2]
 # Page faults of 20 steps of a workload like a training step: ~35 MB of activations and
 # gradients allocated, touched and freed per step (9,000 pages).
 FAULTS = """
+import ctypes
+ctypes.CDLL(None).prctl(41, 1, 0, 0, 0)  # PR_SET_THP_DISABLE: one fault per 4 KiB page, whatever the huge-page supply
 import resource, sys, torch
 torch.set_num_threads(1)
 w = torch.randn(784, 784, requires_grad=True)
