@@ -42,7 +42,47 @@ def _per_row(log_prob: Any, rows: int, what: str) -> Tensor:
     return reduce_rows(log_prob, rows, what)
 
 
-class Loss(nn.Module):
+class ScalarHistory:
+    """One scalar per training step, recorded without a host synchronisation (``append`` keeps the
+    detached tensor) and read as a list of floats (``values()``: one synchronisation per read for
+    everything recorded since the last one)."""
+
+    def __init__(self):
+        self._floats: List[float] = []
+        self._pending: List[Tensor] = []
+
+    def append(self, value: Tensor) -> None:
+        self._pending.append(value.detach())
+
+    def values(self) -> List[float]:
+        if self._pending:
+            self._floats.extend(torch.stack(self._pending).tolist())
+            self._pending = []
+        return self._floats
+
+
+class StepHistories:
+    """Mixin of the black-box front ends: ``loss_history_`` (one float per call) and
+    ``bound_history_`` (the batch mean of L_K per call), recorded by ``record_step`` without a
+    host synchronisation per step. Subclasses call ``start_histories()`` in their constructor."""
+
+    def start_histories(self) -> None:
+        self.histories = {"loss": ScalarHistory(), "bound": ScalarHistory()}
+
+    def record_step(self, loss: Tensor, diagnostics: Dict[str, Tensor]) -> None:
+        self.histories["loss"].append(loss)
+        self.histories["bound"].append(diagnostics["loss/L_k"].mean())
+
+    @property
+    def loss_history_(self) -> List[float]:
+        return self.histories["loss"].values()
+
+    @property
+    def bound_history_(self) -> List[float]:
+        return self.histories["bound"].values()
+
+
+class Loss(StepHistories, nn.Module):
     """``Loss(estimator_id, inf_net, gen_model, iw=16, mc=1)``: ``loss_fn(x)`` is the scalar
     surrogate of the estimator (any id of ``ovis.estimators.config``), ready for ``backward()``;
     its gradient estimates that of the batch mean of ``-L_K`` (or of the estimator's own
@@ -84,8 +124,7 @@ class Loss(nn.Module):
                              f"such as ovis-gamma1, vimco-arithmetic or reinforce")
         self.inf_net, self.gen_model = inf_net, gen_model
         self.store_log_probs = bool(store_log_probs)
-        self.loss_history_: List[float] = []
-        self.bound_history_: List[float] = []
+        self.start_histories()
         self.log_p_: List[Tensor] = []
         self.log_q_: List[Tensor] = []
         self.diagnostics_: Dict[str, Tensor] = {}
@@ -127,8 +166,7 @@ class Loss(nn.Module):
         if self.sleep_phase:
             loss = loss + WakeSleepSteps.sleep_loss(self.inf_net, self.gen_model)
         self.diagnostics_ = diagnostics
-        self.loss_history_.append(loss.item())
-        self.bound_history_.append(diagnostics["loss/L_k"].mean().item())
+        self.record_step(loss, diagnostics)
         if self.store_log_probs:
             self.log_p_.append(log_p.detach())
             self.log_q_.append(log_q.detach())
@@ -173,8 +211,9 @@ class WakeSleepSteps:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        self.history_[name].append(loss.item())
-        return loss.item()
+        value = loss.item()
+        self.history_[name].append(value)
+        return value
 
     def _wake_loss(self, x: Tensor, detach: str) -> Tensor:
         particles = self.wake.log_probs(x)

@@ -26,6 +26,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import prune_subsample_sites
 from torch import Tensor
 
+from .blackbox import StepHistories
 from .config import parse_estimator_id
 from .pathwise import StickingTheLanding
 
@@ -127,7 +128,7 @@ def _check_reparameterised(guide_trace: poutine.Trace) -> None:
                              f"use a score-function estimator such as ovis-gamma1, vimco-arithmetic or reinforce")
 
 
-class PyroLoss:
+class PyroLoss(StepHistories):
     """Any ovis estimator as a loss for ``pyro.infer.SVI`` (callable; also ``loss``,
     ``loss_and_grads`` and ``differentiable_loss``, as Pyro's ELBOs): per-data-point importance weighted bounds of a
     model / guide pair with the batch plate ``batch_plate``, averaged over the batch.
@@ -148,8 +149,7 @@ class PyroLoss:
         self.estimator = Estimator(mc=mc, iw=iw, **config, **estimator_options)
         self.batch_plate, self.vectorize_particles = batch_plate, vectorize_particles
         self.plate_nesting = max_plate_nesting
-        self.loss_history_: List[float] = []
-        self.bound_history_: List[float] = []
+        self.start_histories()
         self.diagnostics_: Dict[str, Tensor] = {}
 
     def _loss(self, model, guide, *args, **kwargs) -> Tensor:
@@ -165,8 +165,7 @@ class PyroLoss:
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> Tensor:
         loss = self._loss(model, guide, *args, **kwargs)
-        self.loss_history_.append(loss.item())
-        self.bound_history_.append(self.diagnostics_["loss/L_k"].mean().item())
+        self.record_step(loss, self.diagnostics_)
         return loss
 
     __call__ = differentiable_loss  # what pyro.infer.SVI calls for a loss that is not one of its ELBOs
