@@ -115,6 +115,7 @@ class BernoulliLogits(Bernoulli):
         probs = None if probs is None or probs.shape != value.shape else probs.detach()
         return BernoulliLogDensity.apply(self.logits, value, probs)
 
+
 HALF_LOG_TWO_PI = 0.5 * math.log(2 * math.pi)
 
 
