@@ -280,6 +280,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         self.mc, self.iw = int(mc), int(iw)
         self.x_shape = None if x_shape is None else tuple(x_shape)
         self.defaults = RuntimeOptions(alpha, beta, tau, freebits)
+        self._probed: Optional[int] = None  # id of the model whose probe pass succeeded
 
     @property
     def layout(self) -> Tuple[int, int]:
@@ -292,6 +293,33 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
             raise ValueError(f"{type(self).__name__} needs pathwise (reparameterised) samples but the model "
                              f"does not support them (model.supports_reparam is False); use a "
                              f"score-function estimator such as ovis-gamma1, vimco-arithmetic or reinforce")
+
+    def probe(self, model: nn.Module, sampler: Optional[LatentSampler] = None) -> Optional[Dict]:
+        """The output of one pass of ``model`` (with ``sampler``) on two zero data points, for the
+        checks of ``check_model``; None when ``x_shape`` is unknown or ``model`` was probed before
+        (``forward`` calls ``check_model`` at every step). Eval mode: no batch-statistics update."""
+        reference = next(model.parameters(), None)
+        if self.x_shape is None or reference is None or self._probed == id(model):
+            return None
+        training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                x = torch.zeros(2, *self.x_shape, dtype=reference.dtype, device=reference.device)
+                output = model(x) if sampler is None else model(x, sampler=sampler)
+        finally:
+            model.train(training)
+        self._probed = id(model)
+        return output
+
+    def check_sampler(self, model: nn.Module, sampler: LatentSampler, needs: str) -> None:
+        """Raise ``ValueError`` unless ``model`` takes latent samplers (``accepts_sampler``) and a
+        probe pass with ``sampler`` succeeds (the sampler raises for latents it cannot handle)."""
+        if not getattr(model, "accepts_sampler", False):
+            raise ValueError(f"{type(self).__name__} {needs}: the model must define forward(x, sampler=...) and "
+                             f"declare accepts_sampler = True (see ovis.models.base.TemplateModel and "
+                             f"docs/DESIGN.md, section 1b)")
+        self.probe(model, sampler)
 
     def log_q(self, q: Distribution, z: Tensor) -> Tensor:
         """The inference density of a latent group as the estimator evaluates it."""

@@ -170,7 +170,7 @@ def check_linear_gaussian(iws: Sequence[int], samples: int, seed: int = 0) -> Li
         coarser = quadrature_gradient(model, x, iw, max(2, int(0.8 * nodes)))
         for estimator_id, unbiased_for in PATHWISE:
             try:
-                grads = _gradient_samples(_build(estimator_id, iw), model, x, samples)
+                grads = _gradient_samples(_build(estimator_id, iw, x_shape=tuple(x.shape[1:])), model, x, samples)
             except ValueError as error:
                 records.append({"estimator": estimator_id, "iw": iw, "error": str(error)})
                 continue

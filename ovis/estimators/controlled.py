@@ -71,28 +71,12 @@ class ControlledNoiseEstimator(GradientEstimator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._fixed: Optional[Dict[str, Noise]] = None
-        self._probed: Optional[int] = None  # id of the model the probe pass accepted
         self.noise: Noise = {}
 
     def check_model(self, model: nn.Module) -> None:
-        """The model must accept samplers; with ``x_shape`` known, a probe pass on two zero data
-        points also checks that every latent group can be drawn (Bernoulli latents)."""
+        """The model must accept samplers that draw every latent group (Bernoulli latents)."""
         super().check_model(model)
-        if not getattr(model, "accepts_sampler", False):
-            raise ValueError(f"{type(self).__name__} controls the noise of every latent draw: the model must "
-                             f"define forward(x, sampler=...) and declare accepts_sampler = True "
-                             f"(see ovis.models.base.TemplateModel and docs/DESIGN.md, section 1b)")
-        reference = next(model.parameters(), None)
-        if self.x_shape is not None and reference is not None and self._probed != id(model):
-            training = model.training
-            model.eval()  # no batch-statistics update from the probe
-            try:
-                with torch.no_grad():  # once per model (forward calls check_model at every step)
-                    model(torch.zeros(2, *self.x_shape, dtype=reference.dtype, device=reference.device),
-                          sampler=self.probe_sampler())
-            finally:
-                model.train(training)
-            self._probed = id(model)
+        self.check_sampler(model, self.probe_sampler(), "controls the noise of every latent draw")
 
     def probe_sampler(self):
         return NoiseSampler()

@@ -33,6 +33,10 @@ class MuProp(ScoreFunctionEstimator):
         super().__init__(mc, iw, **options)
         self.first_order = bool(first_order)
 
+    def check_model(self, model) -> None:
+        super().check_model(model)
+        self.check_sampler(model, MeanField(), "evaluates the model at the mean-field latents")
+
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options) -> Tensor:
         return log_weights.new_zeros(())  # all of it is in group_terms
 

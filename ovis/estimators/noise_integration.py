@@ -75,6 +75,7 @@ def integrate_estimator(estimator: nn.Module, model: nn.Module, x: Tensor, nodes
         raise ValueError(f"the noise grid covers the iw particles of one bound: mc must be 1, got {mc}")
     u, v, weights = noise_grid(model, x, iw, nodes, second_noise=not isinstance(estimator, (Antithetic, Relaxed)))
     P = weights.shape[0]
+    estimator.check_model(model)  # its probe pass, if any, before the parameters are copied per datum
     with model.per_datum_parameters(P) as copies, estimator.fixed_noise(u, v):
         loss, _, _ = estimator(model, x.expand(P, -1), return_diagnostics=False, **runtime)
         loss.sum().backward()

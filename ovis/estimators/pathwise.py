@@ -64,12 +64,21 @@ class StickingTheLanding(Pathwise):
     def log_q(self, q: Distribution, z: Tensor) -> Tensor:
         return detach_parameters(q).log_prob(z)
 
+    def check_model(self, model: nn.Module) -> None:
+        """Also counts the model's latent groups on a probe pass (with ``x_shape``)."""
+        super().check_model(model)
+        output = self.probe(model)
+        if output is not None:
+            self.check_groups(len(output["z"]))
+
     def check_particles(self, particles: Particles) -> None:
-        groups = particles.log_qz.shape[-1]
+        self.check_groups(particles.log_qz.shape[-1])
+
+    def check_groups(self, groups: int) -> None:
         if groups != 1:
             raise ValueError(f"{type(self).__name__} supports models with one latent group (with a "
                              f"hierarchical q the stopped gradients would cut the paths between layers); "
-                             f"this model has {groups}")
+                             f"this model has {groups}: use pathwise-iwae, or a model with --depth 1")
 
     def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:

@@ -8,8 +8,9 @@ flattens samples back into network inputs.
 Relaxed latents (temperature ``tau``) use torch's distributions, which keep the
 ``Distribution`` contract (``expand``, ``support``, ``log_prob`` a density of the samples drawn):
 
-* categorical, ``tau = 0``: ``OneHotCategoricalStraightThrough`` (one-hot samples; ``rsample``
-  passes the gradient of the probabilities straight through);
+* categorical, ``tau = 0``: ``OneHotCategoricalLogits``, torch's
+  ``OneHotCategoricalStraightThrough`` (one-hot samples; ``rsample`` passes the gradient of the
+  probabilities straight through) without its hidden argument check;
 * categorical, ``tau > 0``: ``RelaxedOneHotCategorical`` (Gumbel-softmax / Concrete; Jang et al.
   2017, Maddison et al. 2017): samples on the simplex, ``log_prob`` their density;
 * Bernoulli, ``tau > 0``: ``RelaxedBernoulli`` (binary Concrete), samples in (0, 1);
@@ -28,8 +29,8 @@ from typing import Dict, Type
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.distributions import (Bernoulli, Distribution, Normal, OneHotCategoricalStraightThrough, RelaxedBernoulli,
-                                 RelaxedOneHotCategorical, constraints)
+from torch.distributions import (Bernoulli, Categorical, Distribution, Normal, OneHotCategoricalStraightThrough,
+                                 RelaxedBernoulli, RelaxedOneHotCategorical, constraints)
 
 # Temperature of the original's straight-through Gumbel-softmax when tau = 0 (SPEC 3.1).
 STRAIGHT_THROUGH_TEMPERATURE = 0.5
@@ -180,6 +181,21 @@ class NormalLogScale(Normal):
         return NormalLogDensity.apply(value, self.loc, self.log_scale, self.scale)
 
 
+class OneHotCategoricalLogits(OneHotCategoricalStraightThrough):
+    """``torch.distributions.OneHotCategoricalStraightThrough(logits=...)`` whose inner
+    ``Categorical`` skips argument validation too: torch's constructor builds it with the global
+    default (on unless Python runs with ``-O``), whose check of the logits reads a boolean back
+    from the device, a host synchronisation on every construction on a GPU (found by
+    ``tests/test_device_placement.py``, which runs every model on the ``meta`` device)."""
+
+    def __init__(self, logits: Tensor):
+        self._categorical = Categorical(logits=logits, validate_args=False)
+        Distribution.__init__(self, logits.shape[:-1], logits.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape, _instance=None) -> "OneHotCategoricalLogits":
+        return OneHotCategoricalLogits(self.logits.expand(torch.Size(batch_shape) + self.event_shape))
+
+
 class GumbelSoftmaxCategorical(Distribution):
     """The original code's categorical (``reproduce_original=True``; SPEC 3.1) over the last axis.
 
@@ -313,7 +329,7 @@ class CategoricalFamily(LatentFamily):
         if tau < 0:
             raise ValueError(f"relaxation temperature tau must be >= 0, got {tau}")
         if tau == 0:
-            return OneHotCategoricalStraightThrough(logits=params, validate_args=False)
+            return OneHotCategoricalLogits(params)
         return RelaxedOneHotCategorical(params.new_tensor(tau), logits=params, validate_args=False)
 
 

@@ -12,7 +12,7 @@ from typing import Dict, List, Optional
 
 import torch
 from torch import Tensor
-from torch.distributions import Bernoulli, Distribution, Independent
+from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
 # Uniform noise is kept inside [EPS, 1 - EPS] so that logit(u) stays finite in float32.
 UNIFORM_EPS = 1e-6
@@ -96,6 +96,13 @@ class MeanField(LatentSampler):
         self.values: Dict[int, Tensor] = {}
 
     def __call__(self, group: int, q: Distribution) -> Tensor:
+        support = (q.base_dist if isinstance(q, Independent) else q).support
+        if support.is_discrete and support is not constraints.boolean and support is not constraints.one_hot:
+            raise ValueError(f"the mean-field pass (MuProp) needs latents whose mean the model can take in place "
+                             f"of a sample (Bernoulli, one-hot categorical, continuous), got "
+                             f"{type(q).__name__} with values in {support}: use another estimator "
+                             f"(e.g. ovis-gamma1, vimco-arithmetic, reinforce-loo) or a model with binary or "
+                             f"one-hot latents (e.g. --model sbm)")
         self.values[group] = q.mean.detach().requires_grad_()
         return self.values[group]
 

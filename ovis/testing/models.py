@@ -252,6 +252,7 @@ def enumerate_estimator(estimator: nn.Module, model: EnumerableModel, x: Tensor,
         probability = log_qz.sum(-1)[0, tuples].sum(-1).exp()  # [T]
     states = model.latent_states()
     z_rows = [state[tuples.reshape(-1)] for state in states]  # [T * P, d_g]
+    estimator.check_model(model)  # its probe pass, if any, before the parameters are copied per datum
     with model.per_datum_parameters(T) as copies, model.fixed_latents(z_rows):
         loss, _, _ = estimator(model, x.expand(T, *x.shape[1:]), return_diagnostics=False, **runtime)  # [T]
         loss.sum().backward()
@@ -270,6 +271,7 @@ def per_datum_gradients(estimator: nn.Module, model: _TestModel, x: Tensor, n: i
     vectorised call (``n`` copies of x, one parameter copy each): ``name -> [n, *shape]``."""
     if x.shape[0] != 1:
         raise ValueError(f"per_datum_gradients takes one data point [1, *D], got shape {tuple(x.shape)}")
+    estimator.check_model(model)  # its probe pass, if any, before the parameters are copied per datum
     with model.per_datum_parameters(n) as copies:
         loss, _, _ = estimator(model, x.expand(n, *x.shape[1:]), return_diagnostics=False, **runtime)
         loss.sum().backward()

@@ -193,6 +193,9 @@ def test_stl_and_dreg_refuse_several_latent_groups_but_pathwise_works():
     for estimator_id in ("stl", "dreg"):
         with pytest.raises(ValueError, match="one latent group"):
             build(estimator_id, iw=2)(model, x)
+        Estimator, config = parse_estimator_id(estimator_id)
+        with pytest.raises(ValueError, match="this model has 2"):  # before training, from a probe pass
+            Estimator(iw=2, x_shape=(4,), **config).check_model(model)
 
 
 def test_input_validation():

@@ -20,6 +20,7 @@ from ovis.estimators.muprop import MuProp
 from ovis.estimators.noise_integration import integrate_estimator
 from ovis.estimators.rebar import REBAR
 from ovis.estimators.relaxed import Relaxed
+from ovis.models import get_model
 from ovis.testing import EnumerableModel, enumerate_estimator
 
 from .helpers import build, exact_gradients, flat
@@ -236,6 +237,15 @@ def test_models_without_samplers_get_a_clear_error():
         build("rebar")(Plain(), X.float())
 
 
+@pytest.mark.parametrize("estimator_id", ["muprop", "simple-muprop"])
+def test_muprop_refuses_index_valued_latents_before_training(estimator_id):
+    """The GMM's cluster index has no mean the model can take; one-hot and binary latents do."""
+    Estimator, config = parse_estimator_id(estimator_id)
+    with pytest.raises(ValueError, match="mean-field pass.*Categorical"):
+        Estimator(mc=1, iw=2, x_shape=(1,), **config).check_model(get_model("gmm", (1,), N=5))
+    Estimator(mc=1, iw=2, x_shape=(1, 6, 6), **config).check_model(get_model("shapes", (1, 6, 6), N=3, K=4, hdim=8))
+
+
 @pytest.mark.parametrize("estimator_id,cls,config", [
     ("nvil", NVIL, {}), ("reinforce-loo", ReinforceLeaveOneOut, {}), ("muprop", MuProp, {"first_order": True}),
     ("simple-muprop", MuProp, {"first_order": False}), ("rebar", REBAR, {"learn": False}),
@@ -259,7 +269,6 @@ def test_bad_ids_list_the_valid_forms(bad):
 @pytest.mark.parametrize("estimator_id", ["straight-through", "gumbel-softmax-tau0.5"])
 def test_relaxed_estimators_train_categorical_latents(estimator_id):
     """Categorical groups get the Gumbel-softmax sample: one-hot forward values with straight-through."""
-    from ovis.models import get_model
     torch.manual_seed(0)
     model = get_model("vae", (1, 3, 3), N=2, K=3, hdim=8, nlayers=1, prior="categorical")
     estimator = build(estimator_id, iw=2, x_shape=(1, 3, 3))

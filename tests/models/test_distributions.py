@@ -8,8 +8,8 @@ import torch.nn.functional as F
 from torch.distributions import (Bernoulli, Categorical, Normal, OneHotCategoricalStraightThrough, RelaxedBernoulli,
                                  RelaxedOneHotCategorical)
 
-from ovis.models.distributions import (BernoulliLogits, GumbelSoftmaxCategorical, NormalLogScale, bernoulli_logit_bias,
-                                       latent_family)
+from ovis.models.distributions import (BernoulliLogits, GumbelSoftmaxCategorical, NormalLogScale, OneHotCategoricalLogits,
+                                       bernoulli_logit_bias, latent_family)
 
 LOGITS = torch.tensor([[0.0, 1.0, 2.0, -1.0], [3.0, 0.0, 0.0, 0.0]])  # [2, C=4]
 
@@ -118,7 +118,8 @@ def test_distributions_expand_and_their_samples_lie_in_their_support(reproduce_o
 
 def test_the_families_use_torch_distributions_unless_told_to_reproduce_the_original():
     kinds = [type(dist) for dist in _distributions(reproduce_original=False)]
-    assert kinds == [BernoulliLogits, RelaxedBernoulli, OneHotCategoricalStraightThrough, RelaxedOneHotCategorical]
+    assert kinds == [BernoulliLogits, RelaxedBernoulli, OneHotCategoricalLogits, RelaxedOneHotCategorical]
+    assert issubclass(OneHotCategoricalLogits, OneHotCategoricalStraightThrough)
     kinds = [type(dist) for dist in _distributions(reproduce_original=True)]
     assert kinds == [BernoulliLogits, BernoulliLogits, GumbelSoftmaxCategorical, GumbelSoftmaxCategorical]
 

@@ -29,6 +29,8 @@ DISCRETE = {"vae-bernoulli", "sbm", "gmm"}
 NOISE_CONTROLLED = {"arm", "disarm", "disarm-iw", "rebar", "dynamic-rebar", "relax"}
 RELAXED = {"gumbel-softmax", "gumbel-softmax-tau0.3", "concrete", "straight-through"}
 BERNOULLI = {"vae-bernoulli", "sbm"}
+# MuProp's mean-field pass puts the mean of q in place of a sample: not for the GMM's cluster index
+MEAN_FIELD, INDEX_VALUED = {"muprop", "simple-muprop"}, {"gmm"}
 
 
 def test_help_shows_every_default_and_every_dashed_alias():
@@ -72,10 +74,12 @@ def test_every_estimator_either_passes_or_is_refused_with_the_fix(setup):
         except ArgumentError as error:
             refused[estimator] = str(error)
     bernoulli_only = set() if setup in BERNOULLI else NOISE_CONTROLLED | (RELAXED if setup != "vae-categorical" else set())
-    assert set(refused) == (PATHWISE if setup in DISCRETE else set()) | bernoulli_only
+    mean_field = MEAN_FIELD if setup in INDEX_VALUED else set()
+    assert set(refused) == (PATHWISE if setup in DISCRETE else set()) | bernoulli_only | mean_field
     for estimator, message in refused.items():
         assert message.startswith(f"--estimator {estimator} with --model ")
         fix = "use a model with prior='bernoulli'" if estimator in bernoulli_only else \
+            "use another estimator (e.g. ovis-gamma1" if estimator in mean_field else \
             "use a score-function estimator such as ovis-gamma1"
         assert fix in message
 

@@ -1,0 +1,101 @@
+"""Every estimator on every model that accepts it, one training step on torch's ``meta`` device.
+
+No GPU runs in CI, but the bugs that break a step on one are device bugs: a tensor made on the
+CPU inside the step (a ``torch.tensor(...)``, a ``torch.zeros(n)`` without ``device=``), and a
+host synchronisation (``.item()``, ``float(t)``, ``if t:`` on a tensor), which stalls the GPU
+at every step. A ``meta`` tensor has a device and a shape but no data: the first mixes a CPU
+tensor with meta ones and raises, the second asks for data and raises. The broken variants
+below show both.
+"""
+import pytest
+import torch
+
+from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
+from ovis.estimators.evaluation import BoundEvaluator
+from ovis.estimators.score_function import Reinforce
+from ovis.models.distributions import CategoricalFamily
+from tests.models.test_training_step import MODELS, build
+
+META = torch.device("meta")
+
+
+def estimator_for(estimator_id, x, mc=2, iw=3):
+    Estimator, config = parse_estimator_id(estimator_id)
+    return Estimator(mc=mc, iw=iw, x_shape=tuple(x.shape[1:]), **config)
+
+
+def meta_step(model, estimator, x):
+    """Model and estimator moved to ``meta``: forward, backward, one Adam step; the loss and
+    every parameter's gradient must be meta tensors."""
+    model, estimator = model.to(META), estimator.to(META)
+    x = torch.empty(x.shape, dtype=x.dtype, device=META)
+    parameters = list(model.parameters()) + list(estimator.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=1e-3, foreach=True)  # fused Adam has no meta kernel
+    loss, diagnostics, _ = estimator(model, x)
+    assert loss.device == META and loss.shape == (x.shape[0],)
+    loss.mean().backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and p.grad.device == META, f"{name}: no gradient on the meta device"
+    optimizer.step()
+    return diagnostics
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_every_accepted_estimator_steps_on_meta(key):
+    accepted = []
+    for estimator_id in EXAMPLE_IDS:
+        model, x = build(key)
+        estimator = estimator_for(estimator_id, x)
+        try:
+            estimator.check_model(model)
+        except ValueError:
+            continue  # declared incompatible, with its message (tests/estimators/test_config.py)
+        diagnostics = meta_step(model, estimator, x)
+        placed = {name: value.device for name, value in diagnostics.items() if torch.is_tensor(value)}
+        assert set(placed.values()) <= {META}, f"{estimator_id}: diagnostics off the device: {placed}"
+        accepted.append(estimator_id)
+    assert {"reinforce", "ovis-gamma1", "vimco-arithmetic"} <= set(accepted)
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_evaluation_and_prior_samples_on_meta(key):
+    model, x = build(key)
+    model = model.to(META)
+    x = torch.empty(x.shape, dtype=x.dtype, device=META)
+    loss, diagnostics, _ = BoundEvaluator(iw=50, chunk_size=64)(model, x)
+    assert loss.device == META and loss.shape == (x.shape[0],)
+    assert model.sample_from_prior(3)["px"].sample().device == META
+
+
+class CPUZeros(Reinforce):
+    """Broken: its control variate is made on the CPU."""
+
+    def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options):
+        return torch.zeros(1)
+
+
+class HostRead(Reinforce):
+    """Broken: reads a value back from the device at every step."""
+
+    def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options):
+        return log_weights.new_zeros(()) + float(bound.mean())
+
+
+@pytest.mark.parametrize("broken, message", [(CPUZeros, "device"), (HostRead, "meta tensors")])
+def test_a_cpu_tensor_or_a_host_read_in_the_step_fails(broken, message):
+    model, x = build("sbm")
+    estimator = broken(mc=1, iw=3, x_shape=tuple(x.shape[1:]))
+    estimator.check_model(model)
+    estimator(model, x)  # both work on the CPU
+    with pytest.raises(RuntimeError, match=message):
+        meta_step(model, estimator, x)
+
+
+def test_categorical_latents_skip_torchs_hidden_argument_check():
+    """torch's ``OneHotCategoricalStraightThrough`` validates its inner ``Categorical`` whatever
+    ``validate_args`` says (a host read); the family's distribution does not."""
+    logits = torch.empty(4, 3, 5, device=META)
+    q = CategoricalFamily(5).distribution(logits)
+    assert q.sample().shape == (4, 3, 5) and q.expand((2, 4, 3)).batch_shape == (2, 4, 3)
+    with pytest.raises(RuntimeError, match="meta tensors"):
+        torch.distributions.OneHotCategoricalStraightThrough(logits=logits, validate_args=False)
