@@ -1,14 +1,20 @@
-"""Every estimator on every model that accepts it, one training step on torch's ``meta`` device.
+"""Every estimator on every model that accepts it, one training step on torch's ``meta`` device,
+and one in float64 with every operation watched.
 
 No GPU runs in CI, but the bugs that break a step on one are device bugs: a tensor made on the
 CPU inside the step (a ``torch.tensor(...)``, a ``torch.zeros(n)`` without ``device=``), and a
 host synchronisation (``.item()``, ``float(t)``, ``if t:`` on a tensor), which stalls the GPU
 at every step. A ``meta`` tensor has a device and a shape but no data: the first mixes a CPU
-tensor with meta ones and raises, the second asks for data and raises. The broken variants
-below show both.
+tensor with meta ones and raises, the second asks for data and raises. The same steps in
+float64 (the precision of the exact-gradient checks) must not compute anything in a lower
+precision (a ``torch.tensor`` or a buffer made in float32 would, silently). The broken variants
+below show all three.
 """
+import collections
+
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
@@ -22,6 +28,18 @@ META = torch.device("meta")
 def estimator_for(estimator_id, x, mc=2, iw=3):
     Estimator, config = parse_estimator_id(estimator_id)
     return Estimator(mc=mc, iw=iw, x_shape=tuple(x.shape[1:]), **config)
+
+
+def accepted_pairs(key):
+    """``(model, estimator, x)`` for every estimator id that the model ``key`` accepts."""
+    for estimator_id in EXAMPLE_IDS:
+        model, x = build(key)
+        estimator = estimator_for(estimator_id, x)
+        try:
+            estimator.check_model(model)
+        except ValueError:
+            continue  # declared incompatible, with its message (tests/training/test_run_options.py)
+        yield estimator_id, model, estimator, x
 
 
 def meta_step(model, estimator, x):
@@ -43,18 +61,42 @@ def meta_step(model, estimator, x):
 @pytest.mark.parametrize("key", list(MODELS))
 def test_every_accepted_estimator_steps_on_meta(key):
     accepted = []
-    for estimator_id in EXAMPLE_IDS:
-        model, x = build(key)
-        estimator = estimator_for(estimator_id, x)
-        try:
-            estimator.check_model(model)
-        except ValueError:
-            continue  # declared incompatible, with its message (tests/estimators/test_config.py)
+    for estimator_id, model, estimator, x in accepted_pairs(key):
         diagnostics = meta_step(model, estimator, x)
         placed = {name: value.device for name, value in diagnostics.items() if torch.is_tensor(value)}
         assert set(placed.values()) <= {META}, f"{estimator_id}: diagnostics off the device: {placed}"
         accepted.append(estimator_id)
     assert {"reinforce", "ovis-gamma1", "vimco-arithmetic"} <= set(accepted)
+
+
+class LowPrecision(TorchDispatchMode):
+    """Counts, per operator, the results in a floating type narrower than float64."""
+
+    def __init__(self):
+        super().__init__()
+        self.operators = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        result = func(*args, **(kwargs or {}))
+        for value in result if isinstance(result, (tuple, list)) else [result]:
+            if torch.is_tensor(value) and value.is_floating_point() and value.dtype != torch.float64:
+                self.operators[str(func)] += 1
+        return result
+
+
+def float64_step(model, estimator, x):
+    """The operators of a forward and backward pass that computed in a narrower type."""
+    model, estimator, x = model.double(), estimator.double(), x.double()
+    with LowPrecision() as watch:
+        loss, _, _ = estimator(model, x)
+        loss.mean().backward()
+    return dict(watch.operators)
+
+
+@pytest.mark.parametrize("key", list(MODELS))
+def test_every_accepted_estimator_computes_in_float64_throughout(key):
+    for estimator_id, model, estimator, x in accepted_pairs(key):
+        assert float64_step(model, estimator, x) == {}, estimator_id
 
 
 @pytest.mark.parametrize("key", list(MODELS))
@@ -89,6 +131,12 @@ def test_a_cpu_tensor_or_a_host_read_in_the_step_fails(broken, message):
     estimator(model, x)  # both work on the CPU
     with pytest.raises(RuntimeError, match=message):
         meta_step(model, estimator, x)
+
+
+def test_a_float32_tensor_in_a_float64_step_is_found():
+    model, x = build("sbm")
+    assert float64_step(model, CPUZeros(mc=1, iw=3), x)  # torch.zeros(1): float32, promoted silently
+    assert float64_step(*build("sbm")[:1], Reinforce(mc=1, iw=3), x) == {}
 
 
 def test_categorical_latents_skip_torchs_hidden_argument_check():

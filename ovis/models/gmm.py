@@ -34,9 +34,9 @@ def component_means(n_clusters: int) -> Tensor:
     return MEAN_SPACING * torch.arange(n_clusters, dtype=torch.float32)
 
 
-def mixture_log_joint(x: Tensor, prior_logits: Tensor) -> Tensor:
-    """log p(x, z = c) for every c: ``x [rows, 1]``, ``prior_logits [C]`` -> ``[rows, C]``."""
-    means = component_means(prior_logits.shape[-1]).to(x.device)  # [C]
+def mixture_log_joint(x: Tensor, prior_logits: Tensor, means: Tensor) -> Tensor:
+    """log p(x, z = c) for every c: ``x [rows, 1]``, ``prior_logits [C]``, component ``means [C]``
+    -> ``[rows, C]``."""
     return F.log_softmax(prior_logits, -1) + Normal(means, COMPONENT_STD, validate_args=False).log_prob(x)
 
 
@@ -102,15 +102,15 @@ class GaussianMixtureModel(TemplateModel):
 
     def true_posterior(self, x: Tensor) -> Tensor:
         """p*(c | x) under the data-generating model, ``[rows, C]`` (rows sum to 1)."""
-        return F.softmax(mixture_log_joint(x, self.true_logits), -1)
+        return F.softmax(mixture_log_joint(x, self.true_logits, self.means), -1)
 
     def posterior(self, x: Tensor) -> Tensor:
         """p_theta(c | x) under the current prior, ``[rows, C]``."""
-        return F.softmax(mixture_log_joint(x, self.log_theta), -1)
+        return F.softmax(mixture_log_joint(x, self.log_theta, self.means), -1)
 
     def log_marginal(self, x: Tensor) -> Tensor:
         """log p_theta(x), ``[rows]``."""
-        return mixture_log_joint(x, self.log_theta).logsumexp(-1)
+        return mixture_log_joint(x, self.log_theta, self.means).logsumexp(-1)
 
     @torch.no_grad()
     def _diagnostics(self, x: Tensor, qz: Categorical) -> Dict[str, Tensor]:
