@@ -65,8 +65,8 @@ class GenerativeModel(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int = 64):
-        z = Bernoulli(logits=self.prior_logits.expand(n, -1)).sample()  # [n, latents]
-        return Bernoulli(logits=self.decoder(2 * z - 1)).sample(), z
+        z = Bernoulli(logits=self.prior_logits.expand(n, -1), validate_args=False).sample()  # [n, latents]
+        return Bernoulli(logits=self.decoder(2 * z - 1), validate_args=False).sample(), z
 
 
 def synthetic_data(n: int, x_dim: int = 64, prototypes: int = 8, flip: float = 0.05, seed: int = 0):

@@ -20,7 +20,9 @@ from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.estimators.score_function import Reinforce
 from ovis.models.distributions import CategoricalFamily
+from ovis.estimators.blackbox import Loss
 from tests.models.test_training_step import MODELS, build
+from tests.test_examples import load_example
 
 META = torch.device("meta")
 
@@ -107,6 +109,25 @@ def test_evaluation_and_prior_samples_on_meta(key):
     loss, diagnostics, _ = BoundEvaluator(iw=50, chunk_size=64)(model, x)
     assert loss.device == META and loss.shape == (x.shape[0],)
     assert model.sample_from_prior(3)["px"].sample().device == META
+
+
+def test_black_box_losses_step_on_meta():
+    """``ovis.Loss`` on the objects of ``examples/black_box.py`` (binary latents, no ``rsample``),
+    for every id it accepts, the sleep phase of ``wake-sleep`` included."""
+    example = load_example("black_box")
+    accepted = []
+    for estimator_id in EXAMPLE_IDS:
+        inf_net, gen_model = example.InferenceNetwork(16, 4), example.GenerativeModel(16, 4)
+        try:
+            loss_fn = Loss(estimator_id, inf_net, gen_model, iw=3, mc=2, x_shape=(16,))
+        except ValueError:
+            continue  # refused at construction, with the fix (tests/estimators/test_blackbox.py)
+        loss_fn = loss_fn.to(META)
+        loss = loss_fn(torch.empty(5, 16, device=META))
+        loss.backward()
+        assert loss.device == META and all(p.grad.device == META for p in inf_net.parameters())
+        accepted.append(estimator_id)
+    assert {"reinforce", "ovis-gamma1", "vimco-arithmetic", "wake-sleep", "nvil", "tvo"} <= set(accepted)
 
 
 class CPUZeros(Reinforce):

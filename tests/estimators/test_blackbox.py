@@ -120,10 +120,14 @@ class NotAModule:
 
 @pytest.mark.parametrize("estimator_id, inference, message", [("pathwise", NoRsample, "rsample"),
                                                               ("stl", NotAModule, "nn.Module"),
-                                                              ("dreg", NotAModule, "pathwise-iwae")])
+                                                              ("dreg", NotAModule, "pathwise-iwae"),
+                                                              ("muprop", TemplateInference, "TemplateModel"),
+                                                              ("relax", TemplateInference, "TemplateModel"),
+                                                              ("disarm", TemplateInference, "ovis-gamma1")])
 def test_black_box_refuses_what_it_cannot_compute(enumerable, estimator_id, inference, message):
+    """At construction, with the fix, not at the first step."""
     model, _ = enumerable
-    inf_net = NoRsample(model, None) if inference is NoRsample else NotAModule()
+    inf_net = NotAModule() if inference is NotAModule else inference(model, None)
     with pytest.raises(ValueError, match=message):
         Loss(estimator_id, inf_net, EnumerableGenerative(model), iw=2)
 
