@@ -295,22 +295,27 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
                              f"score-function estimator such as ovis-gamma1, vimco-arithmetic or reinforce")
 
     def probe(self, model: nn.Module, sampler: Optional[LatentSampler] = None) -> Optional[Dict]:
-        """The output of one pass of ``model`` (with ``sampler``) on two zero data points, for the
-        checks of ``check_model``; None when ``x_shape`` is unknown or ``model`` was probed before
-        (``forward`` calls ``check_model`` at every step). Eval mode: no batch-statistics update."""
-        reference = next(model.parameters(), None)
-        if self.x_shape is None or reference is None or self._probed == id(model):
+        """``probe_pass`` for the checks of ``check_model``; None when ``x_shape`` is unknown or
+        ``model`` was probed before (``forward`` calls ``check_model`` at every step)."""
+        if self.x_shape is None or next(model.parameters(), None) is None or self._probed == id(model):
             return None
+        output = self.probe_pass(model, sampler)
+        self._probed = id(model)
+        return output
+
+    def probe_pass(self, model: nn.Module, sampler: Optional[LatentSampler] = None) -> Dict:
+        """The output of one pass of ``model`` (with ``sampler``) on two zero data points of shape
+        ``x_shape``, in eval mode (no batch-statistics update), without gradient, and with the
+        random streams restored after it (it does not shift a seeded run's draws)."""
+        reference = next(model.parameters())
         training = model.training
         model.eval()
         try:
-            with torch.no_grad():
+            with torch.random.fork_rng(devices=[reference.device] if reference.is_cuda else []), torch.no_grad():
                 x = torch.zeros(2, *self.x_shape, dtype=reference.dtype, device=reference.device)
-                output = model(x) if sampler is None else model(x, sampler=sampler)
+                return model(x) if sampler is None else model(x, sampler=sampler)
         finally:
             model.train(training)
-        self._probed = id(model)
-        return output
 
     def check_sampler(self, model: nn.Module, sampler: LatentSampler, needs: str) -> None:
         """Raise ``ValueError`` unless ``model`` takes latent samplers (``accepts_sampler``) and a

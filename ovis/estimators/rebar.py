@@ -109,16 +109,27 @@ class REBAR(ControlledNoiseEstimator):
                 self.register_buffer(name, value)
         self.surrogate_hdim = int(surrogate_hdim)
         self.network: Optional[nn.Module] = None
+        self.register_load_state_dict_pre_hook(self._build_network_for_state)
 
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)
         if self.surrogate_hdim and self.network is None:
-            reference = next(model.parameters())
-            with torch.no_grad():  # the latent sizes, from one pass on a zero data point
-                output = model(torch.zeros(1, *self.x_shape, dtype=reference.dtype, device=reference.device))
-            features = math.prod(self.x_shape) + sum(z[0].numel() for z in output["z"])
-            self.network = nn.Sequential(nn.Linear(features, self.surrogate_hdim), nn.Tanh(),
-                                         nn.Linear(self.surrogate_hdim, 1)).to(reference)
+            latents = sum(z[0].numel() for z in self.probe_pass(model)["z"])
+            self.build_network(math.prod(self.x_shape) + latents, next(model.parameters()))
+
+    def build_network(self, features: int, like: Tensor) -> None:
+        """RELAX's r: ``features`` (data point and latents) -> tanh hidden layer -> one value."""
+        self.network = nn.Sequential(nn.Linear(features, self.surrogate_hdim), nn.Tanh(),
+                                     nn.Linear(self.surrogate_hdim, 1)).to(like)
+
+    @staticmethod
+    def _build_network_for_state(module: "REBAR", state_dict, prefix: str, *args) -> None:
+        """A RELAX state loads into an estimator whose network is not built yet (it is built by
+        ``check_model`` from the model's latent sizes): the sizes come from the state, the device
+        and dtype from the estimator."""
+        first = state_dict.get(f"{prefix}network.0.weight")
+        if module.surrogate_hdim and module.network is None and first is not None:
+            module.build_network(first.shape[1], module.log_temperature)
 
     def controls(self, model, x: Tensor, particles: Particles, temperature: Tensor,
                  options: RuntimeOptions) -> Tuple[Tensor, List[Tensor]]:

@@ -215,6 +215,13 @@ def check_values(args: argparse.Namespace) -> None:
     _check(args.beta >= 0, f"--beta must be >= 0, got {args.beta}")
     _check(args.tau >= 0, f"--tau must be >= 0 (0: straight-through), got {args.tau}")
     _check(args.freebits is None or args.freebits >= 0, f"--freebits must be >= 0, got {args.freebits}")
+    _check(args.bs >= 2 or args.normalization != "batchnorm",
+           "--bs 1 with --normalization batchnorm: batch normalisation needs two or more data points per "
+           "training batch; use --bs 2 or more, or --normalization layernorm")
+    _check(args.bs >= 2 or args.b_nlayers == 0 or not has_neural_baseline(args.estimator),
+           f"--estimator {args.estimator} with --bs 1: its neural baseline normalises over the batch "
+           f"(--b_nlayers {args.b_nlayers} blocks with batch normalisation); use --bs 2 or more, or "
+           f"--b_nlayers 0 (a linear baseline)")
     _check(0 <= args.dropout < 1, f"--dropout must be in [0, 1), got {args.dropout}")
     _check(args.max_eval is None or args.max_eval >= 1, f"--max_eval must be >= 1, got {args.max_eval}")
     _check(args.grad_samples == 0 or args.grad_samples >= 2,
@@ -288,6 +295,18 @@ def _component_problem(options: Tuple) -> Optional[str]:
         except ValueError as error:
             return f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)"
     return None
+
+
+def has_neural_baseline(estimator_id: str) -> bool:
+    """Whether the estimator builds ``NeuralBaseline`` (``baseline_nlayers``); False for an id that
+    does not parse (``check_components`` reports it)."""
+    from ovis.estimators.config import parse_estimator_id
+
+    try:
+        Estimator, _ = parse_estimator_id(estimator_id)
+    except ValueError:
+        return False
+    return "baseline_nlayers" in inspect.signature(Estimator).parameters
 
 
 def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):

@@ -34,7 +34,9 @@ def save_png(grid: np.ndarray, path: str, scale: int = 2) -> None:
 
 
 def interleave_rows(originals: Tensor, reconstructions: Tensor, nrow: int = 10) -> Tensor:
-    """Alternate rows of ``nrow`` originals and their reconstructions (both ``[n, C, H, W]``)."""
+    """Alternate rows of ``nrow`` originals and their reconstructions (both ``[n, C, H, W]``); one
+    row of each when there are fewer than ``nrow`` originals."""
+    nrow = min(nrow, originals.shape[0])
     n = originals.shape[0] - originals.shape[0] % nrow
     pairs = torch.stack([originals[:n].reshape(-1, nrow, *originals.shape[1:]),
                          reconstructions[:n].reshape(-1, nrow, *reconstructions.shape[1:])], dim=1)

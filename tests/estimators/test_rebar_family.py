@@ -279,3 +279,34 @@ def test_relaxed_estimators_train_categorical_latents(estimator_id):
     assert torch.allclose(z.sum(-1), torch.ones(()))
     assert torch.equal(z.max(-1).values == 1, torch.full(z.shape[:-1], estimator.straight_through))
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters() if p.requires_grad)
+
+
+def test_a_relax_state_loads_into_a_fresh_estimator():
+    """The surrogate network is built by check_model from the model's latent sizes; a saved
+    state builds it from its own sizes, and the loaded estimator computes the same loss."""
+    model = get_model("sbm", (1, 6, 6), N=5, depth=2)
+    x = (torch.rand(3, 1, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.5).float()
+    trained = build("relax", iw=1, x_shape=(1, 6, 6))
+    trained.check_model(model)
+    with torch.no_grad():
+        trained.network[0].weight.mul_(2.0)  # differs from a fresh network
+    loaded = build("relax", iw=1, x_shape=(1, 6, 6))
+    loaded.load_state_dict(trained.state_dict())
+    losses = []
+    for estimator in (trained, loaded):
+        torch.manual_seed(0)
+        losses.append(estimator(model, x)[0])
+    torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("estimator_id", ["rebar", "disarm", "muprop", "gumbel-softmax"])
+def test_check_model_leaves_the_random_stream_and_the_batch_statistics_alone(estimator_id):
+    """Its probe pass draws latents: a seeded run must draw the same with or without it (relax's
+    check_model also initialises its network: that draws, as building any module does)."""
+    model = get_model("vae", (1, 6, 6), N=3, hdim=8, nlayers=1, prior="bernoulli", normalization="batchnorm")
+    statistics = {name: b.clone() for name, b in model.named_buffers()}
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    build(estimator_id, iw=1, x_shape=(1, 6, 6)).check_model(model)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert all(torch.equal(b, statistics[name]) for name, b in model.named_buffers())

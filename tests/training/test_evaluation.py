@@ -50,3 +50,5 @@ def test_reconstructions_alternate_with_their_originals():
     originals, reconstructions = torch.zeros(20, 1, 1, 1), torch.ones(20, 1, 1, 1)
     rows = interleave_rows(originals, reconstructions, nrow=10).view(4, 10)
     assert rows[:, 0].tolist() == [0.0, 1.0, 0.0, 1.0]
+    few = interleave_rows(originals[:4], reconstructions[:4], nrow=10)  # a test set of 4 points (--max_eval 4)
+    assert few.view(2, 4).tolist() == [[0.0] * 4, [1.0] * 4]

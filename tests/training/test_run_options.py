@@ -92,6 +92,8 @@ def test_every_estimator_either_passes_or_is_refused_with_the_fix(setup):
     (["--model", "sbm", "--dataset", "binmnist", "--estimator", "dreg"], "use a score-function estimator"),
     (["--dataset", "cifar"], "--dataset 'cifar': unknown data set; one of binmnist"),
     (["--model", "vae", "--K", "1", "--prior", "categorical"], "--model vae: K=1: expected an integer >= 2"),
+    (["--estimator", "nvil", "--bs", "1"], "use --bs 2 or more, or --b_nlayers 0"),
+    (["--normalization", "batchnorm", "--bs", "1"], "use --bs 2 or more, or --normalization layernorm"),
 ])
 def test_incompatible_options_exit_2_before_any_work(tmp_path, capsys, argv, message):
     short = ["--epochs", "0", "--iw_test", "2", "--iw_valid", "2", "--max_eval", "10"]  # were it accepted
