@@ -168,3 +168,11 @@ def test_categorical_latents_skip_torchs_hidden_argument_check():
     assert q.sample().shape == (4, 3, 5) and q.expand((2, 4, 3)).batch_shape == (2, 4, 3)
     with pytest.raises(RuntimeError, match="meta tensors"):
         torch.distributions.OneHotCategoricalStraightThrough(logits=logits, validate_args=False)
+
+
+def test_the_dynamic_structure_models_padded_draws_stay_on_their_device():
+    """The geometric model samples row by row on the host (its structure differs per data point)
+    but pads the draws, mask and step index on the device of the draws."""
+    from ovis.models.dynamic import _padded
+    draws, mask, steps = _padded([torch.empty(3, device=META), torch.empty(1, device=META)])
+    assert {draws.device, mask.device, steps.device} == {META} and mask.shape == (2, 3)

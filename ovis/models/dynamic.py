@@ -33,8 +33,8 @@ def _padded(z: List[Tensor]) -> Tuple[Tensor, Tensor, Tensor]:
     """Draw sequences of different lengths as ``draws``, ``mask [rows, J]`` (zero-padded) and
     the step index ``j [J]``: the log-densities of all rows are then one vectorised sum."""
     draws = pad_sequence(z, batch_first=True)  # [rows, J]
-    lengths = torch.tensor([len(d) for d in z])  # [rows]
-    steps = torch.arange(draws.shape[1])  # [J]
+    lengths = torch.tensor([len(d) for d in z], device=draws.device)  # [rows]
+    steps = torch.arange(draws.shape[1], device=draws.device)  # [J]
     return draws, (steps < lengths.unsqueeze(1)).to(draws.dtype), steps.to(draws.dtype)
 
 
@@ -100,7 +100,7 @@ class GeometricInference(nn.Module):
                     uniforms = torch.rand(UNIFORM_CHUNK, dtype=torch.float64).tolist()[::-1]
                 logit = offset + slope * (len(draws) - x_row)
                 draws.append(float(uniforms.pop() < 1 / (1 + math.exp(-logit))))
-            z.append(torch.tensor(draws, dtype=self.offset.dtype))
+            z.append(torch.tensor(draws, dtype=self.offset.dtype, device=self.offset.device))
         return z
 
     def log_prob(self, z: List[Tensor]) -> Tensor:
