@@ -4,6 +4,7 @@ All sample ``z = g_phi(eps)`` with ``rsample`` and need ``model.supports_reparam
 """
 from typing import Dict, Tuple
 
+import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
@@ -114,7 +115,7 @@ class DReG(StickingTheLanding):
         if "z" not in particles.output:
             raise ValueError("dreg rescales the gradient of each latent sample: pass latents=[z] (the rsampled "
                              "tensors, bs * mc * iw rows) to loss_from_log_probs")
-        for z in particles.output["z"]:
+        for z in particles.output["z"] if torch.is_grad_enabled() else []:  # no gradient, no hooks: the value
             if not (isinstance(z, Tensor) and z.requires_grad):
                 raise ValueError("dreg needs every latent sample to be a tensor drawn with rsample "
                                  "(the model returned one without gradient)")
