@@ -40,6 +40,7 @@ groups runs (``Pathwise`` and ``pathwise``, ``ovis-gamma1`` and ``ovis-gamma1.0`
 Adding an estimator: a row in ``_EXACT`` (and, optionally, its display name in ``_LABELS``);
 an id with numeric parameters gets a parser in ``_FAMILY_PARSERS``.
 """
+import difflib
 import re
 from dataclasses import dataclass
 from typing import Callable, Dict, Optional, Tuple, Type, Union
@@ -152,6 +153,26 @@ def _invalid(estimator_id, reason: str = "") -> ValueError:
     forms = "\n  ".join(VALID_FORMS)
     reason = f" ({reason})" if reason else ""
     return ValueError(f"unknown estimator id {estimator_id!r}{reason}; valid forms:\n  {forms}")
+
+
+def _closest_ids(estimator_id) -> Tuple[str, ...]:
+    """What the user probably meant: the id with spaces, underscores and case normalised, if that
+    parses; else example ids that extend it (``vimco``), reorder its words (``rebar-dynamic``) or
+    are close to it (``difflib``); empty for a non-string."""
+    if not isinstance(estimator_id, str):
+        return ()
+    text = estimator_id.strip().replace("_", "-")
+    for candidate in dict.fromkeys((text, text.lower(), re.sub(r"^ovis-s", "ovis-S", text.lower()))):
+        if candidate != estimator_id:
+            try:
+                _parse_id(candidate, False)
+                return (candidate,)
+            except ValueError:
+                pass
+    text = text.lower()
+    related = [e for e in EXAMPLE_IDS if e.startswith(text + "-") or e.endswith("-" + text)
+               or sorted(e.split("-")) == sorted(text.split("-"))]
+    return tuple(related[:2]) or tuple(difflib.get_close_matches(text, EXAMPLE_IDS, n=2, cutoff=0.6))
 
 
 def _number(text: str):
@@ -281,6 +302,18 @@ _FAMILY_PARSERS: Dict[str, Callable[[str, bool], Parsed]] = {
 
 
 def _parse(estimator_id: str, reproduce_original: bool) -> Parsed:
+    """``_parse_id``; its error names the ids probably meant (``_closest_ids``)."""
+    try:
+        return _parse_id(estimator_id, reproduce_original)
+    except ValueError as error:
+        close = _closest_ids(estimator_id)
+        if not close:
+            raise
+        hint = f"; did you mean {' or '.join(map(repr, close))}?; valid forms:"
+        raise ValueError(str(error).replace("; valid forms:", hint, 1)) from None
+
+
+def _parse_id(estimator_id: str, reproduce_original: bool) -> Parsed:
     if not isinstance(estimator_id, str):
         raise _invalid(estimator_id, "expected a string")
     if estimator_id in _EXACT:

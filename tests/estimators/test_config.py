@@ -65,6 +65,22 @@ def test_invalid_ids_list_the_valid_forms(bad):
     assert "valid forms" in message and "ovis-gamma<g>" in message and "tvo[-part<n>]" in message
 
 
+@pytest.mark.parametrize("typo, meant", [
+    ("OVIS-gamma1", "'ovis-gamma1'"), ("disarm_iw", "'disarm-iw'"), ("relax ", "'relax'"), ("ovis-s1", "'ovis-S1'"),
+    ("vimco", "'vimco-arithmetic' or 'vimco-geometric'"), ("iwae", "'pathwise-iwae'"),
+    ("rebar-dynamic", "'dynamic-rebar'"), ("ovis-gama1", "'ovis-gamma1'")])
+def test_a_near_miss_suggests_the_id_meant(typo, meant):
+    with pytest.raises(ValueError, match="valid forms") as error:
+        parse_estimator_id(typo)
+    assert f"did you mean {meant}" in str(error.value)
+
+
+def test_a_far_miss_suggests_nothing():
+    with pytest.raises(ValueError, match="valid forms") as error:
+        parse_estimator_id("banana")
+    assert "did you mean" not in str(error.value)
+
+
 def test_aux_particles_absolute_fraction_and_head_mode():
     assert build("ovis-S50-exclusive", iw=5).iw_aux == 50  # paper: absolute S
     assert build("ovis-S50-exclusive", iw=5).layout == (1, 55)
