@@ -23,7 +23,8 @@ def plot_efficiency(table: pd.DataFrame, path: str) -> List[str]:
 
     def decorate(ax, row, column, group):
         values = group[column][group[column] > 0]
-        plain_log_ticks(ax.yaxis, span=values.max() / values.min() if len(values) else 1.0)
+        if ax.get_yscale() == "log":  # linear where some value is 0 (a step that grew no memory)
+            plain_log_ticks(ax.yaxis, span=values.max() / values.min())
         ax.set_ylabel(dict(PANELS)[column])
         (model, kind), device = rows[row][0], group["device_used"].iloc[0]
         ax.set_title(f"{model} ({kind}, {device}, batch {group['batch_size'].iloc[0]})", fontsize=9)

@@ -43,7 +43,7 @@ def estimator_grid(rows: Sequence[Tuple[object, pd.DataFrame]], columns: Sequenc
                 if line_hook is not None:
                     line_hook(ax, column, estimator, line, color)
             ax.set_xscale("log")
-            ax.set_yscale("log" if (frame[column] > 0).all() else "linear")  # e.g. a memory growth of 0 MiB
+            ax.set_yscale("log" if (frame[column].dropna() > 0).all() else "linear")  # e.g. a memory growth of 0 MiB
             ax.set_xticks(ticks)
             ax.set_xticklabels([value_text(t) for t in ticks])
             ax.minorticks_off()

@@ -1,5 +1,6 @@
 """measure_efficiency.py: step times and peak memory per estimator and K (on CPU)."""
 import os
+import warnings
 
 import pandas as pd
 import pytest
@@ -87,3 +88,14 @@ def test_the_clock_option_picks_cpu_or_wall_time():
     assert with_clock(table, "cpu")[["time_ms", "time_ms_p10", "time_ms_p90"]].values.tolist() == [[4.0, 3.5, 4.5]]
     assert with_clock(table, "wall").equals(table)
     assert build_parser().parse_args([]).clock == "cpu"
+
+
+def test_the_figure_draws_a_memory_column_of_zeros(tmp_path):
+    """A step that grew no memory (0 MiB at every K) gets a linear axis, not an error."""
+    rows = [{"model": "sbm", "kind": "train", "estimator": e, "iw": k, "time_ms": t * k, "time_ms_p10": t * k,
+             "time_ms_p90": t * k, "step_memory_mib": 0.0, "device_used": "cpu", "batch_size": 8}
+            for e, t in (("reinforce", 1.0), ("ovis-gamma1", 1.1)) for k in (5, 50)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        paths = plot_efficiency(pd.DataFrame(rows), str(tmp_path / "efficiency"))
+    assert all(os.path.getsize(p) > 0 for p in paths)
