@@ -132,6 +132,20 @@ def test_black_box_refuses_what_it_cannot_compute(enumerable, estimator_id, infe
         Loss(estimator_id, inf_net, EnumerableGenerative(model), iw=2)
 
 
+def test_a_scalar_history_keeps_its_values_in_order_and_its_tensors_few():
+    """Across chunk boundaries and reads, in order; unread steps are stacked into one tensor per
+    chunk instead of one tensor per step (about 620 bytes each)."""
+    from ovis.estimators.blackbox import ScalarHistory
+    history, chunk = ScalarHistory(), ScalarHistory.CHUNK
+    for step in range(2 * chunk + 5):
+        history.append(torch.tensor(float(step)))
+        if step == chunk + 1:
+            assert history.values() == [float(s) for s in range(chunk + 2)]
+    kept = len(history._chunks) + len(history._pending)
+    assert kept <= 5 + 1, kept
+    assert history.values() == [float(s) for s in range(2 * chunk + 5)]
+
+
 def test_histories_stored_log_probs_and_params(enumerable):
     model, x = enumerable
     z = torch.zeros(4, 2, dtype=torch.float64)
