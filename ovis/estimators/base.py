@@ -326,6 +326,18 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
                              f"docs/DESIGN.md, section 1b)")
         self.probe(model, sampler)
 
+    @classmethod
+    def check_log_densities_suffice(cls, name: Optional[str] = None) -> None:
+        """Raise ``ValueError`` for an estimator that evaluates the model again inside its gradient
+        (``needs_model``): it cannot run from per-particle log-densities (``loss_from_log_probs``,
+        black-box objects). ``name``: how the message calls it (default: the class name)."""
+        if cls.needs_model:
+            raise ValueError(f"{name or cls.__name__} evaluates the model again inside its gradient (a sleep phase, "
+                             f"or relaxed, antithetic or mean-field latents), so it cannot run from log-densities "
+                             f"alone: call it on a model object (estimator(model, x); a TemplateModel, "
+                             f"docs/DESIGN.md section 1b), or use a score-function estimator such as ovis-gamma1, "
+                             f"vimco-arithmetic, nvil or reinforce-loo")
+
     def log_q(self, q: Distribution, z: Tensor) -> Tensor:
         """The inference density of a latent group as the estimator evaluates it."""
         return q.log_prob(z)
@@ -372,10 +384,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         the batch mean of ``-L``: the logsumexp over particles is per data point, the mean after.
         """
         options = self.defaults.updated(runtime)
-        if self.needs_model:
-            raise ValueError(f"{type(self).__name__} evaluates the model again inside its gradient (a sleep "
-                             f"phase or relaxed latents), so it cannot run from log-densities alone; call "
-                             f"the estimator on a model object (estimator(model, x)) instead")
+        self.check_log_densities_suffice()
         if options.beta != 1.0 or options.freebits is not None:
             raise ValueError("beta != 1 and free bits need log p(x|z) and log p(z) separately; "
                              "loss_from_log_probs takes the joint log p(x, z): use beta=1, freebits=None")

@@ -126,11 +126,7 @@ class Loss(StepHistories, nn.Module):
         self.sleep_phase = estimator_id == "wake-sleep"
         if self.sleep_phase:  # p by the wake phase, q by the sleep phase (below)
             Estimator, config = parse_estimator_id("wake-wake")
-        if Estimator.needs_model:
-            raise ValueError(f"{estimator_id} evaluates the model again inside its gradient (at relaxed, "
-                             f"antithetic or mean-field latents), which two black-box objects cannot do; "
-                             f"use a TemplateModel (docs/DESIGN.md, section 1b), or a score-function "
-                             f"estimator such as ovis-gamma1, vimco-arithmetic, nvil or reinforce-loo")
+        Estimator.check_log_densities_suffice(estimator_id)
         self.estimator = Estimator(mc=mc, iw=iw, **config, **estimator_options)
         if self.estimator.reparam and not callable(getattr(inf_net, "rsample", None)):
             raise ValueError(f"{estimator_id} needs reparameterised samples, but {type(inf_net).__name__} has no "

@@ -163,7 +163,8 @@ class REBAR(ControlledNoiseEstimator):
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         bound = iw_bound(particles.log_weights(options), options.alpha)  # [bs, mc], with the log q term
         temperature = self.log_temperature.exp()
-        with frozen(split_parameters(model)[1]):
+        phi, theta = split_parameters(model)
+        with frozen(theta):
             (relaxed, conditional), relaxed_logits = self.controls(model, x, particles, temperature, options)
         log_q = particles.log_qz.sum((-2, -1))  # [bs, mc]: log q(b) of all particles and layers
         coefficient = bound.detach() - self.eta * conditional  # [bs, mc]
@@ -172,7 +173,7 @@ class REBAR(ControlledNoiseEstimator):
         gradients = None
         if self.learn and self.training and torch.is_grad_enabled():
             logits = list(group_logits(particles).values()) + relaxed_logits
-            gradients = self.gradients(model, logits, log_q, coefficient, difference, bound)
+            gradients = self.gradients(phi, theta, logits, log_q, coefficient, difference, bound)
         with torch.no_grad() if gradients else nullcontext():  # the gradients are computed: only the value
             loss = (-(coefficient.detach() * log_q + self.eta.detach() * difference) - bound).mean(1)  # [bs]
         if gradients:
@@ -180,14 +181,13 @@ class REBAR(ControlledNoiseEstimator):
             loss = loss + InjectedGradients.apply(values, *parameters)
         return loss, diagnostics
 
-    def gradients(self, model: nn.Module, logits: List[Tensor], log_q: Tensor, coefficient: Tensor,
-                  difference: Tensor, bound: Tensor) -> Optional[List[Tuple[Tensor, Tensor]]]:
+    def gradients(self, phi: List[Tensor], theta: List[Tensor], logits: List[Tensor], log_q: Tensor,
+                  coefficient: Tensor, difference: Tensor, bound: Tensor) -> Optional[List[Tuple[Tensor, Tensor]]]:
         """``(parameter, gradient)`` pairs: for the model, the gradient of ``loss.mean()``, from one
         backward pass with its graph that also gives the per-data-point gradients ``g`` for the
         logits of q (``logits``: of the hard pass, then of the relaxed one, one per group); for
         eta, log lam (and psi), the gradient of the variance objective ``sum g^2`` (double
         backpropagation). None when the model's parameters are not in the graph (per-datum copies)."""
-        phi, theta = split_parameters(model)
         own = [p for p in self.parameters() if p.requires_grad]
         if not phi:
             return None

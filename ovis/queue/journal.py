@@ -60,10 +60,15 @@ def _records(tables: Tables) -> int:
     return sum(len(docs) for name, docs in tables.items() if name != JOURNAL_TABLE)
 
 
+def _table_of(name: str) -> str:
+    """The table a journal entry changes: ``runs`` for ``runs`` and ``runs.removed``."""
+    return name[:-len(REMOVED)] if name.endswith(REMOVED) else name
+
+
 def _lay_over(main: Tables, journal: Tables) -> Tables:
     """``main``'s tables with the journal's records replacing or adding theirs and its removals applied."""
     tables = {name: docs for name, docs in main.items() if name != JOURNAL_TABLE}
-    names = {name[:-len(REMOVED)] if name.endswith(REMOVED) else name for name in journal} - {JOURNAL_TABLE}
+    names = {_table_of(name) for name in journal} - {JOURNAL_TABLE}
     for name in names:
         docs = dict(tables.get(name, {}))
         docs.update(journal.get(name, {}))
@@ -100,7 +105,7 @@ class View:
         self.overlaid: DocIds = {}
         for name, docs in (journal or {}).items():
             if name != JOURNAL_TABLE:
-                self.overlaid.setdefault(name[:-len(REMOVED)] if name.endswith(REMOVED) else name, set()).update(docs)
+                self.overlaid.setdefault(_table_of(name), set()).update(docs)
 
 
 class JournaledStore:

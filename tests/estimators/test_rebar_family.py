@@ -147,9 +147,9 @@ def test_broken_rebar_fails(z_dims, scale, iw, runtime):
 class BrokenLearnedREBAR(REBAR):
     """Training mode: the phi gradient of the variance step's single backward pass off by 20%."""
 
-    def gradients(self, model, *args):
-        inference = set(map(id, model.inference_network.parameters()))
-        return [(p, 1.2 * g if id(p) in inference else g) for p, g in super().gradients(model, *args)]
+    def gradients(self, phi, *args):
+        inference = set(map(id, phi))
+        return [(p, 1.2 * g if id(p) in inference else g) for p, g in super().gradients(phi, *args)]
 
 
 class VarianceMaximisingREBAR(REBAR):
