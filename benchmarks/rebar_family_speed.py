@@ -23,11 +23,11 @@ with torch-default; see ``benchmarks/results.md``).
 """
 import os
 import statistics
-import time
 from typing import Callable, List, Tuple
 
 import torch
 
+from ovis.analysis.floor import timed
 from ovis.cli import ArgumentParser
 from ovis.estimators.config import parse_estimator_id
 from ovis.models import get_model
@@ -41,6 +41,7 @@ COMPARISONS = (
     ("rebar", 1, 1, 1, 1, 3.5), ("dynamic-rebar", 1, 1, 1, 1, None), ("relax", 1, 1, 1, 1, 3.5),
 )
 UNTIMED_STEPS = 3
+CPU = torch.device("cpu")
 
 
 OPTIMIZERS = {"trainer": lambda params: make_optimizer("adam", params, lr=1e-3),
@@ -70,21 +71,14 @@ def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tens
     return step
 
 
-def timed(step: Callable[[], None]) -> Tuple[float, float]:
-    """``(process CPU seconds, wall-clock seconds)`` of one call."""
-    cpu, wall = time.process_time(), time.perf_counter()
-    step()
-    return time.process_time() - cpu, time.perf_counter() - wall
-
-
 def median_step_times(steps: List[Callable[[], None]], timed_steps: int) -> List[Tuple[float, float]]:
-    """Median ``(CPU, wall)`` seconds per step of each function, called in turn at every step."""
+    """Median ``(CPU, wall)`` milliseconds per step of each function, called in turn at every step."""
     times: List[List[Tuple[float, float]]] = [[] for _ in steps]
     for index in range(timed_steps + UNTIMED_STEPS):
         for step, record in zip(steps, times):
-            measured = timed(step)
+            wall, cpu = timed(step, CPU)  # milliseconds
             if index >= UNTIMED_STEPS:
-                record.append(measured)
+                record.append((cpu, wall))
     return [(statistics.median(t[0] for t in record), statistics.median(t[1] for t in record)) for record in times]
 
 
@@ -109,7 +103,7 @@ def main(argv=None) -> None:
         (cpu, wall), (ref_cpu, ref_wall) = median_step_times(
             [training_step(estimator_id, mc, iw, args.depth, x, args.optimizer),
              training_step("reinforce", ref_mc, ref_iw, args.depth, x, args.optimizer)], args.steps)
-        print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {1e3 * cpu:9.2f} {1e3 * ref_cpu:12.2f} {cpu / ref_cpu:6.2f} "
+        print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {cpu:9.2f} {ref_cpu:12.2f} {cpu / ref_cpu:6.2f} "
               f"{wall / ref_wall:6.2f} {'-' if target is None else target:>6}")
 
 
