@@ -18,14 +18,23 @@ beside it, with the load average. ``--optimizer``: ``trainer`` (default:
 ``ovis.training.optim.make_optimizer``, torch's fused Adam, exactly as ``run.py`` trains) or
 ``torch-default`` (``torch.optim.Adam``'s defaults, one kernel per parameter tensor on a CPU: the
 setting the targets were first measured with); the fused step is about 2 ms shorter for every
-estimator, which raises the ratios of the slower ones (relax: 3.95-4.25x with trainer, 3.4-3.7x
+estimator, which raises the ratios of the slower ones (relax: 3.95-4.26x with trainer, 3.3-3.7x
 with torch-default; see ``benchmarks/results.md``).
+
+The ``flops`` column is the ratio of the matrix-product FLOPs of one step (torch's
+formulas, ``flop_registry``, over every pass, the double backward pass included), a
+machine-independent floor under the time ratio for steps that matrix products dominate: relax
+performs 4.8x the FLOPs of reinforce (dynamic-rebar 4.2x, rebar 2.8x), since training eta, the
+temperature and the surrogate network to minimise the variance differentiates the backward pass
+of the relaxed model calls once more.
 """
 import os
 import statistics
 from typing import Callable, List, Tuple
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 from ovis.analysis.floor import timed
 from ovis.cli import ArgumentParser
@@ -71,6 +80,31 @@ def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tens
     return step
 
 
+class MatrixProductFlops(TorchDispatchMode):
+    """Counts the FLOPs of the operators that torch's ``flop_registry`` has a formula for (the
+    matrix products). ``FlopCounterMode`` itself also hooks every module, which breaks the
+    ``autograd.grad`` calls on leaf tensors of MuProp's mean-field pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.total += formula(*args, **kwargs, out_val=out)
+        return out
+
+
+def step_flops(step: Callable[[], None]) -> int:
+    """Matrix-product FLOPs of one call of ``step`` (forward, backward and double backward passes)."""
+    with MatrixProductFlops() as counter:
+        step()
+    return counter.total
+
+
 def median_step_times(steps: List[Callable[[], None]], timed_steps: int) -> List[Tuple[float, float]]:
     """Median ``(CPU, wall)`` milliseconds per step of each function, called in turn at every step."""
     times: List[List[Tuple[float, float]]] = [[] for _ in steps]
@@ -97,14 +131,15 @@ def main(argv=None) -> None:
     print(f"optimizer {args.optimizer}; torch threads {args.threads}; load average {load}; "
           f"medians of {args.steps} alternating steps; ratios of process CPU time (wall clock beside)")
     print(f"{'estimator':>18s} {'mc':>3s} {'iw':>3s} {'ms/step':>9s} {'reinforce ms':>12s} {'ratio':>6s} "
-          f"{'wall':>6s} {'target':>6s}")
+          f"{'wall':>6s} {'flops':>6s} {'target':>6s}")
     for estimator_id, mc, iw, ref_mc, ref_iw, target in COMPARISONS:
         ref_iw = iw * (1 + args.depth) if ref_iw == "pairs" else ref_iw
-        (cpu, wall), (ref_cpu, ref_wall) = median_step_times(
-            [training_step(estimator_id, mc, iw, args.depth, x, args.optimizer),
-             training_step("reinforce", ref_mc, ref_iw, args.depth, x, args.optimizer)], args.steps)
+        steps = [training_step(estimator_id, mc, iw, args.depth, x, args.optimizer),
+                 training_step("reinforce", ref_mc, ref_iw, args.depth, x, args.optimizer)]
+        (cpu, wall), (ref_cpu, ref_wall) = median_step_times(steps, args.steps)
+        flops, ref_flops = (step_flops(step) for step in steps)
         print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {cpu:9.2f} {ref_cpu:12.2f} {cpu / ref_cpu:6.2f} "
-              f"{wall / ref_wall:6.2f} {'-' if target is None else target:>6}")
+              f"{wall / ref_wall:6.2f} {flops / ref_flops:6.2f} {'-' if target is None else target:>6}")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,8 @@ Each offset's gradient is the sum of the gradients for the logits it shifts, and
 from the one backward pass (with its graph) that also gives the model its gradient: no second
 backward pass of the loss, and the double backward pass stops at the logits (not at the weights
 of the inference network). ``benchmarks/rebar_family_speed.py``, a training step against
-``reinforce``'s: relax 3.4-3.7x (5.8x with three model calls, the objective on the inference
-network's weights, a second backward pass and a correction pass), 3.95-4.25x (7.3x) with the
+``reinforce``'s: relax 3.3-3.7x (5.8x with three model calls, the objective on the inference
+network's weights, a second backward pass and a correction pass), 3.95-4.26x (7.3x) with the
 trainer's fused Adam. Their parameters are ``estimator.parameters()`` (the trainer gives them
 their own Adam, ``--baseline_lr``).
 """
