@@ -1,0 +1,83 @@
+"""Dynamic REBAR and RELAX train eta, log lam (and the surrogate psi) by the gradient of the
+variance objective ``S = sum_{i,g,n} (d loss.mean() / d delta_{i,g,n})^2``, delta an offset on the
+logit of unit n of layer g of q for data point i in every pass (``REBAR.gradients``: one backward
+pass with its graph, the offsets' gradients summed from the logits' ones, a double backward pass).
+
+Checked here against an independent computation of the same objective at the same noise: the
+enumerable model's per-datum parameter copies give each data point its own inference biases,
+which are exactly those offsets, so ``S`` is the squared gradient of the evaluation-mode loss
+for them (no double backward pass), and its derivatives for eta and log lam, and along a random
+direction of psi, are central differences in float64. A variant that squares only the hard
+pass's logit gradients (it leaves out the relaxed passes' share of each offset) fails.
+"""
+import pytest
+import torch
+
+from ovis.estimators.rebar import REBAR
+from ovis.testing import EnumerableModel
+
+EPS, TOLERANCE = 1e-5, 1e-6
+
+
+class HardPassVarianceREBAR(REBAR):
+    """Squares the offsets' gradients from the hard pass's logits alone."""
+
+    @staticmethod
+    def variance_objective(per_logit, bs):
+        groups = len(per_logit) // 2
+        return REBAR.variance_objective([*per_logit[:groups], *map(torch.zeros_like, per_logit[groups:])], bs)
+
+
+def offset_variance_objective(estimator, model, x, **runtime) -> torch.Tensor:
+    """``S`` from the gradients of each data point's copy of the inference biases (evaluation mode)."""
+    with model.per_datum_parameters(x.shape[0]) as copies:
+        loss, _, _ = estimator.eval()(model, x, return_diagnostics=False, **runtime)
+        biases = [copy for name, copy in copies.items() if name.startswith("inference_network.bias")]
+        gradients = torch.autograd.grad(loss.mean(), biases)
+    estimator.train()
+    return sum(g.square().sum() for g in gradients)
+
+
+def central_difference(objective, parameter: torch.Tensor, direction: torch.Tensor) -> float:
+    """The derivative of ``objective()`` along ``direction`` of ``parameter`` (changed in place, restored)."""
+    values = []
+    for step in (EPS, -2 * EPS):
+        with torch.no_grad():
+            parameter.add_(step * direction)
+        values.append(objective().item())
+    with torch.no_grad():
+        parameter.add_(EPS * direction)
+    return (values[0] - values[1]) / (2 * EPS)
+
+
+@pytest.mark.parametrize("cls,config", [(REBAR, {"learn": True}), (REBAR, {"surrogate_hdim": 6}),
+                                        (HardPassVarianceREBAR, {"surrogate_hdim": 6})],
+                         ids=["dynamic-rebar", "relax", "broken-hard-pass-only"])
+@pytest.mark.parametrize("z_dims,mc,iw,runtime", [((2,), 1, 1, {}), ((2, 1), 2, 2, {"alpha": 0.3})],
+                         ids=["one-layer", "two-layers-mc2-iw2"])
+def test_eta_temperature_and_surrogate_get_the_gradient_of_the_variance_objective(cls, config, z_dims, mc, iw,
+                                                                                   runtime):
+    torch.manual_seed(0)
+    model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
+    estimator = cls(mc=mc, iw=iw, x_shape=(3,), eta=0.7, temperature=0.8, **config).double()
+    estimator.check_model(model)
+    x = (torch.rand(4, 3) > 0.5).double()
+    u, v = ({g: torch.rand(4 * mc * iw, d, dtype=torch.float64) for g, d in enumerate(z_dims)} for _ in range(2))
+    own = dict(estimator.named_parameters())
+    with estimator.train().fixed_noise(u, v):
+        loss, _, _ = estimator(model, x, **runtime)
+        computed = dict(zip(own, torch.autograd.grad(loss.mean(), list(own.values()))))
+
+    def objective():
+        with estimator.fixed_noise(u, v):
+            return offset_variance_objective(estimator, model, x, **runtime)
+
+    errors = {}
+    for name, parameter in own.items():
+        direction = torch.randn_like(parameter)  # a scalar's sign; a random direction of a weight
+        expected = central_difference(objective, parameter, direction)
+        errors[name] = abs((computed[name] * direction).sum().item() - expected) / max(abs(expected), 1e-3)
+    if cls is HardPassVarianceREBAR:
+        assert max(errors.values()) > 100 * TOLERANCE, errors
+    else:
+        assert max(errors.values()) < TOLERANCE, errors
