@@ -189,7 +189,7 @@ def check_linear_gaussian(iws: Sequence[int], samples: int, seed: int = 0) -> Li
 
 def _print(title: str, records: List[Dict], columns: Sequence[str]) -> None:
     print(f"\n{title}")
-    widths = [24, 4, 13] + [max(13, len(c)) for c in columns[3:]]
+    widths = [max([24] + [len(r["estimator"]) for r in records]), 4, 13] + [max(13, len(c)) for c in columns[3:]]
     print(_row(columns, widths))
     for record in records:
         if "error" in record:

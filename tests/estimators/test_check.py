@@ -48,3 +48,12 @@ def test_noise_controlled_report_shows_unbiased_and_relaxed_estimators():
     theta_biases = [records[(f"gumbel-softmax tau={tau}", 1)]["bias theta"] for tau in (1.0, 0.5, 0.25, 0.1)]
     assert all(later < earlier for earlier, later in zip(theta_biases, theta_biases[1:])) and theta_biases[-1] > 1e-3
     assert records[("straight-through tau=0.25", 1)]["bias phi"] > 1e-2
+
+
+def test_columns_line_up_whatever_the_length_of_the_estimator_label(capsys):
+    """Right-aligned cells after a first column as wide as the longest label: equal line lengths."""
+    records = [{"estimator": "straight-through tau=0.25", "iw": 1, "bias": 0.5},
+               {"estimator": "arm", "iw": 12, "bias": 0.25}]
+    check._print("title", records, ["estimator", "iw", "bias"])
+    lines = capsys.readouterr().out.strip().splitlines()[1:]  # header and rows
+    assert len({len(line) for line in lines}) == 1, lines
