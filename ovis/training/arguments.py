@@ -96,7 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="torch.optim optimiser of the model (a neural baseline always uses adam)")
     run.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     run.add_argument("--freebits", type=_optional(float), default=None, help="free bits per latent group")
-    run.add_argument("--baseline_lr", type=float, default=5e-3, help="learning rate of a neural baseline")
+    run.add_argument("--baseline_lr", type=float, default=5e-3,
+                     help="learning rate of the estimator's own parameters (Adam): the neural baseline of "
+                          "reinforce-baseline and nvil, eta and the temperature of dynamic-rebar and relax, "
+                          "relax's surrogate")
     run.add_argument("--bs", type=integer_option, default=32, help="training batch size")
     run.add_argument("--valid_bs", type=integer_option, default=50, help="batch size of the final validation pass")
     run.add_argument("--test_bs", type=integer_option, default=50, help="batch size of the periodic evaluations")
