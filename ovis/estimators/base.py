@@ -270,6 +270,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     """
     reparam = False  # sample z with rsample (pathwise gradients)
     needs_model = False  # True: the surrogate calls the model again (not possible from log-densities)
+    compile_problem: Optional[str] = None  # why torch.compile cannot trace a training call (None: it can)
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Tuple[int, ...]] = None,
                  alpha: float = 0.0, beta: float = 1.0, tau: float = 0.0, freebits: Optional[float] = None):

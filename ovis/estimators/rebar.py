@@ -111,6 +111,13 @@ class REBAR(ControlledNoiseEstimator):
         self.network: Optional[nn.Module] = None
         self.register_load_state_dict_pre_hook(self._build_network_for_state)
 
+    @property
+    def compile_problem(self) -> Optional[str]:
+        if not self.learn:
+            return None
+        return ("eta and the temperature (and relax's surrogate) are trained by differentiating the backward "
+                "pass inside the training call (double backward), which torch.compile does not support")
+
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)
         if self.surrogate_hdim and self.network is None:

@@ -121,7 +121,9 @@ class NoiseSampler(LatentSampler):
     def uniform(self, group: int, q: Distribution) -> Tensor:
         if group not in self.noise:
             logits = bernoulli_logits(q)
-            u = torch.rand(logits.shape, dtype=logits.dtype, device=logits.device, generator=self.generator)
+            # rand_like without a generator: torch.compile traces it at a symbolic batch size
+            u = (torch.rand_like(logits, requires_grad=False) if self.generator is None else
+                 torch.rand(logits.shape, dtype=logits.dtype, device=logits.device, generator=self.generator))
             self.noise[group] = u.clamp_(UNIFORM_EPS, 1 - UNIFORM_EPS)
         return self.noise[group]
 

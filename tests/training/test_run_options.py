@@ -94,6 +94,12 @@ def test_every_estimator_either_passes_or_is_refused_with_the_fix(setup):
     (["--model", "vae", "--K", "1", "--prior", "categorical"], "--model vae: K=1: expected an integer >= 2"),
     (["--estimator", "nvil", "--bs", "1"], "use --bs 2 or more, or --b_nlayers 0"),
     (["--normalization", "batchnorm", "--bs", "1"], "use --bs 2 or more, or --normalization layernorm"),
+    (["--model", "sbm", "--dataset", "binmnist", "--estimator", "relax", "--iw", "1", "--compile"],
+     "--compile with --estimator relax: eta and the temperature (and relax's surrogate) are trained by "
+     "differentiating the backward pass inside the training call (double backward), which torch.compile does not "
+     "support; drop --compile"),
+    (["--model", "sbm", "--dataset", "binmnist", "--estimator", "dynamic-rebar", "--iw", "1", "--compile"],
+     "drop --compile"),
 ])
 def test_incompatible_options_exit_2_before_any_work(tmp_path, capsys, argv, message):
     short = ["--epochs", "0", "--iw_test", "2", "--iw_valid", "2", "--max_eval", "10"]  # were it accepted
