@@ -60,6 +60,11 @@ class ArgumentError(ValueError):
     """Bad or incompatible options; ``run.py`` exits with code 2 before doing any work."""
 
 
+class IncompatibleComponents(ArgumentError):
+    """Valid options whose estimator does not go with the model (or with ``--compile``): a
+    benchmark grid skips the combination instead of failing."""
+
+
 def _optional(parse):
     def parse_optional(text: str):
         return None if text.strip().lower() in ("none", "null", "") else parse(text)
@@ -262,12 +267,14 @@ def check_components(args: argparse.Namespace) -> None:
                    grad_samples=args.grad_samples, compile=getattr(args, "compile", False))
     problem = _component_problem(tuple(sorted(options.items())))
     if problem:
-        raise ArgumentError(problem)
+        error_class, message = problem
+        raise error_class(message)
 
 
 @functools.lru_cache(maxsize=256)
-def _component_problem(options: Tuple) -> Optional[str]:
-    """``check_components`` on the options ``(name, value)`` it involves: the message, or None."""
+def _component_problem(options: Tuple) -> Optional[Tuple[type, str]]:
+    """``check_components`` on the options ``(name, value)`` it involves: the error class and
+    message, or None."""
     import torch
 
     from ovis.analysis.gradients import select_parameters
@@ -276,30 +283,31 @@ def _component_problem(options: Tuple) -> Optional[str]:
 
     args = argparse.Namespace(**dict(options))
     if args.dataset not in DATASET_NAMES:
-        return f"--dataset {args.dataset!r}: unknown data set; one of {', '.join(DATASET_NAMES)}"
+        return ArgumentError, f"--dataset {args.dataset!r}: unknown data set; one of {', '.join(DATASET_NAMES)}"
     name = model_name(args)
     if name not in MODEL_NAMES:
-        return f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}"
+        return ArgumentError, f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}"
     shape = PROBE_SHAPES.get(name, PROBE_IMAGE_SHAPE)
     try:
         with torch.random.fork_rng(devices=[]):
             try:
                 model = get_model(name, shape, x_mean=torch.full(shape, 0.5), **model_hparams(args))
             except ValueError as error:
-                return f"--model {name}: {error}"
+                return ArgumentError, f"--model {name}: {error}"
             estimator = make_estimator(args, shape)
         estimator.check_model(model)
     except ArgumentError as error:
-        return str(error)
+        return ArgumentError, str(error)
     except ValueError as error:
-        return f"--estimator {args.estimator} with --model {name}: {error}"
+        return IncompatibleComponents, f"--estimator {args.estimator} with --model {name}: {error}"
     if args.compile and estimator.compile_problem:
-        return f"--compile with --estimator {args.estimator}: {estimator.compile_problem}; drop --compile"
+        return IncompatibleComponents, (f"--compile with --estimator {args.estimator}: {estimator.compile_problem}; "
+                                        f"drop --compile")
     if args.grad_samples > 0:
         try:
             select_parameters(model, gradient_filter(args, model))
         except ValueError as error:
-            return f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)"
+            return ArgumentError, f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)"
     return None
 
 

@@ -203,14 +203,12 @@ def _build(workload: Workload, root: str):
 
 def measure_in_this_process(workload: Workload) -> Measurement:
     """Measure ``workload`` here (``measure`` runs this in a fresh process)."""
-    from ovis.training.arguments import ArgumentError
+    from ovis.training.arguments import IncompatibleComponents
     with tempfile.TemporaryDirectory() as root:
         try:
             trainer, components = _build(workload, root)
-        except ArgumentError as error:
-            if "--estimator" in str(error) and "--model" in str(error):
-                raise IncompatibleWorkload(str(error)) from None
-            raise
+        except IncompatibleComponents as error:
+            raise IncompatibleWorkload(str(error)) from None
         device = components.device
         batches = _batches(components.datasets.train, workload, workload.untimed_steps + workload.steps, device)
         floor = None

@@ -43,6 +43,19 @@ def test_efficiency_table(tmp_path, monkeypatch):
     assert all(os.path.getsize(p) > 0 for p in paths)
 
 
+def test_a_grid_skips_what_the_estimator_refuses_and_fails_on_bad_options(monkeypatch):
+    """Incompatible combinations (an estimator with a model, or with --compile) are skipped with
+    run.py's message; a bad option (ovis-gamma1 at K = 1) stops the grid with it."""
+    from ovis.training.arguments import ArgumentError
+    monkeypatch.setattr(efficiency, "measure", measure_in_this_process)
+    messages = []
+    table = efficiency_table([Workload(estimator="relax", iw=1, compile=True, **SMALL)], log=messages.append)
+    assert table.empty and len(messages) == 1
+    assert messages[0].startswith("skip sbm / relax: --compile with --estimator relax") and "drop --compile" in messages[0]
+    with pytest.raises(ArgumentError, match="--iw 2 works"):
+        efficiency_table([Workload(estimator="ovis-gamma1", iw=1, **SMALL)], log=messages.append)
+
+
 def test_peak_memory_follows_the_number_of_particles():
     """Evaluating 8 images with K = 3000 particles at once (24,000 rows of 768 pixels, ~70 MiB
     per copy of the expanded batch) needs about ten times the memory of K = 300. The small
