@@ -327,6 +327,9 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
                              f"docs/DESIGN.md, section 1b)")
         self.probe(model, sampler)
 
+    def check_options(self, options: RuntimeOptions) -> None:
+        """Raise ``ValueError``, with the fix, for runtime options the estimator does not support."""
+
     @classmethod
     def check_log_densities_suffice(cls, name: Optional[str] = None) -> None:
         """Raise ``ValueError`` for an estimator that evaluates the model again inside its gradient
@@ -362,6 +365,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         """``x [bs, *D]``; ``backward=True`` calls ``loss.mean().backward()``; ``runtime``: alpha, beta,
         tau, freebits. Returns ``(loss [bs], diagnostics, model output of the forward pass)``."""
         options = self.defaults.updated(runtime)
+        self.check_options(options)
         self.check_model(model)
         particles = self.sample(model, x, options)
         loss, diagnostics = self._loss(model, x, particles, options, return_diagnostics)  # [bs]

@@ -103,11 +103,13 @@ class DReG(StickingTheLanding):
     identity needs a smooth l_k).
     """
 
-    def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
-                  options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
+    def check_options(self, options: RuntimeOptions) -> None:
         if options.freebits is not None:
             raise ValueError("dreg does not support free bits (its reweighting assumes a smooth log-weight); "
                              "use freebits=None or the pathwise-iwae / stl estimators")
+
+    def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
+                  options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         self.check_particles(particles)
         log_weights = particles.log_weights(options)  # [bs, mc, iw]
         weights = normalized_weights(log_weights.detach())  # [bs, mc, iw]

@@ -264,7 +264,8 @@ def check_components(args: argparse.Namespace) -> None:
     options involved, so checking a grid builds each model and estimator once."""
     options = dict(model_hparams(args), dataset=args.dataset, model=args.model, estimator=args.estimator,
                    mc=args.mc, iw=args.iw, b_nlayers=args.b_nlayers, grad_key=args.grad_key,
-                   grad_samples=args.grad_samples, compile=getattr(args, "compile", False))
+                   grad_samples=args.grad_samples, compile=getattr(args, "compile", False), alpha=args.alpha,
+                   beta=args.beta, tau=args.tau, freebits=args.freebits, track_grad_variances=args.track_grad_variances)
     problem = _component_problem(tuple(sorted(options.items())))
     if problem:
         error_class, message = problem
@@ -300,14 +301,38 @@ def _component_problem(options: Tuple) -> Optional[Tuple[type, str]]:
         return ArgumentError, str(error)
     except ValueError as error:
         return IncompatibleComponents, f"--estimator {args.estimator} with --model {name}: {error}"
-    if args.compile and estimator.compile_problem:
-        return IncompatibleComponents, (f"--compile with --estimator {args.estimator}: {estimator.compile_problem}; "
-                                        f"drop --compile")
+    problem = _estimator_problem(args, estimator, model, name, shape)
+    if problem:
+        return IncompatibleComponents, problem
     if args.grad_samples > 0:
         try:
             select_parameters(model, gradient_filter(args, model))
         except ValueError as error:
             return ArgumentError, f"--grad_key: {error} (or --grad_samples 0 to skip the gradient analysis)"
+    return None
+
+
+def _estimator_problem(args: argparse.Namespace, estimator, model, name: str, shape) -> Optional[str]:
+    """Why the training estimator refuses ``--compile`` or the runtime options, or why a tracked
+    estimator refuses the model; None when nothing does."""
+    from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
+    from ovis.estimators.base import RuntimeOptions
+
+    if args.compile and estimator.compile_problem:
+        return f"--compile with --estimator {args.estimator}: {estimator.compile_problem}; drop --compile"
+    try:
+        estimator.check_options(RuntimeOptions(args.alpha, args.beta, args.tau, args.freebits))
+    except ValueError as error:
+        return (f"--estimator {args.estimator} with --alpha {args.alpha} --beta {args.beta} --tau {args.tau} "
+                f"--freebits {args.freebits}: {error}")
+    tracked = parse_tracked_ids(args.track_grad_variances, args.mc, args.iw) if args.track_grad_variances else []
+    tracker = GradientVarianceTracker(tracked, args.mc, args.iw, shape)
+    for estimator_id in tracked:
+        try:
+            tracker.estimator(estimator_id, model)
+        except ValueError as error:
+            return (f"--track_grad_variances {estimator_id} with --model {name}: {error}; track estimators "
+                    f"that the model accepts")
     return None
 
 

@@ -100,6 +100,10 @@ def test_every_estimator_either_passes_or_is_refused_with_the_fix(setup):
      "support; drop --compile"),
     (["--model", "sbm", "--dataset", "binmnist", "--estimator", "dynamic-rebar", "--iw", "1", "--compile"],
      "drop --compile"),
+    (["--model", "vae", "--dataset", "binmnist", "--estimator", "dreg", "--freebits", "0.5"],
+     "--estimator dreg with --alpha 0.0 --beta 1.0 --tau 0.0 --freebits 0.5: dreg does not support free bits"),
+    (["--model", "vae", "--dataset", "binmnist", "--estimator", "dreg", "--track_grad_variances", "nvil,relax"],
+     "--track_grad_variances relax with --model vae: this sampler needs Bernoulli latents"),
 ])
 def test_incompatible_options_exit_2_before_any_work(tmp_path, capsys, argv, message):
     short = ["--epochs", "0", "--iw_test", "2", "--iw_valid", "2", "--max_eval", "10"]  # were it accepted
