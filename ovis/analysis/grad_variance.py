@@ -34,7 +34,8 @@ def parse_tracked_ids(text: Optional[str], mc: int = 1, iw: int = 1) -> List[str
     for estimator_id in ids:
         try:
             Estimator, config = parse_estimator_id(estimator_id)
-            Estimator(mc=mc, iw=iw, x_shape=(1,), **config)
+            with torch.random.fork_rng(devices=[]):  # a neural baseline's initialisation draws
+                Estimator(mc=mc, iw=iw, x_shape=(1,), **config)
         except ValueError as error:
             raise ValueError(f"--track_grad_variances {estimator_id}: {error}") from None
     if len(set(ids)) != len(ids):

@@ -290,18 +290,18 @@ def _component_problem(options: Tuple) -> Optional[Tuple[type, str]]:
         return ArgumentError, f"--model {name!r} is not one of {', '.join(MODEL_NAMES)}"
     shape = PROBE_SHAPES.get(name, PROBE_IMAGE_SHAPE)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]):  # building modules draws: the caller's stream stays as it was
             try:
                 model = get_model(name, shape, x_mean=torch.full(shape, 0.5), **model_hparams(args))
             except ValueError as error:
                 return ArgumentError, f"--model {name}: {error}"
             estimator = make_estimator(args, shape)
-        estimator.check_model(model)
+            estimator.check_model(model)
+            problem = _estimator_problem(args, estimator, model, name, shape)
     except ArgumentError as error:
         return ArgumentError, str(error)
     except ValueError as error:
         return IncompatibleComponents, f"--estimator {args.estimator} with --model {name}: {error}"
-    problem = _estimator_problem(args, estimator, model, name, shape)
     if problem:
         return IncompatibleComponents, problem
     if args.grad_samples > 0:

@@ -96,3 +96,14 @@ def test_run_identity_is_what_run_py_uses():
 def test_parser_groups_keep_the_original_order():
     titles = [group.title for group in build_parser()._action_groups][2:]
     assert titles == ["base", "run", "model", "active units", "gradient analysis", "session"]
+
+
+def test_validating_options_leaves_the_random_stream_alone():
+    """Checking builds models and estimators (relax's surrogate, tracked neural baselines): a
+    library caller's seeded stream must not move."""
+    import torch
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    parse_args(["--dataset", "binmnist", "--model", "sbm", "--estimator", "relax", "--iw", "1",
+                "--track_grad_variances", "nvil,reinforce-baseline,relax"])
+    assert torch.equal(torch.get_rng_state(), state)

@@ -30,8 +30,10 @@ def test_compiled_step_gives_the_eager_losses_and_parameters(tmp_path, monkeypat
     compiled_losses, compiled_parameters = _losses_and_parameters(
         tmp_path / "compiled", Workload(**{**SMALL.__dict__, "compile": True}))
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-5)
+    # three Adam steps of 1e-3 each: inductor's fused kernels round the float32 gradients differently,
+    # and Adam's normalisation turns that into up to about 2e-6 where a gradient is near zero
     for compiled, eager in zip(compiled_parameters, eager_parameters):
-        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
     assert eager_parameters[0].ne(_losses_and_parameters(tmp_path / "again", SMALL)[1][0]).sum() == 0
 
 
