@@ -393,6 +393,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         if options.beta != 1.0 or options.freebits is not None:
             raise ValueError("beta != 1 and free bits need log p(x|z) and log p(z) separately; "
                              "loss_from_log_probs takes the joint log p(x, z): use beta=1, freebits=None")
+        self.check_options(options)
         particles = particles_from_log_probs(log_p, log_q, latents)
         if particles.log_px.shape[1:] != torch.Size(self.layout):
             raise ValueError(f"log-densities of shape {tuple(log_p.shape)} do not match this estimator's "

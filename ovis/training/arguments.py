@@ -36,7 +36,7 @@ import functools
 import inspect
 from typing import Dict, Optional, Sequence, Tuple
 
-from ovis.cli import ArgumentParser, add_run_folder_options, integer_option
+from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
 from ovis.identity import run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
@@ -315,7 +315,7 @@ def _component_problem(options: Tuple) -> Optional[Tuple[type, str]]:
 def _estimator_problem(args: argparse.Namespace, estimator, model, name: str, shape) -> Optional[str]:
     """Why the training estimator refuses ``--compile`` or the runtime options, or why a tracked
     estimator refuses the model; None when nothing does."""
-    from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
+    from ovis.analysis.grad_variance import GradientVarianceTracker
     from ovis.estimators.base import RuntimeOptions
 
     if args.compile and estimator.compile_problem:
@@ -325,7 +325,7 @@ def _estimator_problem(args: argparse.Namespace, estimator, model, name: str, sh
     except ValueError as error:
         return (f"--estimator {args.estimator} with --alpha {args.alpha} --beta {args.beta} --tau {args.tau} "
                 f"--freebits {args.freebits}: {error}")
-    tracked = parse_tracked_ids(args.track_grad_variances, args.mc, args.iw) if args.track_grad_variances else []
+    tracked = comma_list(args.track_grad_variances)  # parsed and built by check_values already
     tracker = GradientVarianceTracker(tracked, args.mc, args.iw, shape)
     for estimator_id in tracked:
         try:
