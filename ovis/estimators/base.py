@@ -289,6 +289,12 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     min_iw = 1  # smallest number of importance samples it is defined for
     owns_parameters = False  # has its own trainable parameters (baselines, learned control variates)
     unbiased_for = "biased"  # the objective whose gradient it estimates without bias, e.g. "∇ L_K"
+    stops_q_parameters = False  # log q evaluated with q's parameters stopped (front ends re-evaluate q)
+    needs_latents = False  # loss_from_log_probs needs latents= (it rescales their gradients)
+    sleep_phase = False  # trains q on dreams from p (front ends add the sleep loss)
+    baseline_options: Tuple[str, ...] = ()  # constructor options of its neural baseline (run.py sets them)
+    noise_quadrature_nodes: Optional[int] = None  # draws its own uniform noise: Gauss-Legendre nodes per
+    # interval that integrate its gradient over that noise (1: exact); None: its randomness is the particles
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Tuple[int, ...]] = None,
                  alpha: float = 0.0, beta: float = 1.0, tau: float = 0.0, freebits: Optional[float] = None):

@@ -52,6 +52,7 @@ class WakeSleep(ReweightedWakeSleep):
     Diagnostics: ``rws/sleep_log_q``, the mean of ``log q(z|x)`` over the sleep samples.
     """
     unbiased_for = "sleep"  # phi: the sleep objective E_p(x,z)[log q(z|x)]; theta: L_K
+    sleep_phase = True
     needs_model = True
 
     def check_model(self, model: nn.Module) -> None:

@@ -4,10 +4,10 @@ from ovis.estimators import check
 
 def test_enumerable_report_separates_unbiased_and_biased_estimators():
     records = {r["estimator"]: r for r in check.check_enumerable([3]) if "error" not in r}
-    for estimator_id in ("reinforce", "vimco-arithmetic", "vimco-geometric", "ovis-S1-exclusive", "ovis-S2-exclusive",
-                         "ovis-gamma0"):
+    for estimator_id in ("reinforce", "vimco-arithmetic", "vimco-geometric", "ovis-S2-exclusive", "ovis-gamma0",
+                         "nvil", "reinforce-loo", "muprop"):
         assert records[estimator_id]["bias theta"] < 1e-10 and records[estimator_id]["bias phi"] < 1e-10
-    for estimator_id in ("ovis-gamma1", "ovis-gamma0.5", "wake-wake", "tvo-part2-config1"):
+    for estimator_id in ("ovis-gamma1", "ovis-gamma0.5-geometric", "wake-wake", "tvo-part2-config1"):
         assert records[estimator_id]["bias phi"] > 1e-2
     assert records["ovis-S1"]["phi vs target"] < 1e-10  # L_{K-1}
     assert records["tvo-part1"]["phi vs target"] < 1e-10  # ELBO
