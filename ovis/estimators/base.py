@@ -258,9 +258,10 @@ def check_latent_type(estimator: type, model: nn.Module) -> None:
     latent_type = getattr(model, "latent_type", None)
     if latent_type is not None and latent_type not in estimator.latent_types:
         from .registry import estimators_accepting
-        raise ValueError(f"{estimator.__name__} accepts {'/'.join(sorted(estimator.latent_types))} latents, but "
-                         f"{type(model).__name__} has {latent_type} latents; use an estimator that accepts them, "
-                         f"such as {', '.join(estimators_accepting(latent_type)[:4])}")
+        accepted = " or ".join(sorted(estimator.latent_types))
+        raise ValueError(f"{estimator.__name__} accepts {accepted} latents, but {type(model).__name__} has "
+                         f"{latent_type} latents: use a model with {accepted} latents, or an estimator that accepts "
+                         f"{latent_type} latents, such as {', '.join(estimators_accepting(latent_type)[:4])}")
 
 
 class GradientEstimator(nn.Module, metaclass=ABCMeta):

@@ -62,7 +62,7 @@ class Style:
     label: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EstimatorFamily:
     """One estimator family (docs/DESIGN.md, section 3a).
 
@@ -136,7 +136,8 @@ def _remove(family: EstimatorFamily) -> None:
 def register_estimator(family: EstimatorFamily, replace: bool = False) -> EstimatorFamily:
     """Register ``family``; its ids then work everywhere a built-in id works (run.py, ovis.Loss,
     PyroLoss, reports, the check tables). Raises ``ValueError`` when its name, one of its ids or
-    prefixes is taken, unless ``replace=True``. Returns ``family``."""
+    prefixes is taken, unless ``replace=True`` (which removes the families it takes them from).
+    Returns ``family``."""
     _ensure_loaded()
     _add(family, replace)
     return family

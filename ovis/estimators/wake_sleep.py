@@ -55,6 +55,10 @@ class WakeSleep(ReweightedWakeSleep):
     sleep_phase = True
     needs_model = True
 
+    def model_evaluations(self, latent_size=None) -> int:
+        """The wake pass and as many prior samples for the sleep phase."""
+        return 2 * self.mc * self.iw
+
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)
         if not callable(getattr(model, "infer", None)):

@@ -57,3 +57,17 @@ def test_columns_line_up_whatever_the_length_of_the_estimator_label(capsys):
     check._print("title", records, ["estimator", "iw", "bias"])
     lines = capsys.readouterr().out.strip().splitlines()[1:]  # header and rows
     assert len({len(line) for line in lines}) == 1, lines
+
+
+def test_every_declared_unbiased_for_holds_on_the_exact_models():
+    """An estimator's ``unbiased_for`` is what the check measures: its phi gradient's mean matches the
+    gradient of that objective (exactly by enumeration; to the quadrature's accuracy over the noise)."""
+    enumerated = [r for r in check.check_enumerable([3]) if "error" not in r]
+    claims = [r for r in enumerated if r["unbiased for"] not in ("biased", "sleep")]
+    assert len(claims) >= 10
+    for record in claims:
+        assert record["phi vs target"] < 1e-9, record
+    noise = [r for r in check.check_noise_controlled([2]) if "error" not in r and r["unbiased for"] == "∇ L_K"]
+    assert {r["estimator"] for r in noise} >= {"arm", "disarm", "disarm-iw", "rebar", "relax"}
+    for record in noise:
+        assert record["bias phi"] < 1e-4, record
