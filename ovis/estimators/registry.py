@@ -290,6 +290,17 @@ def estimators_accepting(latent_type: str) -> Tuple[str, ...]:
     return tuple(e for e in example_ids() if latent_type in _lookup(e, False)[0].latent_types)
 
 
+def check_latent_type(estimator: type, model) -> None:
+    """Raise ``ValueError`` when ``model`` declares a ``latent_type`` outside ``estimator.latent_types``
+    (a model without the attribute is not checked)."""
+    latent_type = getattr(model, "latent_type", None)
+    if latent_type is not None and latent_type not in estimator.latent_types:
+        accepted = " or ".join(sorted(estimator.latent_types))
+        raise ValueError(f"{estimator.__name__} accepts {accepted} latents, but {type(model).__name__} has "
+                         f"{latent_type} latents: use a model with {accepted} latents, or an estimator that accepts "
+                         f"{latent_type} latents, such as {', '.join(estimators_accepting(latent_type)[:4])}")
+
+
 def estimator_classes(families: Optional[Iterable[EstimatorFamily]] = None) -> Tuple[Type, ...]:
     """The classes that the families' exact ids and examples build (tests: every subclass is registered)."""
     classes = []
