@@ -128,6 +128,15 @@ def _add(family: EstimatorFamily, replace: bool) -> None:
     _FAMILIES[family.name] = family
     _EXACT.update(dict.fromkeys(family.ids, family))
     _PREFIXES.update(dict.fromkeys(family.prefixes, family))
+    for example in family.examples:
+        try:
+            if family_of(example) is not family:
+                raise ValueError(f"it parses as family {family_of(example).name!r}")
+            _lookup(example, False)
+        except ValueError as error:
+            _remove(family)
+            raise ValueError(f"estimator family {family.name!r}: its example id {example!r} does not parse as "
+                             f"one of its ids ({str(error).splitlines()[0]}); give examples that it parses") from None
 
 
 def _remove(family: EstimatorFamily) -> None:
