@@ -63,6 +63,16 @@ class _TestModel(TemplateModel):
         return copies.repeat_interleave(rows // copies.shape[0], dim=0)
 
 
+class _KeptDraws(LatentSampler):
+    """The fixed latents handed to a drawing sampler's ``keep(group, z)`` in place of its draws."""
+
+    def __init__(self, fixed: List[Tensor], keep):
+        self.fixed, self.keep = fixed, keep
+
+    def __call__(self, group: int, q) -> Tensor:
+        return self.keep(group, self.fixed[group])
+
+
 class EnumerableModel(_TestModel):
     """Sigmoid belief network with layers of binary units, top layer first (``z_dims``).
 
@@ -145,12 +155,15 @@ class EnumerableModel(_TestModel):
 
     def forward(self, x: Tensor, reparam: bool = False, sampler: Optional[LatentSampler] = None, **kwargs) -> Dict:
         """``sampler``: how each latent group is drawn (``ovis.models.sampling``); inside
-        ``fixed_latents`` the fixed latents replace samplers that draw (``sampler.draws``)."""
+        ``fixed_latents`` the fixed latents replace samplers that draw (``sampler.draws``), or
+        pass through their ``keep(group, z)`` when they define one."""
         if reparam:
             raise ValueError("EnumerableModel has binary latents: no reparameterised samples")
         fixed = self._fixed_latents
         if fixed is not None and getattr(sampler, "draws", True):
-            sampler = None
+            keep = getattr(sampler, "keep", None)  # a drawing sampler that marks its draws (LeafSample)
+            sampler = None if keep is None else _KeptDraws(fixed, keep)
+            fixed = None if keep is not None else fixed
         elif sampler is not None:
             fixed = None  # a sampler that evaluates (Given, MeanField) wins over the fixed latents
         qz, z = self._inference(x, fixed, sampler)
