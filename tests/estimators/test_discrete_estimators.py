@@ -10,6 +10,8 @@ variant fails the same check; each refuses the models it cannot serve before any
 import pytest
 import torch
 
+from ovis.estimators.baselines import ReinforceLeaveOneOut
+from ovis.estimators.double_cv import DoubleControlVariate
 from ovis.estimators.exact import ExactEnumeration
 from ovis.estimators.indecater import IndeCateR
 from ovis.models import get_model
@@ -40,6 +42,13 @@ class BrokenIndeCateR(IndeCateR):
         return super().changed_log_weights(model, x, indices, options) + 0.2
 
 
+class BrokenDoubleControlVariate(DoubleControlVariate):
+    """The analytic expectation of the linear control variate left out."""
+
+    def group_terms(self, model, x, particles, control_variate, options):
+        return super().group_terms(model, x, particles, control_variate, options)[0], 0.0
+
+
 CASES = [((2,), 1, 1, {}), ((2,), 1, 3, {"alpha": 0.3, "beta": 0.7}), ((2,), 2, 2, {"freebits": 0.3})]
 
 
@@ -59,6 +68,18 @@ def test_indecater_matches_the_exact_gradient(z_dims, mc, iw, runtime):
     mean, _ = enumerate_estimator(IndeCateR(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
     assert error(mean, model, iw, **runtime) < 1e-12
     broken, _ = enumerate_estimator(BrokenIndeCateR(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(broken, model, iw, **runtime) > 1e-3
+
+
+@pytest.mark.parametrize("z_dims,mc,iw,runtime", [((2,), 2, 1, {}), ((2,), 3, 1, {"alpha": 0.3, "beta": 0.7}),
+                                                  ((2,), 2, 2, {"freebits": 0.3})])
+def test_double_cv_matches_the_exact_gradient_with_less_variance_than_leave_one_out(z_dims, mc, iw, runtime):
+    model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
+    mean, variance = enumerate_estimator(DoubleControlVariate(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(mean, model, iw, **runtime) < 1e-12
+    _, loo_variance = enumerate_estimator(ReinforceLeaveOneOut(mc, iw).double(), model, X, **runtime)
+    assert flat(variance, "inference").sum() < 0.7 * flat(loo_variance, "inference").sum()
+    broken, _ = enumerate_estimator(BrokenDoubleControlVariate(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
     assert error(broken, model, iw, **runtime) > 1e-3
 
 
@@ -99,6 +120,7 @@ def test_indecater_on_categorical_latents_agrees_with_exact_on_average():
 @pytest.mark.parametrize("make,message", [
     (lambda: IndeCateR(1, 2, x_shape=(3,)), "1 stochastic layer"),
     (lambda: ExactEnumeration(1, 20, x_shape=(3,)), "max_tuples"),
+    (lambda: DoubleControlVariate(2, 1, x_shape=(3,)), "1 stochastic layer"),
 ])
 def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
     model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
@@ -108,12 +130,17 @@ def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("cls", [IndeCateR, ExactEnumeration])
+def test_double_cv_needs_two_outer_samples():
+    with pytest.raises(ValueError, match="--mc 2"):
+        DoubleControlVariate(1, 4)
+
+
+@pytest.mark.parametrize("cls", [IndeCateR, ExactEnumeration, DoubleControlVariate])
 def test_gaussian_latents_are_refused_with_the_fix(cls):
     torch.manual_seed(0)
     model = get_model("vae", (3,), prior="normal", N=2, hdim=4, nlayers=1, depth=1)
     with pytest.raises(ValueError, match="bernoulli or categorical latents.*--prior"):
-        cls(1, 2, x_shape=(3,)).check_model(model)
+        cls(2, 2, x_shape=(3,)).check_model(model)
 
 
 def test_evaluation_counts():
