@@ -8,6 +8,7 @@ Entry points:
     ovis.evaluate(model, x, iw=5000)           -- the bound L_K of each data point
     ovis.models.get_model                      -- model name -> nn.Module (TemplateModel)
     ovis.datasets.get_datasets                 -- data set name -> train/valid/test splits
+    ovis.register_estimator(family)             -- add an estimator family (ovis.estimators.registry)
     ovis.Loss, ovis.WakeSleepSteps             -- any estimator on black-box inference network and
                                                   generative model objects (ovis.estimators.blackbox)
 
@@ -17,7 +18,8 @@ Entry points:
 __version__ = "0.1.0"
 
 _LAZY = {"Loss": "ovis.estimators.blackbox", "WakeSleepSteps": "ovis.estimators.blackbox",
-         "evaluate": "ovis.estimators.evaluation"}
+         "evaluate": "ovis.estimators.evaluation", "register_estimator": "ovis.estimators.registry",
+         "EstimatorFamily": "ovis.estimators.registry", "Style": "ovis.estimators.registry"}
 
 
 def __getattr__(name):

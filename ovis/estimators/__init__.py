@@ -12,16 +12,25 @@
 enough to enumerate.
 """
 from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound
-from .config import EXAMPLE_IDS, VALID_FORMS, EstimatorId, describe_estimator_id, parse_estimator_id
+from .config import EstimatorId, describe_estimator_id, parse_estimator_id
 from .evaluation import BoundEvaluator
 from .ovis import OvisAsymptotic, OvisMonteCarlo
 from .pathwise import DReG, Pathwise, PathwiseIWAE, PathwiseVAE, StickingTheLanding
 from .score_function import Reinforce, ReinforceBaseline, ScoreFunctionEstimator
 from .tvo import ThermodynamicVariationalObjective
 from .vimco import VIMCO
+from .registry import EstimatorFamily, Style, register_estimator, registered_families
 from .wake_sleep import WakeSleep, WakeWake
 
+
+def __getattr__(name):
+    if name in ("VALID_FORMS", "EXAMPLE_IDS"):  # read from the registry when accessed (plugins included)
+        from . import config
+        return getattr(config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = ["parse_estimator_id", "describe_estimator_id", "EstimatorId", "VALID_FORMS", "EXAMPLE_IDS",
+           "EstimatorFamily", "Style", "register_estimator", "registered_families",
            "GradientEstimator", "Particles", "RuntimeOptions", "iw_bound", "BoundEvaluator", "Pathwise", "PathwiseVAE", "PathwiseIWAE",
            "StickingTheLanding", "DReG", "ScoreFunctionEstimator", "Reinforce", "ReinforceBaseline", "VIMCO",
            "OvisAsymptotic", "OvisMonteCarlo", "ThermodynamicVariationalObjective", "WakeWake", "WakeSleep"]

@@ -22,7 +22,7 @@ layers drawn before (the later layers' draws are independent of ``u_g``), and th
 applies DisARM to ``b_k -> L(b_1..b_k..b_K)`` with the other particles fixed.
 """
 import math
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +31,7 @@ from ..models.sampling import NoiseSampler
 from .base import Particles, RuntimeOptions, iw_bound
 from .controlled import ControlledNoiseEstimator, group_logits, group_samples
 from .vimco import leave_one_out_logsumexp
+from .registry import EstimatorFamily, Style
 
 ANTITHETIC_MODES = ("arm", "disarm", "disarm-iw")
 
@@ -52,6 +53,10 @@ class Antithetic(ControlledNoiseEstimator):
             raise ValueError(f"antithetic mode {mode!r}; allowed: {list(ANTITHETIC_MODES)}")
         super().__init__(mc, iw, **options)
         self.mode = mode
+
+    def model_evaluations(self, latent_size: Optional[int] = None) -> int:
+        """``1 + G`` passes per particle, G the stochastic layers of the last step (1 before it)."""
+        return (1 + max(1, len(self.noise))) * self.mc * self.iw
 
     def logit_gradient(self, signal: Tensor, u: Tensor, b: Tensor, b_anti: Tensor, logits: Tensor) -> Tensor:
         """Estimate of ``d E[f] / d logits`` ``[rows, N]`` from ``signal = f(b) - f(b~)`` ``[rows, 1]``."""
@@ -94,3 +99,10 @@ class Antithetic(ControlledNoiseEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mode={self.mode}"
+
+
+FAMILIES = (EstimatorFamily(
+    name="antithetic", grammar="arm | disarm | disarm-iw",
+    ids={mode: (Antithetic, {"mode": mode}) for mode in ANTITHETIC_MODES}, examples=ANTITHETIC_MODES,
+    label={"arm": "ARM", "disarm": "DisARM", "disarm-iw": "DisARM (IW)"},
+    style={"arm": Style("#762a83", (8, 0)), "disarm": Style("#c51b7d", (8, 1)), "disarm-iw": Style("#de77ae", (8, 2))}),)

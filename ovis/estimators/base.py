@@ -21,7 +21,7 @@ alpha in (0, 1) the importance weighted Renyi bound (Li & Turner, 2016).
 import math
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, replace
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +30,7 @@ from torch.distributions import Distribution
 from ..models.sampling import LatentSampler, expand_to_particles
 
 RUNTIME_OPTIONS = ("alpha", "beta", "tau", "freebits")
+LATENT_TYPES = frozenset({"bernoulli", "categorical", "gaussian"})
 
 
 @dataclass(frozen=True)
@@ -251,6 +252,17 @@ def model_diagnostics(output: Dict, bs: int) -> Dict[str, Tensor]:
     return diagnostics
 
 
+def check_latent_type(estimator: type, model: nn.Module) -> None:
+    """Raise ``ValueError`` when ``model`` declares a ``latent_type`` outside ``estimator.latent_types``
+    (a model without the attribute is not checked)."""
+    latent_type = getattr(model, "latent_type", None)
+    if latent_type is not None and latent_type not in estimator.latent_types:
+        from .registry import estimators_accepting
+        raise ValueError(f"{estimator.__name__} accepts {'/'.join(sorted(estimator.latent_types))} latents, but "
+                         f"{type(model).__name__} has {latent_type} latents; use an estimator that accepts them, "
+                         f"such as {', '.join(estimators_accepting(latent_type)[:4])}")
+
+
 class GradientEstimator(nn.Module, metaclass=ABCMeta):
     """Base class of the estimators: ``Estimator(mc, iw, **config)`` then
     ``loss, diagnostics, output = estimator(model, x, backward=False, **runtime)``.
@@ -268,9 +280,15 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
             trainer always passes it).
         alpha, beta, tau, freebits: default runtime options, overridable at every call.
     """
+    # Capabilities: class data, read by the registry, the front ends and the trainer (docs/DESIGN.md, 3a).
     reparam = False  # sample z with rsample (pathwise gradients)
     needs_model = False  # True: the surrogate calls the model again (not possible from log-densities)
     compile_problem: Optional[str] = None  # why torch.compile cannot trace a training call (None: it can)
+    latent_types: FrozenSet[str] = LATENT_TYPES  # the model latent types it accepts
+    min_mc = 1  # smallest number of outer Monte-Carlo samples it is defined for
+    min_iw = 1  # smallest number of importance samples it is defined for
+    owns_parameters = False  # has its own trainable parameters (baselines, learned control variates)
+    unbiased_for = "biased"  # the objective whose gradient it estimates without bias, e.g. "∇ L_K"
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Tuple[int, ...]] = None,
                  alpha: float = 0.0, beta: float = 1.0, tau: float = 0.0, freebits: Optional[float] = None):
@@ -279,6 +297,10 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
             if isinstance(value, bool) or not float(value).is_integer() or value < 1:
                 raise ValueError(f"{name}={value!r}: expected an integer >= 1")
         self.mc, self.iw = int(mc), int(iw)
+        for name, value, least in (("mc", self.mc, self.min_mc), ("iw", self.iw, self.min_iw)):
+            if value < least:
+                raise ValueError(f"{type(self).__name__} needs {name} >= {least}, got {name}={value}; "
+                                 f"use {name}={least} or more")
         self.x_shape = None if x_shape is None else tuple(x_shape)
         self.defaults = RuntimeOptions(alpha, beta, tau, freebits)
         self._probed: Optional[int] = None  # id of the model whose probe pass succeeded
@@ -288,12 +310,19 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         """``(mc, iw)`` of the forward pass (e.g. ``(mc, iw + S)`` for exclusive OVIS-MC)."""
         return self.mc, self.iw
 
+    def model_evaluations(self, latent_size: Optional[int] = None) -> int:
+        """Forward passes of the generative model per data point per training step (``latent_size``:
+        the number of latent units, for estimators whose count depends on it)."""
+        mc, iw = self.layout
+        return mc * iw
+
     def check_model(self, model: nn.Module) -> None:
         """Raise ``ValueError`` if ``model`` cannot be trained by this estimator."""
         if self.reparam and not getattr(model, "supports_reparam", False):
             raise ValueError(f"{type(self).__name__} needs pathwise (reparameterised) samples but the model "
                              f"does not support them (model.supports_reparam is False); use a "
                              f"score-function estimator such as ovis-gamma1, vimco-arithmetic or reinforce")
+        check_latent_type(type(self), model)
 
     def probe(self, model: nn.Module, sampler: Optional[LatentSampler] = None) -> Optional[Dict]:
         """``probe_pass`` for the checks of ``check_model``; None when ``x_shape`` is unknown or

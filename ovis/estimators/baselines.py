@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from .score_function import NeuralBaseline, ScoreFunctionEstimator
+from .registry import EstimatorFamily, Style
 
 
 class NVIL(ScoreFunctionEstimator):
@@ -28,6 +29,7 @@ class NVIL(ScoreFunctionEstimator):
     ``baseline_hdim``, ``baseline_nlayers``, ``momentum``.
     """
     learns_control_variate = True
+    owns_parameters = True
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Sequence[int]] = None,
                  baseline_hdim: int = 64, baseline_nlayers: int = 1, momentum: float = 0.8, **options):
@@ -82,3 +84,10 @@ class ReinforceLeaveOneOut(ScoreFunctionEstimator):
         if mc == 1:
             return bound.new_zeros(())
         return ((bound.sum(1, keepdim=True) - bound) / (mc - 1)).unsqueeze(-1)  # [bs, mc, 1]
+
+
+FAMILIES = (EstimatorFamily(
+    name="baselines", grammar="nvil | reinforce-loo",
+    ids={"nvil": (NVIL, {}), "reinforce-loo": (ReinforceLeaveOneOut, {})}, examples=("nvil", "reinforce-loo"),
+    label={"nvil": "NVIL", "reinforce-loo": "Reinforce (leave-one-out)"},
+    style={"nvil": Style("#1f4e79", (5, 2)), "reinforce-loo": Style("#a6bddb", (5, 3))}),)

@@ -67,6 +67,8 @@ class ControlledNoiseEstimator(GradientEstimator):
     (``evaluate``). ``fixed_noise(u, v)`` replaces the random noise (tests integrate the
     estimators over it); ``v`` is the second noise of REBAR and RELAX."""
     needs_model = True
+    latent_types = frozenset({"bernoulli"})
+    unbiased_for = "∇ L_K"
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

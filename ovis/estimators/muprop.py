@@ -14,7 +14,7 @@ added. Terms of groups drawn after g are left out (they depend on z_kg through t
 distribution). SimpleMuProp: the baseline ``f(z_bar)`` alone. Both: theta gets the exact gradient
 of L_K, phi an unbiased estimate of its gradient (L_K at iw = K, the ELBO at iw = 1).
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -22,12 +22,17 @@ from torch import Tensor
 from ..models.sampling import MeanField
 from .base import sample_particles
 from .score_function import ScoreFunctionEstimator
+from .registry import EstimatorFamily, Style
 
 
 class MuProp(ScoreFunctionEstimator):
     """MuProp (``first_order=True``) or SimpleMuProp (module docstring). Two model evaluations
     per step (hard particles, mean field) and one backward pass of the mean-field pass."""
     needs_model = True
+
+    def model_evaluations(self, latent_size: Optional[int] = None) -> int:
+        """The particles' pass and one mean-field pass per data point."""
+        return self.mc * self.iw + 1
 
     def __init__(self, mc: int = 1, iw: int = 1, first_order: bool = True, **options):
         super().__init__(mc, iw, **options)
@@ -80,3 +85,10 @@ class MuProp(ScoreFunctionEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, first_order={self.first_order}"
+
+
+FAMILIES = (EstimatorFamily(
+    name="muprop", grammar="muprop | simple-muprop",
+    ids={"muprop": (MuProp, {"first_order": True}), "simple-muprop": (MuProp, {"first_order": False})},
+    examples=("muprop", "simple-muprop"), label={"muprop": "MuProp", "simple-muprop": "SimpleMuProp"},
+    style={"muprop": Style("#808000", (6, 0)), "simple-muprop": Style("#bcbd22", (6, 1))}),)

@@ -8,19 +8,17 @@ score-function gradient of the importance weighted bound.
   approximation ``c_k = log Z_hat_{[-k]} - gamma v_k + (1 - gamma) log(1 - 1/K)`` (paper eq. 17).
 """
 import math
+import re
 from numbers import Integral
-from typing import Optional, Tuple, Union
+from typing import Tuple, Union
 
 import torch
 from torch import Tensor
 
 from .base import RuntimeOptions, finite_or_zero
+from .registry import EstimatorFamily, EstimatorId, Parsed, Style, invalid, number_text, parse_number
 from .score_function import ScoreFunctionEstimator
 from .vimco import LEAVE_ONE_OUT_MODES, leave_one_out_logsumexp, vimco_control_variate
-
-def original_behaviour(reproduce_original: bool, earlier_name: Optional[bool]) -> bool:
-    """The compatibility switch ``reproduce_original``, or its earlier name's value when given."""
-    return bool(reproduce_original if earlier_name is None else earlier_name)
 
 
 ASYMPTOTIC_LEAVE_ONE_OUT = ("clipped",) + LEAVE_ONE_OUT_MODES
@@ -28,7 +26,7 @@ ASYMPTOTIC_LEAVE_ONE_OUT = ("clipped",) + LEAVE_ONE_OUT_MODES
 
 def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights: Tensor, gamma: float,
                                     alpha: float = 0.0, beta: float = 1.0, leave_one_out: str = "clipped",
-                                    reproduce_original: bool = False, legacy_renyi: Optional[bool] = None) -> Tensor:
+                                    reproduce_original: bool = False) -> Tensor:
     """OVIS~ control variates, ``[..., K]`` from ``log_weights``/``weights [..., K]``, ``bound [...]``::
 
         c_k = log Z_hat_{[-k]} - gamma beta v_k + (1 - gamma) log(1 - 1/K)
@@ -40,7 +38,7 @@ def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights:
     * ``arithmetic`` / ``geometric``: VIMCO's leave-one-out control variate (exact, no clipping).
 
     With alpha > 0 the clipped correction is divided by (1 - alpha), which makes it equal to
-    VIMCO-arithmetic's ``c_k``; ``reproduce_original=True`` (earlier name ``legacy_renyi``)
+    VIMCO-arithmetic's ``c_k``; ``reproduce_original=True``
     reproduces the original code, which did not divide it (SPEC 11.2). ``beta`` scales v_k as in
     the learning signal ``d_k = L - beta v_k`` (beta = 1: the paper's formula). Needs K >= 2.
     """
@@ -51,7 +49,7 @@ def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights:
     if leave_one_out == "clipped":
         eps = torch.finfo(weights.dtype).eps
         correction = torch.log((1 - weights).clamp(min=eps)) - log_ratio  # [..., K]
-        scale = 1 if (alpha == 0 or original_behaviour(reproduce_original, legacy_renyi)) else 1 / (1 - alpha)
+        scale = 1 if (alpha == 0 or reproduce_original) else 1 / (1 - alpha)
         log_z_others = bound.unsqueeze(-1) + scale * correction
     elif leave_one_out in LEAVE_ONE_OUT_MODES:
         log_z_others = vimco_control_variate(log_weights, alpha, leave_one_out)
@@ -94,20 +92,19 @@ class OvisAsymptotic(ScoreFunctionEstimator):
 
     Args: ``gamma``; ``leave_one_out`` in {clipped (paper), arithmetic, geometric} (ids
     ``ovis-gamma<g>-arithmetic|-geometric``, SPEC 2.8); ``reproduce_original`` (the original's
-    handling of alpha > 0, see ``ovis_asymptotic_control_variate``; earlier name ``legacy_renyi``).
+    handling of alpha > 0, see ``ovis_asymptotic_control_variate``.
     """
+    min_iw = 2  # the control variate uses log(1 - 1/K), -inf at K = 1
 
     def __init__(self, mc: int = 1, iw: int = 1, gamma: float = 1.0, leave_one_out: str = "clipped",
-                 reproduce_original: bool = False, legacy_renyi: Optional[bool] = None, **options):
+                 reproduce_original: bool = False, **options):
         super().__init__(mc, iw, **options)
-        if self.iw < 2:
-            raise ValueError(f"OVIS~ (ovis-gamma*) needs iw >= 2: its control variate uses log(1 - 1/K), "
-                             f"which is -inf at K = 1; got iw={iw}")
         if leave_one_out not in ASYMPTOTIC_LEAVE_ONE_OUT:
             raise ValueError(f"leave_one_out={leave_one_out!r}; allowed: {list(ASYMPTOTIC_LEAVE_ONE_OUT)}")
         self.gamma = float(gamma)
+        self.unbiased_for = "∇ L_K" if self.gamma == 0 else "biased"
         self.leave_one_out = leave_one_out
-        self.reproduce_original = original_behaviour(reproduce_original, legacy_renyi)
+        self.reproduce_original = bool(reproduce_original)
 
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options: RuntimeOptions) -> Tensor:
         return ovis_asymptotic_control_variate(log_weights, bound, weights, self.gamma, options.alpha,
@@ -130,16 +127,16 @@ class OvisMonteCarlo(ScoreFunctionEstimator):
 
     ``iw_aux``: an int is an absolute number S of auxiliary particles (as in the paper's
     experiments); a float f is a fraction of K, ``S = max(1, int(f K))``. ``reproduce_original=True``
-    (earlier name ``head_aux_scaling``) reproduces the original code at HEAD, where any value is a
+    reproduces the original code at HEAD, where any value is a
     fraction (``ovis-S50`` = 50 K).
     """
 
     def __init__(self, mc: int = 1, iw: int = 1, iw_aux: Union[int, float] = 1, exclusive: bool = False,
-                 reproduce_original: bool = False, head_aux_scaling: Optional[bool] = None, **options):
+                 reproduce_original: bool = False, **options):
         super().__init__(mc, iw, **options)
         if isinstance(iw_aux, bool) or not iw_aux > 0:
             raise ValueError(f"iw_aux={iw_aux!r}: expected an integer S >= 1 (absolute) or a fraction of iw > 0")
-        self.reproduce_original = original_behaviour(reproduce_original, head_aux_scaling)
+        self.reproduce_original = bool(reproduce_original)
         if isinstance(iw_aux, Integral) and not self.reproduce_original:
             aux = int(iw_aux)
         else:
@@ -151,6 +148,7 @@ class OvisMonteCarlo(ScoreFunctionEstimator):
                                  f"particles and needs iw >= 2, got iw={iw}; use ovis-S<S>-exclusive")
             aux = self.iw - max(1, self.iw - aux)
         self.iw_aux = aux
+        self.unbiased_for = "∇ L_K" if self.exclusive else f"∇ L_{{K-{aux}}}"
 
     @property
     def layout(self) -> Tuple[int, int]:
@@ -169,3 +167,77 @@ class OvisMonteCarlo(ScoreFunctionEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, iw_aux={self.iw_aux}, exclusive={self.exclusive}"
+
+
+_NUMBER = r"(\d+(?:\.\d*)?|\.\d+)"
+_OVIS_MC = re.compile(rf"ovis-S{_NUMBER}(-exclusive)?")
+_GAMMA = re.compile(rf"gamma{_NUMBER}")
+
+
+def _parse_ovis_mc(estimator_id: str, match: re.Match, reproduce_original: bool) -> Parsed:
+    aux = parse_number(match.group(1))
+    exclusive = match.group(2) is not None
+    config = {"iw_aux": aux, "exclusive": exclusive}
+    if reproduce_original:
+        config["reproduce_original"] = True
+    fraction = reproduce_original or isinstance(aux, float)  # a fraction of K, else a number of particles
+    parameter = ("S_per_K", float(aux)) if fraction else ("S", aux)
+    suffix = "-exclusive" if exclusive else ""
+    written = repr(float(aux)) if fraction else str(aux)  # ovis-S2.0 stays apart from ovis-S2
+    label = f"OVIS-MC (S={number_text(aux)}{'K' if fraction else ''}{'' if exclusive else ' of K'})"
+    return OvisMonteCarlo, config, EstimatorId(estimator_id, "ovis-S" + suffix, (parameter,), label,
+                                               f"ovis-S{written}{suffix}")
+
+
+def parse_ovis_id(estimator_id: str, reproduce_original: bool) -> Parsed:
+    """``ovis-S<S>[-exclusive]`` (int S: S particles; decimal: a fraction of K) and
+    ``ovis-gamma<g>[-arithmetic|-geometric]`` (the mode may also come first)."""
+    match = _OVIS_MC.fullmatch(estimator_id)
+    if match:
+        return _parse_ovis_mc(estimator_id, match, reproduce_original)
+    tokens = estimator_id.split("-")[1:]
+    gammas = [m for m in map(_GAMMA.fullmatch, tokens) if m]
+    modes = [t for t in tokens if t in LEAVE_ONE_OUT_MODES]
+    if len(gammas) != 1 or len(modes) > 1 or len(gammas) + len(modes) != len(tokens):
+        raise invalid(estimator_id, "an ovis id is ovis-S<S>[-exclusive] or ovis-gamma<g>[-arithmetic|-geometric]")
+    gamma = float(gammas[0].group(1))
+    config = {"gamma": gamma, "leave_one_out": modes[0] if modes else "clipped"}
+    if reproduce_original:
+        config["reproduce_original"] = True
+    mode = f"-{modes[0]}" if modes else ""
+    label = f"OVIS~ (gamma={number_text(gamma)}{', ' + modes[0] if modes else ''})"
+    return OvisAsymptotic, config, EstimatorId(estimator_id, "ovis-gamma" + mode, (("gamma", gamma),), label,
+                                               f"ovis-gamma{number_text(gamma)}{mode}")
+
+
+def _log_position(value: float, low: float, high: float) -> float:
+    """Position of ``value`` in [0, 1] on a log scale from ``low`` to ``high``."""
+    return min(max((math.log(max(value, low)) - math.log(low)) / (math.log(high) - math.log(low)), 0.0), 1.0)
+
+
+def ovis_style(description: EstimatorId) -> Style:
+    """OVIS~: golds by gamma (darker arithmetic, lighter geometric); OVIS-MC: S = 1 orange -> S = 50
+    dark brown on a log scale, fractions of K in reds, lighter without -exclusive."""
+    if description.family.startswith("ovis-gamma"):
+        gamma, mode = description.parameter("gamma"), description.family[len("ovis-gamma-"):]
+        shade = {"arithmetic": 0.25, "geometric": -0.35}.get(mode, 0.0)
+        variant = {"arithmetic": ", arith.", "geometric": ", geom."}.get(mode, "")
+        return Style(("#e8b923", "#b8860b", "#7a5c00"), (0, 0, 0, gamma), position=min(max(gamma, 0.0), 1.0),
+                     shade=shade, label=rf"OVIS$_{{\sim}}$ ($\gamma={gamma:g}${variant})")
+    exclusive = description.family.endswith("-exclusive")
+    count, fraction = description.parameter("S"), description.parameter("S_per_K")
+    size = f"{fraction:g}K" if count is None else f"{count:g}"
+    label = rf"OVIS$_{{\mathrm{{MC}}}}$ ($S={size}$" + ("" if exclusive else " of $K$") + ")"
+    if count is None:
+        ramp, position = ("#f4a582", "#b2182b", "#67001f"), _log_position(fraction, 0.01, 10)
+    else:
+        ramp, position = ("#fdae61", "#e6550d", "#8c510a", "#543005"), _log_position(count, 1, 100)
+    return Style(ramp, (0, 1, int(count is None), float(count or fraction)), position=position,
+                 shade=0.0 if exclusive else -0.3, label=label)
+
+
+FAMILIES = (EstimatorFamily(
+    name="ovis", grammar="ovis-S<int or decimal>[-exclusive] | ovis-gamma<g>[-arithmetic|-geometric]",
+    parse=parse_ovis_id, prefixes=("ovis",), label="OVIS", style=ovis_style,
+    examples=("ovis-S1", "ovis-S0.5", "ovis-S2-exclusive", "ovis-gamma0", "ovis-gamma1", "ovis-gamma1-arithmetic",
+              "ovis-gamma0.5-geometric")),)

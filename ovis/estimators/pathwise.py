@@ -10,6 +10,7 @@ from torch.distributions import Distribution
 
 from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound, normalized_weights
 from .distributions import detach_parameters
+from .registry import EstimatorFamily, Style
 
 
 class Pathwise(GradientEstimator):
@@ -22,6 +23,8 @@ class Pathwise(GradientEstimator):
     generative and inference parameters alike.
     """
     reparam = True
+    latent_types = frozenset({"gaussian", "categorical"})  # latents with rsample (categorical: relaxed)
+    unbiased_for = "∇ L_K"
 
     def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -33,6 +36,7 @@ class PathwiseVAE(Pathwise):
     """Pathwise gradient of the ELBO (Kingma & Welling, 2014) with the particle budget spent
     on ``mc * iw`` single-sample bounds: layout ``(mc * iw, 1)``. Unbiased for the gradient of
     the ELBO L_1 (not of L_K)."""
+    unbiased_for = "∇ ELBO"
 
     @property
     def layout(self) -> Tuple[int, int]:
@@ -61,6 +65,7 @@ class StickingTheLanding(Pathwise):
     Requires a single latent group: for a hierarchical q, detaching q(z_2 | z_1)'s parameters
     would also cut the path through z_1.
     """
+    unbiased_for = "biased"  # for L_K at K > 1; the ELBO at K = 1
 
     def log_q(self, q: Distribution, z: Tensor) -> Tensor:
         return detach_parameters(q).log_prob(z)
@@ -102,6 +107,7 @@ class DReG(StickingTheLanding):
     Unbiased for the gradient of the bound, theta and phi. Free bits are not supported (the
     identity needs a smooth l_k).
     """
+    unbiased_for = "∇ L_K"
 
     def check_options(self, options: RuntimeOptions) -> None:
         if options.freebits is not None:
@@ -125,3 +131,13 @@ class DReG(StickingTheLanding):
             z.register_hook(lambda grad, row_scale=row_scale: grad * row_scale)
         surrogate = (weights * log_weights).sum(-1) / (1 - options.alpha)  # [bs, mc]
         return -surrogate.mean(1), {}
+
+
+FAMILIES = (EstimatorFamily(
+    name="pathwise", grammar="pathwise | pathwise-vae | pathwise-iwae | stl | dreg",
+    ids={"pathwise": (Pathwise, {}), "Pathwise": (Pathwise, {}), "pathwise-vae": (PathwiseVAE, {}),
+         "pathwise-iwae": (PathwiseIWAE, {}), "stl": (StickingTheLanding, {}), "dreg": (DReG, {})},
+    examples=("pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg"),
+    label={"pathwise-vae": "VAE", "pathwise-iwae": "IWAE", "stl": "IWAE-STL", "dreg": "IWAE-DReG"},
+    style={"pathwise-iwae": Style("#636363", (4, 0)), "pathwise-vae": Style("#a9a9a9", (4, 1)),
+           "pathwise": Style("#4d4d4d", (4, 2)), "stl": Style("#9e9ac8", (4, 3)), "dreg": Style("#54278f", (4, 4))}),)

@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .controlled import ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits, group_samples
+from .registry import EstimatorFamily, Style
 
 
 @contextmanager
@@ -101,6 +102,7 @@ class REBAR(ControlledNoiseEstimator):
         if surrogate_hdim and x_shape is None:
             raise ValueError("relax needs x_shape= (the shape of one data point) for its surrogate network")
         self.learn = bool(learn or surrogate_hdim)
+        self.owns_parameters = self.learn
         values = {"eta": torch.tensor(float(eta)), "log_temperature": torch.tensor(math.log(temperature))}
         for name, value in values.items():
             if self.learn:
@@ -110,6 +112,10 @@ class REBAR(ControlledNoiseEstimator):
         self.surrogate_hdim = int(surrogate_hdim)
         self.network: Optional[nn.Module] = None
         self.register_load_state_dict_pre_hook(self._build_network_for_state)
+
+    def model_evaluations(self, latent_size: Optional[int] = None) -> int:
+        """The hard pass, then both relaxations in one call with 2 mc outer samples."""
+        return 3 * self.mc * self.iw
 
     @property
     def compile_problem(self) -> Optional[str]:
@@ -233,3 +239,13 @@ class REBAR(ControlledNoiseEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, learn={self.learn}, surrogate_hdim={self.surrogate_hdim}"
+
+
+FAMILIES = (EstimatorFamily(
+    name="rebar", grammar="rebar | dynamic-rebar | relax",
+    ids={"rebar": (REBAR, {"learn": False}), "dynamic-rebar": (REBAR, {"learn": True}),
+         "relax": (REBAR, {"learn": True, "surrogate_hdim": 64})},
+    examples=("rebar", "dynamic-rebar", "relax"),
+    label={"rebar": "REBAR", "dynamic-rebar": "dynamic REBAR", "relax": "RELAX"},
+    style={"rebar": Style("#01665e", (7, 0)), "dynamic-rebar": Style("#35978f", (7, 1)),
+           "relax": Style("#80cdc1", (7, 2))}),)

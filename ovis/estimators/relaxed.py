@@ -12,12 +12,14 @@ the relaxation backward; biased at every temperature.
 
 Temperature: the id's ``-tau<t>`` if given, else the runtime ``tau`` if > 0, else 0.5.
 """
+import re
 from typing import Dict, Optional, Tuple
 
 from torch import Tensor, nn
 
 from .base import Particles, RuntimeOptions, iw_bound
 from .controlled import ControlledNoiseEstimator, RelaxedSampler
+from .registry import EstimatorFamily, EstimatorId, Parsed, Style, invalid, number_text
 
 DEFAULT_TEMPERATURE = 0.5
 
@@ -26,6 +28,11 @@ class Relaxed(ControlledNoiseEstimator):
     """Concrete / Gumbel-softmax (``straight_through=False``) or straight-through Gumbel
     (module docstring). One model evaluation per step; the model must draw its latents through the
     relaxing sampler, so the estimator cannot run from log-densities alone (``needs_model``)."""
+    latent_types = frozenset({"bernoulli", "categorical"})
+    unbiased_for = "biased"  # the bias vanishes as the temperature goes to 0
+
+    def model_evaluations(self, latent_size: Optional[int] = None) -> int:
+        return self.mc * self.iw
 
     def __init__(self, mc: int = 1, iw: int = 1, temperature: Optional[float] = None,
                  straight_through: bool = False, **options):
@@ -48,3 +55,39 @@ class Relaxed(ControlledNoiseEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, temperature={self.temperature}, straight_through={self.straight_through}"
+
+
+_RELAXED = re.compile(r"(gumbel-softmax|concrete|straight-through)(?:-tau(\d+(?:\.\d*)?|\.\d+))?")
+
+
+def parse_relaxed_id(estimator_id: str, reproduce_original: bool) -> Parsed:
+    """``gumbel-softmax[-tau<t>]`` (alias ``concrete``), ``straight-through[-tau<t>]``."""
+    match = _RELAXED.fullmatch(estimator_id)
+    if not match:
+        raise invalid(estimator_id)
+    temperature = None if match.group(2) is None else float(match.group(2))
+    if temperature is not None and temperature <= 0:
+        raise invalid(estimator_id, "the temperature tau<t> must be > 0")
+    straight_through = match.group(1) == "straight-through"
+    family = "straight-through" if straight_through else "gumbel-softmax"
+    suffix = "" if temperature is None else f"-tau{number_text(temperature)}"
+    label = ("straight-through" if straight_through else "Gumbel-softmax") + (
+        "" if temperature is None else f" (tau={number_text(temperature)})")
+    parameters = () if temperature is None else (("tau", temperature),)
+    return (Relaxed, {"temperature": temperature, "straight_through": straight_through},
+            EstimatorId(estimator_id, family, parameters, label, family + suffix))
+
+
+def relaxed_style(description: EstimatorId) -> Style:
+    """Cyan (Gumbel-softmax) or dark teal (straight-through); lower temperatures darker."""
+    tau = description.parameter("tau")
+    straight_through = description.family == "straight-through"
+    shade = 0.0 if tau is None else min(max(0.5 - float(tau), -0.4), 0.4)
+    return Style("#0b6e7a" if straight_through else "#17becf", (9, int(straight_through), 0, tau or 0.0),
+                 shade=shade)
+
+
+FAMILIES = (EstimatorFamily(
+    name="relaxed", grammar="gumbel-softmax[-tau<t>] | concrete[-tau<t>] | straight-through[-tau<t>]",
+    parse=parse_relaxed_id, prefixes=("gumbel", "concrete", "straight"), label="relaxed", style=relaxed_style,
+    examples=("gumbel-softmax", "gumbel-softmax-tau0.3", "concrete", "straight-through")),)

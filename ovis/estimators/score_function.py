@@ -27,6 +27,7 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 from torch import Tensor, nn
 
 from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound, normalized_weights
+from .registry import EstimatorFamily, Style
 
 
 def _first(values: Tensor, count: int, dim: int = 2) -> Tensor:
@@ -41,6 +42,7 @@ class ScoreFunctionEstimator(GradientEstimator):
     than the ones that get a score term (``n_theta``, ``n_primary``: the first particles of the
     forward pass) and use the remaining ones as auxiliary particles.
     """
+    unbiased_for = "∇ L_K"
     learns_control_variate = False  # True: c_k is trained by the mse term (neural baseline)
 
     def signal_scale(self) -> Union[float, Tensor]:
@@ -141,6 +143,7 @@ class ReinforceBaseline(ScoreFunctionEstimator):
 
     Args: ``x_shape`` (required), ``baseline_hdim``, ``baseline_nlayers``.
     """
+    owns_parameters = True
     learns_control_variate = True
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Sequence[int]] = None,
@@ -155,3 +158,11 @@ class ReinforceBaseline(ScoreFunctionEstimator):
         if x is None:
             raise ValueError("reinforce-baseline's baseline is a function of x: pass x= to loss_from_log_probs")
         return self.baseline(x)[:, None, None]  # [bs, 1, 1]
+
+
+FAMILIES = (EstimatorFamily(
+    name="reinforce", grammar="reinforce | reinforce-baseline",
+    ids={"reinforce": (Reinforce, {}), "reinforce-baseline": (ReinforceBaseline, {})},
+    examples=("reinforce", "reinforce-baseline"),
+    label={"reinforce": "Reinforce", "reinforce-baseline": "Reinforce (baseline)"},
+    style={"reinforce": Style("#7b95b0", (5, 0)), "reinforce-baseline": Style("#4a6c8c", (5, 1))}),)

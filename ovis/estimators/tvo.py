@@ -5,12 +5,14 @@ The TVO integrates ``E_{pi_beta}[log w]`` over ``beta`` in [0, 1], where
 ``0 = beta_0 < beta_1 < ... < beta_n = 1``; the left sum is a lower bound of log p(x).
 """
 import math
+import re
 from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .base import GradientEstimator, Particles, RuntimeOptions
+from .registry import EstimatorFamily, EstimatorId, Parsed, Style, invalid
 
 INTEGRATIONS = ("left", "right", "trapz")
 BETA_MIN_RULES = ("config1", "config2")
@@ -90,6 +92,7 @@ class ThermodynamicVariationalObjective(GradientEstimator):
         self.register_buffer("partition", partition, persistent=False)  # [n + 1], float64
         self.register_buffer("weights", integration_weights(partition, integration), persistent=False)  # [n + 1]
         self.integration = integration
+        self.unbiased_for = "∇ ELBO" if len(partition) == 2 and integration == "left" else "biased"
 
     def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -116,3 +119,75 @@ class ThermodynamicVariationalObjective(GradientEstimator):
     def extra_repr(self) -> str:
         points = ", ".join(f"{b:.4g}" for b in self.partition.tolist())
         return f"{super().extra_repr()}, partition=[{points}], integration={self.integration}"
+
+
+def _original_tvo_tokens(tokens, config: Dict) -> int:
+    """The original code's reading of a TVO id: substring tests, first integer, unknown tokens ignored."""
+    beta = 10
+    for token in tokens:
+        number = re.search(r"\d+", token)
+        if "part" in token and number:
+            config["partitions"] = int(number.group())
+        elif "beta" in token and number:
+            beta = int(number.group())
+        elif token in BETA_MIN_RULES:
+            config["beta_min_rule"] = token
+    config["integration"] = next((t for t in tokens if t in INTEGRATIONS), "left")
+    return beta
+
+
+def _tvo_config(estimator_id: str, tokens, reproduce_original: bool) -> Tuple[Dict, int]:
+    """The TVO's config and the ``beta<b>`` number b (beta_min = 10^-b)."""
+    config = {"partitions": 2, "log_beta_min": -10.0, "beta_min_rule": None, "integration": "left"}
+    if reproduce_original:
+        beta = _original_tvo_tokens(tokens, config)
+        config["log_beta_min"] = -float(beta)
+        return config, beta
+    beta, seen = 10, set()
+    for token in tokens:
+        match = re.fullmatch(r"(part|beta)(\d+)", token)
+        kind = (match.group(1) if match else "integration" if token in INTEGRATIONS
+                else "beta_min_rule" if token in BETA_MIN_RULES else None)
+        if kind is None:
+            raise invalid(estimator_id, f"unknown tvo token {token!r}: expected part<n>, beta<b>, config1, "
+                                        f"config2, left, right or trapz (the original code ignored unknown "
+                                        f"tokens: reproduce_original=True does the same)")
+        if kind in seen:
+            raise invalid(estimator_id, f"more than one {kind} token")
+        seen.add(kind)
+        if kind == "part":
+            config["partitions"] = int(match.group(2))
+        elif kind == "beta":
+            beta = int(match.group(2))
+        else:
+            config[kind] = token
+    config["log_beta_min"] = -float(beta)
+    return config, beta
+
+
+def parse_tvo_id(estimator_id: str, reproduce_original: bool) -> Parsed:
+    """``tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]``."""
+    config, beta = _tvo_config(estimator_id, estimator_id.split("-")[1:], reproduce_original)
+    parts = config["partitions"]
+    if parts < 1:
+        raise invalid(estimator_id, "the TVO needs at least one partition")
+    words = [w for w in (config["beta_min_rule"], config["integration"]) if w not in (None, "left")]
+    family = "-".join(["tvo"] + words)
+    details = ([f"{parts} part."] if parts != 2 else []) + ([f"beta_min=1e-{beta}"] if beta != 10 else []) + words
+    key = "-".join(["tvo"] + ([f"part{parts}"] if parts != 2 else []) + ([f"beta{beta}"] if beta != 10 else [])
+                   + words)
+    label = "TVO" + (f" ({', '.join(details)})" if details else "")
+    return (ThermodynamicVariationalObjective, config,
+            EstimatorId(estimator_id, family, (("part", parts), ("beta", beta)), label, key))
+
+
+def tvo_style(description: EstimatorId) -> Style:
+    """Blue, darker with more partitions."""
+    parts = description.parameter("part")
+    return Style("#2166ac", (2, 0, 0, parts), shade=min(0.08 * (parts - 2), 0.4) if parts >= 2 else -0.2)
+
+
+FAMILIES = (EstimatorFamily(
+    name="tvo", grammar="tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]", parse=parse_tvo_id,
+    prefixes=("tvo",), label="TVO", style=tvo_style,
+    examples=("tvo", "tvo-part1", "tvo-part5-beta2-trapz", "tvo-part2-config1")),)

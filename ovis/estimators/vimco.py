@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from .base import finite_or_zero
+from .registry import EstimatorFamily, Style
 from .score_function import ScoreFunctionEstimator
 
 LEAVE_ONE_OUT_MODES = ("arithmetic", "geometric")
@@ -76,3 +77,11 @@ class VIMCO(ScoreFunctionEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mode={self.mode}"
+
+
+FAMILIES = (EstimatorFamily(
+    name="vimco", grammar="vimco-arithmetic | vimco-geometric",
+    ids={"vimco-arithmetic": (VIMCO, {"mode": "arithmetic"}), "vimco-geometric": (VIMCO, {"mode": "geometric"})},
+    examples=("vimco-arithmetic", "vimco-geometric"),
+    label={"vimco-arithmetic": "VIMCO", "vimco-geometric": "VIMCO (geom.)"},
+    style={"vimco-arithmetic": Style("#238b45", (1, 0)), "vimco-geometric": Style("#74c476", (1, 1))}),)

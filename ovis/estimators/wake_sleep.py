@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound, normalized_weights, reduce_rows
+from .registry import EstimatorFamily, Style
 
 
 class ReweightedWakeSleep(GradientEstimator):
@@ -32,6 +33,7 @@ class WakeWake(ReweightedWakeSleep):
     self-normalised importance sampling estimate of ``grad_phi E_{p(z|x)}[log q(z|x)]``
     (= - grad_phi KL(p(z|x) || q(z|x))). Theta: unbiased for L_K. Phi: biased for any finite K
     (consistent as K grows; zero in expectation at K = 1), and it does not target L_K."""
+    unbiased_for = "biased"
 
     def phi_loss(self, model, x, particles, log_weights, options):
         weights = normalized_weights(log_weights)  # [bs, mc, iw]
@@ -49,6 +51,7 @@ class WakeSleep(ReweightedWakeSleep):
     ``[q(z_g | ...)]`` evaluated at the given latents (top first, as in ``forward``).
     Diagnostics: ``rws/sleep_log_q``, the mean of ``log q(z|x)`` over the sleep samples.
     """
+    unbiased_for = "sleep"  # phi: the sleep objective E_p(x,z)[log q(z|x)]; theta: L_K
     needs_model = True
 
     def check_model(self, model: nn.Module) -> None:
@@ -69,3 +72,10 @@ class WakeSleep(ReweightedWakeSleep):
                     for g, (q, z) in enumerate(zip(qz, z_sleep)))  # [rows]
         sleep_log_q = log_q.view(bs, -1).mean(1)  # [bs]
         return -sleep_log_q, {"rws/sleep_log_q": sleep_log_q.detach()}
+
+
+FAMILIES = (EstimatorFamily(
+    name="wake-sleep", grammar="wake-wake | wake-sleep",
+    ids={"wake-wake": (WakeWake, {}), "wake-sleep": (WakeSleep, {})}, examples=("wake-wake", "wake-sleep"),
+    label={"wake-wake": "RWS (wake-wake)", "wake-sleep": "RWS (wake-sleep)"},
+    style={"wake-wake": Style("#6baed6", (3, 0)), "wake-sleep": Style("#9ecae1", (3, 1))}),)

@@ -5,7 +5,7 @@ Estimators call ``forward`` once per step for all particles. A model that declar
 rows; any other model receives ``x`` repeated ``n`` times along the batch axis. Below, ``rows``
 is the leading batch size of the outputs. See docs/DESIGN.md, section 1b.
 """
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 from torch import Tensor, nn
 from torch.distributions import Distribution
@@ -70,6 +70,10 @@ class TemplateModel(nn.Module):
     def supports_reparam(self) -> bool:
         """Whether every latent layer can be sampled with ``rsample`` (pathwise estimators)."""
         return False
+
+    # "gaussian", "bernoulli" or "categorical": estimators refuse types outside their latent_types
+    # before any work (None: not declared, not checked)
+    latent_type: Optional[str] = None
 
     @staticmethod
     def sample(dist: Distribution, reparam: bool) -> Tensor:

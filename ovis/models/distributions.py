@@ -267,6 +267,7 @@ class LatentFamily:
     n_params: int = 1
     unit_size: int = 1
     reparameterisable: bool = False
+    latent_type = ""  # "gaussian", "bernoulli" or "categorical" (estimators' latent_types)
     parameter_major: bool = False
 
     def __init__(self, reproduce_original: bool = False):
@@ -289,6 +290,7 @@ class LatentFamily:
 
 class NormalFamily(LatentFamily):
     """Diagonal Gaussian from (mean, log standard deviation)."""
+    latent_type = "gaussian"
 
     n_params = 2
     reparameterisable = True
@@ -301,6 +303,7 @@ class NormalFamily(LatentFamily):
 
 class BernoulliFamily(LatentFamily):
     """Independent Bernoulli units from logits (no pathwise gradient); relaxed when ``tau > 0``."""
+    latent_type = "bernoulli"
 
     n_params = 1
 
@@ -314,6 +317,7 @@ class BernoulliFamily(LatentFamily):
 class CategoricalFamily(LatentFamily):
     """One-hot categorical units with ``n_categories`` classes: straight-through ``rsample`` when
     ``tau = 0``, relaxed (Gumbel-softmax) samples when ``tau > 0``."""
+    latent_type = "categorical"
 
     reparameterisable = True
 

@@ -53,6 +53,8 @@ class GaussianToyModel(TemplateModel):
         self.register_buffer("optimal_b", 0.5 * optimal_mu)
         self.register_buffer("optimal_mu", optimal_mu)
 
+    latent_type = "gaussian"
+
     @property
     def supports_reparam(self) -> bool:
         return True

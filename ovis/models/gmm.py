@@ -53,6 +53,8 @@ class GaussianMixtureModel(TemplateModel):
     """Args: ``x_shape = (1,)``; ``N``: number of clusters C; ``hdim``: width of q's hidden
     layer. Parameters: ``log_theta [C]`` (prior logits, start at 0) and ``phi.*``."""
 
+    latent_type = "categorical"
+
     def __init__(self, x_shape: Sequence[int] = (1,), N: int = 20, hdim: int = 16):
         super().__init__()
         if tuple(x_shape) != (1,):

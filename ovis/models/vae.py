@@ -136,6 +136,10 @@ class HierarchicalVAE(TemplateModel):
     def supports_reparam(self) -> bool:
         return self.family.reparameterisable
 
+    @property
+    def latent_type(self) -> str:
+        return self.family.latent_type
+
     def _data_input(self, x: Tensor) -> Tensor:
         h = x.flatten(1)  # [rows, x_features]
         return (h - self.x_mean + 1) * 0.5 if self.centered_data else h

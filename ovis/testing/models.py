@@ -86,6 +86,8 @@ class EnumerableModel(_TestModel):
     returns the diagnostic ``testing/latent_mean`` (mean of all latent units, per row).
     """
 
+    latent_type = "bernoulli"
+
     def __init__(self, x_dim: int = 3, z_dims: Sequence[int] = (2,), scale: float = 1.0, seed: int = 0):
         super().__init__()
         if x_dim < 1 or not z_dims or min(z_dims) < 1:
@@ -300,6 +302,8 @@ class LinearGaussianModel(_TestModel):
     ``generative_model.mu``, ``inference_network.{A, b, log_std}`` drawn from ``seed``.
     Distributions are ``Independent(Normal)`` (one group).
     """
+
+    latent_type = "gaussian"
 
     def __init__(self, dim: int = 2, seed: int = 0):
         super().__init__()

@@ -290,19 +290,6 @@ def efficiency_table(workloads: Sequence[Workload], log=print) -> pd.DataFrame:
     return table
 
 
-class _DeprecatedAlias(argparse.Action):
-    """An old option name: stores into the new destination with a message on stderr."""
-
-    def __init__(self, option_strings, dest, new_name: str = "", **kwargs):
-        self.new_name = new_name
-        super().__init__(option_strings, dest, **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        print(f"{parser.prog}: {option_string} is deprecated (it is not run.py's --warmup, the alpha warm-up): "
-              f"use {self.new_name} {values}", file=sys.stderr)
-        setattr(namespace, self.dest, values)
-
-
 def build_parser(description: str = "") -> argparse.ArgumentParser:
     """The options of ``measure_efficiency.py`` (one ``Workload`` per model x estimator x K)."""
     parser = ArgumentParser(description=description, formatter_class=ExamplesHelpFormatter)
@@ -318,8 +305,6 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     parser.add_argument("--chunk_size", type=integer_option, default=None,
                         help="rows per forward pass of --kind evaluate (default: run.py's)")
     parser.add_argument("--untimed_steps", type=integer_option, default=3, help="untimed steps first")
-    parser.add_argument("--warmup", dest="untimed_steps", type=integer_option, action=_DeprecatedAlias,
-                        new_name="--untimed_steps", help="deprecated name of --untimed_steps")
     parser.add_argument("--steps", type=integer_option, default=20, help="timed steps (the median is reported)")
     parser.add_argument("--dataset", default="binmnist")
     parser.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")

@@ -154,11 +154,9 @@ def test_reproduce_original_gives_the_original_renyi_correction():
     Estimator, config = parse_estimator_id("ovis-gamma1", reproduce_original=True)
     assert config["reproduce_original"] is True and Estimator(iw=3, **config).reproduce_original
     assert "reproduce_original" not in parse_estimator_id("ovis-gamma1")[1]
-    # the earlier names of the switch are still read
-    assert parse_estimator_id("ovis-gamma1", head_compat=True) == (Estimator, config)
-    assert Estimator(iw=3, legacy_renyi=True).reproduce_original and not Estimator(iw=3).reproduce_original
+    assert not Estimator(iw=3).reproduce_original
     MonteCarlo = parse_estimator_id("ovis-S2")[0]
-    assert MonteCarlo(iw=10, iw_aux=0.5, head_aux_scaling=True).iw_aux == 5
+    assert MonteCarlo(iw=10, iw_aux=0.5, reproduce_original=True).iw_aux == 5
 
 
 @pytest.mark.parametrize("estimator_id", EXAMPLE_IDS + ("Pathwise", "ovis-S2.0-exclusive", "ovis-gamma1.0",

@@ -76,15 +76,12 @@ def test_bad_workloads_are_refused():
         Workload(model="sbm", estimator="reinforce", iw=0)
 
 
-def test_untimed_steps_option_and_its_deprecated_alias(capsys):
+def test_untimed_steps_option(capsys):
     from ovis.training.efficiency import build_parser, workloads_of
     args = build_parser().parse_args(["--untimed_steps", "4", "--models", "sbm", "--estimators", "reinforce",
                                       "--iw", "5,50"])
     assert [(w.iw, w.untimed_steps) for w in workloads_of(args)] == [(5, 4), (50, 4)]
     assert capsys.readouterr().err == ""
-    assert build_parser().parse_args(["--warmup", "7"]).untimed_steps == 7
-    message = capsys.readouterr().err
-    assert "--warmup is deprecated" in message and "use --untimed_steps 7" in message
 
 
 def test_a_measurement_reports_threads_floor_and_load():
