@@ -92,11 +92,6 @@ class Antithetic(ControlledNoiseEstimator):
             phi_loss = phi_loss - (gradient * logits[group]).sum(-1).view(bs, mc, K).sum(-1)
         return (phi_loss - bound).mean(1), {}
 
-    def model_evaluations(self, latent_size=None) -> int:
-        """``mc * iw * (1 + G)``: the hard pass and one antithetic pass per stochastic layer (G is
-        known after the first step; 1 before it)."""
-        return self.mc * self.iw * (1 + max(len(self.noise), 1))
-
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, mode={self.mode}"
 

@@ -33,6 +33,7 @@ from torch.distributions import Distribution
 from ..models.sampling import UNIFORM_EPS, LatentSampler, bernoulli_logits
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, LeafSample, latent_groups
+from .registry import EstimatorFamily, Style
 
 COPULAS = ("dirichlet", "gaussian")
 _NODES, _WEIGHTS = (torch.from_numpy(a) for a in np.polynomial.legendre.leggauss(24))
@@ -90,9 +91,6 @@ class ARMS(DiscreteLatentEstimator):
     def __init__(self, mc: int = 2, iw: int = 1, copula: str = "dirichlet", **options):
         if copula not in COPULAS:
             raise ValueError(f"copula {copula!r}; allowed: {list(COPULAS)}")
-        if mc < 2:
-            raise ValueError(f"arms draws its antithetic samples as the outer samples: mc={mc}, use --mc 2 or more "
-                             f"(the paper's n samples: --mc n --iw 1)")
         super().__init__(mc, iw, **options)
         self.copula = copula
 
@@ -128,3 +126,10 @@ class ARMS(DiscreteLatentEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, copula={self.copula}"
+
+
+FAMILIES = (EstimatorFamily(
+    name="arms", grammar="arms | arms-gaussian",
+    ids={"arms": (ARMS, {"copula": "dirichlet"}), "arms-gaussian": (ARMS, {"copula": "gaussian"})},
+    examples=("arms", "arms-gaussian"), label={"arms": "ARMS", "arms-gaussian": "ARMS (Gaussian copula)"},
+    style={"arms": Style("#a50f15", (10, 0)), "arms-gaussian": Style("#ef3b2c", (10, 0, 1))}),)

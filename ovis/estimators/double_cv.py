@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, LeafSample, latent_groups
+from .registry import EstimatorFamily, Style
 from .score_function import ScoreFunctionEstimator
 
 
@@ -37,9 +38,6 @@ class DoubleControlVariate(DiscreteLatentEstimator, ScoreFunctionEstimator):
     min_mc = 2
 
     def __init__(self, mc: int = 2, iw: int = 1, scale: float = 1.0, **options):
-        if mc < 2:
-            raise ValueError(f"double-cv takes its leave-one-out control variate over independent outer samples: "
-                             f"mc={mc}, use --mc 2 or more (the paper's K samples: --mc K --iw 1)")
         super().__init__(mc, iw, **options)
         self.scale = float(scale)
         self.leaves = {}
@@ -84,3 +82,7 @@ class DoubleControlVariate(DiscreteLatentEstimator, ScoreFunctionEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, scale={self.scale}"
+
+
+FAMILIES = (EstimatorFamily(name="double-cv", grammar="double-cv", ids={"double-cv": (DoubleControlVariate, {})},
+                            examples=("double-cv",), label="double CV", style=Style("#fd8d3c", (10, 1))),)

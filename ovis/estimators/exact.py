@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..models.sampling import Given
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, LatentGroup, unit_values
+from .registry import EstimatorFamily, Style
 
 MAX_TUPLES = 2 ** 16
 
@@ -82,3 +83,7 @@ class ExactEnumeration(DiscreteLatentEstimator):
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, max_tuples={self.max_tuples}"
+
+
+FAMILIES = (EstimatorFamily(name="exact", grammar="exact", ids={"exact": (ExactEnumeration, {})}, examples=("exact",),
+                            label="exact gradient", style=Style("#000000", (0, 0), linestyle=":")),)

@@ -112,6 +112,7 @@ class DiscreteLatentEstimator(GradientEstimator):
     groups of ``latent_types`` and at most ``max_groups`` of them (``check_groups``)."""
     needs_model = True
     latent_types = frozenset({"bernoulli", "categorical"})
+    unbiased_for = "∇ L_K"
     max_groups: Optional[int] = None
 
     def __init__(self, *args, **kwargs):

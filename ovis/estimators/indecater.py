@@ -24,6 +24,7 @@ from ..models.sampling import Given
 from .antithetic import swapped_bounds
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, unit_indices, unit_probabilities, unit_values
+from .registry import EstimatorFamily, Style
 
 
 class IndeCateR(DiscreteLatentEstimator):
@@ -70,3 +71,7 @@ class IndeCateR(DiscreteLatentEstimator):
         rao_blackwellised = (probs.gather(-1, order) * values).sum((2, 3, 4))  # [bs, mc]
         phi_term = rao_blackwellised - rao_blackwellised.detach()  # value 0, gradient of the sum over i, c
         return -(bound + phi_term).mean(1), {}
+
+
+FAMILIES = (EstimatorFamily(name="indecater", grammar="indecater", ids={"indecater": (IndeCateR, {})},
+                            examples=("indecater",), label="IndeCateR", style=Style("#e6550d", (10, 2))),)

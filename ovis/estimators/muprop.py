@@ -79,10 +79,6 @@ class MuProp(ScoreFunctionEstimator):
         positions = torch.tensor([order.index(g) for g in range(len(order))], device=terms.device)
         return baseline + others + own.index_select(-1, positions), analytic
 
-    def model_evaluations(self, latent_size=None) -> int:
-        """``mc * iw + 1``: the particles and one mean-field pass per data point."""
-        return self.mc * self.iw + 1
-
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, first_order={self.first_order}"
 

@@ -233,10 +233,6 @@ class REBAR(ControlledNoiseEstimator):
         per_offset = hard.view(bs, -1, units).sum(1) + relaxed.view(bs, -1, units).sum(1)  # [bs, sum N_g]
         return per_offset.square().sum()
 
-    def model_evaluations(self, latent_size=None) -> int:
-        """``3 mc iw``: the hard pass and the two relaxed ones."""
-        return 3 * self.mc * self.iw
-
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, learn={self.learn}, surrogate_hdim={self.surrogate_hdim}"
 

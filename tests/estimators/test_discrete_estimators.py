@@ -136,13 +136,13 @@ def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
 
 @pytest.mark.parametrize("cls", [DoubleControlVariate, ARMS])
 def test_leave_one_out_estimators_need_two_outer_samples(cls):
-    with pytest.raises(ValueError, match="--mc 2"):
+    with pytest.raises(ValueError, match="needs mc >= 2, got mc=1; use mc=2"):
         cls(1, 4)
 
 
 def test_arms_refuses_categorical_latents():
     model, _ = categorical_vae()
-    with pytest.raises(ValueError, match="needs bernoulli latents.*--prior bernoulli"):
+    with pytest.raises(ValueError, match="accepts bernoulli latents, but .* categorical latents; use"):
         ARMS(2, 1, x_shape=(3,)).check_model(model)
 
 
@@ -150,7 +150,7 @@ def test_arms_refuses_categorical_latents():
 def test_gaussian_latents_are_refused_with_the_fix(cls):
     torch.manual_seed(0)
     model = get_model("vae", (3,), prior="normal", N=2, hdim=4, nlayers=1, depth=1)
-    with pytest.raises(ValueError, match="needs bernoulli.* latents.*--prior bernoulli"):
+    with pytest.raises(ValueError, match="accepts bernoulli.* latents, but .* gaussian latents; use"):
         cls(2, 2, x_shape=(3,)).check_model(model)
 
 
