@@ -120,7 +120,8 @@ class ARMS(DiscreteLatentEstimator):
         b = particles.output["z"][0].detach().view(bs, n, -1)  # [bs, n, iw * N]
         with torch.no_grad():
             centred = bound - bound.mean(1, keepdim=True)  # [bs, n]
-            gradient = centred[..., None] * (b - p) * self.debias(p) / (n - 1)  # [bs, n, iw * N]
+            debias = self.debias(p[:, :1])  # [bs, 1, iw * N]: q(z|x) is the same for the n samples
+            gradient = centred[..., None] * (b - p) * debias / (n - 1)  # [bs, n, iw * N]
         phi_term = (gradient * logits.view(bs, n, -1)).sum((1, 2))  # [bs]
         return -(bound.mean(1) + phi_term), {}
 
