@@ -57,8 +57,7 @@ class GradientVarianceTracker:
     def estimator(self, estimator_id: str, model: nn.Module) -> nn.Module:
         if estimator_id not in self.estimators:
             Estimator, config = parse_estimator_id(estimator_id)
-            extra = {k: v for k, v in self.estimator_config.items() if k in ("baseline_hdim", "baseline_nlayers")
-                     and estimator_id in ("nvil", "reinforce-baseline")}
+            extra = {k: v for k, v in self.estimator_config.items() if k in Estimator.baseline_options}
             reference = next(model.parameters())
             estimator = Estimator(mc=self.mc, iw=self.iw, x_shape=self.x_shape, **config, **extra)
             estimator.check_model(model)

@@ -47,6 +47,7 @@ def swapped_bounds(log_weights: Tensor, swapped: Tensor, alpha: float = 0.0) -> 
 class Antithetic(ControlledNoiseEstimator):
     """ARM / DisARM / local DisARM (``mode``, module docstring). Needs Bernoulli latents and a model
     that accepts samplers; costs ``1 + G`` model evaluations (G stochastic layers), in two passes."""
+    noise_quadrature_nodes = 1  # constant or linear in the noise between thresholds: exact
 
     def __init__(self, mc: int = 1, iw: int = 1, mode: str = "disarm", **options):
         if mode not in ANTITHETIC_MODES:

@@ -23,7 +23,7 @@ iw = 1, the IW-Renyi bound at alpha > 0), theta and phi, for one layer of Bernou
 (the units of a hierarchical q have sample-dependent p); one model evaluation per particle.
 """
 import math
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -58,6 +58,25 @@ def pair_probability(m: Tensor, n: int, copula: str) -> Tensor:
     return (standard_normal_cdf(h) - 2 * owens_t(h, math.sqrt(n / (n - 2)))).clamp(min=0)
 
 
+def unit_pattern_probabilities(m: float, n: int, copula: str) -> List[float]:
+    """For one unit whose rarer value has probability ``m <= 1/2``: the probability that a given
+    set of r of the n samples (r = 0 .. n) take the rarer value and the others do not, by
+    inclusion-exclusion over ``J(j)``, the probability that j given samples all do: ``J(1) = m``,
+    ``J(j) = max(1 - j (1 - m^(1/(n-1))), 0)^(n-1)`` for the Dirichlet copula (uniform spacings),
+    ``J(2) = C(m, m)`` and ``J(3) = 0`` for the Gaussian one (its samples sum to zero), whose law
+    of more than three samples has no closed form here."""
+    if copula == "gaussian" and n > 3:
+        raise ValueError(f"the Gaussian copula's law of {n} samples has no closed form here: use n <= 3 or the "
+                         f"Dirichlet copula")
+    if copula == "dirichlet":
+        spacing = 1 - m ** (1 / (n - 1))
+        joint = [max(1 - j * spacing, 0.0) ** (n - 1) for j in range(n + 1)]
+    else:
+        pair = pair_probability(torch.tensor(m, dtype=torch.float64), n, copula).item()
+        joint = [1.0, m, pair, 0.0][:n + 1]
+    return [sum(math.comb(n - r, i) * (-1) ** i * joint[r + i] for i in range(n - r + 1)) for r in range(n + 1)]
+
+
 class CopulaSampler(LatentSampler):
     """Draws every Bernoulli group of a ``[bs * n * iw]``-row pass (data point slowest, then the
     n samples) from n-variate copula uniforms along the samples (module docstring)."""
@@ -85,6 +104,7 @@ class ARMS(DiscreteLatentEstimator):
     samples of one layer of Bernoulli latents."""
     name = "arms"
     latent_types = frozenset({"bernoulli"})
+    joint_samples = True
     max_groups = 1
     min_mc = 2
 
@@ -105,6 +125,16 @@ class ARMS(DiscreteLatentEstimator):
         if self.groups is None:
             self.check_groups(latent_groups(particles.output))
         return particles
+
+    def tuple_probabilities(self, p: Tensor, latents: Tensor) -> Tensor:
+        """Probability of each tuple of particles under the copula: ``latents [T, mc, iw, N]``
+        (binary), ``p [N]`` the units' probabilities (one data point, one layer) -> ``[T]``."""
+        probability = latents.new_ones(latents.shape[0])
+        for unit, p_unit in enumerate(p.tolist()):
+            rare = float(p_unit < 0.5)
+            patterns = latents.new_tensor(unit_pattern_probabilities(min(p_unit, 1 - p_unit), self.mc, self.copula))
+            probability = probability * patterns[(latents[..., unit] == rare).sum(1)].prod(-1)
+        return probability
 
     def debias(self, p: Tensor) -> Tensor:
         """``p (1 - p) / (m - C(m, m))`` with ``m = min(p, 1 - p)``."""

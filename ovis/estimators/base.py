@@ -258,9 +258,10 @@ def check_latent_type(estimator: type, model: nn.Module) -> None:
     latent_type = getattr(model, "latent_type", None)
     if latent_type is not None and latent_type not in estimator.latent_types:
         from .registry import estimators_accepting
-        raise ValueError(f"{estimator.__name__} accepts {'/'.join(sorted(estimator.latent_types))} latents, but "
-                         f"{type(model).__name__} has {latent_type} latents; use an estimator that accepts them, "
-                         f"such as {', '.join(estimators_accepting(latent_type)[:4])}")
+        accepted = " or ".join(sorted(estimator.latent_types))
+        raise ValueError(f"{estimator.__name__} accepts {accepted} latents, but {type(model).__name__} has "
+                         f"{latent_type} latents: use a model with {accepted} latents, or an estimator that accepts "
+                         f"{latent_type} latents, such as {', '.join(estimators_accepting(latent_type)[:4])}")
 
 
 class GradientEstimator(nn.Module, metaclass=ABCMeta):
@@ -289,6 +290,14 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     min_iw = 1  # smallest number of importance samples it is defined for
     owns_parameters = False  # has its own trainable parameters (baselines, learned control variates)
     unbiased_for = "biased"  # the objective whose gradient it estimates without bias, e.g. "∇ L_K"
+    stops_q_parameters = False  # log q evaluated with q's parameters stopped (front ends re-evaluate q)
+    needs_latents = False  # loss_from_log_probs needs latents= (it rescales their gradients)
+    sleep_phase = False  # trains q on dreams from p (front ends add the sleep loss)
+    baseline_options: Tuple[str, ...] = ()  # constructor options of its neural baseline (run.py sets them)
+    noise_quadrature_nodes: Optional[int] = None  # draws its own uniform noise: Gauss-Legendre nodes per
+    # interval that integrate its gradient over that noise (1: exact); None: its randomness is the particles
+    joint_samples = False  # draws the mc samples of a data point together (ARMS' copula): the law of a tuple of
+    # particles is its tuple_probabilities(p, latents), not a product of q's
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Tuple[int, ...]] = None,
                  alpha: float = 0.0, beta: float = 1.0, tau: float = 0.0, freebits: Optional[float] = None):

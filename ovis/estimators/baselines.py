@@ -30,6 +30,7 @@ class NVIL(ScoreFunctionEstimator):
     """
     learns_control_variate = True
     owns_parameters = True
+    baseline_options = ("baseline_hdim", "baseline_nlayers")
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Sequence[int]] = None,
                  baseline_hdim: int = 64, baseline_nlayers: int = 1, momentum: float = 0.8, **options):
@@ -74,15 +75,13 @@ class NVIL(ScoreFunctionEstimator):
 class ReinforceLeaveOneOut(ScoreFunctionEstimator):
     """Reinforce with the leave-one-out baseline over the ``mc`` independent bounds of a data point
     (Kool et al., 2019, "Buy 4 REINFORCE samples, get a baseline for free!"): ``c_mk`` = mean of
-    the bounds ``L_m'`` of the other outer samples ``m' != m`` (``c = 0`` when mc = 1). The other
+    the bounds ``L_m'`` of the other outer samples ``m' != m``, so it needs ``mc >= 2``. The other
     samples are independent of sample m: unbiased for the gradient of L_K (the ELBO at iw = 1),
-    theta and phi. Use it with ``mc >= 2`` (the DisARM paper's 2-sample ``reinforce_loo``:
-    ``--mc 2 --iw 1``)."""
+    theta and phi. The DisARM paper's 2-sample ``reinforce_loo`` is ``--mc 2 --iw 1``."""
+    min_mc = 2
 
     def control_variate(self, x, log_weights, bound, weights, aux_log_weights, options) -> Tensor:
         mc = bound.shape[1]
-        if mc == 1:
-            return bound.new_zeros(())
         return ((bound.sum(1, keepdim=True) - bound) / (mc - 1)).unsqueeze(-1)  # [bs, mc, 1]
 
 

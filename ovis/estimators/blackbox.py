@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from .base import expand_particles, reduce_rows
 from .config import parse_estimator_id
-from .pathwise import DReG, StickingTheLanding
+from .wake_sleep import WakeWake
 
 
 def detach_latents(z: Any) -> Any:
@@ -117,15 +117,15 @@ class Loss(StepHistories, nn.Module):
                  store_log_probs: bool = False, **estimator_options):
         super().__init__()
         Estimator, config = parse_estimator_id(estimator_id)
-        self.stops_q = issubclass(Estimator, StickingTheLanding)  # stl, dreg
+        self.stops_q = Estimator.stops_q_parameters  # stl, dreg
         if self.stops_q and not isinstance(inf_net, nn.Module):
             raise ValueError(f"{estimator_id} evaluates log q with q's parameters stopped, which ovis does by calling "
                              f"inf_net with detached parameters (torch.func.functional_call): inf_net must be an "
                              f"nn.Module; otherwise use pathwise or pathwise-iwae")
         self.estimator_id = estimator_id
-        self.sleep_phase = estimator_id == "wake-sleep"
+        self.sleep_phase = Estimator.sleep_phase
         if self.sleep_phase:  # p by the wake phase, q by the sleep phase (below)
-            Estimator, config = parse_estimator_id("wake-wake")
+            Estimator, config = WakeWake, {}
         Estimator.check_log_densities_suffice(estimator_id)
         self.estimator = Estimator(mc=mc, iw=iw, **config, **estimator_options)
         if self.estimator.reparam and not callable(getattr(inf_net, "rsample", None)):
@@ -170,7 +170,7 @@ class Loss(StepHistories, nn.Module):
         log_p, log_q = particles["log_p"], particles["log_q"]  # [bs, mc, n]
         if self.sleep_phase:  # wake-wake with q detached: the theta wake gradient only
             log_q = log_q.detach()
-        latents = [particles["z"]] if isinstance(self.estimator, DReG) else None  # dreg rescales their gradients
+        latents = [particles["z"]] if self.estimator.needs_latents else None  # dreg rescales their gradients
         loss, diagnostics = self.estimator.loss_from_log_probs(log_p, log_q, x=x, latents=latents, **runtime)  # [bs]
         loss = loss.mean()
         if self.sleep_phase:

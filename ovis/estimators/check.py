@@ -1,6 +1,10 @@
 """Bias and variance of every estimator's gradient against the exact gradient of L_K.
 
-    python -m ovis.estimators.check [--iw 2 4] [--samples 50000] [--seed 0]
+    python -m ovis.estimators.check [--iw 2 4] [--samples 50000] [--seed 0] [--estimators id,...]
+
+Every registered estimator family's example ids are checked (``--estimators``: these ids only),
+each in the sections where its capabilities (``ovis.estimators.registry``) give an exact answer;
+"unbiased for" is the estimator's own ``unbiased_for``.
 
 1. Discrete model (``ovis.testing.EnumerableModel``, float64): the exact mean and
    variance of each score-function / RWS / TVO estimator, by enumerating every tuple of its
@@ -11,54 +15,77 @@
    computed by Gauss-Hermite quadrature over the K reparameterised noises (independent of every
    estimator, so DReG's row can show a bias too), with the Monte-Carlo standard error. The
    quadrature's own error is estimated from a coarser grid and reported.
-3. Estimators that control the uniform noise of each draw (ARM, DisARM, local DisARM, REBAR,
-   dynamic REBAR, RELAX, Gumbel-softmax, straight-through) on the enumerable model, integrated
-   over their noise (``noise_integration``: exact for ARM/DisARM, Gauss-Legendre for the smooth
-   relaxed passes); the relaxed estimators at several temperatures (their bias shrinks with tau).
+3. Estimators that control the uniform noise of each draw (``noise_quadrature_nodes``: ARM, DisARM,
+   REBAR, RELAX, Gumbel-softmax, ...) on the enumerable model, integrated over their noise
+   (``noise_integration``: exact for ARM/DisARM, Gauss-Legendre for the smooth relaxed passes);
+   biased ones that read the runtime tau at several temperatures (their bias shrinks with tau).
 
 Relative bias = ||E[g] - grad|| / ||grad|| over the generative (theta) or inference (phi)
 parameters; "std" = sqrt of the summed per-coordinate variances of one gradient sample.
 """
 import argparse
+import math
+import re
 import time
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
 from ovis.testing import EnumerableModel, LinearGaussianModel, enumerate_estimator, per_datum_gradients
-from .config import parse_estimator_id
-from .noise_integration import integrate_estimator
+from .config import describe_estimator_id, parse_estimator_id
+from .noise_integration import integrate_estimator, rule_on, thresholds
+from .registry import example_ids
 
-# (id, the objective whose phi gradient the estimator is unbiased for, if any)
-ENUMERATED = (
-    ("reinforce", "L_K"), ("vimco-arithmetic", "L_K"), ("vimco-geometric", "L_K"),
-    ("ovis-S1-exclusive", "L_K"), ("ovis-S2-exclusive", "L_K"), ("ovis-S1", "L_{K-1}"),
-    ("ovis-gamma0", "L_K"), ("ovis-gamma0.5", "biased"), ("ovis-gamma1", "biased"),
-    ("ovis-gamma1-arithmetic", "biased"), ("ovis-gamma1-geometric", "biased"),
-    ("wake-wake", "biased"), ("wake-sleep", "sleep"),
-    ("tvo-part1", "ELBO"), ("tvo-part2-config1", "biased"), ("tvo-part5-beta2", "biased"),
-    ("nvil", "L_K"), ("reinforce-loo", "L_K"), ("muprop", "L_K"), ("simple-muprop", "L_K"),
-)
-# (id, unbiased for, runtime tau or None, quadrature nodes, largest iw the grid allows)
-NOISE_INTEGRATED = (
-    ("arm", "L_K", None, 1, 4), ("disarm", "L_K", None, 1, 4), ("disarm-iw", "L_K", None, 1, 4),
-    ("rebar", "L_K", None, 8, 1), ("dynamic-rebar", "L_K", None, 8, 1), ("relax", "L_K", None, 8, 1),
-    ("gumbel-softmax", "biased", 1.0, 32, 1), ("gumbel-softmax", "biased", 0.5, 32, 1),
-    ("gumbel-softmax", "biased", 0.25, 32, 1), ("gumbel-softmax", "biased", 0.1, 32, 1),
-    ("straight-through", "biased", 1.0, 32, 1), ("straight-through", "biased", 0.25, 32, 1),
-)
-PATHWISE = (("pathwise-iwae", "L_K"), ("dreg", "L_K"), ("stl", "ELBO at K=1"), ("pathwise-vae", "ELBO"),
-            ("reinforce", "L_K"), ("vimco-arithmetic", "L_K"), ("ovis-gamma1", "biased"))
-
-
+# Every registered family's example ids (one per canonical id) are checked, each where an exact
+# answer exists for it: score-function / RWS / TVO ones (no noise of their own, Bernoulli latents)
+# by enumeration, those that draw their own noise by integration over it, the pathwise ones and
+# those without Bernoulli latents on the linear Gaussian model. Score-function references there:
+GAUSSIAN_REFERENCES = ("reinforce", "vimco-arithmetic", "ovis-gamma1")
+TEMPERATURES = (1.0, 0.5, 0.25, 0.1)  # of the biased relaxed estimators that read the runtime tau
+NOISE_GRID_POINTS = 50_000  # largest noise grid integrated (ARM iw <= 4, REBAR and relaxed iw = 1)
 SLEEP_SAMPLES = 100000
 
 
+def checked_ids(estimators: Optional[Sequence[str]] = None) -> Tuple[str, ...]:
+    """``estimators``, else every registered example id, one per canonical id."""
+    first: Dict[str, str] = {}
+    for estimator_id in example_ids() if estimators is None else estimators:
+        first.setdefault(describe_estimator_id(estimator_id).key, estimator_id)
+    return tuple(first.values())
+
+
+def enumerated_ids(ids: Sequence[str]) -> List[str]:
+    return [e for e in ids if _class(e).noise_quadrature_nodes is None and not _class(e).reparam
+            and "bernoulli" in _class(e).latent_types]
+
+
+def noise_integrated_ids(ids: Sequence[str]) -> List[str]:
+    return [e for e in ids if _class(e).noise_quadrature_nodes is not None and "bernoulli" in _class(e).latent_types]
+
+
+def gaussian_ids(ids: Sequence[str]) -> List[str]:
+    return [e for e in ids if "gaussian" in _class(e).latent_types and _class(e).noise_quadrature_nodes is None
+            and (_class(e).reparam or "bernoulli" not in _class(e).latent_types)]
+
+
+def _class(estimator_id: str) -> type:
+    return parse_estimator_id(estimator_id)[0]
+
+
 def _build(estimator_id: str, iw: int, x_shape=(4,)):
-    """mc = 1, except reinforce-loo (mc = 2: its baseline is the other outer sample's bound)."""
+    """At the smallest mc the estimator is defined for (1, or its ``min_mc``)."""
     Estimator, config = parse_estimator_id(estimator_id)
-    return Estimator(mc=2 if estimator_id == "reinforce-loo" else 1, iw=iw, x_shape=x_shape, **config).double()
+    return Estimator(mc=Estimator.min_mc, iw=iw, x_shape=x_shape, **config).double()
+
+
+def _target_iw(unbiased_for: str, iw: int) -> Optional[int]:
+    """The K' of the bound whose gradient ``unbiased_for`` names (``∇ L_K``, ``∇ L_{K-2}``, ``∇ ELBO``)."""
+    objective = unbiased_for.replace("∇", "").strip()
+    if objective == "ELBO":
+        return 1
+    match = re.fullmatch(r"L_(?:K|\{K-(\d+)\})", objective)
+    return None if match is None else max(1, iw - int(match.group(1) or 0))
 
 
 def _split(grads: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -76,7 +103,7 @@ def _row(cells: Sequence, widths: Sequence[int]) -> str:
     return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
 
-def check_enumerable(iws: Sequence[int], seed: int = 0) -> List[Dict]:
+def check_enumerable(iws: Sequence[int], seed: int = 0, estimators: Optional[Sequence[str]] = None) -> List[Dict]:
     """Exact bias and variance on the enumerable model; returns one record per (estimator, K)."""
     model = EnumerableModel(x_dim=4, z_dims=(2,), seed=seed).double()
     x = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
@@ -88,12 +115,9 @@ def check_enumerable(iws: Sequence[int], seed: int = 0) -> List[Dict]:
     records = []
     for iw in iws:
         exact = gradient(model.exact_iw_bound(x, iw).sum())
-        targets = {"L_K": exact, "L_{K-1}": gradient(model.exact_iw_bound(x, max(1, iw - 1)).sum()),
-                   "ELBO": gradient(model.exact_iw_bound(x, 1).sum()),
-                   "sleep": {"phi": _split({n: (torch.zeros_like(p) if g is None else g) for n, p, g in zip(
-                       names, params, torch.autograd.grad(-model.exact_sleep_objective(), params,
-                                                          allow_unused=True))})["phi"]}}
-        for estimator_id, unbiased_for in ENUMERATED:
+        sleep = {"phi": _split({n: (torch.zeros_like(p) if g is None else g) for n, p, g in zip(
+            names, params, torch.autograd.grad(-model.exact_sleep_objective(), params, allow_unused=True))})["phi"]}
+        for estimator_id in enumerated_ids(checked_ids(estimators)):
             try:
                 estimator = _build(estimator_id, iw)
             except ValueError as error:  # e.g. OVIS~ at K = 1
@@ -101,9 +125,11 @@ def check_enumerable(iws: Sequence[int], seed: int = 0) -> List[Dict]:
                 continue
             mean, variance = enumerate_estimator(estimator, model, x)
             mean, variance = _split(mean), _split(variance)
+            unbiased_for, target_iw = estimator.unbiased_for, _target_iw(estimator.unbiased_for, iw)
             if unbiased_for == "sleep":  # the sleep phase is sampled: average it over many draws
                 mean["phi"] = _gradient_samples(estimator, model, x, SLEEP_SAMPLES)["phi"].mean(0)
-            target = targets.get(unbiased_for)
+            target = sleep if unbiased_for == "sleep" else (
+                None if target_iw is None else gradient(model.exact_iw_bound(x, target_iw).sum()))
             records.append({
                 "estimator": estimator_id, "iw": iw, "unbiased for": unbiased_for,
                 "bias theta": _relative(mean["theta"] - exact["theta"], exact["theta"]),
@@ -115,9 +141,23 @@ def check_enumerable(iws: Sequence[int], seed: int = 0) -> List[Dict]:
     return records
 
 
-def check_noise_controlled(iws: Sequence[int], seed: int = 0) -> List[Dict]:
+def _noise_runs(ids: Sequence[str]) -> List[Tuple[str, Optional[float]]]:
+    """(id, runtime tau or None): biased estimators whose id sets no temperature at ``TEMPERATURES``."""
+    return [(e, tau) for e in noise_integrated_ids(ids)
+            for tau in (TEMPERATURES if _class(e).unbiased_for == "biased" and describe_estimator_id(e).parameter("tau")
+                        is None else (None,))]
+
+
+def grid_points(model: EnumerableModel, x: Tensor, iw: int, nodes: int, streams: int) -> int:
+    """Points of ``integrate_estimator``'s product rule (``streams`` uniforms per unit and particle)."""
+    per_particle = math.prod(len(rule_on(points, nodes)[0]) * nodes ** (streams - 1)
+                             for units in thresholds(model, x) for points in units)
+    return per_particle ** iw
+
+
+def check_noise_controlled(iws: Sequence[int], seed: int = 0, estimators: Optional[Sequence[str]] = None) -> List[Dict]:
     """Bias of the noise-controlled estimators on the enumerable model, integrated over their noise
-    (REBAR's grid has 2 noise dimensions per unit and particle: iw = 1 only). Parameters drawn with
+    with their own quadrature nodes, up to ``NOISE_GRID_POINTS`` grid points. Parameters drawn with
     scale 0.5: the relaxed integrands are then smooth enough for 8 Gauss-Legendre nodes (~1e-6)."""
     model = EnumerableModel(x_dim=4, z_dims=(2,), scale=0.5, seed=seed).double()
     x = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
@@ -125,16 +165,19 @@ def check_noise_controlled(iws: Sequence[int], seed: int = 0) -> List[Dict]:
     records = []
     for iw in sorted(set([1] + list(iws))):
         exact = _split(dict(zip(names, torch.autograd.grad(-model.exact_iw_bound(x, iw).sum(), params))))
-        for estimator_id, unbiased_for, tau, nodes, largest_iw in NOISE_INTEGRATED:
+        for estimator_id, tau in _noise_runs(checked_ids(estimators)):
             label = estimator_id if tau is None else f"{estimator_id} tau={tau}"
-            if iw > largest_iw:
-                records.append({"estimator": label, "iw": iw, "error": f"noise grid too large above iw={largest_iw}"})
+            estimator = _build(estimator_id, iw)
+            nodes = estimator.noise_quadrature_nodes
+            points = grid_points(model, x, iw, nodes, estimator.noise_streams)
+            if estimator.mc != 1 or points > NOISE_GRID_POINTS:
+                records.append({"estimator": label, "iw": iw, "error": f"noise grid of {points} points at mc="
+                                f"{estimator.mc} (at most {NOISE_GRID_POINTS}, mc = 1)"})
                 continue
-            estimator = _build(estimator_id, iw).double()
             estimator.check_model(model)
             runtime = {} if tau is None else {"tau": tau}
             mean = _split(integrate_estimator(estimator, model, x, nodes=nodes, **runtime))
-            records.append({"estimator": label, "iw": iw, "unbiased for": unbiased_for,
+            records.append({"estimator": label, "iw": iw, "unbiased for": estimator.unbiased_for,
                             "bias theta": _relative(mean["theta"] - exact["theta"], exact["theta"]),
                             "bias phi": _relative(mean["phi"] - exact["phi"], exact["phi"]),
                             "cos phi": torch.nn.functional.cosine_similarity(mean["phi"], exact["phi"], dim=0).item()})
@@ -158,7 +201,8 @@ def quadrature_gradient(model: LinearGaussianModel, x: Tensor, iw: int, nodes: i
     return _split(dict(zip(names, torch.autograd.grad(-model.quadrature_iw_bound(x, iw, nodes).sum(), params))))
 
 
-def check_linear_gaussian(iws: Sequence[int], samples: int, seed: int = 0) -> List[Dict]:
+def check_linear_gaussian(iws: Sequence[int], samples: int, seed: int = 0,
+                          estimators: Optional[Sequence[str]] = None) -> List[Dict]:
     """Monte-Carlo bias of the pathwise estimators against the quadrature gradient of L_K."""
     torch.manual_seed(seed)
     model = LinearGaussianModel(dim=1, seed=seed).double()
@@ -168,13 +212,15 @@ def check_linear_gaussian(iws: Sequence[int], samples: int, seed: int = 0) -> Li
         nodes = min(MAX_NODES, int(QUADRATURE_POINTS ** (1 / iw)))
         reference = quadrature_gradient(model, x, iw, nodes)
         coarser = quadrature_gradient(model, x, iw, max(2, int(0.8 * nodes)))
-        for estimator_id, unbiased_for in PATHWISE:
+        references = GAUSSIAN_REFERENCES if estimators is None else ()
+        for estimator_id in gaussian_ids(checked_ids(estimators)) + list(references):
             try:
-                grads = _gradient_samples(_build(estimator_id, iw, x_shape=tuple(x.shape[1:])), model, x, samples)
+                estimator = _build(estimator_id, iw, x_shape=tuple(x.shape[1:]))
+                grads = _gradient_samples(estimator, model, x, samples)
             except ValueError as error:
                 records.append({"estimator": estimator_id, "iw": iw, "error": str(error)})
                 continue
-            record = {"estimator": estimator_id, "iw": iw, "unbiased for": unbiased_for}
+            record = {"estimator": estimator_id, "iw": iw, "unbiased for": estimator.unbiased_for}
             for key in ("theta", "phi"):
                 target = reference[key]
                 difference = grads[key].mean(0) - target
@@ -204,26 +250,34 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--iw", type=int, nargs="+", default=[2, 4], help="numbers of importance samples K")
     parser.add_argument("--samples", type=int, default=50000, help="Monte-Carlo samples (linear Gaussian part)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--estimators", default=None, help="comma-separated estimator ids (default: every "
+                        "registered example id)")
     args = parser.parse_args(argv)
     if min(args.iw) < 1 or args.samples < 2:
         parser.error("--iw values must be >= 1 and --samples >= 2")
+    ids = None if args.estimators is None else [e.strip() for e in args.estimators.split(",") if e.strip()]
+    try:
+        for estimator_id in ids or ():
+            parse_estimator_id(estimator_id)
+    except ValueError as error:
+        parser.error(f"--estimators: {error}")
     torch.set_num_threads(1)  # tiny tensors: extra threads only add synchronisation
     start = time.time()
     _print("1. Enumerable binary model: exact expectation by enumerating every particle tuple "
            "(relative bias against grad L_K; machine precision = unbiased)",
-           check_enumerable(args.iw, args.seed),
+           check_enumerable(args.iw, args.seed, ids),
            ("estimator", "iw", "unbiased for", "bias theta", "bias phi", "cos phi", "phi vs target", "std phi"))
     _print(f"2. Linear Gaussian model: Monte Carlo with {args.samples} samples against the gradient of L_K by "
            f"Gauss-Hermite quadrature (z = max over coordinates of |difference| / (standard error + quadrature "
-           f"error))", check_linear_gaussian(args.iw, args.samples, args.seed),
+           f"error))", check_linear_gaussian(args.iw, args.samples, args.seed, ids),
            ("estimator", "iw", "unbiased for", "bias theta", "z theta", "bias phi", "z phi", "std phi",
             "quadrature error"))
     _print("3. Noise-controlled estimators on the enumerable model, integrated over their noise (exact for "
            "ARM/DisARM, Gauss-Legendre ~1e-6 for REBAR/RELAX; relaxed estimators at temperature tau)",
-           check_noise_controlled(args.iw, args.seed),
+           check_noise_controlled(args.iw, args.seed, ids),
            ("estimator", "iw", "unbiased for", "bias theta", "bias phi", "cos phi"))
     print(f"\n'phi vs target': relative bias against the gradient of the objective the phi gradient is unbiased "
-          f"for (L_K-1: OVIS-MC without -exclusive, ELBO: TVO with one partition, sleep: E_p(x,z)[log q(z|x)], "
+          f"for (L_{{K-S}}: OVIS-MC without -exclusive, ELBO: TVO with one partition, sleep: E_p(x,z)[log q(z|x)], "
           f"whose phi mean is a Monte-Carlo average over {SLEEP_SAMPLES} sleep phases).\n({time.time() - start:.1f} s)")
 
 

@@ -69,6 +69,7 @@ class ControlledNoiseEstimator(GradientEstimator):
     needs_model = True
     latent_types = frozenset({"bernoulli"})
     unbiased_for = "∇ L_K"
+    noise_streams = 1  # uniforms per latent unit and particle (REBAR and RELAX: 2)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

@@ -14,9 +14,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .antithetic import Antithetic
-from .relaxed import Relaxed
-
 
 def thresholds(model: nn.Module, x: Tensor) -> List[List[Tensor]]:
     """Per group g, the sorted thresholds ``[T_g]`` of every unit: sigmoid(+-a) for every parent state."""
@@ -73,7 +70,7 @@ def integrate_estimator(estimator: nn.Module, model: nn.Module, x: Tensor, nodes
     mc, iw = estimator.layout
     if mc != 1:
         raise ValueError(f"the noise grid covers the iw particles of one bound: mc must be 1, got {mc}")
-    u, v, weights = noise_grid(model, x, iw, nodes, second_noise=not isinstance(estimator, (Antithetic, Relaxed)))
+    u, v, weights = noise_grid(model, x, iw, nodes, second_noise=estimator.noise_streams == 2)
     P = weights.shape[0]
     estimator.check_model(model)  # its probe pass, if any, before the parameters are copied per datum
     with model.per_datum_parameters(P) as copies, estimator.fixed_noise(u, v):

@@ -66,6 +66,7 @@ class StickingTheLanding(Pathwise):
     would also cut the path through z_1.
     """
     unbiased_for = "biased"  # for L_K at K > 1; the ELBO at K = 1
+    stops_q_parameters = True
 
     def log_q(self, q: Distribution, z: Tensor) -> Tensor:
         return detach_parameters(q).log_prob(z)
@@ -108,6 +109,7 @@ class DReG(StickingTheLanding):
     identity needs a smooth l_k).
     """
     unbiased_for = "∇ L_K"
+    needs_latents = True
 
     def check_options(self, options: RuntimeOptions) -> None:
         if options.freebits is not None:

@@ -17,7 +17,7 @@ importance weighted bound. Pyro's ``RenyiELBO`` differs at batch > 1: it sums th
 of a vectorised plate, and with a sequential plate it sums the log-weights over the batch before
 the logsumexp over particles, which trains a different objective.
 """
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import pyro
 import torch
@@ -28,7 +28,6 @@ from torch import Tensor
 
 from .blackbox import StepHistories
 from .config import parse_estimator_id
-from .pathwise import StickingTheLanding
 
 PARTICLE_PLATE = "ovis_particles"
 
@@ -142,7 +141,7 @@ class PyroLoss(StepHistories):
     def __init__(self, estimator_id: str, iw: int = 8, mc: int = 1, batch_plate: str = "data",
                  vectorize_particles: bool = True, max_plate_nesting: Optional[int] = None, **estimator_options):
         Estimator, config = parse_estimator_id(estimator_id)
-        if issubclass(Estimator, StickingTheLanding) or Estimator.needs_model:
+        if Estimator.stops_q_parameters or Estimator.needs_latents or Estimator.needs_model:
             raise ValueError(f"{estimator_id} needs more than the log-densities of a Pyro trace (stopped "
                              f"parameters of q, gradient hooks on z or a sleep phase); use pathwise-iwae, "
                              f"a score-function estimator (ovis-gamma1, vimco-arithmetic) or wake-wake")

@@ -94,6 +94,9 @@ class REBAR(ControlledNoiseEstimator):
     layer of this width; needs ``x_shape``; implies ``learn``).
     """
 
+    noise_streams = 2
+    noise_quadrature_nodes = 8  # the relaxed passes are smooth in the noise
+
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
                  surrogate_hdim: int = 0, x_shape=None, **options):
         super().__init__(mc, iw, x_shape=x_shape, **options)

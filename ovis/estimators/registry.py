@@ -8,18 +8,22 @@ A family maps estimator ids to ``(class, config)``: exact ids through ``ids``, i
 through ``parse(id, reproduce_original) -> (class, config, EstimatorId)`` for the first tokens in
 ``prefixes``. Built-in families are declared next to their classes (each module's ``FAMILIES``)
 and listed in ``ovis/estimators/builtin.py``; installed packages add theirs under the entry-point
-group ``ovis.estimators``. Both are loaded on the first lookup. Parsing, suggestions, the valid
+group ``ovis.estimators``, and modules named in ``$OVIS_ESTIMATOR_PLUGINS`` (comma-separated) are
+imported, registering theirs. All are loaded on the first lookup, in every process (run.py, the
+queue's runs, reports, ``python -m ovis.estimators.check``). Parsing, suggestions, the valid
 forms, the example ids, figure styles and the generic tests all read this one table
 (docs/DESIGN.md, section 3a).
 """
 import difflib
 import importlib
 import importlib.metadata
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Mapping, Optional, Tuple, Type, Union
 
 ENTRY_POINT_GROUP = "ovis.estimators"
+PLUGIN_MODULES_VARIABLE = "OVIS_ESTIMATOR_PLUGINS"  # comma-separated modules that register families on import
 
 Parameter = Union[int, float, str]
 
@@ -62,7 +66,7 @@ class Style:
     label: Optional[str] = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class EstimatorFamily:
     """One estimator family (docs/DESIGN.md, section 3a).
 
@@ -136,7 +140,8 @@ def _remove(family: EstimatorFamily) -> None:
 def register_estimator(family: EstimatorFamily, replace: bool = False) -> EstimatorFamily:
     """Register ``family``; its ids then work everywhere a built-in id works (run.py, ovis.Loss,
     PyroLoss, reports, the check tables). Raises ``ValueError`` when its name, one of its ids or
-    prefixes is taken, unless ``replace=True``. Returns ``family``."""
+    prefixes is taken, unless ``replace=True`` (which removes the families it takes them from).
+    Returns ``family``."""
     _ensure_loaded()
     _add(family, replace)
     return family
@@ -175,8 +180,19 @@ def _load_entry_points() -> None:
                              f"package that declares it") from error
 
 
+def _load_plugin_modules() -> None:
+    """Import the modules named in ``$OVIS_ESTIMATOR_PLUGINS`` (they call ``register_estimator``)."""
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGIN_MODULES_VARIABLE, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ValueError(f"estimator plugin module {name!r} (${PLUGIN_MODULES_VARIABLE}) could not be imported: "
+                             f"{error}; put its folder on PYTHONPATH or remove it from ${PLUGIN_MODULES_VARIABLE}"
+                             ) from error
+
+
 def _ensure_loaded() -> None:
-    """Register the built-in families, then the entry-point plugins, once."""
+    """Register the built-in families, then the entry-point plugins and the plugin modules, once."""
     global _loaded
     if _loaded:
         return
@@ -185,6 +201,7 @@ def _ensure_loaded() -> None:
     for family in builtin_families():
         _add(family, replace=False)
     _load_entry_points()
+    _load_plugin_modules()
 
 
 def valid_forms() -> Tuple[str, ...]:
@@ -201,7 +218,9 @@ def invalid(estimator_id, reason: str = "") -> ValueError:
     """The one error for a bad id: the reason, then every valid form (parsers raise it too)."""
     forms = "\n  ".join(valid_forms())
     reason = f" ({reason})" if reason else ""
-    return ValueError(f"unknown estimator id {estimator_id!r}{reason}; valid forms:\n  {forms}")
+    return ValueError(f"unknown estimator id {estimator_id!r}{reason}; valid forms:\n  {forms}\n(an estimator of "
+                      f"your own: install its package, entry-point group {ENTRY_POINT_GROUP!r}, or name its module in "
+                      f"${PLUGIN_MODULES_VARIABLE})")
 
 
 def parse_number(text: str) -> Union[int, float]:

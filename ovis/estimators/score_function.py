@@ -144,6 +144,7 @@ class ReinforceBaseline(ScoreFunctionEstimator):
     Args: ``x_shape`` (required), ``baseline_hdim``, ``baseline_nlayers``.
     """
     owns_parameters = True
+    baseline_options = ("baseline_hdim", "baseline_nlayers")
     learns_control_variate = True
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Sequence[int]] = None,

@@ -52,7 +52,12 @@ class WakeSleep(ReweightedWakeSleep):
     Diagnostics: ``rws/sleep_log_q``, the mean of ``log q(z|x)`` over the sleep samples.
     """
     unbiased_for = "sleep"  # phi: the sleep objective E_p(x,z)[log q(z|x)]; theta: L_K
+    sleep_phase = True
     needs_model = True
+
+    def model_evaluations(self, latent_size=None) -> int:
+        """The wake pass and as many prior samples for the sleep phase."""
+        return 2 * self.mc * self.iw
 
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)

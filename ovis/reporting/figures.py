@@ -88,12 +88,14 @@ class Palette:
         self.order: List[tuple] = keyed
         hue_values = list(dict.fromkeys(t[0] for t in keyed))
         cycle = plt.get_cmap("tab10").colors
-        self._colors, self._labels = {}, {}
-        for line in keyed:
+        self._colors, self._labels, self._markers = {}, {}, {}
+        for index, line in enumerate(keyed):
             siblings = [t for t in keyed if t[0] == line[0]]
+            self._markers[line] = MARKERS[index % len(MARKERS)]
             if layout.hue == "estimator":
                 style = estimator_style(line[0])
                 base, label = style.color, style.label
+                self._markers[line] = style.marker or self._markers[line]
             else:
                 base = cycle[hue_values.index(line[0]) % len(cycle)]
                 label = f"{key_label(layout.hue)}={value_text(line[0])}"
@@ -105,8 +107,9 @@ class Palette:
         return self._colors[line]
 
     def marker(self, line: tuple) -> str:
-        """A marker per line, so that overlapping lines of a pivot plot stay visible."""
-        return MARKERS[self.order.index(line) % len(MARKERS)]
+        """A marker per line (the estimator's registered one, if any), so that overlapping lines of a
+        pivot plot stay visible."""
+        return self._markers[line]
 
     def label(self, line: tuple) -> str:
         return self._labels[line]

@@ -2,13 +2,13 @@
 
 Each estimator id maps to a paper display name (matplotlib mathtext, no LaTeX needed), a
 colour that is fixed across figures (it depends on the id only, never on which runs a
-report happens to contain) and a legend rank. Families follow the paper's palette: OVIS~
-golds, OVIS-MC oranges and browns, VIMCO greens, TVO blue, RWS light blue, pathwise
-estimators greys and purples, Reinforce grey-blue.
+report happens to contain) and a legend rank, all from the ``Style`` its family registers
+(``ovis.estimators.registry``; the built-ins follow the paper's palette: OVIS~ golds, OVIS-MC
+oranges and browns, VIMCO greens, TVO blue, RWS light blue, pathwise estimators greys and
+purples, Reinforce grey-blue).
 """
 import functools
 import hashlib
-import math
 from dataclasses import dataclass
 from typing import Optional, Sequence
 
@@ -19,7 +19,8 @@ import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from ovis.estimators.config import EstimatorId, describe_estimator_id  # noqa: E402
+from ovis.estimators.config import describe_estimator_id  # noqa: E402
+from ovis.estimators.registry import family_of  # noqa: E402
 
 # Axes drawn on a log scale when the x variable is one of these run options.
 LOG_SCALE_KEYS = ("iw", "mc", "gamma", "S", "S_per_K", "iw_aux", "bs", "K")
@@ -54,15 +55,14 @@ KEY_LABELS = {"iw": "$K$", "mc": "$M$", "gamma": r"$\gamma$", "alpha": r"$\alpha
 
 @dataclass(frozen=True)
 class EstimatorStyle:
-    """How one estimator id is drawn: ``label`` (mathtext), ``color`` (RGB) and ``rank``
-    (legend order: paper order of families, then the parameter)."""
+    """How one estimator id is drawn: ``label`` (mathtext), ``color`` (RGB), ``rank`` (legend
+    order: paper order of families, then the parameter), ``marker`` and ``linestyle`` (None: the
+    figure's own)."""
     label: str
     color: tuple
     rank: tuple
-
-
-def _fmt(value: float) -> str:
-    return f"{value:g}"
+    marker: Optional[str] = None
+    linestyle: Optional[str] = None
 
 
 def _shade(hex_color: str, amount: float) -> tuple:
@@ -83,95 +83,46 @@ def _gradient(colors: Sequence[str], position: float) -> tuple:
     return tuple((1 - t) * x + t * y for x, y in zip(a, b))
 
 
-def _log_position(value: float, low: float, high: float) -> float:
-    """Position of ``value`` in [0, 1] on a log scale from ``low`` to ``high``."""
-    return (math.log(max(value, low)) - math.log(low)) / (math.log(high) - math.log(low))
-
-
 def _fallback_color(estimator: str) -> tuple:
-    """Unknown ids still get a colour that is the same in every figure (hash of the id)."""
+    """Ids without a registered style still get a colour that is the same in every figure (hash of the id)."""
     palette = plt.get_cmap("tab20").colors
     digest = int(hashlib.md5(estimator.encode()).hexdigest(), 16)
     return tuple(palette[digest % len(palette)])
 
 
-# Colour and legend rank (paper order of families) of the estimators without numeric parameters.
-FAMILY_STYLES = {
-    "vimco-arithmetic": ("#238b45", (1, 0)),
-    "vimco-geometric": ("#74c476", (1, 1)),
-    "wake-wake": ("#6baed6", (3, 0)),
-    "wake-sleep": ("#9ecae1", (3, 1)),
-    "pathwise-iwae": ("#636363", (4, 0)),
-    "pathwise-vae": ("#a9a9a9", (4, 1)),
-    "pathwise": ("#4d4d4d", (4, 2)),
-    "stl": ("#9e9ac8", (4, 3)),
-    "dreg": ("#54278f", (4, 4)),
-    "reinforce": ("#7b95b0", (5, 0)),
-    "reinforce-baseline": ("#4a6c8c", (5, 1)),
-}
-UNKNOWN_RANK = (9, 0)
+UNKNOWN_RANK = (99, 0, 0, 0)
 
 
-def _ovis_mc_style(description: EstimatorId) -> EstimatorStyle:
-    """S = 1 orange -> S = 50 dark brown on a log scale; fractions of K in reds."""
-    exclusive = description.family.endswith("-exclusive")
-    count, fraction = description.parameter("S"), description.parameter("S_per_K")
-    size = f"{_fmt(fraction)}K" if count is None else _fmt(count)
-    label = rf"OVIS$_{{\mathrm{{MC}}}}$ ($S={size}$" + ("" if exclusive else " of $K$") + ")"
-    if count is None:
-        color = _gradient(["#f4a582", "#b2182b", "#67001f"], _log_position(fraction, 0.01, 10))
-    else:
-        color = _gradient(["#fdae61", "#e6550d", "#8c510a", "#543005"], _log_position(count, 1, 100))
-    if not exclusive:
-        color = _shade(mcolors.to_hex(color), -0.3)
-    return EstimatorStyle(label, color, (0, 1, int(count is None), float(count or fraction), description.key))
+def _rank(order: tuple) -> tuple:
+    """A family's legend order padded to four numbers, so that every rank compares with every other."""
+    return tuple(order)[:4] + (0,) * (4 - len(order))
 
 
-def _ovis_gamma_style(description: EstimatorId) -> EstimatorStyle:
-    gamma = description.parameter("gamma")
-    variant = {"ovis-gamma-arithmetic": ", arith.", "ovis-gamma-geometric": ", geom."}.get(description.family, "")
-    color = _gradient(["#e8b923", "#b8860b", "#7a5c00"], gamma)
-    if variant:
-        color = _shade(mcolors.to_hex(color), 0.25 if "arith" in variant else -0.35)
-    label = rf"OVIS$_{{\sim}}$ ($\gamma={_fmt(gamma)}${variant})"
-    return EstimatorStyle(label, color, (0, 0, 0, gamma, description.key))
-
-
-def _tvo_style(description: EstimatorId) -> EstimatorStyle:
-    parts = description.parameter("part")
-    color = _shade("#2166ac", min(0.08 * (parts - 2), 0.4) if parts >= 2 else -0.2)
-    return EstimatorStyle(description.label, color, (2, 0, 0, parts, description.key))
-
-
-def _describe(name: str) -> Optional[EstimatorId]:
+def _registered_style(name: str) -> Optional[EstimatorStyle]:
     try:
-        return describe_estimator_id(name)
+        description = describe_estimator_id(name)
     except ValueError:
         return None
+    style = family_of(name).style_of(description)
+    if style is None:
+        return EstimatorStyle(description.label, _fallback_color(description.key), UNKNOWN_RANK + (description.key,))
+    color = (_gradient(style.color, style.position) if isinstance(style.color, tuple)
+             else mcolors.to_rgb(style.color))
+    if style.shade:
+        color = _shade(mcolors.to_hex(color), style.shade)
+    return EstimatorStyle(style.label or description.label, color, _rank(style.order) + (description.key,),
+                          style.marker, style.linestyle)
 
 
 @functools.lru_cache(maxsize=None)
 def estimator_style(estimator: str) -> EstimatorStyle:
-    """Display name, colour and legend rank of an estimator id (``ovis-gamma1``,
-    ``ovis-S50-exclusive``, ``vimco-arithmetic``, ``tvo-part5-config2``, ...), from its
-    structured description (``ovis.estimators.config.describe_estimator_id``). Unknown ids (and
-    family names, the estimator column of ``--parse_estimator_args``) keep their text and get a
-    colour that is a hash of it."""
+    """Display name, colour, legend rank, marker and line style of an estimator id (``ovis-gamma1``,
+    ``ovis-S50-exclusive``, ``vimco-arithmetic``, ``tvo-part5-config2``, ...), from its family's
+    registered ``Style`` (``ovis.estimators.registry``). Unknown ids (and family names, the
+    estimator column of ``--parse_estimator_args``) keep their text and get a colour that is a
+    hash of it."""
     name = str(estimator)
-    description = _describe(name)
-    if description is None:
-        color, rank = FAMILY_STYLES.get(name, (None, UNKNOWN_RANK))
-        return EstimatorStyle(name, mcolors.to_rgb(color) if color else _fallback_color(name), rank + (0, 0, name))
-    family = description.family
-    if family.startswith("ovis-S"):
-        return _ovis_mc_style(description)
-    if family.startswith("ovis-gamma"):
-        return _ovis_gamma_style(description)
-    if family.startswith("tvo"):
-        return _tvo_style(description)
-    color, rank = FAMILY_STYLES.get(family, (None, UNKNOWN_RANK))
-    color = mcolors.to_rgb(color) if color else _fallback_color(description.key)
-    return EstimatorStyle(description.label, color, rank + (0, 0, description.key))
+    return _registered_style(name) or EstimatorStyle(name, _fallback_color(name), UNKNOWN_RANK + (name,))
 
 
 def estimator_label(estimator: str) -> str:

@@ -251,7 +251,8 @@ def enumerate_estimator(estimator: nn.Module, model: EnumerableModel, x: Tensor,
                         **runtime) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
     """Exact mean and variance of an estimator's gradient (of its ``loss``) for one data point
     ``x [1, D]``, by enumerating every tuple of the ``mc * n`` particles of its forward pass
-    (``estimator.layout = (mc, n)``), weighted by its probability under q.
+    (``estimator.layout = (mc, n)``), weighted by its probability under q (for an estimator that
+    draws its mc samples together, ``joint_samples``: its ``tuple_probabilities``).
 
     Returns ``(mean, variance)``: dicts ``parameter name -> [*shape]``. Randomness outside the
     particles (the sleep phase of wake-sleep) is sampled, once per tuple.
@@ -262,10 +263,13 @@ def enumerate_estimator(estimator: nn.Module, model: EnumerableModel, x: Tensor,
     particles = mc * n
     tuples = model.tuple_indices(particles)  # [T, P]
     T = tuples.shape[0]
+    states = model.latent_states()
     with torch.no_grad():
         _, log_qz, _ = model.state_log_densities(x)  # [1, S, G]
         probability = log_qz.sum(-1)[0, tuples].sum(-1).exp()  # [T]
-    states = model.latent_states()
+        if getattr(estimator, "joint_samples", False):  # the mc samples are drawn together (one layer)
+            p = torch.sigmoid(model.infer(x)[0].logits)[0]  # [N]
+            probability = estimator.tuple_probabilities(p, states[0][tuples].view(T, mc, n, -1))
     z_rows = [state[tuples.reshape(-1)] for state in states]  # [T * P, d_g]
     estimator.check_model(model)  # its probe pass, if any, before the parameters are copied per datum
     with model.per_datum_parameters(T) as copies, model.fixed_latents(z_rows):

@@ -33,7 +33,6 @@ Step counts accept a float literal with an integral value (``--nsteps 4e6``,
 """
 import argparse
 import functools
-import inspect
 from typing import Dict, Optional, Sequence, Tuple
 
 from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
@@ -102,18 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--lr", type=float, default=2e-3, help="learning rate")
     run.add_argument("--freebits", type=_optional(float), default=None, help="free bits per latent group")
     run.add_argument("--baseline_lr", type=float, default=5e-3,
-                     help="learning rate of the estimator's own parameters (Adam): the neural baseline of "
-                          "reinforce-baseline and nvil, eta and the temperature of dynamic-rebar and relax, "
-                          "relax's surrogate")
+                     help="learning rate of the estimator's own parameters (Adam), for estimators that own "
+                          "parameters (neural baselines, learned control variates)")
     run.add_argument("--bs", type=integer_option, default=32, help="training batch size")
     run.add_argument("--valid_bs", type=integer_option, default=50, help="batch size of the final validation pass")
     run.add_argument("--test_bs", type=integer_option, default=50, help="batch size of the periodic evaluations")
     run.add_argument("--lr_reduce_steps", type=integer_option, default=0, help="number of learning-rate halvings")
     run.add_argument("--only_train_set", action="store_true", help="use the training set for every split")
-    run.add_argument("--estimator", default="reinforce", help="estimator id (ovis.estimators.config)")
+    run.add_argument("--estimator", default="reinforce",
+                     help="estimator id: a registered form (ovis.estimators.registry; a bad id lists them all)")
     run.add_argument("--mc", type=integer_option, default=1, help="outer Monte-Carlo samples M")
     run.add_argument("--iw", type=integer_option, default=DEFAULT_IW,
-                     help="importance samples K (ovis-gamma<g> and ovis-S<S> without -exclusive need >= 2)")
+                     help="importance samples K (at least the estimator's min_iw; a smaller value is refused "
+                          "with the smallest that works)")
     run.add_argument("--beta", type=float, default=1.0, help="KL weight beta")
     run.add_argument("--tau", type=float, default=0.0, help="relaxation temperature (0: straight-through)")
     run.add_argument("--alpha", type=float, default=0.0, help="Renyi alpha (final value after a warm-up)")
@@ -174,7 +174,7 @@ def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
     session.add_argument("--compile", action="store_true",
                          help="torch.compile the estimator's forward pass of the training step (on CPU about "
-                              "10%% faster after 25-50 s of compilation; not for dynamic-rebar and relax; the "
+                              "10%% faster after 25-50 s of compilation; not for estimators with a compile problem; the "
                               "CUDA path is untested)")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
@@ -337,7 +337,7 @@ def _estimator_problem(args: argparse.Namespace, estimator, model, name: str, sh
 
 
 def has_neural_baseline(estimator_id: str) -> bool:
-    """Whether the estimator builds ``NeuralBaseline`` (``baseline_nlayers``); False for an id that
+    """Whether the estimator builds a neural baseline (``baseline_options``); False for an id that
     does not parse (``check_components`` reports it)."""
     from ovis.estimators.config import parse_estimator_id
 
@@ -345,7 +345,7 @@ def has_neural_baseline(estimator_id: str) -> bool:
         Estimator, _ = parse_estimator_id(estimator_id)
     except ValueError:
         return False
-    return "baseline_nlayers" in inspect.signature(Estimator).parameters
+    return bool(Estimator.baseline_options)
 
 
 def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
@@ -357,9 +357,8 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
         Estimator, config = parse_estimator_id(args.estimator)
     except ValueError as error:
         raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
-    accepted = inspect.signature(Estimator).parameters
     baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
-    config.update({key: value for key, value in baseline.items() if key in accepted})
+    config.update({key: value for key, value in baseline.items() if key in Estimator.baseline_options})
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
     except ValueError as error:

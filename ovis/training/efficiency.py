@@ -37,7 +37,9 @@ import torch
 
 from ovis.analysis.floor import describe, floor_of, timed
 from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list
+from ovis.estimators.config import describe_estimator_id, parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
+from ovis.estimators.registry import family_of, registered_families
 from ovis.training.arguments import integer_option
 from ovis.training.malloc import RUN_ENVIRONMENT
 
@@ -51,12 +53,20 @@ MODEL_PRESETS = {
     "gaussian-vae": {"N": 200, "hdim": 200, "nlayers": 2, "depth": 1},
 }
 KINDS = ("train", "evaluate")
-# issue 10: the REBAR family, antithetic, relaxed and baseline estimators (the Gaussian VAE is
-# skipped, with a message, for those that need Bernoulli latents)
-REBAR_FAMILY = ("nvil,reinforce-loo,muprop,simple-muprop,rebar,dynamic-rebar,relax,arm,disarm,disarm-iw,"
-                "gumbel-softmax,straight-through")
-DEFAULT_ESTIMATORS = ("reinforce,vimco-arithmetic,ovis-gamma1,ovis-gamma0,ovis-S10-exclusive,tvo-part2-config1,"
-                      "pathwise-iwae," + REBAR_FAMILY)
+# The estimators of the paper's figures; default_estimators adds the other registered families.
+PAPER_ESTIMATORS = ("reinforce", "vimco-arithmetic", "ovis-gamma1", "ovis-gamma0", "ovis-S10-exclusive",
+                    "tvo-part2-config1", "pathwise-iwae")
+
+
+def default_estimators() -> str:
+    """The paper's estimators, then the example ids without parameters (one per canonical id) of every
+    registered family they do not cover that run at ``--mc 1``, as a comma list (an estimator that
+    refuses a model is skipped with a message)."""
+    covered = {family_of(e).name for e in PAPER_ESTIMATORS}
+    others = [e for f in registered_families() if f.name not in covered for e in f.examples
+              if not describe_estimator_id(e).parameters and parse_estimator_id(e)[0].min_mc == 1]
+    keys = {describe_estimator_id(e).key: e for e in reversed(others)}  # the first spelling of each key
+    return ",".join(PAPER_ESTIMATORS + tuple(e for e in others if keys[describe_estimator_id(e).key] == e))
 
 
 class IncompatibleWorkload(ValueError):
@@ -294,7 +304,7 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     """The options of ``measure_efficiency.py`` (one ``Workload`` per model x estimator x K)."""
     parser = ArgumentParser(description=description, formatter_class=ExamplesHelpFormatter)
     parser.add_argument("--models", type=comma_list, default="sbm,gaussian-vae", help="comma-separated model names")
-    parser.add_argument("--estimators", type=comma_list, default=DEFAULT_ESTIMATORS,
+    parser.add_argument("--estimators", type=comma_list, default=default_estimators(),
                         help="comma-separated estimator ids")
     parser.add_argument("--iw", type=lambda text: comma_list(text, integer_option), default="5,10,50",
                         help="comma-separated K values")

@@ -2,8 +2,8 @@
 
 ``exact`` and ``indecater`` and ``double-cv`` draw independent particles: ``enumerate_estimator``
 averages them over every tuple of particles. ``arms`` draws the mc samples of a data point
-together through a copula: its mean is the sum over every tuple of the estimator's gradient
-times the tuple's probability under the copula (``copula_tuple_probabilities``). Each estimator
+together through a copula: the harness weighs every tuple by its probability under the copula
+(``ARMS.tuple_probabilities``, whose law is checked on its own). Each estimator
 matches the exact gradient of its bound for theta and phi to rounding; a deliberately broken
 variant fails the same check; each refuses the models it cannot serve before any work.
 """
@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from ovis.estimators.arms import ARMS, CopulaSampler
+from ovis.estimators.arms import ARMS, CopulaSampler, unit_pattern_probabilities
 from ovis.estimators.baselines import ReinforceLeaveOneOut
 from ovis.estimators.double_cv import DoubleControlVariate
 from ovis.estimators.exact import ExactEnumeration
@@ -142,7 +142,7 @@ def test_leave_one_out_estimators_need_two_outer_samples(cls):
 
 def test_arms_refuses_categorical_latents():
     model, _ = categorical_vae()
-    with pytest.raises(ValueError, match="accepts bernoulli latents, but .* categorical latents; use"):
+    with pytest.raises(ValueError, match="accepts bernoulli latents, but .* categorical latents"):
         ARMS(2, 1, x_shape=(3,)).check_model(model)
 
 
@@ -150,7 +150,7 @@ def test_arms_refuses_categorical_latents():
 def test_gaussian_latents_are_refused_with_the_fix(cls):
     torch.manual_seed(0)
     model = get_model("vae", (3,), prior="normal", N=2, hdim=4, nlayers=1, depth=1)
-    with pytest.raises(ValueError, match="accepts bernoulli.* latents, but .* gaussian latents; use"):
+    with pytest.raises(ValueError, match="accepts bernoulli.* latents, but .* gaussian latents"):
         cls(2, 2, x_shape=(3,)).check_model(model)
 
 
@@ -162,50 +162,23 @@ def test_evaluation_counts():
     assert exact.model_evaluations() == 1 * 2 + 4
 
 
-def rare_probabilities(m, n, copula):
-    """``J(j)``, j = 0..n: the probability that j given samples of one unit all take the rarer
-    value (probability ``m <= 1/2``), from the copula's law (uniform spacings for the Dirichlet
-    copula; Owen's T from scipy for the Gaussian one, where three samples cannot all be below
-    a non-positive threshold since they sum to zero)."""
+@pytest.mark.parametrize("copula,n", [("dirichlet", 2), ("dirichlet", 3), ("dirichlet", 5), ("gaussian", 2),
+                                      ("gaussian", 3)])
+def test_the_copula_law_of_a_unit(copula, n):
+    """The probabilities of the patterns of one unit over the n samples: a law (non-negative, sum
+    one over the patterns), marginal m, pairs C(m, m); for the Gaussian copula C(m, m) from scipy's
+    Owen's T, an implementation independent of the estimator's quadrature."""
     from scipy.special import ndtri, owens_t
-    if copula == "dirichlet":
-        spacing = 1 - m ** (1 / (n - 1))
-        return [max(1 - j * spacing, 0.0) ** (n - 1) if j else 1.0 for j in range(n + 1)]
-    assert n <= 3
-    h = ndtri(m)
-    pair = 0.0 if n == 2 else m - 2 * owens_t(h, (n / (n - 2)) ** 0.5)
-    return [1.0, m, pair, 0.0][:n + 1]
-
-
-def copula_tuple_probabilities(model, x, mc, iw, copula):
-    """Probability of every tuple of the ``mc * iw`` particles (``model.tuple_indices``) when each
-    unit of each particle slot is drawn across the mc samples from the copula: ``[T]``."""
-    p = torch.sigmoid(model.infer(x)[0].logits.detach())[0]  # [N]
-    tuples = model.tuple_indices(mc * iw)  # [T, mc * iw]
-    bits = model.latent_states()[0][tuples].view(len(tuples), mc, iw, -1)  # [T, mc, iw, N]
-    probability = torch.ones(len(tuples), dtype=torch.float64)
-    for unit, p_unit in enumerate(p.tolist()):
-        m, rare = min(p_unit, 1 - p_unit), float(p_unit < 0.5)
-        J = rare_probabilities(m, mc, copula)
-        count = (bits[..., unit] == rare).sum(1)  # [T, iw]: samples at the rare value
-        pattern = torch.tensor([sum(math.comb(mc - r, i) * (-1) ** i * J[r + i] for i in range(mc - r + 1))
-                                for r in range(mc + 1)], dtype=torch.float64)
-        probability *= pattern[count].prod(-1)
-    return probability, tuples
-
-
-def copula_expectation(estimator, model, x, copula, **runtime):
-    mc, iw = estimator.layout
-    probability, tuples = copula_tuple_probabilities(model, x, mc, iw, copula)
-    T = len(tuples)
-    z_rows = [state[tuples.reshape(-1)] for state in model.latent_states()]
-    estimator.check_model(model)
-    with model.per_datum_parameters(T) as copies, model.fixed_latents(z_rows):
-        estimator(model, x.expand(T, -1), return_diagnostics=False, **runtime)[0].sum().backward()
-    weights = {name: probability.view(T, *[1] * (c.dim() - 1)) for name, c in copies.items()}
-    mean = {name: (weights[name] * c.grad).sum(0) for name, c in copies.items()}
-    variance = {name: (weights[name] * (c.grad - mean[name]) ** 2).sum(0) for name, c in copies.items()}
-    return mean, variance, probability
+    for m in (0.05, 0.3, 0.5):
+        patterns = unit_pattern_probabilities(m, n, copula)  # a given set of r rare samples, r = 0..n
+        assert min(patterns) > -1e-15
+        assert sum(math.comb(n, r) * q for r, q in enumerate(patterns)) == pytest.approx(1, abs=1e-12)
+        assert sum(math.comb(n - 1, r - 1) * patterns[r] for r in range(1, n + 1)) == pytest.approx(m, abs=1e-12)
+        pair = sum(math.comb(n - 2, r - 2) * patterns[r] for r in range(2, n + 1))
+        if copula == "gaussian" and n == 3:
+            assert pair == pytest.approx(m - 2 * owens_t(ndtri(m), 3 ** 0.5), abs=1e-12)
+        else:
+            assert pair == pytest.approx(max(2 * m ** (1 / (n - 1)) - 1, 0) ** (n - 1), abs=1e-12)
 
 
 class BrokenARMS(ARMS):
@@ -224,12 +197,9 @@ ARMS_CASES = [(copula, mc, iw, runtime) for copula in ("dirichlet", "gaussian")
 @pytest.mark.parametrize("copula,mc,iw,runtime", ARMS_CASES)
 def test_arms_matches_the_exact_gradient_under_its_copula(copula, mc, iw, runtime):
     model = EnumerableModel(x_dim=3, z_dims=(2,), seed=0).double()
-    mean, variance, probability = copula_expectation(ARMS(mc, iw, copula=copula, x_shape=(3,)).double(), model, X,
-                                                     copula, **runtime)
-    assert abs(probability.sum().item() - 1) < 1e-12
+    mean, variance = enumerate_estimator(ARMS(mc, iw, copula=copula, x_shape=(3,)).double(), model, X, **runtime)
     assert error(mean, model, iw, **runtime) < 1e-10
-    broken, _, _ = copula_expectation(BrokenARMS(mc, iw, copula=copula, x_shape=(3,)).double(), model, X, copula,
-                                      **runtime)
+    broken, _ = enumerate_estimator(BrokenARMS(mc, iw, copula=copula, x_shape=(3,)).double(), model, X, **runtime)
     assert error(broken, model, iw, **runtime) > 1e-3
     _, loo_variance = enumerate_estimator(ReinforceLeaveOneOut(mc, iw).double(), model, X, **runtime)
     assert flat(variance, "inference").sum() < flat(loo_variance, "inference").sum()
@@ -245,6 +215,12 @@ def test_arms_draws_from_its_copula(copula):
     samples = per_datum_gradients(estimator, model, X, 20000)
     exact = exact_gradients(model, model.exact_iw_bound(X, 1).sum())
     assert max_z_score(flat_samples(samples), flat(exact)) < 5
-    draws = model(X.expand(30000, -1), sampler=CopulaSampler(3, 1, copula))["z"][0]  # [30000, 2]
+    draws = model(X.expand(30000, -1), sampler=CopulaSampler(3, 1, copula))["z"][0].view(10000, 3, 2)
     p = torch.sigmoid(model.infer(X)[0].logits.detach())[0]
-    assert ((draws.mean(0) - p).abs() < 5 * (p * (1 - p) / 30000).sqrt()).all()
+    for unit, p_unit in enumerate(p.tolist()):  # frequencies of the number of rare samples of 3
+        rare = (draws[..., unit] == float(p_unit < 0.5)).sum(1)  # [10000]
+        law = unit_pattern_probabilities(min(p_unit, 1 - p_unit), 3, copula)
+        for r in range(4):
+            expected = math.comb(3, r) * law[r]
+            frequency = (rare == r).double().mean().item()
+            assert abs(frequency - expected) < 5 * (expected * (1 - expected) / 10000) ** 0.5 + 1e-12, (unit, r)

@@ -12,8 +12,8 @@ from ovis.testing import EnumerableModel
 from .helpers import build
 
 # estimators whose surrogate works on log-densities alone (no model, no hooks on latents)
-SURROGATE_IDS = [eid for eid in EXAMPLE_IDS if eid not in ("dreg", "wake-sleep", "reinforce-baseline", "nvil")
-                 and not parse_estimator_id(eid)[0].needs_model]
+SURROGATE_IDS = [eid for eid in EXAMPLE_IDS if not any(getattr(parse_estimator_id(eid)[0], need) for need in (
+    "needs_model", "needs_latents", "baseline_options"))]
 
 
 def particles(log_px, groups=1):
@@ -26,6 +26,8 @@ def particles(log_px, groups=1):
 
 
 def run_surrogate(estimator_id, log_px, iw, **runtime):
+    min_mc = parse_estimator_id(estimator_id)[0].min_mc  # outer samples repeated up to it
+    log_px = log_px.repeat(1, -(-min_mc // log_px.shape[1]), 1)[:, :max(min_mc, log_px.shape[1])]
     estimator = build(estimator_id, mc=log_px.shape[1], iw=iw)
     extra = estimator.layout[1] - iw  # auxiliary particles of exclusive OVIS-MC: copies of the first ones
     p = particles(torch.cat([log_px, log_px[..., :extra]], dim=2) if extra > 0 else log_px)

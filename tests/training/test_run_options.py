@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from ovis import exit_codes
-from ovis.estimators.config import EXAMPLE_IDS
+from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
+from ovis.estimators.muprop import MuProp
+from ovis.estimators.relaxed import Relaxed
 from ovis.records import read_metrics
 from ovis.training.arguments import ArgumentError, build_parser, parse_args, validate_args
 from ovis.training.main import main
@@ -23,14 +25,21 @@ SETUPS = {"vae": ["--dataset", "binmnist"], "vae-categorical": ["--dataset", "sh
           "gaussian-vae": ["--dataset", "binmnist", "--model", "gaussian-vae"],
           "sbm": ["--dataset", "binmnist", "--model", "sbm"], "gmm": ["--dataset", "gmm"],
           "gaussian-toy": ["--dataset", "gaussian-toy"]}
-PATHWISE = {"pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg"}
+# the latent type of each setup's model; Bernoulli and index-valued latents have no pathwise gradient
+LATENTS = {"vae": "gaussian", "vae-categorical": "categorical", "vae-bernoulli": "bernoulli",
+           "gaussian-vae": "gaussian", "sbm": "bernoulli", "gmm": "categorical", "gaussian-toy": "gaussian"}
 DISCRETE = {"vae-bernoulli", "sbm", "gmm"}
-# issue 10: estimators that draw Bernoulli latents from controlled noise (relaxed ones: also one-hot categorical)
-NOISE_CONTROLLED = {"arm", "disarm", "disarm-iw", "rebar", "dynamic-rebar", "relax"}
-RELAXED = {"gumbel-softmax", "gumbel-softmax-tau0.3", "concrete", "straight-through"}
-BERNOULLI = {"vae-bernoulli", "sbm"}
-# MuProp's mean-field pass puts the mean of q in place of a sample: not for the GMM's cluster index
-MEAN_FIELD, INDEX_VALUED = {"muprop", "simple-muprop"}, {"gmm"}
+PATHWISE = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0].reparam}
+# MuProp's mean-field pass puts the mean of q in place of a sample, relaxed estimators relax one-hot
+# categorical latents: neither is for the GMM's cluster index
+MEAN_FIELD = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is MuProp}
+ONE_HOT = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is Relaxed}
+INDEX_VALUED = {"gmm"}
+
+
+def estimator_options(estimator):
+    """``--estimator`` with the smallest ``--mc`` it is defined for."""
+    return ["--estimator", estimator, "--mc", str(parse_estimator_id(estimator)[0].min_mc)]
 
 
 def test_help_shows_every_default_and_every_dashed_alias():
@@ -70,16 +79,20 @@ def test_every_estimator_either_passes_or_is_refused_with_the_fix(setup):
     refused = {}
     for estimator in EXAMPLE_IDS:
         try:
-            parse_args(SETUPS[setup] + ["--estimator", estimator])
+            parse_args(SETUPS[setup] + estimator_options(estimator))
         except ArgumentError as error:
             refused[estimator] = str(error)
-    bernoulli_only = set() if setup in BERNOULLI else NOISE_CONTROLLED | (RELAXED if setup != "vae-categorical" else set())
+    other_latents = {e for e in EXAMPLE_IDS if LATENTS[setup] not in parse_estimator_id(e)[0].latent_types}
     mean_field = MEAN_FIELD if setup in INDEX_VALUED else set()
-    assert set(refused) == (PATHWISE if setup in DISCRETE else set()) | bernoulli_only | mean_field
+    one_hot = ONE_HOT if setup in INDEX_VALUED else set()
+    pathwise = PATHWISE if setup in DISCRETE else set()
+    assert set(refused) == pathwise | other_latents | mean_field | one_hot
     for estimator, message in refused.items():
         assert message.startswith(f"--estimator {estimator} with --model ")
-        fix = "use a model with prior='bernoulli'" if estimator in bernoulli_only else \
+        fix = "use a score-function estimator such as ovis-gamma1" if estimator in pathwise else \
+            f"has {LATENTS[setup]} latents: use a model with" if estimator in other_latents else \
             "use another estimator (e.g. ovis-gamma1" if estimator in mean_field else \
+            "use a model with prior='bernoulli'" if estimator in one_hot else \
             "use a score-function estimator such as ovis-gamma1"
         assert fix in message
 
@@ -103,7 +116,8 @@ def test_every_estimator_either_passes_or_is_refused_with_the_fix(setup):
     (["--model", "vae", "--dataset", "binmnist", "--estimator", "dreg", "--freebits", "0.5"],
      "--estimator dreg with --alpha 0.0 --beta 1.0 --tau 0.0 --freebits 0.5: dreg does not support free bits"),
     (["--model", "vae", "--dataset", "binmnist", "--estimator", "dreg", "--track_grad_variances", "nvil,relax"],
-     "--track_grad_variances relax with --model vae: this sampler needs Bernoulli latents"),
+     "--track_grad_variances relax with --model vae: REBAR accepts bernoulli latents, but HierarchicalVAE has "
+     "gaussian latents: use a model with bernoulli latents"),
 ])
 def test_incompatible_options_exit_2_before_any_work(tmp_path, capsys, argv, message):
     short = ["--epochs", "0", "--iw_test", "2", "--iw_valid", "2", "--max_eval", "10"]  # were it accepted
@@ -142,4 +156,4 @@ def test_every_accepted_combination_trains_with_the_defaults(tmp_path, setup, es
     """Defaults (model sizes, iw, grad_key) with a short run and small evaluations."""
     short = ["--mini", "--nsteps", "3", "--bs", "1000", "--max_eval", "20", "--iw_test", "5", "--iw_valid", "3",
              "--grad_samples", "2", "--grad_bs", "2", "--test_bs", "20", "--silent", "--data_root", DATA_ROOT]
-    assert main(SETUPS[setup] + ["--estimator", estimator, "--root", str(tmp_path)] + short) == exit_codes.SUCCESS
+    assert main(SETUPS[setup] + estimator_options(estimator) + ["--root", str(tmp_path)] + short) == exit_codes.SUCCESS
