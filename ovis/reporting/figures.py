@@ -143,7 +143,9 @@ def _draw(ax, x, stats: pd.DataFrame, color, linestyle="-", marker=None, markeve
     ax.plot(x, mean, color=color, linestyle=linestyle, marker=marker, markevery=markevery,
             markersize=5, markerfacecolor="none", linewidth=1.4)
     band = np.isfinite(low) & np.isfinite(high)
-    if band.any():
+    if len(mean) == 1 and band.all():  # a single point: the band as an error bar
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, capsize=3, linewidth=1.0)
+    elif band.any():
         ax.fill_between(np.asarray(x)[band], low[band], high[band], color=color, alpha=BAND_ALPHA, linewidth=0)
 
 
@@ -324,7 +326,7 @@ def plot_pivot(per_run: pd.DataFrame, pivot_metrics: Sequence[str], layout: Layo
                 x = stats[x_key].astype(float) if numeric_x else stats[x_key].map(positions)
                 _draw(ax, x, stats, palette.color(keys[0]), linestyles.get(keys[1], "-") if split else "-",
                       marker=palette.marker(keys[0]))
-                plotted.append(stats["mean"].to_numpy())
+                plotted.append(stats[["mean", "low", "high"]].to_numpy(float).ravel())  # the bands stay in view
             if numeric_x and x_key in LOG_SCALE_KEYS and (data[x_key].astype(float) > 0).all():
                 ax.set_xscale("log")
                 ticks = sorted(data[x_key].astype(float).unique())

@@ -205,7 +205,7 @@ def _sorted_stats(stats: pd.DataFrame, layout: figures.Layout) -> pd.DataFrame:
             return column.map(lambda e: estimator_style(e).rank)
         return column.map(figures.sort_key)
     positions = index.sort_values(order, key=key, kind="stable").index
-    return stats.iloc[positions].reorder_levels(order)
+    return stats.iloc[positions].reorder_levels(order) if stats.index.nlevels > 1 else stats.iloc[positions]
 
 
 def _run_listing(runs: Sequence[Run]) -> str:

@@ -53,3 +53,13 @@ def test_the_pivot_table_shows_the_bootstrap_interval():
     assert math.isnan(stats.loc["b", ("max:test:loss/L_k", "ci_low")])
     text = to_markdown(stats)
     assert f"-90.17 ± 0.76 [{low:.2f}, {high:.2f}]" in text and "| -95.00 |" in text
+
+
+def test_a_report_with_one_key_sorts_its_pivot():
+    from ovis.reporting.figures import Layout
+    from ovis.reporting.report import _sorted_stats
+    from ovis.reporting.style import estimator_style
+    per_run = pd.DataFrame({"estimator": ["vimco-arithmetic", "reinforce", "reinforce"], "v": [1.0, 2.0, 3.0]})
+    stats = _sorted_stats(seed_statistics(per_run, ["estimator"], ["v"]), Layout(("estimator",)))
+    ranks = {e: estimator_style(e).rank for e in ("reinforce", "vimco-arithmetic")}
+    assert list(stats.index) == sorted(ranks, key=ranks.get)  # legend order, a plain (one-level) index
