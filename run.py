@@ -10,7 +10,8 @@ import os
 import sys
 
 # Threads that wait for work sleep instead of spinning (read when PyTorch loads OpenMP): with
-# spinning, a multi-threaded run slows down a hundredfold as soon as another process is busy.
+# spinning, a multi-threaded run slows down many times over as soon as another process is busy
+# (benchmarks/malloc.py, benchmarks/results.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from ovis.training.main import main  # noqa: E402

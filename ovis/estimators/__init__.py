@@ -9,7 +9,8 @@
 ``loss [bs]`` is a per-data-point surrogate whose gradient estimates that of ``-L``;
 ``diagnostics`` maps ``group/key`` to per-data-point values (``loss/L_k``, ``loss/ess``, ...).
 ``python -m ovis.estimators.check`` prints each estimator's bias and variance on a model small
-enough to enumerate.
+enough to enumerate. Every id belongs to a family of ``ovis.estimators.registry``;
+``register_estimator(EstimatorFamily(...))`` (also ``ovis.register_estimator``) adds your own.
 """
 from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound
 from .config import EstimatorId, describe_estimator_id, parse_estimator_id

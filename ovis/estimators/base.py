@@ -252,18 +252,6 @@ def model_diagnostics(output: Dict, bs: int) -> Dict[str, Tensor]:
     return diagnostics
 
 
-def check_latent_type(estimator: type, model: nn.Module) -> None:
-    """Raise ``ValueError`` when ``model`` declares a ``latent_type`` outside ``estimator.latent_types``
-    (a model without the attribute is not checked)."""
-    latent_type = getattr(model, "latent_type", None)
-    if latent_type is not None and latent_type not in estimator.latent_types:
-        from .registry import estimators_accepting
-        accepted = " or ".join(sorted(estimator.latent_types))
-        raise ValueError(f"{estimator.__name__} accepts {accepted} latents, but {type(model).__name__} has "
-                         f"{latent_type} latents: use a model with {accepted} latents, or an estimator that accepts "
-                         f"{latent_type} latents, such as {', '.join(estimators_accepting(latent_type)[:4])}")
-
-
 class GradientEstimator(nn.Module, metaclass=ABCMeta):
     """Base class of the estimators: ``Estimator(mc, iw, **config)`` then
     ``loss, diagnostics, output = estimator(model, x, backward=False, **runtime)``.
@@ -331,6 +319,7 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
             raise ValueError(f"{type(self).__name__} needs pathwise (reparameterised) samples but the model "
                              f"does not support them (model.supports_reparam is False); use a "
                              f"score-function estimator such as ovis-gamma1, vimco-arithmetic or reinforce")
+        from .registry import check_latent_type  # the registry names the estimators that accept the model
         check_latent_type(type(self), model)
 
     def probe(self, model: nn.Module, sampler: Optional[LatentSampler] = None) -> Optional[Dict]:

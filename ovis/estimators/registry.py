@@ -128,6 +128,15 @@ def _add(family: EstimatorFamily, replace: bool) -> None:
     _FAMILIES[family.name] = family
     _EXACT.update(dict.fromkeys(family.ids, family))
     _PREFIXES.update(dict.fromkeys(family.prefixes, family))
+    for example in family.examples:
+        try:
+            if family_of(example) is not family:
+                raise ValueError(f"it parses as family {family_of(example).name!r}")
+            _lookup(example, False)
+        except ValueError as error:
+            _remove(family)
+            raise ValueError(f"estimator family {family.name!r}: its example id {example!r} does not parse as "
+                             f"one of its ids ({str(error).splitlines()[0]}); give examples that it parses") from None
 
 
 def _remove(family: EstimatorFamily) -> None:
@@ -288,6 +297,17 @@ def lookup(estimator_id, reproduce_original: bool = False) -> Parsed:
 def estimators_accepting(latent_type: str) -> Tuple[str, ...]:
     """Example ids of the estimators that accept models with ``latent_type`` latents."""
     return tuple(e for e in example_ids() if latent_type in _lookup(e, False)[0].latent_types)
+
+
+def check_latent_type(estimator: type, model) -> None:
+    """Raise ``ValueError`` when ``model`` declares a ``latent_type`` outside ``estimator.latent_types``
+    (a model without the attribute is not checked)."""
+    latent_type = getattr(model, "latent_type", None)
+    if latent_type is not None and latent_type not in estimator.latent_types:
+        accepted = " or ".join(sorted(estimator.latent_types))
+        raise ValueError(f"{estimator.__name__} accepts {accepted} latents, but {type(model).__name__} has "
+                         f"{latent_type} latents: use a model with {accepted} latents, or an estimator that accepts "
+                         f"{latent_type} latents, such as {', '.join(estimators_accepting(latent_type)[:4])}")
 
 
 def estimator_classes(families: Optional[Iterable[EstimatorFamily]] = None) -> Tuple[Type, ...]:

@@ -54,8 +54,8 @@ class BernoulliLogDensity(torch.autograd.Function):
     (``create_graph=True``) recomputes everything from the saved inputs with recorded operations,
     so that second derivatives are exact. Logits expanded along their first dimension (a
     shared prior) get their softplus once per distinct row. The same maths as
-    ``-binary_cross_entropy_with_logits``, with fewer passes: ``benchmarks/bernoulli_sampling.py``
-    (forward and backward of the 3 x 200 SBN's log-densities: 1.8x faster on one CPU thread).
+    ``-binary_cross_entropy_with_logits``, with fewer passes; ``benchmarks/log_density_step.py``
+    times training steps with it and with torch's ``Bernoulli.log_prob`` (``benchmarks/results.md``).
     """
 
     @staticmethod
@@ -93,9 +93,8 @@ class BernoulliLogits(Bernoulli):
     ``sample`` compares uniforms with the probabilities into a float tensor (one pass, no
     boolean intermediate) and ``log_prob`` is ``BernoulliLogDensity`` (reusing the sampler's
     probabilities) without broadcasting checks: ``value`` must have the shape of ``logits``.
-    ``benchmarks/bernoulli_sampling.py``: sampling the 3 x 200 SBN's layer ``[24 * K, 200]``
-    takes 2.0x (K = 5) to 2.5x (K = 50) less time than ``Bernoulli(logits=...).sample()`` on
-    one CPU thread (far more than the 10% that justifies it).
+    ``benchmarks/bernoulli_sampling.py`` times sampling against ``Bernoulli(logits=...).sample()``
+    (``benchmarks/results.md``).
     """
 
     def __init__(self, logits: Tensor):
@@ -128,8 +127,9 @@ class NormalLogDensity(torch.autograd.Function):
 
     ``scale = exp(log_scale)`` is given (the sampler's) and gets no gradient here: the
     gradient of the scale reaches ``log_scale``. A backward pass that is itself differentiated
-    (``create_graph=True``) recomputes from the saved inputs with recorded operations. Same maths as ``Normal.log_prob`` (whose
-    graph has seven nodes over the values); ``benchmarks/bernoulli_sampling.py`` times both.
+    (``create_graph=True``) recomputes from the saved inputs with recorded operations. Same maths as
+    ``Normal.log_prob`` (whose graph has seven nodes over the values); ``benchmarks/log_density_step.py``
+    times training steps with each (``benchmarks/results.md``).
     """
 
     @staticmethod

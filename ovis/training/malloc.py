@@ -6,11 +6,9 @@ again at the next step. Fixed thresholds keep up to 64 MiB of freed memory for t
 blocks of 32 MiB or more are still mapped and returned one by one (glibc's own ceiling of the
 dynamic mmap threshold on 64-bit systems).
 
-``benchmarks/malloc.py`` (fresh processes with and without the variables, alternating): the
-median ``ovis-gamma1`` training step of the 3 x 200 SBN at batch 24 took 26% less time at K = 5
-and 62% less at K = 50 with them, and the peak memory of a binarized-MNIST run above
-``import torch`` was unchanged (+2%); measured on a loaded 2-core machine. The project keeps
-such a setting for a gain above 10% on a stated target (benchmarks/targets.md, target 1).
+``benchmarks/malloc.py`` measures the training step and the run's memory with and without them
+(fresh processes, alternating; ``benchmarks/results.md``). The project keeps such a setting for a
+gain above 10% on a stated target (benchmarks/targets.md, target 1).
 
 glibc reads the variables when a process starts, so they are set by whoever starts it: the
 queue sets ``RUN_ENVIRONMENT`` (below) for the runs it launches; by hand::

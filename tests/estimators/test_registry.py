@@ -71,12 +71,13 @@ def counted_generative_passes(model):
 
 
 @pytest.mark.parametrize("estimator_id", EXAMPLE_IDS)
-def test_model_evaluations_counts_the_generative_passes_of_a_step(estimator_id):
+def test_model_evaluations_and_owned_parameters_are_true(estimator_id):
     Estimator, config = parse_estimator_id(estimator_id)
     model = LinearGaussianModel(dim=2) if Estimator.reparam else enumerable_model_for(Estimator)
     x = torch.ones(4, *((2,) if Estimator.reparam else (3,)))
     estimator = Estimator(mc=max(2, Estimator.min_mc), iw=3, x_shape=tuple(x.shape[1:]), **config)
     estimator.check_model(model)  # its probe pass, if any, is not part of a step
+    assert estimator.owns_parameters == any(p.requires_grad for p in estimator.parameters()), estimator_id
     counts = counted_generative_passes(model)
     estimator(model, x)[0].mean().backward()
     assert counts[0] == x.shape[0] * estimator.model_evaluations(), estimator_id
@@ -160,6 +161,10 @@ def test_conflicting_registrations_are_refused_unless_replaced(clean_registry):
     registry.unregister_estimator("own")
     with pytest.raises(ValueError, match="unknown estimator id 'own-sf'"):
         parse_estimator_id("own-sf")
+    with pytest.raises(ValueError, match="its example id 'own-sf3' does not parse as one of its ids"):
+        register_estimator(EstimatorFamily(name="bad", grammar="own-sf3", examples=("own-sf3",),
+                                           ids={"own-sf4": (OwnScoreFunction, {})}))
+    assert "bad" not in {f.name for f in registry.registered_families()}
     with pytest.raises(ValueError, match="at least one example id"):
         EstimatorFamily(name="x", grammar="x", examples=(), ids={"x": (OwnScoreFunction, {})})
 
@@ -181,7 +186,7 @@ def test_a_broken_plugin_is_named_with_the_fix(clean_registry):
 # The generic matrices parametrised by estimator id: (test, its parameter).
 GENERIC_MATRICES = {
     "tests/estimators/test_layout.py::test_shapes_for_every_estimator": "estimator_id",
-    "tests/estimators/test_registry.py::test_model_evaluations_counts_the_generative_passes_of_a_step": "estimator_id",
+    "tests/estimators/test_registry.py::test_model_evaluations_and_owned_parameters_are_true": "estimator_id",
     "tests/training/test_run_options.py::test_every_accepted_combination_trains_with_the_defaults": "estimator",
 }
 COLLECTING_PLUGIN = '''
