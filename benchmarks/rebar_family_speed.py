@@ -5,10 +5,15 @@ paper's 3 x 200 linear SBN with a batch of 24 binary 28 x 28 images.
 
     python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1] [--optimizer trainer]
 
+    python benchmarks/rebar_family_speed.py --ids arms,arms-gaussian,double-cv,indecater
+
 Targets: nvil, arm, disarm, reinforce-loo, gumbel-softmax, straight-through within 1.3x of
 reinforce (ARM and DisARM evaluate an antithetic pair per layer: against reinforce with 2 particles
 for the 1-layer comparison, 1 + depth for deeper models); REBAR and RELAX (three evaluations by
-construction) within 3.5x of reinforce at one particle.
+construction) within 3.5x of reinforce at one particle. arms, arms-gaussian, double-cv and
+indecater (no target) run on the one-layer SBN (1 x 200) they serve, against reinforce with the
+same mc and ``model_evaluations / mc`` particles (indecater: 1 + 200 evaluations per particle);
+``exact`` enumerates 2^200 states there and is not timed.
 
 Each comparison alternates one step of the estimator and one of its reference, so that load
 changes on a shared machine hit both alike, and divides the medians of the process CPU time of
@@ -48,7 +53,11 @@ COMPARISONS = (
     ("straight-through", 1, 1, 1, 1, 1.3), ("arm", 1, 1, 1, "pairs", 1.3), ("disarm", 1, 1, 1, "pairs", 1.3),
     ("disarm-iw", 1, 5, 1, "pairs", 1.3), ("muprop", 1, 1, 1, 1, None), ("simple-muprop", 1, 1, 1, 1, None),
     ("rebar", 1, 1, 1, 1, 3.5), ("dynamic-rebar", 1, 1, 1, 1, None), ("relax", 1, 1, 1, 1, 3.5),
+    ("arms", 4, 1, 4, "evaluations", None), ("arms-gaussian", 4, 1, 4, "evaluations", None),
+    ("double-cv", 4, 1, 4, "evaluations", None), ("indecater", 1, 1, 1, "evaluations", None),
 )
+ONE_LAYER = {"arms", "arms-gaussian", "double-cv", "indecater"}  # estimators of one stochastic layer
+LATENT_UNITS = 200
 UNTIMED_STEPS = 3
 CPU = torch.device("cpu")
 
@@ -61,7 +70,7 @@ def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tens
                   optimizer: str = "trainer") -> Callable[[], None]:
     """One training step of a fresh model with ``estimator_id`` on ``x``, as a function."""
     torch.manual_seed(0)
-    model = get_model("sbm", tuple(x.shape[1:]), N=200, depth=depth, nlayers=0)
+    model = get_model("sbm", tuple(x.shape[1:]), N=LATENT_UNITS, depth=depth, nlayers=0)
     Estimator, config = parse_estimator_id(estimator_id)
     estimator = Estimator(mc=mc, iw=iw, x_shape=tuple(x.shape[1:]), **config)
     estimator.check_model(model)
@@ -124,21 +133,30 @@ def main(argv=None) -> None:
     parser.add_argument("--depth", type=int, default=3, help="stochastic layers of the SBN")
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="trainer",
                         help="trainer: make_optimizer's fused Adam; torch-default: torch.optim.Adam's defaults")
+    parser.add_argument("--ids", default=None,
+                        help="comma-separated estimator ids of the comparisons to run (default: all)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     x = (torch.rand(24, 1, 28, 28, generator=torch.Generator().manual_seed(0)) > 0.5).float()
     load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     print(f"optimizer {args.optimizer}; torch threads {args.threads}; load average {load}; "
           f"medians of {args.steps} alternating steps; ratios of process CPU time (wall clock beside)")
-    print(f"{'estimator':>18s} {'mc':>3s} {'iw':>3s} {'ms/step':>9s} {'reinforce ms':>12s} {'ratio':>6s} "
+    print(f"{'estimator':>18s} {'mc':>3s} {'iw':>3s} {'ms/step':>9s} {'reinforce ms':>12s} {'ref iw':>6s} {'ratio':>6s} "
           f"{'wall':>6s} {'flops':>6s} {'target':>6s}")
+    chosen = None if args.ids is None else set(args.ids.split(","))
     for estimator_id, mc, iw, ref_mc, ref_iw, target in COMPARISONS:
-        ref_iw = iw * (1 + args.depth) if ref_iw == "pairs" else ref_iw
-        steps = [training_step(estimator_id, mc, iw, args.depth, x, args.optimizer),
-                 training_step("reinforce", ref_mc, ref_iw, args.depth, x, args.optimizer)]
+        if chosen is not None and estimator_id not in chosen:
+            continue
+        depth = 1 if estimator_id in ONE_LAYER else args.depth
+        if ref_iw == "evaluations":
+            Estimator, config = parse_estimator_id(estimator_id)
+            ref_iw = Estimator(mc=mc, iw=iw, **config).model_evaluations(latent_size=LATENT_UNITS) // ref_mc
+        ref_iw = iw * (1 + depth) if ref_iw == "pairs" else ref_iw
+        steps = [training_step(estimator_id, mc, iw, depth, x, args.optimizer),
+                 training_step("reinforce", ref_mc, ref_iw, depth, x, args.optimizer)]
         (cpu, wall), (ref_cpu, ref_wall) = median_step_times(steps, args.steps)
         flops, ref_flops = (step_flops(step) for step in steps)
-        print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {cpu:9.2f} {ref_cpu:12.2f} {cpu / ref_cpu:6.2f} "
+        print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {cpu:9.2f} {ref_cpu:12.2f} {ref_iw:6d} {cpu / ref_cpu:6.2f} "
               f"{wall / ref_wall:6.2f} {flops / ref_flops:6.2f} {'-' if target is None else target:>6}")
 
 

@@ -284,6 +284,8 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     baseline_options: Tuple[str, ...] = ()  # constructor options of its neural baseline (run.py sets them)
     noise_quadrature_nodes: Optional[int] = None  # draws its own uniform noise: Gauss-Legendre nodes per
     # interval that integrate its gradient over that noise (1: exact); None: its randomness is the particles
+    joint_samples = False  # draws the mc samples of a data point together (ARMS' copula): the law of a tuple of
+    # particles is its tuple_probabilities(p, latents), not a product of q's
 
     def __init__(self, mc: int = 1, iw: int = 1, x_shape: Optional[Tuple[int, ...]] = None,
                  alpha: float = 0.0, beta: float = 1.0, tau: float = 0.0, freebits: Optional[float] = None):

@@ -16,6 +16,7 @@ import pandas as pd
 
 from ovis.estimators.config import EstimatorId, describe_estimator_id
 from ovis.reporting.runs import BOOKKEEPING_OPTIONS, Run
+from ovis.reporting.uncertainty import mean_interval
 
 AGGREGATIONS = ("min", "max", "mean", "avg", "last")
 # Default aggregation of a pivot metric given without one: by key, then by group, else "last".
@@ -184,14 +185,18 @@ def variant_columns(table: pd.DataFrame, keys: Sequence[str]) -> List[str]:
 
 def seed_statistics(per_run: pd.DataFrame, group_columns: Sequence[str],
                     value_columns: Sequence[str]) -> pd.DataFrame:
-    """Mean, standard deviation (unbiased, ``ddof=1``; NaN for a single run) and number of
-    runs with a finite value, per group: columns ``(<value>, mean|std|n)``."""
+    """Mean, standard deviation (unbiased, ``ddof=1``; NaN for a single run), number of runs with a
+    finite value and the 95% bootstrap interval of the mean (``ovis.reporting.uncertainty``), per
+    group: columns ``(<value>, mean|std|n|ci_low|ci_high)``."""
     grouped = per_run.groupby(list(group_columns), dropna=False, sort=False)
     stats = {}
     for column in value_columns:
         stats[(column, "mean")] = grouped[column].mean()
         stats[(column, "std")] = grouped[column].std(ddof=1)
         stats[(column, "n")] = grouped[column].count()
+        intervals = grouped[column].agg(lambda v: mean_interval(v.to_numpy(dtype=float)))
+        stats[(column, "ci_low")] = intervals.map(lambda pair: pair[0])
+        stats[(column, "ci_high")] = intervals.map(lambda pair: pair[1])
     table = pd.DataFrame(stats)
     table.columns = pd.MultiIndex.from_tuples(table.columns)
     return table

@@ -3,7 +3,8 @@
 Keys give roles (``Layout``): with ``--keys dataset,estimator,iw`` the data set makes the
 panels (category), the estimator the colour (hue) and K the x axis of the pivot plot and the
 line style of the curves; a fourth key sets markers. Lines are means over seeds with a
-shaded band of +/- one standard deviation.
+shaded band: the 95% bootstrap interval of the mean in the pivot plot, +/- one standard
+deviation on the training curves.
 """
 import math
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import EngFormatter
 
 from ovis.reporting.aggregate import tukey_limits
+from ovis.reporting.uncertainty import mean_interval
 from ovis.reporting.style import (LINE_STYLES, LOG_SCALE_KEYS, MARKERS, estimator_style, key_label, metric_label,
                                   plain_log_ticks, plt, save_figure, uses_log_scale, value_text, variant_color)
 
@@ -121,20 +123,30 @@ def _styles(values: Sequence, table: Sequence) -> Dict:
     return {v: table[i % len(table)] for i, v in enumerate(ordered)}
 
 
-def _seed_band(frame: pd.DataFrame, by: str) -> pd.DataFrame:
-    """Mean and standard deviation over runs at each value of ``by``."""
-    stats = frame.groupby(by)["value"].agg(["mean", "std", "count"]).reset_index()
+def _seed_band(frame: pd.DataFrame, by: str, interval: bool = False) -> pd.DataFrame:
+    """Mean over runs at each value of ``by`` and a band: the 95% bootstrap interval of the mean
+    (``interval``; the pivot plot) or mean +- standard deviation (training curves, where a
+    bootstrap at every step would cost more than the figure)."""
+    grouped = frame.groupby(by)["value"]
+    stats = grouped.agg(["mean", "std", "count"])
+    if interval:
+        bounds = grouped.agg(lambda v: mean_interval(v.to_numpy(dtype=float)))
+        stats["low"], stats["high"] = bounds.map(lambda b: b[0]), bounds.map(lambda b: b[1])
+    else:
+        stats["low"], stats["high"] = stats["mean"] - stats["std"], stats["mean"] + stats["std"]
+    stats = stats.reset_index()
     return stats.sort_values(by, key=lambda s: s.map(sort_key) if s.dtype == object else s)
 
 
 def _draw(ax, x, stats: pd.DataFrame, color, linestyle="-", marker=None, markevery=None):
-    mean, std = stats["mean"].to_numpy(float), stats["std"].to_numpy(float)
+    mean, low, high = (stats[c].to_numpy(float) for c in ("mean", "low", "high"))
     ax.plot(x, mean, color=color, linestyle=linestyle, marker=marker, markevery=markevery,
             markersize=5, markerfacecolor="none", linewidth=1.4)
-    band = np.isfinite(std)
-    if band.any():
-        ax.fill_between(np.asarray(x)[band], (mean - std)[band], (mean + std)[band], color=color,
-                        alpha=BAND_ALPHA, linewidth=0)
+    band = np.isfinite(low) & np.isfinite(high)
+    if len(mean) == 1 and band.all():  # a single point: the band as an error bar
+        ax.errorbar(x, mean, yerr=[mean - low, high - mean], color=color, capsize=3, linewidth=1.0)
+    elif band.any():
+        ax.fill_between(np.asarray(x)[band], low[band], high[band], color=color, alpha=BAND_ALPHA, linewidth=0)
 
 
 def _set_y_scale(ax, metric: str, lines: List[np.ndarray], ylims: Dict[str, Tuple[float, float]],
@@ -289,7 +301,8 @@ def _numeric(values: pd.Series) -> bool:
 def plot_pivot(per_run: pd.DataFrame, pivot_metrics: Sequence[str], layout: Layout, palette: Palette,
                path: str, ylims: Dict = None) -> List[str]:
     """Pivot metrics against the x key (log axis for K, M, gamma, ...): rows = pivot metrics,
-    columns = category values, one line per hue line (mean over seeds, +/- std band). With a
+    columns = category values, one line per hue line (mean over seeds, band: its 95% bootstrap
+    interval). With a
     single key, the hue values are the x axis."""
     ylims = ylims or {}
     data = per_run.copy()
@@ -309,11 +322,11 @@ def plot_pivot(per_run: pd.DataFrame, pivot_metrics: Sequence[str], layout: Layo
             for keys, group in panel.groupby(["_line"] + split, sort=False):
                 keys = keys if isinstance(keys, tuple) else (keys,)
                 frame = group[[x_key, metric]].rename(columns={metric: "value"})
-                stats = _seed_band(frame, x_key)
+                stats = _seed_band(frame, x_key, interval=True)
                 x = stats[x_key].astype(float) if numeric_x else stats[x_key].map(positions)
                 _draw(ax, x, stats, palette.color(keys[0]), linestyles.get(keys[1], "-") if split else "-",
                       marker=palette.marker(keys[0]))
-                plotted.append(stats["mean"].to_numpy())
+                plotted.append(stats[["mean", "low", "high"]].to_numpy(float).ravel())  # the bands stay in view
             if numeric_x and x_key in LOG_SCALE_KEYS and (data[x_key].astype(float) > 0).all():
                 ax.set_xscale("log")
                 ticks = sorted(data[x_key].astype(float).unique())

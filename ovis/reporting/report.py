@@ -38,6 +38,7 @@ from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_
 from ovis.reporting.runs import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, UNKNOWN, ExperimentRuns, Run,
                                  load_curves, scan_experiment, select_runs)
 from ovis.reporting.style import apply_style, estimator_style
+from ovis.reporting.uncertainty import improvement_table
 
 DEFAULT_METRICS = ("train:loss/L_k", "train:loss/kl_q_p", "train:loss/ess", "train:grads/snr")
 DEFAULT_PIVOT_METRICS = ("max:train:loss/L_k", "min:train:loss/kl_q_p", "mean:train:grads/snr")
@@ -204,7 +205,7 @@ def _sorted_stats(stats: pd.DataFrame, layout: figures.Layout) -> pd.DataFrame:
             return column.map(lambda e: estimator_style(e).rank)
         return column.map(figures.sort_key)
     positions = index.sort_values(order, key=key, kind="stable").index
-    return stats.iloc[positions].reorder_levels(order)
+    return stats.iloc[positions].reorder_levels(order) if stats.index.nlevels > 1 else stats.iloc[positions]
 
 
 def _run_listing(runs: Sequence[Run]) -> str:
@@ -246,7 +247,8 @@ def _index_page(options: ReportOptions, experiment: ExperimentRuns, selected: Li
         lines += [f"- `{metric}`: {', '.join(f'`{r}`' for r in runs)}" for metric, runs in missing_metrics.items()]
         lines += [""]
     lines += ["## Pivot table", "",
-              "Mean ± standard deviation over seeds of each run's aggregate (`agg:split:metric`); "
+              "Mean ± standard deviation [95% bootstrap interval of the mean] over seeds of each run's "
+              "aggregate (`agg:split:metric`); "
               "best `max:`/`min:` value per block in bold. Files: [CSV](pivot.csv), [LaTeX](pivot.tex), "
               "[per run](runs.csv).", "", pivot_md]
     for title, paths in figure_sections:
@@ -269,11 +271,31 @@ def _write_tables(directory: str, per_run: pd.DataFrame, stats: pd.DataFrame, la
     block = [c for c in (layout.category, layout.x) if c]
     pivot_md = tables.to_markdown(stats, block, options.float_format)
     pivot_tex = tables.to_latex(stats, block, options.float_format, caption=f"{options.exp}: {', '.join(names)}")
+    improvements = improvement_tables(per_run, names, layout)
+    improvement_md = tables.improvement_markdown(improvements)
+    if improvement_md:
+        pivot_md += ("\n### Probability of improvement\n\nOver seeds, per stratum (every other key's value) and "
+                     "averaged over the strata where both ran; 95% stratified bootstrap interval. Files: "
+                     "[CSV](improvement.csv).\n\n" + improvement_md)
     texts = {"runs.csv": per_run.sort_values(names[0], ascending=False).to_csv(),
-             "pivot.csv": tables.flat_pivot(stats).to_csv(index=False), "pivot.md": pivot_md, "pivot.tex": pivot_tex}
+             "pivot.csv": tables.flat_pivot(stats).to_csv(index=False), "pivot.md": pivot_md, "pivot.tex": pivot_tex,
+             "improvement.csv": pd.concat([t.assign(metric=m) for m, t in improvements.items()] or [pd.DataFrame()])
+             .to_csv(index=False)}
     for name, text in texts.items():
         atomic_write(os.path.join(directory, name), text)
     return pivot_md, pivot_tex, [os.path.join(directory, name) for name in texts]
+
+
+def improvement_tables(per_run: pd.DataFrame, names: Sequence[str], layout: figures.Layout) -> Dict[str, pd.DataFrame]:
+    """Probability of improvement between the hue values (estimators) for each ``max:``/``min:``
+    pivot metric, strata = the other group columns (``ovis.reporting.uncertainty``)."""
+    strata = [c for c in layout.group_columns if c != layout.hue]
+    result = {}
+    for name in names:
+        agg = name.split(":", 1)[0]
+        if agg in ("max", "min") and per_run[layout.hue].nunique() > 1:
+            result[name] = improvement_table(per_run, name, layout.hue, strata, higher_is_better=agg == "max")
+    return result
 
 
 def _draw_figures(directory: str, per_run: pd.DataFrame, curves: pd.DataFrame, pivot_names: List[str],

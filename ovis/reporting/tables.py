@@ -1,7 +1,8 @@
-"""Writing the pivot table as CSV (numbers), Markdown and LaTeX (``mean ± std``).
+"""Writing the pivot table as CSV (numbers), Markdown and LaTeX (``mean ± std [low, high]``).
 
 The table has one row per group of runs (the report keys plus the variant attributes)
-and, per pivot metric, the mean, standard deviation and count over seeds. In the text
+and, per pivot metric, the mean, standard deviation, count and 95% bootstrap interval of the
+mean over seeds (``[low, high]``, from two runs on). In the text
 formats the best mean of a ``max:`` (``min:``) metric within a block of comparable rows
 (same category and x-key value) is set in bold.
 """
@@ -11,6 +12,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import pandas as pd
 
 from ovis.reporting.style import estimator_label
+
+STATISTICS = ("mean", "std", "n", "ci_low", "ci_high")  # the columns of seed_statistics, per metric
 
 
 def format_number(value: float, float_format: str = "auto", like: Optional[float] = None) -> str:
@@ -57,11 +60,13 @@ def _cells(stats: pd.DataFrame, block_columns: Sequence[str], float_format: str,
     for metric in dict.fromkeys(stats.columns.get_level_values(0)):
         best = _best_rows(stats, metric, block_columns)
         cells = []
-        for i, (mean, std, n) in enumerate(zip(stats[(metric, "mean")], stats[(metric, "std")],
-                                               stats[(metric, "n")])):
+        for i, (mean, std, n, low, high) in enumerate(zip(*(stats[(metric, stat)] for stat in STATISTICS))):
             text = format_number(mean, float_format)
             if math.isfinite(std):
                 text += f" {plus_minus} {format_number(std, float_format, like=mean)}"
+            if math.isfinite(low):
+                low, high = (format_number(v, float_format, like=mean) for v in (low, high))
+                text += f" [{low}, {high}]"
             if n < runs[i]:
                 text += f" (n={n})"
             cells.append(bold(text) if i in best else text)
@@ -121,3 +126,16 @@ def markdown_list_table(rows: Sequence[Sequence[str]], header: Sequence[str]) ->
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
     return "\n".join(lines) + "\n"
+
+
+def improvement_markdown(tables_by_metric: Dict[str, pd.DataFrame], label: Callable[[object], str] = str) -> str:
+    """The probability of improvement of A over B per pivot metric (``uncertainty.improvement_table``):
+    ``0.83 [0.50, 1.00]``, higher when A is better (larger for ``max:``, smaller for ``min:``)."""
+    rows = []
+    for metric, table in tables_by_metric.items():
+        for a, b, probability, low, high, strata in table.itertuples(index=False):
+            interval = f" [{low:.2f}, {high:.2f}]" if math.isfinite(low) else ""
+            rows.append((metric, label(a), label(b), f"{probability:.2f}{interval}", str(strata)))
+    if not rows:
+        return ""
+    return markdown_list_table(rows, ["metric", "A", "B", "P(A better than B) [95% interval]", "strata"])

@@ -63,6 +63,16 @@ class _TestModel(TemplateModel):
         return copies.repeat_interleave(rows // copies.shape[0], dim=0)
 
 
+class _KeptDraws(LatentSampler):
+    """The fixed latents handed to a drawing sampler's ``keep(group, z)`` in place of its draws."""
+
+    def __init__(self, fixed: List[Tensor], keep):
+        self.fixed, self.keep = fixed, keep
+
+    def __call__(self, group: int, q) -> Tensor:
+        return self.keep(group, self.fixed[group])
+
+
 class EnumerableModel(_TestModel):
     """Sigmoid belief network with layers of binary units, top layer first (``z_dims``).
 
@@ -147,12 +157,15 @@ class EnumerableModel(_TestModel):
 
     def forward(self, x: Tensor, reparam: bool = False, sampler: Optional[LatentSampler] = None, **kwargs) -> Dict:
         """``sampler``: how each latent group is drawn (``ovis.models.sampling``); inside
-        ``fixed_latents`` the fixed latents replace samplers that draw (``sampler.draws``)."""
+        ``fixed_latents`` the fixed latents replace samplers that draw (``sampler.draws``), or
+        pass through their ``keep(group, z)`` when they define one."""
         if reparam:
             raise ValueError("EnumerableModel has binary latents: no reparameterised samples")
         fixed = self._fixed_latents
         if fixed is not None and getattr(sampler, "draws", True):
-            sampler = None
+            keep = getattr(sampler, "keep", None)  # a drawing sampler that marks its draws (LeafSample)
+            sampler = None if keep is None else _KeptDraws(fixed, keep)
+            fixed = None if keep is not None else fixed
         elif sampler is not None:
             fixed = None  # a sampler that evaluates (Given, MeanField) wins over the fixed latents
         qz, z = self._inference(x, fixed, sampler)
@@ -238,7 +251,8 @@ def enumerate_estimator(estimator: nn.Module, model: EnumerableModel, x: Tensor,
                         **runtime) -> Tuple[Dict[str, Tensor], Dict[str, Tensor]]:
     """Exact mean and variance of an estimator's gradient (of its ``loss``) for one data point
     ``x [1, D]``, by enumerating every tuple of the ``mc * n`` particles of its forward pass
-    (``estimator.layout = (mc, n)``), weighted by its probability under q.
+    (``estimator.layout = (mc, n)``), weighted by its probability under q (for an estimator that
+    draws its mc samples together, ``joint_samples``: its ``tuple_probabilities``).
 
     Returns ``(mean, variance)``: dicts ``parameter name -> [*shape]``. Randomness outside the
     particles (the sleep phase of wake-sleep) is sampled, once per tuple.
@@ -249,10 +263,13 @@ def enumerate_estimator(estimator: nn.Module, model: EnumerableModel, x: Tensor,
     particles = mc * n
     tuples = model.tuple_indices(particles)  # [T, P]
     T = tuples.shape[0]
+    states = model.latent_states()
     with torch.no_grad():
         _, log_qz, _ = model.state_log_densities(x)  # [1, S, G]
         probability = log_qz.sum(-1)[0, tuples].sum(-1).exp()  # [T]
-    states = model.latent_states()
+        if getattr(estimator, "joint_samples", False):  # the mc samples are drawn together (one layer)
+            p = torch.sigmoid(model.infer(x)[0].logits)[0]  # [N]
+            probability = estimator.tuple_probabilities(p, states[0][tuples].view(T, mc, n, -1))
     z_rows = [state[tuples.reshape(-1)] for state in states]  # [T * P, d_g]
     estimator.check_model(model)  # its probe pass, if any, before the parameters are copied per datum
     with model.per_datum_parameters(T) as copies, model.fixed_latents(z_rows):

@@ -28,7 +28,8 @@ def evaluation_plan_line(args, subsets: Dict) -> str:
 
 
 def evaluation_line(state, total_steps: int, train: Dict[str, float], test: Dict[str, float], speed: float) -> str:
-    """One evaluation: bounds, best test bound so far, gradient statistics, active units, speed."""
+    """One evaluation: bounds, best test bound so far, gradient statistics, active units, speed and
+    the estimator's model evaluations per data point and step."""
     line = (f"step {state.step}/{total_steps} epoch {state.epoch} | train L_k {train['loss/L_k']:.3f} "
             f"kl_q_p {train.get('loss/kl_q_p', math.nan):.3f} ess {train.get('loss/ess', math.nan):.2f} | "
             f"test L_k {test['loss/L_k']:.3f} (best {state.best_value:.3f} at step {state.best_step})")
@@ -37,4 +38,6 @@ def evaluation_line(state, total_steps: int, train: Dict[str, float], test: Dict
                  f"magnitude {train['grads/magnitude']:.3g} dsnr {train['grads/dsnr']:.3g}")
     if "active_units/au" in train:
         line += f" | active units {train['active_units/au']:.0f}/{train['active_units/n']:.0f}"
-    return f"{line} | {speed:.1f} steps/s"
+    evaluations = train.get("info/model-evaluations")
+    cost = "" if evaluations is None else f", {evaluations:.0f} model evaluations per data point and step"
+    return f"{line} | {speed:.1f} steps/s{cost}"

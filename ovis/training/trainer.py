@@ -236,7 +236,8 @@ class Trainer:
         self.progress.describe("evaluating")
         args, state = self.args, self.state
         common = {f"parameters/{key}": value for key, value in self.runtime(state.step).items()}
-        common.update({"info/epoch": float(state.epoch), "info/elapsed-time": self._elapsed()})
+        common.update({"info/epoch": float(state.epoch), "info/elapsed-time": self._elapsed(),
+                       "info/model-evaluations": float(self.estimator.model_evaluations())})
         with seeded_rng(derive_seed(args.seed, "evaluation", state.step), self.device):
             self.model.eval()
             self.estimator.eval()

@@ -10,6 +10,14 @@ def build(estimator_id: str, mc: int = 1, iw: int = 1, **kwargs):
     return Estimator(mc=mc, iw=iw, **config, **kwargs)
 
 
+def enumerable_model_for(Estimator, **kwargs):
+    """The enumerable binary model with two latent layers, or one for the estimators that serve
+    a single stochastic layer (``max_groups = 1``)."""
+    from ovis.testing import EnumerableModel
+    one_layer = getattr(Estimator, "max_groups", None) == 1
+    return EnumerableModel(x_dim=3, z_dims=(2,) if one_layer else (2, 1), **kwargs)
+
+
 def exact_gradients(model, objective):
     """``name -> d(-objective)/dparameter`` (zeros where it does not depend on the parameter)."""
     names, params = zip(*model.named_parameters())

@@ -11,7 +11,7 @@ from ovis.estimators.config import EXAMPLE_IDS
 from ovis.estimators.vimco import vimco_control_variate
 from ovis.testing import EnumerableModel, LinearGaussianModel
 
-from .helpers import build
+from .helpers import build, enumerable_model_for
 
 BASE_KEYS = {"loss/L_k", "loss/elbo", "loss/nll", "loss/kl", "loss/kl_q_p", "loss/ess"}
 
@@ -19,7 +19,7 @@ BASE_KEYS = {"loss/L_k", "loss/elbo", "loss/nll", "loss/kl", "loss/kl_q_p", "los
 def model_for(estimator_id):
     if parse_estimator_id(estimator_id)[0].reparam:
         return LinearGaussianModel(dim=3, seed=0)
-    return EnumerableModel(x_dim=3, z_dims=(2, 1), seed=0)
+    return enumerable_model_for(parse_estimator_id(estimator_id)[0], seed=0)
 
 
 def batch_for(model, bs):

@@ -15,7 +15,9 @@ from ovis.estimators.base import GradientEstimator
 from ovis.estimators.config import EXAMPLE_IDS, VALID_FORMS, describe_estimator_id, parse_estimator_id
 from ovis.estimators.registry import EstimatorFamily, Style, register_estimator
 from ovis.estimators.score_function import Reinforce
-from ovis.testing import EnumerableModel, LinearGaussianModel
+from ovis.testing import LinearGaussianModel
+
+from .helpers import enumerable_model_for
 
 
 def unregistered_estimator_classes():
@@ -71,7 +73,7 @@ def counted_generative_passes(model):
 @pytest.mark.parametrize("estimator_id", EXAMPLE_IDS)
 def test_model_evaluations_and_owned_parameters_are_true(estimator_id):
     Estimator, config = parse_estimator_id(estimator_id)
-    model = LinearGaussianModel(dim=2) if Estimator.reparam else EnumerableModel(x_dim=3, z_dims=(2, 1))
+    model = LinearGaussianModel(dim=2) if Estimator.reparam else enumerable_model_for(Estimator)
     x = torch.ones(4, *((2,) if Estimator.reparam else (3,)))
     estimator = Estimator(mc=max(2, Estimator.min_mc), iw=3, x_shape=tuple(x.shape[1:]), **config)
     estimator.check_model(model)  # its probe pass, if any, is not part of a step

@@ -140,11 +140,11 @@ def test_markdown_and_latex_tables_bold_the_best_of_each_block():
     markdown = to_markdown(stats, block_columns=["iw"])
     lines = markdown.splitlines()
     assert lines[0] == "| iw | estimator | max:test:loss/L_k | runs |"
-    assert lines[2] == "| 5 | a | -91.00 ± 1.41 | 2 |"
-    assert lines[3] == "| 5 | b | **-89.25 ± 0.35** | 2 |"
+    assert lines[2] == "| 5 | a | -91.00 ± 1.41 [-92.00, -90.00] | 2 |"  # two seeds: their range
+    assert lines[3] == "| 5 | b | **-89.25 ± 0.35 [-89.50, -89.00]** | 2 |"
     assert lines[4] == "| 50 | a | **-85.00** | 1 |"
     latex = to_latex(stats, block_columns=["iw"], float_format=".1f")
-    assert r"5 & b & \textbf{-89.2 $\pm$ 0.4} & 2 \\" in latex
+    assert r"5 & b & \textbf{-89.2 $\pm$ 0.4 [-89.5, -89.0]} & 2 \\" in latex
     assert r"max:test:loss/L\_k" in latex
 
 

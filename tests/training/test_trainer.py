@@ -51,7 +51,8 @@ def test_a_run_writes_every_file_and_metric(tmp_path):
                  "train:grads/dsnr", "train:grads/keep_ratio", "train:snr/p50", "train:active_units/au",
                  "train:active_units/r_au", "train:active_units/n", "train:parameters/alpha", "train:info/epoch",
                  "online:loss/L_k", "test:loss/L_k", "test:loss/overfitting", "test:loss/kl_q_p",
-                 "test:parameters/beta", "test:info/elapsed-time", "test:info/iters", "valid:loss/L_k"):
+                 "test:parameters/beta", "test:info/elapsed-time", "test:info/iters", "valid:loss/L_k",
+                 "train:info/model-evaluations"):
         assert name in names, name
 
     def value(metric, step):
@@ -62,6 +63,8 @@ def test_a_run_writes_every_file_and_metric(tmp_path):
     assert [value("train:parameters/alpha", s) for s in (0, 12, 24)] == pytest.approx([0.5, 0.25, 0.0])
     assert value("test:loss/overfitting", 12) == pytest.approx(value("train:loss/L_k", 12) - value("test:loss/L_k", 12))
     assert value("train:active_units/n", 0) == 4 and value("test:info/iters", 0) == 2  # 16 points / batch 8
+    assert value("train:info/model-evaluations", 12) == 3  # mc * iw forward passes per data point and step
+    assert "steps/s, 3 model evaluations per data point and step" in (run_dir / "run.log").read_text()
     # the validation pass is logged once, at the step of the best test bound
     best_step = max((0, 12, 24), key=lambda s: value("test:loss/L_k", s))
     assert list(metrics[metrics.metric == "valid:loss/L_k"].step) == [best_step]

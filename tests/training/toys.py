@@ -91,6 +91,9 @@ class ToyScoreEstimator(nn.Module):
     def check_model(self, model):
         pass
 
+    def model_evaluations(self, latent_size=None):
+        return self.mc * self.iw
+
     def forward(self, model, x, backward=False, return_diagnostics=True, alpha=0.0, beta=1.0, **kwargs):
         bs, mc, iw = x.shape[0], self.mc, self.iw
         x_expanded = x.repeat_interleave(mc * iw, dim=0)  # [bs*mc*iw, *x_shape]

@@ -1,0 +1,226 @@
+"""exact, indecater, double-cv and arms against the exact gradient of the enumerable binary model.
+
+``exact`` and ``indecater`` and ``double-cv`` draw independent particles: ``enumerate_estimator``
+averages them over every tuple of particles. ``arms`` draws the mc samples of a data point
+together through a copula: the harness weighs every tuple by its probability under the copula
+(``ARMS.tuple_probabilities``, whose law is checked on its own). Each estimator
+matches the exact gradient of its bound for theta and phi to rounding; a deliberately broken
+variant fails the same check; each refuses the models it cannot serve before any work.
+"""
+import math
+
+import pytest
+import torch
+
+from ovis.estimators.arms import ARMS, CopulaSampler, unit_pattern_probabilities
+from ovis.estimators.baselines import ReinforceLeaveOneOut
+from ovis.estimators.double_cv import DoubleControlVariate
+from ovis.estimators.exact import ExactEnumeration
+from ovis.estimators.indecater import IndeCateR
+from ovis.models import get_model
+from ovis.testing import EnumerableModel, enumerate_estimator, per_datum_gradients
+
+from .helpers import exact_gradients, flat, flat_samples, max_z_score
+
+X = torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def error(mean, model, iw, **runtime):
+    exact = exact_gradients(model, model.exact_iw_bound(X, iw, **runtime).sum())
+    return (flat(mean) - flat(exact)).abs().max().item()
+
+
+class BrokenExact(ExactEnumeration):
+    """The tuple probabilities held constant (no score term for phi)."""
+
+    def state_log_weights(self, model, x, options):
+        log_weights, log_q = super().state_log_weights(model, x, options)
+        return log_weights, log_q.detach()
+
+
+class BrokenIndeCateR(IndeCateR):
+    """Every changed unit's bound shifted by 0.2 (a baseline that depends on the category)."""
+
+    def changed_log_weights(self, model, x, indices, options):
+        return super().changed_log_weights(model, x, indices, options) + 0.2
+
+
+class BrokenDoubleControlVariate(DoubleControlVariate):
+    """The analytic expectation of the linear control variate left out."""
+
+    def group_terms(self, model, x, particles, control_variate, options):
+        return super().group_terms(model, x, particles, control_variate, options)[0], 0.0
+
+
+CASES = [((2,), 1, 1, {}), ((2,), 1, 3, {"alpha": 0.3, "beta": 0.7}), ((2,), 2, 2, {"freebits": 0.3})]
+
+
+@pytest.mark.parametrize("z_dims,mc,iw,runtime", CASES + [((1, 1), 1, 2, {"beta": 0.7})])
+def test_exact_is_the_exact_gradient_with_zero_variance(z_dims, mc, iw, runtime):
+    model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
+    mean, variance = enumerate_estimator(ExactEnumeration(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(mean, model, iw, **runtime) < 1e-12
+    assert flat(variance).abs().max() < 1e-24
+    broken, _ = enumerate_estimator(BrokenExact(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(broken, model, iw, **runtime) > 1e-3
+
+
+@pytest.mark.parametrize("z_dims,mc,iw,runtime", CASES)
+def test_indecater_matches_the_exact_gradient(z_dims, mc, iw, runtime):
+    model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
+    mean, _ = enumerate_estimator(IndeCateR(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(mean, model, iw, **runtime) < 1e-12
+    broken, _ = enumerate_estimator(BrokenIndeCateR(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(broken, model, iw, **runtime) > 1e-3
+
+
+@pytest.mark.parametrize("z_dims,mc,iw,runtime", [((2,), 2, 1, {}), ((2,), 3, 1, {"alpha": 0.3, "beta": 0.7}),
+                                                  ((2,), 2, 2, {"freebits": 0.3})])
+def test_double_cv_matches_the_exact_gradient_with_less_variance_than_leave_one_out(z_dims, mc, iw, runtime):
+    model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
+    mean, variance = enumerate_estimator(DoubleControlVariate(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(mean, model, iw, **runtime) < 1e-12
+    _, loo_variance = enumerate_estimator(ReinforceLeaveOneOut(mc, iw).double(), model, X, **runtime)
+    assert flat(variance, "inference").sum() < 0.7 * flat(loo_variance, "inference").sum()
+    broken, _ = enumerate_estimator(BrokenDoubleControlVariate(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(broken, model, iw, **runtime) > 1e-3
+
+
+def test_indecater_has_less_variance_than_reinforce():
+    from ovis.estimators.score_function import Reinforce
+    model = EnumerableModel(x_dim=4, z_dims=(2,), seed=0).double()
+    x = torch.tensor([[1.0, 0.0, 1.0, 1.0]], dtype=torch.float64)
+    variances = [flat(enumerate_estimator(cls(1, 2, x_shape=(4,)).double(), model, x)[1], "inference").sum()
+                 for cls in (IndeCateR, Reinforce)]
+    assert variances[0] < 0.5 * variances[1]
+
+
+def categorical_vae(seed=0):
+    torch.manual_seed(seed)
+    model = get_model("vae", (3,), prior="categorical", N=2, K=3, hdim=4, nlayers=1, depth=1).double()
+    return model, torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+
+
+def test_indecater_on_categorical_latents_agrees_with_exact_on_average():
+    """The categorical VAE (2 units of 3 categories, 9 states): the mean of 4000 IndeCateR
+    gradients is within 5 standard errors of the exact gradient, coordinate by coordinate."""
+    model, x = categorical_vae()
+    exact = ExactEnumeration(1, 2, x_shape=(3,)).double()
+    exact(model, x)[0].mean().backward()
+    target = torch.cat([p.grad.flatten() for p in model.parameters()])
+    samples = []
+    indecater = IndeCateR(1, 2, x_shape=(3,)).double()
+    torch.manual_seed(1)
+    for _ in range(4000 // 100):
+        model.zero_grad()
+        indecater(model, x.repeat(100, 1))[0].mean().backward()
+        samples.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    samples = torch.stack(samples)  # [40, P]: means over 100 draws of the batch mean
+    z = (samples.mean(0) - target).abs() / (samples.std(0) / samples.shape[0] ** 0.5).clamp(min=1e-12)
+    assert z.max() < 5, z.max()
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: IndeCateR(1, 2, x_shape=(3,)), "1 stochastic layer"),
+    (lambda: ExactEnumeration(1, 20, x_shape=(3,)), "max_tuples"),
+    (lambda: DoubleControlVariate(2, 1, x_shape=(3,)), "1 stochastic layer"),
+    (lambda: ARMS(2, 1, x_shape=(3,)), "1 stochastic layer"),
+])
+def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
+    model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
+    estimator = make().double()
+    with pytest.raises(ValueError, match=message):
+        estimator(model, X)
+    assert all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("cls", [DoubleControlVariate, ARMS])
+def test_leave_one_out_estimators_need_two_outer_samples(cls):
+    with pytest.raises(ValueError, match="needs mc >= 2, got mc=1; use mc=2"):
+        cls(1, 4)
+
+
+def test_arms_refuses_categorical_latents():
+    model, _ = categorical_vae()
+    with pytest.raises(ValueError, match="accepts bernoulli latents, but .* categorical latents"):
+        ARMS(2, 1, x_shape=(3,)).check_model(model)
+
+
+@pytest.mark.parametrize("cls", [IndeCateR, ExactEnumeration, DoubleControlVariate, ARMS])
+def test_gaussian_latents_are_refused_with_the_fix(cls):
+    torch.manual_seed(0)
+    model = get_model("vae", (3,), prior="normal", N=2, hdim=4, nlayers=1, depth=1)
+    with pytest.raises(ValueError, match="accepts bernoulli.* latents, but .* gaussian latents"):
+        cls(2, 2, x_shape=(3,)).check_model(model)
+
+
+def test_evaluation_counts():
+    model = EnumerableModel(x_dim=3, z_dims=(2,), seed=0).double()
+    indecater, exact = IndeCateR(2, 3, x_shape=(3,)), ExactEnumeration(1, 2, x_shape=(3,))
+    indecater.check_model(model), exact.check_model(model)
+    assert indecater.model_evaluations() == 2 * 3 * (1 + 2)
+    assert exact.model_evaluations() == 1 * 2 + 4
+
+
+@pytest.mark.parametrize("copula,n", [("dirichlet", 2), ("dirichlet", 3), ("dirichlet", 5), ("gaussian", 2),
+                                      ("gaussian", 3)])
+def test_the_copula_law_of_a_unit(copula, n):
+    """The probabilities of the patterns of one unit over the n samples: a law (non-negative, sum
+    one over the patterns), marginal m, pairs C(m, m); for the Gaussian copula C(m, m) from scipy's
+    Owen's T, an implementation independent of the estimator's quadrature."""
+    from scipy.special import ndtri, owens_t
+    for m in (0.05, 0.3, 0.5):
+        patterns = unit_pattern_probabilities(m, n, copula)  # a given set of r rare samples, r = 0..n
+        assert min(patterns) > -1e-15
+        assert sum(math.comb(n, r) * q for r, q in enumerate(patterns)) == pytest.approx(1, abs=1e-12)
+        assert sum(math.comb(n - 1, r - 1) * patterns[r] for r in range(1, n + 1)) == pytest.approx(m, abs=1e-12)
+        pair = sum(math.comb(n - 2, r - 2) * patterns[r] for r in range(2, n + 1))
+        if copula == "gaussian" and n == 3:
+            assert pair == pytest.approx(m - 2 * owens_t(ndtri(m), 3 ** 0.5), abs=1e-12)
+        else:
+            assert pair == pytest.approx(max(2 * m ** (1 / (n - 1)) - 1, 0) ** (n - 1), abs=1e-12)
+
+
+class BrokenARMS(ARMS):
+    """The leave-one-out estimator without the copula's correction (the independent samples' rescaling)."""
+
+    def debias(self, p):
+        return torch.ones_like(p)
+
+
+ARMS_CASES = [(copula, mc, iw, runtime) for copula in ("dirichlet", "gaussian")
+              for mc, iw, runtime in [(2, 1, {}), (3, 1, {"alpha": 0.3, "beta": 0.7}), (2, 2, {"freebits": 0.3}),
+                                      (4, 1, {})]
+              if copula == "dirichlet" or mc <= 3]  # the Gaussian law of four samples has no closed form here
+
+
+@pytest.mark.parametrize("copula,mc,iw,runtime", ARMS_CASES)
+def test_arms_matches_the_exact_gradient_under_its_copula(copula, mc, iw, runtime):
+    model = EnumerableModel(x_dim=3, z_dims=(2,), seed=0).double()
+    mean, variance = enumerate_estimator(ARMS(mc, iw, copula=copula, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(mean, model, iw, **runtime) < 1e-10
+    broken, _ = enumerate_estimator(BrokenARMS(mc, iw, copula=copula, x_shape=(3,)).double(), model, X, **runtime)
+    assert error(broken, model, iw, **runtime) > 1e-3
+    _, loo_variance = enumerate_estimator(ReinforceLeaveOneOut(mc, iw).double(), model, X, **runtime)
+    assert flat(variance, "inference").sum() < flat(loo_variance, "inference").sum()
+
+
+@pytest.mark.parametrize("copula", ["dirichlet", "gaussian"])
+def test_arms_draws_from_its_copula(copula):
+    """20000 gradients from the sampler itself (no fixed latents): their mean is within 5
+    standard errors of the exact gradient, and each particle is a draw of q."""
+    torch.manual_seed(0)
+    model = EnumerableModel(x_dim=3, z_dims=(2,), seed=0).double()
+    estimator = ARMS(3, 1, copula=copula, x_shape=(3,)).double()
+    samples = per_datum_gradients(estimator, model, X, 20000)
+    exact = exact_gradients(model, model.exact_iw_bound(X, 1).sum())
+    assert max_z_score(flat_samples(samples), flat(exact)) < 5
+    draws = model(X.expand(30000, -1), sampler=CopulaSampler(3, 1, copula))["z"][0].view(10000, 3, 2)
+    p = torch.sigmoid(model.infer(X)[0].logits.detach())[0]
+    for unit, p_unit in enumerate(p.tolist()):  # frequencies of the number of rare samples of 3
+        rare = (draws[..., unit] == float(p_unit < 0.5)).sum(1)  # [10000]
+        law = unit_pattern_probabilities(min(p_unit, 1 - p_unit), 3, copula)
+        for r in range(4):
+            expected = math.comb(3, r) * law[r]
+            frequency = (rare == r).double().mean().item()
+            assert abs(frequency - expected) < 5 * (expected * (1 - expected) / 10000) ** 0.5 + 1e-12, (unit, r)
