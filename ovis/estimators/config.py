@@ -1,6 +1,6 @@
 """Estimator identifiers: ``parse_estimator_id("ovis-gamma1") -> (OvisAsymptotic, {"gamma": 1.0, ...})``.
 
-The class is then built with ``Estimator(mc=..., iw=..., **config)``. Identifiers (SPEC 2.2):
+The class is then built with ``Estimator(mc=..., iw=..., **config)``. Identifiers:
 
 ==========================================  ===============================================
 ``pathwise`` (or ``Pathwise``)              reparameterised IW bound, layout (mc, iw)

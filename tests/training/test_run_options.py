@@ -1,4 +1,4 @@
-"""Issue 14 items 4 and 5, issue 9's option conventions: ``run.py --help`` shows every default,
+"""The option conventions: ``run.py --help`` shows every default,
 every underscored option has a dashed alias, the defaults work for every model and estimator,
 and what cannot work is refused before any work, with the fix."""
 import os
@@ -25,7 +25,7 @@ SETUPS = {"vae": ["--dataset", "binmnist"], "vae-categorical": ["--dataset", "sh
           "gaussian-toy": ["--dataset", "gaussian-toy"]}
 PATHWISE = {"pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg"}
 DISCRETE = {"vae-bernoulli", "sbm", "gmm"}
-# issue 10: estimators that draw Bernoulli latents from controlled noise (relaxed ones: also one-hot categorical)
+# Estimators that draw Bernoulli latents from controlled noise (relaxed ones: also one-hot categorical)
 NOISE_CONTROLLED = {"arm", "disarm", "disarm-iw", "rebar", "dynamic-rebar", "relax"}
 RELAXED = {"gumbel-softmax", "gumbel-softmax-tau0.3", "concrete", "straight-through"}
 BERNOULLI = {"vae-bernoulli", "sbm"}
