@@ -1,5 +1,5 @@
 """The queue at scale: claim, finish and heartbeat costs at 20,000 records, and how busy the
-database lock is with 50 concurrent runs (issue 13).
+database lock is with 50 concurrent runs.
 
     python benchmarks/queue_scale.py [--records 20000] [--runs 50] [--processes 10]
                                      [--run_seconds 120] [--window 120] [--heartbeat 30]

@@ -1,4 +1,4 @@
-"""Issue 10's speed targets, measured in one process: time per training step (estimator forward and
+"""REBAR-family speed targets, measured in one process: time per training step (estimator forward and
 backward, one Adam step of the model and of the estimator's own parameters) of the new
 estimators against ``reinforce`` at an equal number of model evaluations per data point, on the
 paper's 3 x 200 linear SBN with a batch of 24 binary 28 x 28 images.

@@ -1,5 +1,5 @@
 """Active units of a latent variable model (Burda et al., 2016, "Importance Weighted
-Autoencoders", section 5.2; SPEC 5.7).
+Autoencoders", section 5.2).
 
 A latent unit ``d`` is active when its posterior mean moves with the data:
 ``A_d = Cov_x( E_{q(z|x)}[z_d] ) > threshold``. ``E_q[z_d | x]`` is a Monte-Carlo mean over
@@ -12,7 +12,7 @@ from typing import Dict, Iterable
 import torch
 from torch import Tensor, nn
 
-# Burda et al. use 1e-2; the original OVIS code used 1e-3 (SPEC 11.19): pass it to compare.
+# Burda et al. use 1e-2; the original OVIS code used 1e-3: pass it to compare.
 BURDA_THRESHOLD = 1e-2
 ORIGINAL_THRESHOLD = 1e-3
 # Rows of one forward pass (data points x MC samples): the memory of the analysis is that of one

@@ -1,4 +1,4 @@
-"""Asymptotic gradient analysis on the Gaussian toy model (paper Figure 1, SPEC 6).
+"""Asymptotic gradient analysis on the Gaussian toy model (paper Figure 1).
 
 The linear Gaussian model of Rainforth et al. (2018, "Tighter variational bounds are not
 necessarily better") is set to its optimum and perturbed by i.i.d. N(0, epsilon^2) noise.

@@ -1,4 +1,4 @@
-"""Statistics of a gradient estimator over independent gradient samples (SPEC 5.6).
+"""Statistics of a gradient estimator over independent gradient samples.
 
 For a fixed data batch ``x`` the estimator is called ``T`` times with fresh particles; each call
 gives one gradient sample ``g_t`` of the selected parameters, flattened into ``D`` coordinates.
@@ -192,7 +192,7 @@ class GradientSampler:
 
 def _summary(mean: Tensor, variance: Tensor, dsnr: Tensor, epsilon: float,
              oracle: Optional[Tensor]) -> Tuple[Dict[str, float], Tensor, Tensor]:
-    """Aggregates of SPEC 5.6 from per-coordinate moments ([D], float64) and per-sample DSNR ([T]).
+    """Aggregate statistics from per-coordinate moments ([D], float64) and per-sample DSNR ([T]).
     At most two more [D] vectors than ``snr`` are alive at a time (D is about 240,000 for the
     inference network of a 3 x 200 SBN)."""
     snr = mean.abs().div_(variance.sqrt().clamp_(min=epsilon))  # [D]
@@ -230,7 +230,7 @@ def gradient_statistics(estimator: nn.Module, model: nn.Module, x: Tensor, n_sam
                         *, keep_samples: Optional[bool] = None, sample_memory: int = DEFAULT_SAMPLE_MEMORY,
                         vectorize: bool = True, oracle: Optional[Tensor] = None,
                         **runtime) -> GradientStatistics:
-    """Mean, variance, SNR and DSNR of ``n_samples`` independent gradient estimates (SPEC 5.6).
+    """Mean, variance, SNR and DSNR of ``n_samples`` independent gradient estimates.
 
     Args:
         estimator: an ovis estimator, called as ``estimator(model, x, backward=False, **runtime)``.

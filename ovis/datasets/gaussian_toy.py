@@ -1,4 +1,4 @@
-"""Data of the linear Gaussian toy model (Rainforth et al. 2018; SPEC 3.4).
+"""Data of the linear Gaussian toy model (Rainforth et al. 2018).
 
 The data seed (42) is fixed, independent of the run's ``--seed``: every run sees the same
 points, as in the original code (whose values these match).

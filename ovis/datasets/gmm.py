@@ -1,4 +1,4 @@
-"""Data of the Gaussian mixture model of Le et al. 2019 (SPEC 3.5), drawn from the true model
+"""Data of the Gaussian mixture model of Le et al. 2019, drawn from the true model
 (``ovis.models.gmm``: pi*_c proportional to 5 + c, x | c ~ N(10 c, 5^2))."""
 import functools
 from typing import Optional

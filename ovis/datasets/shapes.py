@@ -1,4 +1,4 @@
-"""The shapes images of the mini-vae experiment (SPEC 4), generated exactly (no file)."""
+"""The shapes images of the mini-vae experiment, generated exactly (no file)."""
 import math
 
 import numpy as np

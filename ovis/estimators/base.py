@@ -8,7 +8,7 @@ rows for a single forward pass of the model. Every per-row log-density is summed
 non-batch dimensions and viewed as ``[bs, mc, iw]`` (``[bs, mc, iw, G]`` per latent group).
 Reductions over particles happen per data point and per mc sample, never across the batch.
 
-Log-weights and bound (SPEC 2.1), with runtime options alpha (Renyi), beta (KL weight) and
+Log-weights and bound, with runtime options alpha (Renyi), beta (KL weight) and
 free bits::
 
     KL_g = log q(z_g | x) - log p(z_g)        (clamped below at ``freebits`` per particle and group)

@@ -3,7 +3,7 @@
 STL (Roeder et al., 2017) and DReG (Tucker et al., 2019) evaluate ``log q_phi(z)`` with the
 gradient of phi flowing through the sample ``z`` only: the distribution is rebuilt from
 *detached* parameters. The rebuild must keep every parameter (location AND scale, logits or
-probs, temperature, ...), not only ``logits`` (SPEC 11.4).
+probs, temperature, ...), not only ``logits`` (the original kept only the logits).
 
 ``detach_parameters`` works generically: it shallow-copies the distribution and detaches every
 tensor it holds, recursing into nested distributions (``Independent``, ``TransformedDistribution``

@@ -39,7 +39,7 @@ def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights:
 
     With alpha > 0 the clipped correction is divided by (1 - alpha), which makes it equal to
     VIMCO-arithmetic's ``c_k``; ``reproduce_original=True``
-    reproduces the original code, which did not divide it (SPEC 11.2). ``beta`` scales v_k as in
+    reproduces the original code, which did not divide it. ``beta`` scales v_k as in
     the learning signal ``d_k = L - beta v_k`` (beta = 1: the paper's formula). Needs K >= 2.
     """
     K = log_weights.shape[-1]
@@ -91,7 +91,7 @@ class OvisAsymptotic(ScoreFunctionEstimator):
     the clipping of ``1 - v_k`` at machine epsilon). Requires iw >= 2.
 
     Args: ``gamma``; ``leave_one_out`` in {clipped (paper), arithmetic, geometric} (ids
-    ``ovis-gamma<g>-arithmetic|-geometric``, SPEC 2.8); ``reproduce_original`` (the original's
+    ``ovis-gamma<g>-arithmetic|-geometric``); ``reproduce_original`` (the original's
     handling of alpha > 0, see ``ovis_asymptotic_control_variate``.
     """
     min_iw = 2  # the control variate uses log(1 - 1/K), -inf at K = 1

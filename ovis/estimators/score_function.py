@@ -1,4 +1,4 @@
-"""Score-function estimators of the importance weighted bound: the shared template (SPEC 2.4),
+"""Score-function estimators of the importance weighted bound: the shared template,
 Reinforce and Reinforce with a neural baseline.
 
 Template. Latents are sampled without gradient. Per data point and mc sample, with

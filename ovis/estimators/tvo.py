@@ -60,7 +60,7 @@ def _expectation(pi: Tensor, values: Tensor) -> Tensor:
 
 
 class ThermodynamicVariationalObjective(GradientEstimator):
-    """TVO with the covariance gradient estimator (Masrani et al., 2019, eq. 15; SPEC 2.9).
+    """TVO with the covariance gradient estimator (Masrani et al., 2019, eq. 15).
 
     Per data point and mc sample, with ``f_k = l_k`` (the log-weight, alpha/beta included),
     ``t_jk = beta_j log p(x, z_k) + (1 - beta_j) log q(z_k|x)`` and the self-normalised

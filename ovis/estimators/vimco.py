@@ -29,7 +29,7 @@ def leave_one_out_logsumexp(log_weights: Tensor) -> Tensor:
 
 
 def vimco_control_variate(log_weights: Tensor, alpha: float = 0.0, mode: str = "arithmetic") -> Tensor:
-    """VIMCO control variates ``c_k``, ``[..., K] -> [..., K]`` (SPEC 2.5).
+    """VIMCO control variates ``c_k``, ``[..., K] -> [..., K]`` (Mnih and Rezende, 2016).
 
     ``w_k`` is replaced by an estimate from the other particles and the bound is recomputed::
 

@@ -18,7 +18,7 @@ Relaxed latents (temperature ``tau``) use torch's distributions, which keep the
 
 ``reproduce_original=True`` (the compatibility switch of ``ovis``, as in
 ``ovis.estimators.config.parse_estimator_id``) restores the original code's distributions
-(SPEC 3.1): a categorical whose ``sample`` is always one-hot, whose ``rsample`` is the
+as follows: a categorical whose ``sample`` is always one-hot, whose ``rsample`` is the
 straight-through Gumbel-softmax at temperature 0.5 when ``tau = 0`` (else the relaxed sample at
 ``tau``) and whose ``log_prob(v) = sum_c v_c log pi_c`` is applied to relaxed samples too (not
 a density); Bernoulli latents ignore ``tau``.
@@ -32,7 +32,7 @@ from torch import Tensor
 from torch.distributions import (Bernoulli, Categorical, Distribution, Normal, OneHotCategoricalStraightThrough,
                                  RelaxedBernoulli, RelaxedOneHotCategorical, constraints)
 
-# Temperature of the original's straight-through Gumbel-softmax when tau = 0 (SPEC 3.1).
+# Temperature of the original's straight-through Gumbel-softmax when tau = 0.
 STRAIGHT_THROUGH_TEMPERATURE = 0.5
 
 
@@ -197,7 +197,7 @@ class OneHotCategoricalLogits(OneHotCategoricalStraightThrough):
 
 
 class GumbelSoftmaxCategorical(Distribution):
-    """The original code's categorical (``reproduce_original=True``; SPEC 3.1) over the last axis.
+    """The original code's categorical (``reproduce_original=True``) over the last axis.
 
     ``logits``: ``[*batch, C]`` (normalised to log-probabilities here). ``sample()``: exact
     one-hot draw (Gumbel-max), no gradient. ``rsample()``: ``tau == 0`` -> straight-through
@@ -356,7 +356,7 @@ def latent_family(prior: str, n_categories: int, reproduce_original: bool = Fals
 
 def bernoulli_logit_bias(mean: Tensor, clip: float = 1e-4) -> Tensor:
     """``logit(clip(mean, clip, 1 - clip))``: the output bias that makes an untrained decoder
-    predict the data mean (Burda et al. 2016; SPEC 3.2)."""
+    predict the data mean (Burda et al. 2016)."""
     mean = mean.clamp(clip, 1.0 - clip)
     return mean.log() - (-mean).log1p()
 

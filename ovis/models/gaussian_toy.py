@@ -1,5 +1,5 @@
 """Linear Gaussian model of Rainforth et al. 2018, "Tighter variational bounds are not
-necessarily better" (section 4 / SPEC 3.4), with its closed forms.
+necessarily better" (section 4), with its closed forms.
 
     p(z) = N(mu, I_D),  p(x | z) = N(z, I_D)  =>  p(x) = N(mu, 2 I_D),  p(z | x) = N((x + mu) / 2, I_D / 2)
     q(z | x) = N(x A + b, q_std^2 I_D)

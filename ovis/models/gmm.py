@@ -1,5 +1,5 @@
 """One-dimensional Gaussian mixture model of Le et al. 2019, "Revisiting reweighted
-wake-sleep for models with stochastic control flow" (SPEC 3.5).
+wake-sleep for models with stochastic control flow".
 
     p_theta(z = c) = softmax(theta)_c,   p(x | z = c) = N(x; 10 c, 5^2),   c = 0 .. C-1
     q_phi(z | x) = Categorical(softmax(eta_phi(x))),  eta_phi: Linear(1, hdim) - tanh - Linear(hdim, C)

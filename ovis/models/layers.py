@@ -39,7 +39,7 @@ def output_layer(module: nn.Module) -> nn.Linear:
 class KeyQueryLogits(nn.Module):
     """Categorical logits as scaled dot products between a query per unit and learnt keys.
 
-    ``logits[r, n, c] = <query[r, n], key[n, c]> / (1e-8 + ||key[n, c]||^2)`` (SPEC 3.1,
+    ``logits[r, n, c] = <query[r, n], key[n, c]> / (1e-8 + ||key[n, c]||^2)`` (as in the original,
     ``kdim > 0``). Input: queries ``[rows, N * kdim]``; output ``[rows, N, C]``.
     """
 

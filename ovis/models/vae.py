@@ -5,7 +5,7 @@ settings): the MLP VAE with Gaussian, Bernoulli or categorical latents (``vae``,
 the Gaussian VAE of the TVO paper (``gaussian-vae``) and the sigmoid belief network of
 TVO / OVIS (``sbm``: Bernoulli latents, linear maps, inputs ``2z - 1``).
 
-Structure, with ``depth`` stochastic layers of ``N`` units, layer 0 at the top (SPEC 3.2):
+Structure, with ``depth`` stochastic layers of ``N`` units, layer 0 at the top:
 
     generative:  p(z_0) p(z_1 | z_0) ... p(z_{L-1} | z_{L-2}) p(x | z_{L-1})
     inference:   q(z_{L-1} | x) q(z_{L-2} | z_{L-1}) ... q(z_0 | z_1)     (sampled bottom-up)

@@ -1,7 +1,7 @@
 """The queue database as two TinyDB files: ``.db.json`` (every run) and, for large queues, a small
 ``.db.journal.json`` of the records changed since ``.db.json`` was last written.
 
-Why (issue 13; ``benchmarks/queue_scale.py``, 20,000 runs of 1.4 KB, a 28.8 MB file): rewriting
+Why (``benchmarks/queue_scale.py``, 20,000 runs of 1.4 KB, a 28.8 MB file): rewriting
 the whole file at every claim or finish cost 50-70 ms (write 25, fsync 20, rename of a 28.8 MB
 file 9), and reading it again after another process wrote 60-80 ms (splitting and comparing
 28.8 MB of lines), so claims took 83 ms alone and 136 ms after another process wrote (now 3-4 ms and

@@ -14,12 +14,12 @@ A spec is a JSON object::
 The grid is every ``args`` line times the Cartesian product of ``parameters``. A grid point's
 argument list is ``parameters``, then ``global``, then the ``args`` line, so that argparse (which
 keeps the last occurrence of an option) gives the precedence args > global > parameters of the
-original code (SPEC 7.1). Grid order follows the original too: the ``args`` line varies fastest,
+original code. Grid order follows the original too: the ``args`` line varies fastest,
 the last parameter slowest.
 
 Every grid point gets a stable id, ``<readable prefix>-<hash>``, where the hash is taken over the
 *canonical* arguments (each option's final value, sorted by name, as JSON), so reordering options
-in the spec or moving one between ``global`` and ``parameters`` keeps the ids (SPEC 11.24).
+in the spec or moving one between ``global`` and ``parameters`` keeps the ids.
 The hash is ``ovis.identity.run_hash``, the one run identity of ovis (options that change how a
 run executes but not what it computes are left out; numbers compare as numbers; ``nsteps`` and
 ``epochs`` are part of it).
@@ -113,7 +113,7 @@ class ExperimentSpec:
         names = list(self.parameters)
         points, seen = [], set()
         # itertools.product varies its last iterable fastest: reversing the parameters makes the
-        # last one vary slowest, and the args line (innermost loop) fastest, as in SPEC 7.1.
+        # last one vary slowest, and the args line (innermost loop) fastest, as in the original code.
         for combination in itertools.product(*(self.parameters[name] for name in reversed(names))):
             values = dict(zip(reversed(names), combination))
             parameter_tokens = [t for name in names for t in parameter_tokens_for(name, values[name])]

@@ -1,4 +1,4 @@
-"""Command-line options of ``run.py`` (SPEC 5.1), their validation and the run identity.
+"""Command-line options of ``run.py``, their validation and the run identity.
 
 Option names and defaults are those of the original code, with these differences:
 
@@ -11,7 +11,7 @@ Option names and defaults are those of the original code, with these differences
 * new: ``--device``, ``--resume``, ``--run_id``, ``--au_threshold`` (active-unit threshold,
   1e-2 as in Burda et al.; the original used 1e-3), ``--threads`` (PyTorch CPU threads) and
   ``--checkpoint_interval`` (seconds between checkpoints besides the ones after every evaluation).
-* defaults that work on the first try (issue 14): ``--iw 5`` (the original's 1 is refused by
+* defaults that work on the first try: ``--iw 5`` (the original's 1 is refused by
   OVIS~ and by OVIS-MC without ``-exclusive``, which need two particles); ``--max_eval 1000`` data points per periodic
   evaluation (the original evaluated whole splits: 100,000 GMM points at K = 1000 took minutes
   before the first line; ``--max_eval none`` restores it); ``--grad_key`` defaults to the
@@ -43,7 +43,7 @@ from ovis.training.schedules import WARMUP_MODES
 NORMALIZATIONS = ("none", "layernorm", "batchnorm")
 PRIORS = ("normal", "categorical", "bernoulli")
 
-# Data sets that come with their own model: the model name is forced to the data set's (SPEC 4).
+# Data sets that come with their own model: the model name is forced to the data set's.
 DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
 
 
@@ -350,7 +350,7 @@ def has_neural_baseline(estimator_id: str) -> bool:
 
 def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
     """The training estimator of the options (``reinforce-baseline``'s network: ``--b_nlayers``
-    blocks of width ``--hdim``, SPEC 2.4). Raises ArgumentError naming the options to change."""
+    blocks of width ``--hdim``). Raises ArgumentError naming the options to change."""
     from ovis.estimators.config import parse_estimator_id
 
     try:

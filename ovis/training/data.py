@@ -40,7 +40,7 @@ def steps_per_epoch(n_points: int, batch_size: int) -> int:
 
 
 def epoch_count(epochs: int, nsteps: int, n_points: int, batch_size: int) -> int:
-    """``epochs`` if >= 0, else ``1 + floor(nsteps / steps_per_epoch)`` (SPEC 5.3 step 5)."""
+    """``epochs`` if >= 0, else ``1 + floor(nsteps / steps_per_epoch)``, as in the original's training loop."""
     if epochs >= 0:
         return epochs
     return 1 + nsteps // steps_per_epoch(n_points, batch_size)

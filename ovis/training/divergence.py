@@ -1,4 +1,4 @@
-"""When a run has diverged: the checks that stop it as failed (issue 14), keeping its last good
+"""When a run has diverged: the checks that stop it as failed, keeping its last good
 checkpoint.
 
 A run fails when

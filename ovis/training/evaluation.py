@@ -1,4 +1,4 @@
-"""Averaging estimator diagnostics over evaluation batches (SPEC 5.5)."""
+"""Averaging estimator diagnostics over evaluation batches."""
 from typing import Dict, Iterable, Mapping
 
 import torch
@@ -9,7 +9,7 @@ class MetricAverager:
     """Running means of diagnostics over batches.
 
     Per-data-point values (``[bs]`` tensors) are weighted by the number of points, scalars
-    count once per batch (SPEC 5.5). Sums stay on the device until ``result()``, so averaging
+    count once per batch. Sums stay on the device until ``result()``, so averaging
     adds no host synchronisation per batch."""
 
     def __init__(self):

@@ -1,4 +1,4 @@
-"""Training progress (issue 14 item 7): a tqdm bar with steps/s, ETA and the latest training
+"""Training progress: a tqdm bar with steps/s, ETA and the latest training
 bound when stderr is a terminal; otherwise (a queue's log file, a pipe, or ``--silent``) a plain
 line in ``run.log`` every ``plain_line_interval(total)`` steps and at least every
 ``PLAIN_LINE_SECONDS`` (checked at the reads of the training losses), also on the terminal

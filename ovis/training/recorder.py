@@ -4,7 +4,7 @@ TensorBoard is installed; ``torch.utils.tensorboard.SummaryWriter``), ``run.log`
 Metrics are addressed as ``<split>:<group>/<key>`` (``train:loss/L_k``): the split is the
 TensorBoard writer (sub-folder ``train/``, ``test/``, ``valid/``, ``online/``) and the ``split``
 field of ``metrics.jsonl`` (format in ``ovis.records``). ``train``, ``test`` and ``valid`` hold
-the periodic evaluations (SPEC 5.5); ``online`` the training estimator's own diagnostics
+the periodic evaluations; ``online`` the training estimator's own diagnostics
 averaged over the steps since the previous evaluation.
 """
 import importlib.util

@@ -17,7 +17,7 @@ def _sigmoid(value: float) -> float:
 
 
 class AlphaSchedule:
-    """Renyi parameter alpha as a function of the global step (SPEC 5.4).
+    """Renyi parameter alpha as a function of the global step.
 
     With ``x = clip((step - offset) / period, 0, 1)``, ``a0 = alpha_init`` and ``a1 = alpha``:
 
@@ -26,7 +26,7 @@ class AlphaSchedule:
       (``alpha = 1 - exp((1 - x) log(1 - a0) + x log(1 - a1))``), the paper's warm-up.
     * ``sigmoid``: ``alpha = a0 + t(x) (a1 - a0)`` with ``t`` a logistic curve centred at
       ``x = 1/2``, rescaled so that ``t(0) = 0`` and ``t(1) = 1``. (The original centres it at
-      ``x = 1`` and only reaches the midpoint at the end of the warm-up, SPEC 11.17.)
+      ``x = 1`` and only reaches the midpoint at the end of the warm-up.)
 
     ``period = 0`` disables the warm-up: alpha is the constant ``alpha``.
     """
@@ -76,11 +76,11 @@ class AlphaSchedule:
 
 
 class LearningRateSchedule:
-    """Step-wise learning-rate halving (``--lr_reduce_steps n``, SPEC 5.3 step 7).
+    """Step-wise learning-rate halving (``--lr_reduce_steps n``, as in the original).
 
     Training is cut into ``n + 1`` equal phases of epochs and the learning rate is halved at the
     start of each phase after the first: ``factor(epoch) = 0.5 ** min(n, floor(epoch (n + 1) /
-    epochs))``. Unlike the original (SPEC 11.16) it never divides by zero when ``n + 1 > epochs``
+    epochs))``. Unlike the original it never divides by zero when ``n + 1 > epochs``
     (several halvings then fall on the same epoch) and never halves after the last epoch.
     """
 

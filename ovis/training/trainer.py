@@ -46,7 +46,7 @@ from ovis.training.recorder import RunRecorder
 from ovis.training.schedules import AlphaSchedule, LearningRateSchedule
 from ovis.training.signals import AbortRequested, StopRequests
 
-ESS_POINTS = 1000  # training points of the ESS at the training K (SPEC 5.5 step 3)
+ESS_POINTS = 1000  # training points of the ESS at the training K
 
 
 @dataclass

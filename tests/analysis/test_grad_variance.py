@@ -1,5 +1,5 @@
 """``--track_grad_variances``: the gradient log-variance of several estimators at the same parameters
-and batch, and short run.py runs of the issue-10 estimators on binarized MNIST."""
+and batch, and short run.py runs of the REBAR-family estimators on binarized MNIST."""
 import math
 import os
 import runpy

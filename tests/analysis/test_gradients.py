@@ -1,4 +1,4 @@
-"""gradient_statistics on estimators whose gradient distribution is known (SPEC 13.6)."""
+"""gradient_statistics on estimators whose gradient distribution is known."""
 import math
 
 import numpy as np
@@ -204,7 +204,7 @@ def test_vectorised_and_looped_samples_of_a_sampling_model_agree():
 
 
 def test_original_api_compatibility_wrapper():
-    """Code written against the original OVIS (issue 14, item 2): the same import, call and
+    """Code written against the original OVIS: the same import, call and
     return layout, with the numbers of gradient_statistics on the same samples."""
     from ovis.analysis.gradients import get_gradients_statistics
 

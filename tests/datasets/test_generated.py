@@ -14,7 +14,7 @@ def all_points(split):
 
 
 def test_gaussian_toy_matches_the_original_values():
-    """Check values of SPEC 3.4 (torch CPU generator, data seed 42)."""
+    """Check values of the original code (torch CPU generator, data seed 42)."""
     datasets = get_datasets("gaussian-toy")
     assert datasets.x_shape == (20,)
     assert datasets.train is datasets.valid is datasets.test and len(datasets.train) == 1024

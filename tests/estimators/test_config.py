@@ -1,4 +1,4 @@
-"""Estimator identifiers (SPEC 2.2, 2.9 and 11.1/11.6) and constructor validation."""
+"""Estimator identifiers and constructor validation."""
 import pytest
 import torch
 

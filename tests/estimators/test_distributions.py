@@ -65,7 +65,7 @@ def test_same_density_gradient_through_the_value_only(index):
 
 
 def test_all_parameters_are_kept():
-    """SPEC 11.4: the original rebuilt q from its logits only and reset the Gaussian toy's scale."""
+    """The original rebuilt q from its logits only and reset the Gaussian toy's scale."""
     loc, scale = torch.zeros(3, requires_grad=True), torch.full((3,), 2.0 / 3.0, requires_grad=True)
     detached = detach_parameters(Normal(loc, scale))
     assert torch.equal(detached.scale, scale.detach()) and torch.equal(detached.loc, loc.detach())

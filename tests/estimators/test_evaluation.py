@@ -66,7 +66,7 @@ def test_validation():
 
 
 def test_evaluate_returns_each_points_bound():
-    """ovis.evaluate (issue 14, item 9): the per-point L_K, unbiased for its exact value (enumeration
+    """ovis.evaluate: the per-point L_K, unbiased for its exact value (enumeration
     of every 4-tuple of latents), close to log p(x) at K = 5000; the model's mode is restored."""
     import ovis
 

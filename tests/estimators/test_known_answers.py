@@ -1,4 +1,4 @@
-"""Known-answer values of SPEC 2.7 (alpha = 0, beta = 1, K = 3, l = [0, 1, 2]) in float32 and
+"""Known-answer values (alpha = 0, beta = 1, K = 3, l = [0, 1, 2]) in float32 and
 float64, for the functions and through the estimators' surrogate."""
 import math
 

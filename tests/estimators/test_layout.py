@@ -77,7 +77,7 @@ def test_shapes_for_every_estimator(estimator_id, mc, iw):
 
 
 def test_vimco_k1_control_variate_has_the_particle_shape():
-    """SPEC 11.3: VIMCO at K = 1 returned [bs, mc]; it must be [bs, mc, 1] (zeros)."""
+    """The original's VIMCO at K = 1 returned [bs, mc]; it must be [bs, mc, 1] (zeros)."""
     control_variate = vimco_control_variate(torch.randn(4, 3, 1))
     assert control_variate.shape == (4, 3, 1) and torch.all(control_variate == 0)
 

@@ -1,4 +1,4 @@
-"""The estimators of issue 10 against the exact gradient of the enumerable binary model.
+"""The REBAR-family estimators against the exact gradient of the enumerable binary model.
 
 Estimators that only draw hard latents (NVIL, Reinforce-LOO, MuProp, SimpleMuProp) are enumerated
 over every tuple of particles (``enumerate_estimator``); those that control the uniform noise of

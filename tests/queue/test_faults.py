@@ -1,4 +1,4 @@
-"""Issue 13's fault campaign, one test per failure: nothing lost, one clear message, no debris."""
+"""The queue's fault campaign, one test per failure: nothing lost, one clear message, no debris."""
 import contextlib
 import errno
 import json

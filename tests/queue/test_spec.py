@@ -150,7 +150,7 @@ RUN_PY = os.path.join(ROOT, "run.py")
     ({"args": ["--estimator ovis-gamma1", "--estimator ovis-banana"]},
      "grid point 1 (--estimator ovis-banana): --estimator 'ovis-banana': unknown estimator id"),
     ({"args": ["--estimator ovis-gamma1 --iw 1", "--estimator ovis-gamma1 --iw 5", "--estimator ovis-gamma0 --iw 1"]},
-     "run.py refuses 2 of the 3 grid points; nothing was queued"),  # issue 14 item 4: checked before queueing
+     "run.py refuses 2 of the 3 grid points; nothing was queued"),  # checked before queueing
     ({"args": ["--estimator ovis-gamma1 --iw 1"]}, "needs iw >= 2"),
 ])
 def test_run_py_grids_are_parsed_with_run_py_parser(data, message):

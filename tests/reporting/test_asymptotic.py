@@ -18,7 +18,7 @@ SHORT = ["--iw_min", "4", "--iw_max", "64", "--iw_steps", "3", "--mc_samples", "
 
 
 def test_iw_grid_matches_the_original():
-    assert iw_values(3, 1000, 5) == [1000, 234, 54, 12, 3]  # SPEC 12.9
+    assert iw_values(3, 1000, 5) == [1000, 234, 54, 12, 3]  # the original's K grid
     assert iw_values(5, 100, 3) == [100, 22, 5]
     assert iw_values(2, 3, 5) == [3, 2]
     assert iw_values(7, 50, 1) == [50]

@@ -1,4 +1,4 @@
-"""The quickstart's report (issue 14, item 6): from runs shaped like those of
+"""The quickstart's report: from runs shaped like those of
 experiments/quickstart.json (fabricated, so that the test takes seconds), the report that
 scripts/quickstart.sh asks for has no empty section, at least three K values in its plot against
 K, and curves with enough evaluation points to read a trend from."""

@@ -185,7 +185,7 @@ def test_command_line(experiment):
 
 def test_reports_with_other_options_go_elsewhere_and_nothing_foreign_is_deleted(experiment):
     """report.py, then a report with other options, then the first options again: the second report
-    and files that no report wrote (report_figure3.py's figure, a note) survive (issue 14, item 3).
+    and files that no report wrote (report_figure3.py's figure, a note) survive.
     The first report goes through the command line, the others in process (same entry point)."""
     def argv(*extra):
         return ["--exp", "grid", "--root", experiment["root"], "--output", experiment["output"], "--include",
@@ -223,7 +223,7 @@ def test_reports_with_other_options_go_elsewhere_and_nothing_foreign_is_deleted(
 
 def test_pivot_metric_without_aggregation_takes_the_metrics_default(experiment):
     """``train:loss/L_k`` as the original's users wrote it: max for a bound, min for a divergence,
-    mean for a gradient statistic (issue 14, item 2)."""
+    mean for a gradient statistic."""
     report = build_report(options(experiment, pivot_metrics=("test:loss/L_k", "train:loss/kl_q_p", "train:grads/snr"),
                                   metrics=(), detailed_metrics=()))
     assert [c for c in report.pivot.columns.get_level_values(0).unique()] == [

@@ -4,7 +4,7 @@ from ovis.identity import EXECUTION_OPTIONS
 from ovis.training.arguments import (ArgumentError, build_parser, default_run_id, model_name,
                                      parse_args, run_hash, run_identity)
 
-# SPEC 5.1: the original's defaults (data_root, alpha_init, and the first-try defaults of issue 14:
+# The original's defaults (data_root, alpha_init, and the defaults that work on the first try:
 # iw, max_eval, grad_key, differ on purpose, see the module doc)
 SPEC_DEFAULTS = {
     "dataset": "shapes", "mini": False, "root": "runs/", "exp": "sandbox", "id": "", "seed": 1, "workers": 1,

@@ -10,7 +10,7 @@ def _split(n=23):
 
 
 def test_epoch_count_follows_the_spec():
-    # SPEC 5.3: binmnist, bs 24, 4e6 steps -> 2084 steps per epoch, 1920 epochs; gmm bs 100, 1e5 steps -> 101
+    # binmnist, bs 24, 4e6 steps -> 2084 steps per epoch, 1920 epochs; gmm bs 100, 1e5 steps -> 101
     assert steps_per_epoch(50000, 24) == 2084 and epoch_count(-1, 4_000_000, 50000, 24) == 1920
     assert epoch_count(-1, 100_000, 100_000, 100) == 101
     assert epoch_count(7, 4_000_000, 50000, 24) == 7

@@ -1,4 +1,4 @@
-"""Issue 14 items 1 and 8: a diverged run fails (exit code 1) with its last good checkpoint, its
+"""A diverged run fails (exit code 1) with its last good checkpoint, its
 one-line reason on stderr even with --silent, and its outcome in ``outcome.txt``."""
 import math
 import os

@@ -1,4 +1,4 @@
-"""Issue 14 item 7: a long ``run.py`` shows its progress, a tqdm bar (steps/s, ETA, latest
+"""A long ``run.py`` shows its progress, a tqdm bar (steps/s, ETA, latest
 bound) on a terminal, a plain line every N steps otherwise."""
 import re
 import sys

@@ -1,8 +1,8 @@
-"""Refactors leave results unchanged where the maths did not change (issue 9): a short
+"""Refactors leave results unchanged where the maths did not change: a short
 deterministic sigmoid-belief-network run through ``run.py`` gives the ``metrics.jsonl`` values
-stored in ``reference/sbm_metrics.json``, produced by the code before the issue-9 refactor
-(commit c7dc54e) and regenerated once in issue 12, whose fused Bernoulli and Normal
-log-densities compute the same maths in another float32 order (``snr/max`` moved by 1.4e-4
+stored in ``reference/sbm_metrics.json``, produced by the code at
+commit c7dc54e and regenerated once for the fused Bernoulli and Normal
+log-densities, which compute the same maths in another float32 order (``snr/max`` moved by 1.4e-4
 absolute, over its tolerance; every other value by less than 1e-5 relative).
 
 Tolerance: relative 1e-5, absolute 1e-7, and absolute 1e-4 for the per-coordinate SNR statistics

@@ -10,7 +10,7 @@ def test_constant_alpha_without_warmup():
 
 
 def test_log_warmup_matches_the_spec_example():
-    # SPEC 5.4: a0 = 0.99, a1 = 0 gives 0.99, 0.968, 0.9, 0.684, 0 at x = 0, .25, .5, .75, 1
+    # the original's example: a0 = 0.99, a1 = 0 gives 0.99, 0.968, 0.9, 0.684, 0 at x = 0, .25, .5, .75, 1
     schedule = AlphaSchedule(alpha=0.0, alpha_init=0.99, period=1000, mode="log")
     values = [schedule(step) for step in (0, 250, 500, 750, 1000, 5000)]
     expected = [0.99, 1 - 0.01 ** 0.75, 0.9, 1 - 0.01 ** 0.25, 0.0, 0.0]
@@ -50,7 +50,7 @@ def test_learning_rate_halvings_split_training_into_equal_phases():
 
 
 def test_learning_rate_more_halvings_than_epochs_does_not_divide_by_zero():
-    # SPEC 11.16: the original computes epochs // (reduce_steps + 1) = 0 and divides by it
+    # the original computes epochs // (reduce_steps + 1) = 0 and divides by it
     schedule = LearningRateSchedule(epochs=2, reduce_steps=3)
     assert [schedule.factor(e) for e in range(2)] == [1.0, 0.25]
     assert LearningRateSchedule(epochs=2, reduce_steps=0).factor(1) == 1.0

@@ -75,7 +75,7 @@ class ToySBN(TemplateModel):
 
 class ToyScoreEstimator(nn.Module):
     """IWAE / Renyi bound; theta by the pathwise gradient of L, phi by the score function with
-    learning signal d_k = L - v_k and no control variate (SPEC 2.4 with c_k = 0).
+    learning signal d_k = L - v_k and no control variate (the score-function template with c_k = 0).
 
     Test hooks: ``nan_after`` makes the loss NaN from that training call on; ``signal_at``
     sends the process SIGTERM at that training call; ``$TOY_STEP_DELAY`` (seconds) slows every
