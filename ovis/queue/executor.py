@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from ovis import exit_codes, records
+from ovis.files import remove_stale_temporaries
 from ovis.training.malloc import RUN_ENVIRONMENT
 from ovis.queue.database import ABORTED, FAILED, SUCCESS, RunDatabase
 from ovis.queue.liveness import PROCESS_LOG, log_tail
@@ -161,6 +162,8 @@ class RunExecution:
                 self._record(ABORTED, "the executing process was interrupted", returncode=None,
                              error="the process executing the run was interrupted")
             raise
+        # a marker write that a signal cut short left a temporary file: the run's processes are gone
+        remove_stale_temporaries(os.path.join(self.run_dir, records.OUTCOME_FILE))
         marker = records.read_outcome(self.run_dir)
         status, note = classify_exit(returncode, marker, self._signalled_at is not None or self._killed)
         error = self._error_text(log_offset, note) if status != SUCCESS else None

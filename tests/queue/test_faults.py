@@ -274,3 +274,15 @@ def test_the_database_file_is_what_tinydb_reads(tmp_path):
     assert record["run_id"] == database.records()[1]["run_id"] and record["argv"] == list(grid(5)[1].argv)
     assert open(database.path).read().count("\n") == 5 + 4  # one record a line
     assert stat.S_IMODE(os.stat(database.path).st_mode) & 0o600 == 0o600
+
+
+def test_outcome_temporaries_left_by_a_cut_marker_write_are_removed(tmp_path):
+    spec = write_spec(tmp_path, "tmp", args=["--value a"], **{"global": "--steps 1 --sleep 0"})
+    root = tmp_path / "runs"
+    assert run_manager(spec, root, "--queue_only").returncode == 0
+    (run,) = read_runs(str(root / "tmp"))
+    os.makedirs(run["run_dir"])
+    leaked = os.path.join(run["run_dir"], "outcome.txt.k3j9x.tmp")  # as a signal during atomic_write leaves it
+    open(leaked, "w").write("Abort")
+    assert run_manager(spec, root).returncode == 0
+    assert not os.path.exists(leaked) and records.read_outcome(run["run_dir"]) == SUCCESS
