@@ -230,7 +230,8 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             errors = slurm.wait(database, jobs, console)
             failed = [r.get("run_id") for r in database.records() if r.get("status") == FAILED]
             return EXIT_ERROR if errors or failed else 0
-        returncode = LocalManager(database, settings, _local_slots(args, console), console).run()
+        returncode = LocalManager(database, settings, _local_slots(args, console), console,
+                                  requeue_dead=args.requeue_level > 0).run()
         database.compact()  # .db.json alone holds every change again (what TinyDB(path) reads)
         return returncode
     except (DatabaseError, SpecError, slurm.SubmissionError) as error:
