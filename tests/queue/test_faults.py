@@ -100,6 +100,8 @@ def test_a_transaction_writes_one_file_once(tmp_path, monkeypatch, journal_from_
 @pytest.mark.parametrize("content, problem", [
     (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe garbage", "not valid JSON"),
     (b'{"runs": {"1": {"run_id": ', "not valid JSON (line 1, column 27"),
+    (b'{\n"runs": {\n"1": {"run_id": "a"},\n"2": {"run_id": "b\xff\xfe"}\n}\n}\n',
+     "not valid JSON (line 4, column 19: byte 0xff is not UTF-8) - binary data?"),
 ])
 def test_an_unreadable_database_gets_one_message_and_a_copy(tmp_path, content, problem):
     database = finished_queue(str(tmp_path / "exp"), 2)
