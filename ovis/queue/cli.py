@@ -10,8 +10,8 @@ from ovis.exit_codes import ABORTED as EXIT_INTERRUPTED
 from ovis.exit_codes import BAD_ARGUMENTS as EXIT_USAGE
 from ovis.exit_codes import FAILED as EXIT_ERROR
 from ovis.queue import devices, options, slurm
-from ovis.queue.database import (FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, DatabaseError, RunDatabase, read_runs,
-                                 requeue_candidates)
+from ovis.queue.database import (FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, DatabaseError, RunDatabase,
+                                 UnreadableDatabase, read_runs, requeue_candidates)
 from ovis.queue.display import Console, format_counts, format_table, status_counts
 from ovis.queue.executor import LaunchSettings
 from ovis.queue.local import LocalManager
@@ -144,9 +144,11 @@ def _prepare_queue(args, database: RunDatabase, spec, points, console: Console) 
     console.log(f"queue {database.path}: {len(added)} new run(s) added, {len(points) - len(added)} already known")
     readded = [run_id for run_id in added if os.path.isdir(database.run_dir(run_id))]
     if readded:
+        found = {r["run_id"]: r.get("status") for r in database.records()}
         console.log(f"warning: {len(readded)} run(s) were not in the queue but have a folder (records removed by "
-                    f"hand?): re-added as queued, their earlier history is lost; they resume from their "
-                    f"checkpoints: {', '.join(readded[:5])}")
+                    f"hand or lost?): re-added with the status their folder shows ("
+                    f"{format_counts(status_counts([{'status': found.get(i)} for i in readded]), skip_zero=True)}; queued ones "
+                    f"resume from their checkpoints), their earlier history is lost: {', '.join(readded[:5])}")
     owner = ProcessIdentity.current()
     recovered = database.recover(by=f"manager {owner}")
     for record in recovered:
@@ -334,7 +336,23 @@ def _clean(args, database: RunDatabase) -> int:
     return 0
 
 
+def _salvage(args, database: RunDatabase) -> bool:
+    """Rebuild an unreadable database from its intact entries (after confirmation); False if refused."""
+    try:
+        database.tables()
+        return True
+    except UnreadableDatabase as error:
+        print(str(error).split(". Run dbutils.py")[0])
+    if not _confirm(f"rebuild the queue of {args.exp} from its intact entries (the damaged files are kept as "
+                    f"copies)?", args.yes):
+        return False
+    print("\n".join(database.salvage()))
+    return True
+
+
 def _repair(args, database: RunDatabase) -> int:
+    if not _salvage(args, database):
+        return EXIT_ERROR
     problems = find_problems(database)
     lines = describe_problems(problems)
     if not lines:
@@ -375,13 +393,13 @@ def dbutils_main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"folded the journal into {database.path}" if database.compact()
                   else f"no journal to fold in: {database.path} holds every change")
             return 0
+        if args.repair:
+            return _repair(args, database)
         records = [r for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
         if args.requeue:
             return _requeue(args, database)
         if args.clean:
             return _clean(args, database)
-        if args.repair:
-            return _repair(args, database)
         if args.show_failed:
             print(failed_report(records, database.exp_dir))
         if args.list:
