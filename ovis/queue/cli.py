@@ -24,6 +24,11 @@ from ovis.records import clear_outcome
 DEFAULT_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _tell_waiting(message: str) -> None:
+    """Say who holds the database lock (``RunDatabase(on_wait=...)``)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _level(text: str) -> int:
     value = int(text)
     if value not in range(0, 5):
@@ -214,7 +219,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    database = RunDatabase(settings.exp_dir, lock_timeout=args.lock_timeout)
+    database = RunDatabase(settings.exp_dir, lock_timeout=args.lock_timeout, on_wait=_tell_waiting)
     head = " ".join([os.path.basename(settings.python), os.path.relpath(settings.script, project_root), "<arguments>",
                      f"--exp {settings.exp} --root {settings.root} --data_root {settings.data_root}"])
     try:
@@ -382,8 +387,7 @@ def _check(args, database: RunDatabase, records: List[dict]) -> None:
 
 def dbutils_main(argv: Optional[Sequence[str]] = None) -> int:
     args = dbutils_parser().parse_args(argv)
-    database = RunDatabase(os.path.join(args.root, args.exp), lock_timeout=args.lock_timeout,
-                           on_wait=lambda message: print(message, file=sys.stderr, flush=True))
+    database = RunDatabase(os.path.join(args.root, args.exp), lock_timeout=args.lock_timeout, on_wait=_tell_waiting)
     try:
         if args.purge_lock:
             print("lock removed (no process held it)" if database.purge_lock()

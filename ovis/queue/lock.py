@@ -39,7 +39,9 @@ class QueueLock:
             except filelock.Timeout:
                 if first_wait >= self.timeout:
                     raise
-                self.on_wait(f"waiting up to {self.timeout:.0f} s for the lock {self.path}, held by {self.holder()}")
+                self.on_wait(f"waiting up to {self.timeout:.0f} s for the lock {self.path}, held by {self.holder()} "
+                             f"(a manager.py or dbutils.py at work: the lock is free once it ends; stop it if it "
+                             f"hangs, or pass a longer --lock_timeout)")
                 lock.acquire(timeout=self.timeout - first_wait)
         except filelock.Timeout:
             raise DatabaseError(

@@ -223,7 +223,7 @@ def test_killed_writers_leave_no_temporary_files_behind(tmp_path):
     assert not [f for f in os.listdir(database.exp_dir) if f.endswith(".tmp")]
 
 
-def test_purge_lock_refuses_a_held_lock_and_names_the_holder(tmp_path):
+def test_a_held_lock_is_named_by_dbutils_and_the_manager(tmp_path):
     database = finished_queue(str(tmp_path / "exp"), 1)
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from ovis.queue.database import RunDatabase\n"
@@ -239,6 +239,11 @@ def test_purge_lock_refuses_a_held_lock_and_names_the_holder(tmp_path):
         assert waited.returncode == 1
         assert f"waiting up to 3 s for the lock {database.lock_path}, held by" in waited.stderr
         assert f"pid {holder.pid}" in waited.stderr.splitlines()[0]
+        spec = write_spec(tmp_path, "exp", args=["--value a"])
+        manager = run_manager(spec, tmp_path, "--lock_timeout", "3")
+        assert manager.returncode == 1 and "could not lock" in manager.stderr
+        assert f"waiting up to 3 s for the lock {database.lock_path}, held by" in manager.stderr
+        assert f"pid {holder.pid}" in manager.stderr.splitlines()[0] and "stop it if it hangs" in manager.stderr
     finally:
         holder.kill()
         holder.wait()
