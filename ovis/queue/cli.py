@@ -14,6 +14,7 @@ from ovis.queue.database import (FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, Databa
                                  UnreadableDatabase, read_runs, requeue_candidates)
 from ovis.queue.display import Console, format_counts, format_table, status_counts
 from ovis.queue.executor import LaunchSettings
+from ovis.queue.failures import FAILURE_KINDS, parse_kinds
 from ovis.queue.local import LocalManager
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.repair import describe_problems, find_problems, repair
@@ -34,6 +35,13 @@ def _level(text: str) -> int:
     if value not in range(0, 5):
         raise argparse.ArgumentTypeError(f"expected 0 to 4, got {text}")
     return value
+
+
+def _kinds(text: str) -> List[str]:
+    try:
+        return parse_kinds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _key_value(text: str) -> tuple:
@@ -86,6 +94,9 @@ def manager_parser(project_root: str = DEFAULT_PROJECT_ROOT) -> argparse.Argumen
     runs.add_argument("--grace", type=float, default=300.0,
                       help="seconds a stopped run gets to checkpoint before it is killed")
     runs.add_argument("--lock_timeout", type=float, default=120.0, help="seconds to wait for the database lock")
+    runs.add_argument("--fail_fast", action="store_true", help="local backend: start no new run once a run fails "
+                      "with an error (an exception, not out of memory, a time-out or divergence); runs in flight "
+                      "finish")
 
     cluster = parser.add_argument_group("slurm backend (submitit)")
     cluster.add_argument("--cluster", default="slurm", choices=("slurm", "local", "debug"),
@@ -238,7 +249,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             failed = [r.get("run_id") for r in database.records() if r.get("status") == FAILED]
             return EXIT_ERROR if errors or failed else 0
         returncode = LocalManager(database, settings, _local_slots(args, console), console,
-                                  requeue_dead=args.requeue_level > 0).run()
+                                  requeue_dead=args.requeue_level > 0, fail_fast=args.fail_fast).run()
         database.compact()  # .db.json alone holds every change again (what TinyDB(path) reads)
         return returncode
     except (DatabaseError, SpecError, slurm.SubmissionError) as error:
@@ -271,6 +282,9 @@ def dbutils_parser() -> argparse.ArgumentParser:
                          help="the error output of every failed run")
     actions.add_argument("--requeue", action="store_true", help="queue runs again (see --requeue_level)")
     actions.add_argument("--requeue_level", type=_level, default=1, help=LEVELS_HELP)
+    actions.add_argument("--kinds", type=_kinds, default=None,
+                         help=f"with --requeue: only failed or aborted runs of these failure kinds (comma-separated: "
+                         f"{', '.join(FAILURE_KINDS)}), e.g. preempted,out_of_memory")
     actions.add_argument("--fresh", action="store_true",
                          help="with --requeue: delete the requeued runs' folders so they restart from scratch")
     actions.add_argument("--clean", action="store_true", help="delete the database and the run folders")
@@ -303,17 +317,21 @@ def _requeue(args, database: RunDatabase) -> int:
     if args.requeue_level == 0:
         print("--requeue_level 0 requeues nothing")
         return 0
+    level = args.requeue_level if args.kinds is None else max(args.requeue_level, 2)  # failed runs have kinds
     run_ids = [r["run_id"] for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
-    candidates = requeue_candidates(database.records(), args.requeue_level, run_ids)
+    candidates = requeue_candidates(database.records(), level, run_ids)
+    if args.kinds is not None:
+        candidates = [r for r in candidates if r.get("failure") in args.kinds]
     if args.fresh and candidates and not _confirm(
             f"delete the folders (checkpoints, metrics) of {len(candidates)} run(s) of {args.exp} and requeue them?",
             args.yes):
         return EXIT_ERROR
-    requeued = database.requeue(args.requeue_level, [r["run_id"] for r in candidates],
+    requeued = database.requeue(level, [r["run_id"] for r in candidates],
                                 prepare=_remove_run_folder if args.fresh else clear_outcome)
     total = sum(len(ids) for ids in requeued.values())
     detail = ", ".join(f"{len(ids)} {status}" for status, ids in requeued.items()) or "none"
-    print(f"requeued {total} run(s) ({detail}); level {args.requeue_level}: {REQUEUE_LEVELS[args.requeue_level]}"
+    print(f"requeued {total} run(s) ({detail}); level {level}: {REQUEUE_LEVELS[level]}"
+          + (f"; kinds {', '.join(args.kinds)}" if args.kinds is not None else "")
           + ("; folders deleted" if args.fresh and total else ""))
     return 0
 

@@ -20,6 +20,7 @@ import time
 from typing import Dict, List, Optional
 
 from ovis import exit_codes
+from ovis.queue import failures
 from ovis.queue.database import ABORTED, FAILED, SUCCESS, DatabaseError, RunDatabase
 from ovis.queue.devices import WorkerSlot
 from ovis.queue.display import Console, GridProgress, format_counts, format_duration, status_counts
@@ -36,7 +37,7 @@ class LocalManager:
 
     def __init__(self, database: RunDatabase, settings: LaunchSettings, slots: List[WorkerSlot],
                  console: Optional[Console] = None, status_interval: Optional[float] = None,
-                 requeue_dead: bool = True):
+                 requeue_dead: bool = True, fail_fast: bool = False):
         self.database = database
         self.settings = settings
         self.slots = slots
@@ -49,21 +50,28 @@ class LocalManager:
         self.finished: Dict[str, int] = {SUCCESS: 0, FAILED: 0, ABORTED: 0}
         self.errors: List[str] = []
         self.requeue_dead = requeue_dead
+        self.fail_fast = fail_fast
+        self.halted = threading.Event()  # --fail_fast: no new run starts; runs in flight finish
         self._lock = threading.Lock()
 
     # -- workers ---------------------------------------------------------------------------
 
     def _worker(self, slot: WorkerSlot) -> None:
         try:
-            while not self.stop.stop.is_set():
+            while not (self.stop.stop.is_set() or self.halted.is_set()):
                 record = self.database.claim(self.owner, slot.device, self.settings.stale_after)
                 if record is None:
                     return
                 self.console.log(f"start  {record['run_id']} on {slot.device} (attempt {record['attempts']})")
                 started = time.time()
-                status = RunExecution(self.database, record, self.settings, self.owner, self.stop,
-                                      cuda_visible_devices=slot.cuda_visible_devices,
-                                      cpu_threads=slot.cpu_threads, log=self.console.log).execute()
+                execution = RunExecution(self.database, record, self.settings, self.owner, self.stop,
+                                         cuda_visible_devices=slot.cuda_visible_devices,
+                                         cpu_threads=slot.cpu_threads, log=self.console.log)
+                status = execution.execute()
+                if self.fail_fast and execution.failure == failures.ERROR and not self.halted.is_set():
+                    self.halted.set()
+                    self.console.log(f"--fail_fast: {record['run_id']} failed with an error; no new run starts, "
+                                     f"the runs in flight finish")
                 with self._lock:
                     self.finished[status] = self.finished.get(status, 0) + 1
                 self.console.log(f"{status:<8}{record['run_id']} after {format_duration(time.time() - started)}"

@@ -263,6 +263,7 @@ def test_a_sigkilled_run_records_the_signal_and_its_last_output(tmp_path, stop_p
     assert manager.wait(timeout=120) == 1
     (run,) = read_runs(exp_dir)
     assert run["status"] == FAILED and run["returncode"] == -signal.SIGKILL
+    assert run["failure"] == "out_of_memory" and "as the kernel's OOM killer does" in run["failure_detail"]
     assert run["message"].startswith("killed by SIGKILL (out of memory?); last lines of its output:")
     assert "CUDA_VISIBLE_DEVICES" in run["error"]  # the fake script's first line
     shown = run_dbutils("oom", root, "--show-failed").stdout
