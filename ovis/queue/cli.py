@@ -16,6 +16,7 @@ from ovis.queue.display import Console, format_counts, format_table, status_coun
 from ovis.queue.executor import LaunchSettings
 from ovis.queue.failures import FAILURE_KINDS, parse_kinds
 from ovis.queue.local import LocalManager
+from ovis.queue.lock import check_exclusive_locks
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.repair import describe_problems, find_problems, repair
 from ovis.queue.spec import SpecError, load_spec
@@ -238,6 +239,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             _print_grid(points, database, spec, head)
             return 0
         console.log(f"experiment {spec.name}: {spec.description or '(no description)'}")
+        check_exclusive_locks(settings.exp_dir)
         _prepare_queue(args, database, spec, points, console)
         if args.queue_only:
             return 0
