@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS, read_runs
+from ovis.reporting.report import _run_listing
+from ovis.reporting.runs import scan_experiment
 
 from .helpers import ROOT, environment, run_dbutils, run_manager, start_manager, wait_for, write_spec
 
@@ -36,6 +38,8 @@ def test_failures_are_recorded_by_kind_shown_and_requeued_by_kind(tmp_path, stop
     for kind, run in (("out_of_memory", runs[2]), ("preempted", runs[0]), ("diverged", runs[3]), ("error", runs[1])):
         assert f"  {kind}: 1 ({run['run_id']})" in check
     assert "kind: out_of_memory: MemoryError" in run_dbutils("kinds", root, "--show_failed").stdout
+    listing = _run_listing([r for r in scan_experiment(exp_dir).runs if r.status != SUCCESS])  # the report's
+    assert f"| {runs[2]['run_id']} | failed (out_of_memory) |" in listing.replace("`", "")
 
     refused = subprocess.run([sys.executable, os.path.join(ROOT, "dbutils.py"), "--exp", "kinds", "--root", str(root),
                               "--requeue", "--kinds", "preempted,oom"], capture_output=True, text=True, cwd=ROOT,
