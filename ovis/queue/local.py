@@ -116,6 +116,13 @@ class LocalManager:
             self.console.log(f"requeued {count} run(s) of dead managers; they resume from their checkpoints")
         return count
 
+    def _try_recovery(self) -> int:
+        try:
+            return self.recover_dead_runs()
+        except (DatabaseError, OSError) as error:  # the runs in flight go on; the next check tries again
+            self.console.log(f"could not look for runs of dead managers: {error}")
+            return 0
+
     def run(self) -> int:
         """Execute the queue; returns the exit code (0, 1 if runs failed, 130 if interrupted)."""
         previous = {sig: signal.signal(sig, self._on_signal) for sig in STOP_SIGNALS
@@ -132,7 +139,7 @@ class LocalManager:
                 working = any(thread.is_alive() for thread in threads.values())
                 if not self.stop.stop.is_set() and (now >= next_recovery or not working):
                     next_recovery = now + self.settings.heartbeat_interval
-                    if self.recover_dead_runs():
+                    if self._try_recovery():
                         self._start_idle_workers(threads)
                         continue
                 if not working:

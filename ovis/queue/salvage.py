@@ -124,7 +124,7 @@ def reconcile(exp_dir: str, run_dir: str, record: dict, why: str) -> Tuple[dict,
 def reconcile_runs(exp_dir: str, run_dir, tables: Tables, doc_ids: Set[str], why: str) -> Dict[str, str]:
     """Reconcile the runs of ``doc_ids`` in ``tables`` (in place); ``{run id: what changed}``."""
     changed = {}
-    runs = tables.get(RUNS_TABLE, {})
+    runs = tables[RUNS_TABLE] = dict(tables.get(RUNS_TABLE, {}))  # the read cache's tables stay as read
     for doc_id in sorted(doc_ids & set(runs), key=int):
         record = runs[doc_id]
         if not isinstance(record.get("run_id"), str):
@@ -161,7 +161,8 @@ def rebuild(store, run_dir, report: List[str]) -> bool:
     main = main or {}
     generation = Base(main).generation
     base = (journal or {}).get(JOURNAL_TABLE, {}).get("1", {}).get("base", generation)
-    if journal is not None and base != generation:
+    main_generation_lost = any(line.table == JOURNAL_TABLE for line in main_lost)
+    if journal is not None and base != generation and not main_generation_lost:
         report.append(f"the journal extends generation {base}, not {generation}: left by an interrupted compaction, "
                       f"ignored (its changes are in {os.path.basename(store.main.path)})")
         journal, journal_lost = None, []
