@@ -97,7 +97,9 @@ def test_a_job_requeued_by_slurm_resumes_and_is_counted_once(tmp_path, slurm):
 def test_a_run_stopped_at_its_time_limit_is_recorded_as_a_timeout(tmp_path, slurm):
     spec = write_spec(tmp_path, "late", args=["--value a"], **{"global": "--steps 1000 --sleep 0.5"})
     root, exp_dir = tmp_path / "runs", str(tmp_path / "runs" / "late")
-    options = [option if option != "10" else "1" for option in SLURM_OPTIONS]  # --slurm_time 1 (minute)
+    # --slurm_time 3: submitit's USR2 comes 90 s before the limit (Slurm may send it a minute early),
+    # once the task has started the run
+    options = [option if option != "10" else "3" for option in SLURM_OPTIONS]
     assert run_manager(spec, root, *options, env=slurm_env(slurm)).returncode == 0
     wait_for(lambda: read_runs(exp_dir)[0].get("failure") == "timeout", timeout=400,
              message="the run to reach its time limit")
