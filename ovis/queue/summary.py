@@ -41,10 +41,10 @@ def check_report(records: Sequence[dict], verbose: bool = False) -> str:
         rows = [_status_row(value, group) for value, group in values.items()]
         sections.append(format_table([f"--{key}", *STATUSES, "total"], rows))
     kinds = count_kinds(records)
-    if kinds:
-        sections.append("failures by kind (dbutils.py --requeue --kinds KIND,... requeues them):\n" + "\n".join(
-            f"  {kind}: {len(ids)} ({', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''})"
-            for kind, ids in kinds.items()))
+    if kinds:  # one line under the counts
+        sections[0] += "\nfailures by kind: " + "; ".join(
+            f"{kind} {len(ids)} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})" for kind, ids in kinds.items()
+        ) + " ('--requeue --kinds KIND,...' requeues them)"
     dead = [r for r in records if r.get("status") == RUNNING and not run_is_alive(r)]
     if dead:
         sections.append(f"{len(dead)} running run(s) have no live process (killed manager or machine); "

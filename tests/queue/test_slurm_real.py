@@ -105,4 +105,4 @@ def test_a_run_stopped_at_its_time_limit_is_recorded_as_a_timeout(tmp_path, slur
              message="the run to reach its time limit")
     (run,) = read_runs(exp_dir)
     assert run["failure_detail"].startswith("timeout on Slurm") or "stopped from outside" in run["failure_detail"]
-    assert f"  timeout: 1 ({run['run_id']})" in run_dbutils("late", root, "--check").stdout
+    assert f"failures by kind: timeout 1 ({run['run_id']})" in run_dbutils("late", root, "--check").stdout
