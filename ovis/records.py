@@ -23,7 +23,7 @@ import os
 import time
 from typing import Callable, Dict, Iterator, List, Optional
 
-from ovis.files import atomic_open
+from ovis.files import atomic_open, remove_stale_temporaries
 
 METRICS_FILE = "metrics.jsonl"
 CONFIG_FILE = "config.json"
@@ -167,6 +167,8 @@ def read_outcome(run_dir: str) -> Optional[str]:
 
 
 def clear_outcome(run_dir: str) -> None:
+    """Remove the outcome marker, and the temporary files of a marker write that was killed."""
+    remove_stale_temporaries(os.path.join(run_dir, OUTCOME_FILE))
     for name in (OUTCOME_FILE, LEGACY_OUTCOME_FILE):
         path = os.path.join(run_dir, name)
         if os.path.exists(path):

@@ -10,11 +10,13 @@ from ovis.exit_codes import ABORTED as EXIT_INTERRUPTED
 from ovis.exit_codes import BAD_ARGUMENTS as EXIT_USAGE
 from ovis.exit_codes import FAILED as EXIT_ERROR
 from ovis.queue import devices, options, slurm
-from ovis.queue.database import (FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, DatabaseError, RunDatabase, read_runs,
-                                 requeue_candidates)
+from ovis.queue.database import (FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, DatabaseError, RunDatabase,
+                                 UnreadableDatabase, read_runs, requeue_candidates)
 from ovis.queue.display import Console, format_counts, format_table, status_counts
 from ovis.queue.executor import LaunchSettings
+from ovis.queue.failures import FAILURE_KINDS, parse_kinds
 from ovis.queue.local import LocalManager
+from ovis.queue.lock import check_exclusive_locks
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.repair import describe_problems, find_problems, repair
 from ovis.queue.spec import SpecError, load_spec
@@ -24,11 +26,23 @@ from ovis.records import clear_outcome
 DEFAULT_PROJECT_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def _tell_waiting(message: str) -> None:
+    """Say who holds the database lock (``RunDatabase(on_wait=...)``)."""
+    print(message, file=sys.stderr, flush=True)
+
+
 def _level(text: str) -> int:
     value = int(text)
     if value not in range(0, 5):
         raise argparse.ArgumentTypeError(f"expected 0 to 4, got {text}")
     return value
+
+
+def _kinds(text: str) -> List[str]:
+    try:
+        return parse_kinds(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _key_value(text: str) -> tuple:
@@ -81,6 +95,9 @@ def manager_parser(project_root: str = DEFAULT_PROJECT_ROOT) -> argparse.Argumen
     runs.add_argument("--grace", type=float, default=300.0,
                       help="seconds a stopped run gets to checkpoint before it is killed")
     runs.add_argument("--lock_timeout", type=float, default=120.0, help="seconds to wait for the database lock")
+    runs.add_argument("--fail_fast", action="store_true", help="local backend: start no new run once a run fails "
+                      "with an error (an exception, not out of memory, a time-out or divergence); runs in flight "
+                      "finish")
 
     cluster = parser.add_argument_group("slurm backend (submitit)")
     cluster.add_argument("--cluster", default="slurm", choices=("slurm", "local", "debug"),
@@ -144,9 +161,11 @@ def _prepare_queue(args, database: RunDatabase, spec, points, console: Console) 
     console.log(f"queue {database.path}: {len(added)} new run(s) added, {len(points) - len(added)} already known")
     readded = [run_id for run_id in added if os.path.isdir(database.run_dir(run_id))]
     if readded:
+        found = {r["run_id"]: r.get("status") for r in database.records()}
         console.log(f"warning: {len(readded)} run(s) were not in the queue but have a folder (records removed by "
-                    f"hand?): re-added as queued, their earlier history is lost; they resume from their "
-                    f"checkpoints: {', '.join(readded[:5])}")
+                    f"hand or lost?): re-added with the status their folder shows ("
+                    f"{format_counts(status_counts([{'status': found.get(i)} for i in readded]), skip_zero=True)}; queued ones "
+                    f"resume from their checkpoints), their earlier history is lost: {', '.join(readded[:5])}")
     owner = ProcessIdentity.current()
     recovered = database.recover(by=f"manager {owner}")
     for record in recovered:
@@ -212,7 +231,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
     except SpecError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
-    database = RunDatabase(settings.exp_dir, lock_timeout=args.lock_timeout)
+    database = RunDatabase(settings.exp_dir, lock_timeout=args.lock_timeout, on_wait=_tell_waiting)
     head = " ".join([os.path.basename(settings.python), os.path.relpath(settings.script, project_root), "<arguments>",
                      f"--exp {settings.exp} --root {settings.root} --data_root {settings.data_root}"])
     try:
@@ -220,6 +239,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             _print_grid(points, database, spec, head)
             return 0
         console.log(f"experiment {spec.name}: {spec.description or '(no description)'}")
+        check_exclusive_locks(settings.exp_dir)
         _prepare_queue(args, database, spec, points, console)
         if args.queue_only:
             return 0
@@ -230,7 +250,8 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
             errors = slurm.wait(database, jobs, console)
             failed = [r.get("run_id") for r in database.records() if r.get("status") == FAILED]
             return EXIT_ERROR if errors or failed else 0
-        returncode = LocalManager(database, settings, _local_slots(args, console), console).run()
+        returncode = LocalManager(database, settings, _local_slots(args, console), console,
+                                  requeue_dead=args.requeue_level > 0, fail_fast=args.fail_fast).run()
         database.compact()  # .db.json alone holds every change again (what TinyDB(path) reads)
         return returncode
     except (DatabaseError, SpecError, slurm.SubmissionError) as error:
@@ -263,6 +284,9 @@ def dbutils_parser() -> argparse.ArgumentParser:
                          help="the error output of every failed run")
     actions.add_argument("--requeue", action="store_true", help="queue runs again (see --requeue_level)")
     actions.add_argument("--requeue_level", type=_level, default=1, help=LEVELS_HELP)
+    actions.add_argument("--kinds", type=_kinds, default=None,
+                         help=f"with --requeue: only failed or aborted runs of these failure kinds (comma-separated: "
+                         f"{', '.join(FAILURE_KINDS)}), e.g. preempted,out_of_memory")
     actions.add_argument("--fresh", action="store_true",
                          help="with --requeue: delete the requeued runs' folders so they restart from scratch")
     actions.add_argument("--clean", action="store_true", help="delete the database and the run folders")
@@ -295,17 +319,21 @@ def _requeue(args, database: RunDatabase) -> int:
     if args.requeue_level == 0:
         print("--requeue_level 0 requeues nothing")
         return 0
+    level = args.requeue_level if args.kinds is None else max(args.requeue_level, 2)  # failed runs have kinds
     run_ids = [r["run_id"] for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
-    candidates = requeue_candidates(database.records(), args.requeue_level, run_ids)
+    candidates = requeue_candidates(database.records(), level, run_ids)
+    if args.kinds is not None:
+        candidates = [r for r in candidates if r.get("failure") in args.kinds]
     if args.fresh and candidates and not _confirm(
             f"delete the folders (checkpoints, metrics) of {len(candidates)} run(s) of {args.exp} and requeue them?",
             args.yes):
         return EXIT_ERROR
-    requeued = database.requeue(args.requeue_level, [r["run_id"] for r in candidates],
+    requeued = database.requeue(level, [r["run_id"] for r in candidates],
                                 prepare=_remove_run_folder if args.fresh else clear_outcome)
     total = sum(len(ids) for ids in requeued.values())
     detail = ", ".join(f"{len(ids)} {status}" for status, ids in requeued.items()) or "none"
-    print(f"requeued {total} run(s) ({detail}); level {args.requeue_level}: {REQUEUE_LEVELS[args.requeue_level]}"
+    print(f"requeued {total} run(s) ({detail}); level {level}: {REQUEUE_LEVELS[level]}"
+          + (f"; kinds {', '.join(args.kinds)}" if args.kinds is not None else "")
           + ("; folders deleted" if args.fresh and total else ""))
     return 0
 
@@ -333,7 +361,23 @@ def _clean(args, database: RunDatabase) -> int:
     return 0
 
 
+def _salvage(args, database: RunDatabase) -> bool:
+    """Rebuild an unreadable database from its intact entries (after confirmation); False if refused."""
+    try:
+        database.tables()
+        return True
+    except UnreadableDatabase as error:
+        print(str(error).split(". Run dbutils.py")[0])
+    if not _confirm(f"rebuild the queue of {args.exp} from its intact entries (the damaged files are kept as "
+                    f"copies)?", args.yes):
+        return False
+    print("\n".join(database.salvage()))
+    return True
+
+
 def _repair(args, database: RunDatabase) -> int:
+    if not _salvage(args, database):
+        return EXIT_ERROR
     problems = find_problems(database)
     lines = describe_problems(problems)
     if not lines:
@@ -363,8 +407,7 @@ def _check(args, database: RunDatabase, records: List[dict]) -> None:
 
 def dbutils_main(argv: Optional[Sequence[str]] = None) -> int:
     args = dbutils_parser().parse_args(argv)
-    database = RunDatabase(os.path.join(args.root, args.exp), lock_timeout=args.lock_timeout,
-                           on_wait=lambda message: print(message, file=sys.stderr, flush=True))
+    database = RunDatabase(os.path.join(args.root, args.exp), lock_timeout=args.lock_timeout, on_wait=_tell_waiting)
     try:
         if args.purge_lock:
             print("lock removed (no process held it)" if database.purge_lock()
@@ -374,13 +417,13 @@ def dbutils_main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"folded the journal into {database.path}" if database.compact()
                   else f"no journal to fold in: {database.path} holds every change")
             return 0
+        if args.repair:
+            return _repair(args, database)
         records = [r for r in read_runs(database.exp_dir) if args.filter in r["run_id"]]
         if args.requeue:
             return _requeue(args, database)
         if args.clean:
             return _clean(args, database)
-        if args.repair:
-            return _repair(args, database)
         if args.show_failed:
             print(failed_report(records, database.exp_dir))
         if args.list:

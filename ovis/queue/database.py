@@ -39,7 +39,7 @@ from contextlib import contextmanager
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence
 
 from ovis.files import remove_stale_temporaries
-from ovis.queue import liveness
+from ovis.queue import liveness, salvage
 from ovis.queue.journal import JOURNAL_FROM_BYTES, JournaledStore, View
 from ovis.queue.lock import QueueLock
 from ovis.queue.process import ProcessIdentity, run_is_alive
@@ -58,6 +58,10 @@ REQUEUE_LEVELS = {
     3: "aborted, failed and running runs whose process is gone",
     4: "every run that is not running (success included)",
 }
+
+
+class UnreadableDatabase(DatabaseError):
+    """``.db.json`` or its journal is not a valid database file (``RunDatabase.salvage`` rebuilds it)."""
 
 
 class RunDatabase:
@@ -97,11 +101,25 @@ class RunDatabase:
             backup = f"a copy was saved to {backup_copy(path)}"
         except OSError as error:
             backup = f"no copy could be saved ({error.strerror})"
-        raise DatabaseError(
-            f"the queue database {path} cannot be read: {problem}; {backup}. Fix the file by hand "
-            f"(dbutils.py --check --repair fixes records), or move it away and run manager.py again to re-create "
-            f"the queue from the spec (run folders and their checkpoints are kept; finished runs are then "
-            f"re-queued and resume from their checkpoints).")
+        raise UnreadableDatabase(
+            f"the queue database {path} cannot be read: {problem}; {backup}. Run dbutils.py --exp "
+            f"{os.path.basename(self.exp_dir)} --root {os.path.dirname(self.exp_dir)} --repair: it keeps every "
+            f"intact record, names the lost ones and takes their status from their run folders (outcome.txt, "
+            f"live processes), so no finished run runs again.")
+
+    def salvage(self) -> List[str]:
+        """Rebuild an unreadable ``.db.json`` or journal from their intact lines (``ovis.queue.salvage``);
+        returns what was kept and lost (empty when both were readable)."""
+        report: List[str] = []
+        with self._thread_lock:
+            lock = self._acquire()
+            try:
+                salvage.rebuild(self._store, self.run_dir, report)
+            except OSError as error:
+                raise os_error_advice(error, error.filename or self.path, "rebuild") from None
+            finally:
+                lock.release()
+        return report
 
     def _acquire(self):
         return self._lock.acquire()
@@ -185,9 +203,13 @@ class RunDatabase:
                 record = dict(run_id=point.run_id, index=next_index, args=point.args, params=dict(point.params),
                               status=QUEUED, created=now, attempts=0, history=[], stale_after=None,
                               **runtime_fields())
-                add_history(record, QUEUED, "added from the spec" if not os.path.isdir(self.run_dir(point.run_id))
-                             else "re-added from the spec: its folder existed (record removed by hand?), earlier "
-                                  "history lost; it resumes from its checkpoint")
+                if not os.path.isdir(self.run_dir(point.run_id)):
+                    add_history(record, QUEUED, "added from the spec")
+                else:  # its record was removed or lost: its folder tells how it ended (a success never runs again)
+                    why = "re-added from the spec: its folder existed (record removed or lost), earlier history lost"
+                    record = salvage.reconcile(self.exp_dir, self.run_dir(point.run_id), record, why)[0]
+                    if not record["history"]:
+                        add_history(record, QUEUED, why + "; no outcome in it: it resumes from its checkpoint")
                 transaction.insert(record)
                 added.append(point.run_id)
                 next_index += 1
@@ -393,5 +415,5 @@ def read_runs(exp_dir: str) -> List[dict]:
     return view
 
 
-__all__ = ["RunDatabase", "read_runs", "DatabaseError", "STATUSES", "REQUEUE_LEVELS",
+__all__ = ["RunDatabase", "read_runs", "DatabaseError", "UnreadableDatabase", "STATUSES", "REQUEUE_LEVELS",
            "QUEUED", "RUNNING", "SUCCESS", "FAILED", "ABORTED"]

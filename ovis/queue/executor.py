@@ -20,10 +20,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from ovis import exit_codes, records
+from ovis.files import remove_stale_temporaries
 from ovis.training.malloc import RUN_ENVIRONMENT
+from ovis.queue import failures
 from ovis.queue.database import ABORTED, FAILED, SUCCESS, RunDatabase
 from ovis.queue.liveness import PROCESS_LOG, log_tail
 from ovis.queue.process import HOST, ProcessIdentity, child_command, process_alive
@@ -115,7 +117,7 @@ class RunExecution:
 
     def __init__(self, database: RunDatabase, record: dict, settings: LaunchSettings, owner: ProcessIdentity,
                  stop: StopRequest, cuda_visible_devices: Optional[str] = None, cpu_threads: Optional[int] = None,
-                 log=None):
+                 log=None, external_stop: Callable[[], str] = lambda: failures.PREEMPTED):
         self.database = database
         self.record = record
         self.run_id = record["run_id"]
@@ -125,10 +127,12 @@ class RunExecution:
         self.cuda_visible_devices = cuda_visible_devices
         self.cpu_threads = cpu_threads
         self.log = log or (lambda message: None)
+        self.external_stop = external_stop  # the failure kind of a stop from outside the queue
         self.run_dir = database.run_dir(self.run_id)
         self.process: Optional[subprocess.Popen] = None
         self.child: Optional[ProcessIdentity] = None
         self.handed_over = False   # set when someone else (Slurm requeue) records the outcome
+        self.failure: Optional[str] = None  # the kind of failure that ended the run (``ovis.queue.failures``)
         self._signalled_at: Optional[float] = None
         self._killed = False
 
@@ -161,10 +165,16 @@ class RunExecution:
                 self._record(ABORTED, "the executing process was interrupted", returncode=None,
                              error="the process executing the run was interrupted")
             raise
+        # a marker write that a signal cut short left a temporary file: the run's processes are gone
+        remove_stale_temporaries(os.path.join(self.run_dir, records.OUTCOME_FILE))
         marker = records.read_outcome(self.run_dir)
-        status, note = classify_exit(returncode, marker, self._signalled_at is not None or self._killed)
+        stopped = self._signalled_at is not None or self._killed
+        status, note = classify_exit(returncode, marker, stopped)
         error = self._error_text(log_offset, note) if status != SUCCESS else None
-        self._record(status, note, returncode=returncode, error=error)
+        kind, detail = failures.classify_failure(returncode, error, self.external_stop) \
+            if status != SUCCESS and not stopped else (None, None)
+        self.failure = kind
+        self._record(status, note, returncode=returncode, error=error, failure=kind, failure_detail=detail)
         if marker is None:  # the run folder alone tells what happened (written after the database)
             records.write_outcome(self.run_dir, status, "" if status == SUCCESS else f"({note})")
         return status

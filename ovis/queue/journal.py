@@ -65,7 +65,7 @@ def _table_of(name: str) -> str:
     return name[:-len(REMOVED)] if name.endswith(REMOVED) else name
 
 
-def _lay_over(main: Tables, journal: Tables) -> Tables:
+def lay_over(main: Tables, journal: Tables) -> Tables:
     """``main``'s tables with the journal's records replacing or adding theirs and its removals applied."""
     tables = {name: docs for name, docs in main.items() if name != JOURNAL_TABLE}
     names = {_table_of(name) for name in journal} - {JOURNAL_TABLE}
@@ -100,7 +100,7 @@ class View:
 
     def __init__(self, base: Base, journal: Optional[Tables], journal_exists: bool):
         self.base, self.journal, self.journal_exists = base, journal, journal_exists
-        self.tables = _lay_over(base.tables, journal) if journal else \
+        self.tables = lay_over(base.tables, journal) if journal else \
             {name: docs for name, docs in base.tables.items() if name != JOURNAL_TABLE}
         self.overlaid: DocIds = {}
         for name, docs in (journal or {}).items():

@@ -2,7 +2,10 @@
 several machines sharing the folder exclude each other; a kill releases it with its process),
 and ``.db.json.lock.holder``, who took it last, named in every message about a held lock."""
 import contextlib
+import fcntl
 import os
+import subprocess
+import sys
 import time
 from typing import Callable, Optional
 
@@ -12,6 +15,42 @@ from ovis.queue.process import ProcessIdentity
 from ovis.queue.storage import DatabaseError, os_error_advice
 
 LOCK_NOTICE_AFTER = 2.0  # seconds of waiting for the lock before ``on_wait`` is told
+# Run by a second process: exit 0 when the probe file's lock is refused to it, 1 when it gets it.
+OTHER_PROCESS_PROBE = ("import fcntl, sys\nf = open(sys.argv[1], 'a')\ntry:\n    fcntl.flock(f, fcntl.LOCK_EX | "
+                       "fcntl.LOCK_NB)\nexcept OSError:\n    sys.exit(0)\nsys.exit(1)")
+SHARED_FOLDER_ADVICE = ("put --root on a file system whose flock excludes processes and machines (local disks; "
+                        "NFS v4, or v3 with the lock manager; Lustre mounted with -o flock; GPFS; BeeGFS), see the "
+                        "README's 'Several machines' paragraph")
+
+
+def check_exclusive_locks(folder: str) -> None:
+    """Refuse (DatabaseError) a folder where one process's exclusive ``flock`` does not keep
+    another process out: managers sharing the queue there would execute runs twice."""
+    me = ProcessIdentity.current()
+    probe = os.path.join(folder, f".flock-probe.{me.host}.{me.pid}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        f = open(probe, "a")
+    except OSError as error:
+        raise os_error_advice(error, probe, "create the folder of") from None
+    try:
+        with f:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            other = subprocess.run([sys.executable, "-c", OTHER_PROCESS_PROBE, probe], timeout=60,
+                                   capture_output=True, text=True)
+    except OSError as error:
+        raise DatabaseError(f"the runs folder {folder} does not support flock locks ({error.strerror or error}): the "
+                            f"queue's lock cannot keep managers apart; {SHARED_FOLDER_ADVICE}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(probe)
+    if other.returncode == 1:
+        raise DatabaseError(f"the runs folder {folder} does not give exclusive locks between processes: a second "
+                            f"process took the flock lock that this one held, so managers sharing the queue would "
+                            f"execute runs twice; {SHARED_FOLDER_ADVICE}")
+    if other.returncode != 0:
+        raise DatabaseError(f"could not check the locks of the runs folder {folder}: the probe process ended with "
+                            f"{other.returncode}: {other.stderr.strip()[-300:]}")
 
 
 class QueueLock:
@@ -39,7 +78,9 @@ class QueueLock:
             except filelock.Timeout:
                 if first_wait >= self.timeout:
                     raise
-                self.on_wait(f"waiting up to {self.timeout:.0f} s for the lock {self.path}, held by {self.holder()}")
+                self.on_wait(f"waiting up to {self.timeout:.0f} s for the lock {self.path}, held by {self.holder()} "
+                             f"(a manager.py or dbutils.py at work: the lock is free once it ends; stop it if it "
+                             f"hangs, or pass a longer --lock_timeout)")
                 lock.acquire(timeout=self.timeout - first_wait)
         except filelock.Timeout:
             raise DatabaseError(

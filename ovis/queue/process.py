@@ -7,7 +7,9 @@ host only the heartbeat can: a run whose heartbeat is older than its ``stale_aft
 
 Children are started through ``python -m ovis.queue.child``, which asks Linux to send them SIGTERM
 when the thread that launched them dies (``PR_SET_PDEATHSIG``): a SIGKILLed manager does not leave
-children running silently; they checkpoint and exit like on Ctrl-C.
+children running silently; they checkpoint and exit like on Ctrl-C. The kernel hands such a child
+to each next thread of the dying manager and signals it again every time: run.py ignores the
+repeated SIGTERMs while it stops (``ovis.training.signals``).
 """
 import os
 import socket

@@ -15,6 +15,7 @@ from typing import Dict, List, Optional, Sequence
 
 from ovis import records as run_records
 from ovis.queue.database import QUEUED, STATUSES, RunDatabase
+from ovis.queue.salvage import reconcile
 from ovis.queue.transaction import add_history, runtime_fields, set_status
 from ovis.queue.spec import GridPoint, SpecError, canonical_arguments, make_run_id
 
@@ -103,11 +104,15 @@ def repair(database: RunDatabase, points: Optional[Sequence[GridPoint]] = None) 
                 done.append(f"{name}: folder without record, not in the spec's grid: not re-added (run manager.py "
                             f"with its spec to re-add it)")
                 continue
-            point, status = by_id[name], _folder_status(database.run_dir(name))
-            record = dict(run_id=name, index=next_index, args=point.args, params=dict(point.params), status=status,
+            point = by_id[name]
+            record = dict(run_id=name, index=next_index, args=point.args, params=dict(point.params), status=QUEUED,
                           created=None, attempts=0, history=[], stale_after=None, **runtime_fields())
-            add_history(record, status, "re-added by dbutils.py --repair (the record had been removed; earlier "
-                                         "history lost)")
+            record = reconcile(database.exp_dir, database.run_dir(name), record, "re-added by dbutils.py --repair "
+                               "(the record had been removed or lost; earlier history lost)")[0]
+            status = record["status"]
+            if not record["history"]:
+                add_history(record, status, "re-added by dbutils.py --repair (the record had been removed or lost; "
+                                            "earlier history lost); no outcome in its folder")
             transaction.insert(record)
             next_index += 1
             done.append(f"{name}: re-added as {status}")

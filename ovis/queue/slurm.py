@@ -13,12 +13,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from ovis.queue import failures
 from ovis.queue.database import QUEUED, RunDatabase
 from ovis.queue.display import Console, format_counts, status_counts
 from ovis.queue.executor import LaunchSettings, RunExecution, StopRequest
 from ovis.queue.process import ProcessIdentity
 
 SUBMITIT_FOLDER = ".submitit"
+# A stop this close to the time limit is a time-out: submitit asks for its signal 90 s before the
+# limit, and Slurm may send it up to a minute earlier.
+TIMEOUT_MARGIN_S = 180.0
 
 
 class SubmissionError(RuntimeError):
@@ -62,10 +66,12 @@ class SlurmOptions:
 class RunTask:
     """The callable submitted for one run (picklable; submitit's checkpoint protocol)."""
 
-    def __init__(self, exp_dir: str, run_id: str, settings: LaunchSettings):
+    def __init__(self, exp_dir: str, run_id: str, settings: LaunchSettings, time_min: Optional[float] = None):
         self.exp_dir = exp_dir
         self.run_id = run_id
         self.settings = settings
+        self.time_min = time_min
+        self._started = time.time()
         self._execution: Optional[RunExecution] = None
 
     def __getstate__(self) -> dict:
@@ -75,6 +81,7 @@ class RunTask:
 
     def __call__(self) -> str:
         submitit = _submitit()
+        self._started = time.time()
         job_id = submitit.JobEnvironment().job_id
         database = RunDatabase(self.exp_dir)
         owner = ProcessIdentity.current()
@@ -87,10 +94,18 @@ class RunTask:
             record = database.claim(owner, device, self.settings.stale_after, run_id=self.run_id, job_id=job_id)
         if record is None:
             return f"{self.run_id}: not queued any more (taken by another worker or requeued), skipped"
-        self._execution = RunExecution(database, record, self.settings, owner, StopRequest())
+        self._execution = RunExecution(database, record, self.settings, owner, StopRequest(),
+                                       external_stop=self.stop_kind)
         status = self._execution.execute()
         self._execution = None
         return f"{self.run_id}: {status}"
+
+    def stop_kind(self) -> str:
+        """``timeout`` when the task is stopped near its time limit, else ``preempted``."""
+        if self.time_min is None:
+            return failures.PREEMPTED
+        left = self.time_min * 60 - (time.time() - self._started)
+        return failures.TIMEOUT if left <= TIMEOUT_MARGIN_S else failures.PREEMPTED
 
     def checkpoint(self):
         """Called by submitit on preemption or time-out: checkpoint the run, queue it again and
@@ -100,9 +115,10 @@ class RunTask:
         if execution is not None:
             execution.handed_over = True
             execution.end_process(grace=self.settings.grace)
-            execution.database.finish(self.run_id, execution.owner, QUEUED,
-                                      "preempted or timed out on Slurm: checkpointed, requeued")
-        return submitit.helpers.DelayedSubmission(RunTask(self.exp_dir, self.run_id, self.settings))
+            kind = self.stop_kind()
+            execution.database.finish(self.run_id, execution.owner, QUEUED, f"{kind} on Slurm: checkpointed, requeued",
+                                      failure=kind, failure_detail=f"{kind} on Slurm (job {os.environ.get('SLURM_JOB_ID')})")
+        return submitit.helpers.DelayedSubmission(RunTask(self.exp_dir, self.run_id, self.settings, self.time_min))
 
 
 def submit(database: RunDatabase, settings: LaunchSettings, options: SlurmOptions, resubmit: bool = False,
@@ -116,7 +132,7 @@ def submit(database: RunDatabase, settings: LaunchSettings, options: SlurmOption
     if not queued:
         console.log("nothing to submit: no queued run without a job (use --resubmit to submit those again)")
         return []
-    tasks = [RunTask(database.exp_dir, r["run_id"], settings) for r in queued]
+    tasks = [RunTask(database.exp_dir, r["run_id"], settings, options.time_min) for r in queued]
     try:
         executor = submitit.AutoExecutor(folder=os.path.join(database.exp_dir, SUBMITIT_FOLDER),
                                          cluster=options.cluster)

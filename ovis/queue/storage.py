@@ -103,6 +103,11 @@ def _check_tables(data: object) -> Tables:
     return data
 
 
+def _line_and_column(text: bytes, position: int) -> Tuple[int, int]:
+    """1-based line and column (in bytes) of ``position`` in ``text``."""
+    return text.count(b"\n", 0, position) + 1, position - text.rfind(b"\n", 0, position)
+
+
 def _record_line(doc_id: str, record: dict) -> bytes:
     return orjson.dumps(str(doc_id)) + b": " + orjson.dumps(record) + b","
 
@@ -187,8 +192,14 @@ class CachedFile:
         try:
             return _check_tables(orjson.loads(text))
         except orjson.JSONDecodeError as error:
-            raise CorruptDatabase(f"it is not valid JSON (line {error.lineno}, column {error.colno}: {error.msg})"
-                                  + (" - binary data?" if b"\0" in text or "UTF-8" in error.msg else "")) from None
+            line, column, problem = error.lineno, error.colno, error.msg
+            try:
+                text.decode("utf-8")
+            except UnicodeDecodeError as bad:  # orjson places invalid UTF-8 at line 1, column 1
+                line, column = _line_and_column(text, bad.start)
+                problem = f"byte 0x{text[bad.start]:02x} is not UTF-8"
+            raise CorruptDatabase(f"it is not valid JSON (line {line}, column {column}: {problem})"
+                                  + (" - binary data?" if b"\0" in text or "UTF-8" in problem else "")) from None
 
     def _decode_table(self, name: str, lines: List[bytes]) -> Dict[str, dict]:
         known = self._lines.get(name)

@@ -4,6 +4,7 @@ from typing import Dict, List, Sequence
 
 from ovis.exit_codes import describe
 from ovis.queue.database import FAILED, RUNNING, STATUSES
+from ovis.queue.failures import count_kinds
 from ovis.queue.display import format_duration, format_table, format_time
 from ovis.queue.process import run_is_alive
 
@@ -39,6 +40,11 @@ def check_report(records: Sequence[dict], verbose: bool = False) -> str:
             values.setdefault(str(record.get("params", {}).get(key, "(not set)")), []).append(record)
         rows = [_status_row(value, group) for value, group in values.items()]
         sections.append(format_table([f"--{key}", *STATUSES, "total"], rows))
+    kinds = count_kinds(records)
+    if kinds:  # one line under the counts
+        sections[0] += "\nfailures by kind: " + "; ".join(
+            f"{kind} {len(ids)} ({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})" for kind, ids in kinds.items()
+        ) + " ('--requeue --kinds KIND,...' requeues them)"
     dead = [r for r in records if r.get("status") == RUNNING and not run_is_alive(r)]
     if dead:
         sections.append(f"{len(dead)} running run(s) have no live process (killed manager or machine); "
@@ -67,6 +73,7 @@ def failed_report(records: Sequence[dict], exp_dir: str) -> str:
         blocks.append(f"=== {r['run_id']} (attempt {r.get('attempts', 0)}, "
                       f"{'no exit code' if r.get('returncode') is None else describe(r['returncode'])}, "
                       f"{r.get('host') or '-'}, {format_time(r.get('finished'))})\n"
+                      f"kind: {r.get('failure') or 'not recorded'}: {r.get('failure_detail') or '-'}\n"
                       f"args: {r.get('args', '')}\nlog:  {log}\n"
                       + "\n".join("    " + line for line in error.splitlines()))
     return "\n\n".join(blocks) + f"\n\n{len(failed)} failed run(s)"

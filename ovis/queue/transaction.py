@@ -29,7 +29,8 @@ def set_status(record: dict, status: str, note: str = "", **fields) -> None:
 def runtime_fields() -> dict:
     """Fields of a run's last attempt, cleared when it is queued again."""
     return dict(started=None, finished=None, heartbeat=None, host=None, owner=None, pid=None,
-                pid_start=None, device=None, returncode=None, error=None, job_id=None)
+                pid_start=None, device=None, returncode=None, error=None, failure=None, failure_detail=None,
+                job_id=None)
 
 
 def claim_order(doc_id: str, record: dict) -> tuple:

@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -209,7 +210,8 @@ def _sorted_stats(stats: pd.DataFrame, layout: figures.Layout) -> pd.DataFrame:
 
 
 def _run_listing(runs: Sequence[Run]) -> str:
-    rows = [(run.run_id, run.status, run.message or "") for run in runs]
+    rows = [(run.run_id, run.status + (f" ({run.failure})" if run.failure else ""), run.message or "")
+            for run in runs]
     return tables.markdown_list_table(rows, ["run", "status", "message"])
 
 
@@ -235,7 +237,12 @@ def _index_page(options: ReportOptions, experiment: ExperimentRuns, selected: Li
               + ".", ""]
     problems = [r for r in selected if r.status in (FAILED, ABORTED, UNKNOWN)]
     if problems:
-        lines += ["### Failed or aborted runs", "", _run_listing(problems)]
+        kinds = Counter(r.failure for r in problems if r.failure)
+        lines += ["### Failed or aborted runs", ""]
+        if kinds:
+            lines += ["By kind: " + ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+                      + " (`dbutils.py --requeue --kinds KIND,...` requeues them).", ""]
+        lines += [_run_listing(problems)]
     pending = [r for r in selected if r.status in (RUNNING, QUEUED)]
     if pending:
         lines += ["### Runs not finished (running or queued)", "", _run_listing(pending)]

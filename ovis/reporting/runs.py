@@ -43,6 +43,7 @@ class Run:
     path: Optional[str] = None
     config: Optional[dict] = None
     message: str = ""
+    failure: str = ""  # the queue's failure kind (``ovis.queue.failures``), if recorded
 
     @property
     def has_records(self) -> bool:
@@ -125,9 +126,10 @@ def scan_experiment(exp_dir: str) -> ExperimentRuns:
                 run.message = "its process is gone (python dbutils.py --requeue ... queues it again)"
             elif status in (FAILED, ABORTED):
                 run.message = run.message or record.get("message", "") or ""
+                run.failure = record.get("failure") or ""
         else:  # not started, or stopped before writing its options (e.g. refused arguments)
             by_id[run_id] = Run(run_id, status if status in STATUS_ORDER else UNKNOWN,
-                                message=record.get("message", "") or "")
+                                message=record.get("message", "") or "", failure=record.get("failure") or "")
             if run_id in experiment.skipped_folders:
                 experiment.skipped_folders.remove(run_id)
     experiment.runs = sorted(by_id.values(), key=lambda run: run.run_id)

@@ -136,19 +136,28 @@ class Trainer:
         self.progress: Optional[Progress] = None
 
     def run(self) -> int:
-        """Train, validate, write the outcome marker; returns the exit code."""
+        """Train, validate, write the outcome marker; returns the exit code. The signal handlers
+        stay installed until the marker is written (a second signal cannot tear it)."""
         try:
             with self.stop_requests:
-                for line in start_lines(self.run_dir, self):
-                    self.logger.info("%s", line)
-                self._train()
-                self._final_validation()
-            write_outcome(self.run_dir, SUCCESS)
+                return self._run_and_record()
+        finally:
+            if self.progress is not None:
+                self.progress.close()
+            self.recorder.close()
+
+    def _run_and_record(self) -> int:
+        try:
+            for line in start_lines(self.run_dir, self):
+                self.logger.info("%s", line)
+            self._train()
+            self._final_validation()
+            self._write_outcome(SUCCESS)
             self.logger.info("Success: best test L_k %.4f at step %d", self.state.best_value, self.state.best_step)
             return exit_codes.SUCCESS
         except (AbortRequested, KeyboardInterrupt) as stop:
             message = str(stop) or "interrupted; the last checkpoint is kept"
-            write_outcome(self.run_dir, ABORTED, message)
+            self._write_outcome(ABORTED, message)
             self.logger.warning("Aborted: %s", message)
             return exit_codes.ABORTED
         except Exception as error:
@@ -156,15 +165,15 @@ class Trainer:
             kept = (f"the checkpoint of step {checkpoint_step} is kept" if checkpoint_step is not None
                     else "no checkpoint was written")
             message = f"{type(error).__name__}: {error} [estimator {self.estimator_id}; {kept}]"
-            write_outcome(self.run_dir, FAILED, message + "\n" + traceback.format_exc())
+            self._write_outcome(FAILED, message + "\n" + traceback.format_exc())
             self.logger.error("Failed. %s", message)  # one line, on the terminal even with --silent
             if not isinstance(error, DivergenceError):  # a bug, not the optimisation: where it happened
                 self.logger.info("%s", traceback.format_exc())
             return exit_codes.FAILED
-        finally:
-            if self.progress is not None:
-                self.progress.close()
-            self.recorder.close()
+
+    def _write_outcome(self, outcome: str, message: str = "") -> None:
+        with self.stop_requests.writing():
+            write_outcome(self.run_dir, outcome, message)
 
     @property
     def total_steps(self) -> int:
@@ -298,6 +307,12 @@ class Trainer:
 
     def _save_checkpoint(self) -> None:
         self.state.elapsed = self._elapsed()
+        with self.stop_requests.writing():
+            self._write_checkpoint()
+        self._started = time.time()
+        self._last_checkpoint = time.monotonic()
+
+    def _write_checkpoint(self) -> None:
         checkpoints.save_checkpoint(self.run_dir, {
             "state": asdict(self.state),
             "model": self.model.state_dict(),
@@ -306,8 +321,6 @@ class Trainer:
             "monitor": self.monitor.state_dict(),
             "rng": checkpoints.rng_state(self.device),
         })
-        self._started = time.time()
-        self._last_checkpoint = time.monotonic()
 
     def _restore(self, saved: Dict) -> None:
         if len(saved["optimizers"]) != len(self.optimizers):

@@ -2,13 +2,16 @@
 
 It counts ``--steps`` steps of ``--sleep`` seconds, saving a checkpoint after every step; with
 ``--resume`` it continues from the checkpoint. SIGINT/SIGTERM save the checkpoint and exit with
-130 after writing ``Aborted by User.``; ``--fail_at STEP`` raises (exit 1, ``Failed.`` marker);
+130 after writing ``Aborted by User.``; ``--fail_at STEP`` raises (exit 1, ``Failed.`` marker) a
+RuntimeError, or an exception of the class name ``--fail_with``; ``--exhaust_memory_at STEP``
+lowers its RLIMIT_AS to 64 MB above its current size and allocates 1 GB (MemoryError);
 every executed step is appended to ``steps.log`` and every start to the ``--ledger`` file, so
 tests can check that runs executed exactly once and resumed where they stopped.
 """
 import argparse
 import json
 import os
+import resource
 import signal
 import sys
 import time
@@ -17,11 +20,21 @@ import traceback
 from ovis import records
 
 
+def exhaust_memory() -> None:
+    """A MemoryError as a run under a small address-space limit meets it."""
+    with open("/proc/self/statm") as f:
+        size = int(f.read().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (size + (64 << 20), resource.getrlimit(resource.RLIMIT_AS)[1]))
+    bytearray(1 << 30)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--sleep", type=float, default=0.05)
     parser.add_argument("--fail_at", type=int, default=-1)
+    parser.add_argument("--fail_with", default="RuntimeError")
+    parser.add_argument("--exhaust_memory_at", type=int, default=-1)
     parser.add_argument("--ledger", default="")
     parser.add_argument("--value", default="")
     parser.add_argument("--seed", type=int, default=1)
@@ -61,7 +74,9 @@ def main() -> int:
                 records.write_outcome(run_dir, records.ABORTED, f"signal {stop[0]} at step {step}")
                 return 130
             if step == args.fail_at:
-                raise RuntimeError(f"planned failure at step {step}")
+                raise type(args.fail_with, (RuntimeError,), {})(f"planned failure at step {step}")
+            if step == args.exhaust_memory_at:
+                exhaust_memory()
             time.sleep(args.sleep)
             step += 1
             with open(os.path.join(run_dir, "steps.log"), "a") as f:

@@ -100,6 +100,8 @@ def test_a_transaction_writes_one_file_once(tmp_path, monkeypatch, journal_from_
 @pytest.mark.parametrize("content, problem", [
     (b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe garbage", "not valid JSON"),
     (b'{"runs": {"1": {"run_id": ', "not valid JSON (line 1, column 27"),
+    (b'{\n"runs": {\n"1": {"run_id": "a"},\n"2": {"run_id": "b\xff\xfe"}\n}\n}\n',
+     "not valid JSON (line 4, column 19: byte 0xff is not UTF-8) - binary data?"),
 ])
 def test_an_unreadable_database_gets_one_message_and_a_copy(tmp_path, content, problem):
     database = finished_queue(str(tmp_path / "exp"), 2)
@@ -221,7 +223,7 @@ def test_killed_writers_leave_no_temporary_files_behind(tmp_path):
     assert not [f for f in os.listdir(database.exp_dir) if f.endswith(".tmp")]
 
 
-def test_purge_lock_refuses_a_held_lock_and_names_the_holder(tmp_path):
+def test_a_held_lock_is_named_by_dbutils_and_the_manager(tmp_path):
     database = finished_queue(str(tmp_path / "exp"), 1)
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; from ovis.queue.database import RunDatabase\n"
@@ -237,6 +239,11 @@ def test_purge_lock_refuses_a_held_lock_and_names_the_holder(tmp_path):
         assert waited.returncode == 1
         assert f"waiting up to 3 s for the lock {database.lock_path}, held by" in waited.stderr
         assert f"pid {holder.pid}" in waited.stderr.splitlines()[0]
+        spec = write_spec(tmp_path, "exp", args=["--value a"])
+        manager = run_manager(spec, tmp_path, "--lock_timeout", "3")
+        assert manager.returncode == 1 and "could not lock" in manager.stderr
+        assert f"waiting up to 3 s for the lock {database.lock_path}, held by" in manager.stderr
+        assert f"pid {holder.pid}" in manager.stderr.splitlines()[0] and "stop it if it hangs" in manager.stderr
     finally:
         holder.kill()
         holder.wait()
@@ -256,6 +263,7 @@ def test_a_sigkilled_run_records_the_signal_and_its_last_output(tmp_path, stop_p
     assert manager.wait(timeout=120) == 1
     (run,) = read_runs(exp_dir)
     assert run["status"] == FAILED and run["returncode"] == -signal.SIGKILL
+    assert run["failure"] == "out_of_memory" and "as the kernel's OOM killer does" in run["failure_detail"]
     assert run["message"].startswith("killed by SIGKILL (out of memory?); last lines of its output:")
     assert "CUDA_VISIBLE_DEVICES" in run["error"]  # the fake script's first line
     shown = run_dbutils("oom", root, "--show-failed").stdout
@@ -274,3 +282,15 @@ def test_the_database_file_is_what_tinydb_reads(tmp_path):
     assert record["run_id"] == database.records()[1]["run_id"] and record["argv"] == list(grid(5)[1].argv)
     assert open(database.path).read().count("\n") == 5 + 4  # one record a line
     assert stat.S_IMODE(os.stat(database.path).st_mode) & 0o600 == 0o600
+
+
+def test_outcome_temporaries_left_by_a_cut_marker_write_are_removed(tmp_path):
+    spec = write_spec(tmp_path, "tmp", args=["--value a"], **{"global": "--steps 1 --sleep 0"})
+    root = tmp_path / "runs"
+    assert run_manager(spec, root, "--queue_only").returncode == 0
+    (run,) = read_runs(str(root / "tmp"))
+    os.makedirs(run["run_dir"])
+    leaked = os.path.join(run["run_dir"], "outcome.txt.k3j9x.tmp")  # as a signal during atomic_write leaves it
+    open(leaked, "w").write("Abort")
+    assert run_manager(spec, root).returncode == 0
+    assert not os.path.exists(leaked) and records.read_outcome(run["run_dir"]) == SUCCESS

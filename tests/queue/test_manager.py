@@ -163,7 +163,8 @@ def test_dbutils_check_and_clean(tmp_path):
     assert lines[2].split() == ["all", "runs", "0", "0", "2", "2", "0", "4"]
     assert "--seed (2 values)" in check.stdout and "--value (2 values)" in check.stdout
     assert "; --verbose shows the runs per status for each value" in check.stdout
-    assert len(lines) <= 7 and "--value  " not in check.stdout  # compact by default
+    assert len(lines) <= 8 and "--value  " not in check.stdout  # compact by default (a line of failure kinds)
+    assert "failures by kind: error 2 (" in check.stdout
     check = run_dbutils("tidy", root, "--check", "--verbose")
     lines = check.stdout.splitlines()
     value_table = lines[lines.index(next(line for line in lines if line.startswith("--value"))):][2:4]

@@ -92,3 +92,17 @@ def test_a_job_requeued_by_slurm_resumes_and_is_counted_once(tmp_path, slurm):
     assert open(os.path.join(runs[0]["run_dir"], "steps.log")).read().split() == [str(i) for i in range(1, 301)]
     check = run_dbutils("preempt", root, "--check").stdout.splitlines()
     assert check[2].split() == ["all", "runs", "0", "0", "1", "0", "0", "1"]  # one run, one success
+
+
+def test_a_run_stopped_at_its_time_limit_is_recorded_as_a_timeout(tmp_path, slurm):
+    spec = write_spec(tmp_path, "late", args=["--value a"], **{"global": "--steps 1000 --sleep 0.5"})
+    root, exp_dir = tmp_path / "runs", str(tmp_path / "runs" / "late")
+    # --slurm_time 3: submitit's USR2 comes 90 s before the limit (Slurm may send it a minute early),
+    # once the task has started the run
+    options = [option if option != "10" else "3" for option in SLURM_OPTIONS]
+    assert run_manager(spec, root, *options, env=slurm_env(slurm)).returncode == 0
+    wait_for(lambda: read_runs(exp_dir)[0].get("failure") == "timeout", timeout=400,
+             message="the run to reach its time limit")
+    (run,) = read_runs(exp_dir)
+    assert run["failure_detail"].startswith("timeout on Slurm") or "stopped from outside" in run["failure_detail"]
+    assert f"failures by kind: timeout 1 ({run['run_id']})" in run_dbutils("late", root, "--check").stdout

@@ -66,3 +66,28 @@ def test_sigkill_after_an_evaluation_then_resume_equals_an_unbroken_run(tmp_path
     unbroken_model = torch.load(unbroken_dir / "checkpoint.pt", weights_only=True)["model"]
     assert all(torch.equal(resumed_model[key], unbroken_model[key]) for key in unbroken_model)
     assert "resuming at step" in (run_dir / "run.log").read_text()
+
+
+def test_repeated_sigterms_while_stopping_do_not_cost_the_checkpoint(tmp_path):
+    """A killed manager's run gets one SIGTERM per exiting manager thread (PR_SET_PDEATHSIG): the
+    later ones must not abort the checkpoint that the first one asked for."""
+    run = launch(tmp_path, "--epochs", "1000", delay="0.3")
+    run_dir = tmp_path / "e" / "r"
+    log = lambda: (run_dir / "run.log").read_text() if (run_dir / "run.log").exists() else ""  # noqa: E731
+    deadline = time.monotonic() + 120
+    while checkpoint_step(run_dir) is None or "step" not in log():
+        assert run.poll() is None and time.monotonic() < deadline, run.stderr.read() if run.poll() else "no start"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    while "SIGTERM received: stopping after the current step" not in log():
+        assert run.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+    for _ in range(3):  # while the step (0.3 s) and its checkpoint are still under way
+        run.send_signal(signal.SIGTERM)
+        time.sleep(0.02)
+    assert run.wait(timeout=120) == 130, run.stderr.read()
+    outcome = (run_dir / "outcome.txt").read_text()
+    assert read_outcome(str(run_dir)) == "aborted" and "the checkpoint of this step is saved" in outcome, outcome
+    assert f"stopped at step {checkpoint_step(run_dir)} " in outcome
+    assert "SIGTERM received again: ignored" in log()
+    assert not [name for name in os.listdir(run_dir) if name.endswith(".tmp")]
