@@ -61,7 +61,7 @@ def ovis_asymptotic_control_variate(log_weights: Tensor, bound: Tensor, weights:
 def ovis_mc_control_variate(log_weights: Tensor, aux_log_weights: Tensor, alpha: float = 0.0,
                             beta: float = 1.0) -> Tensor:
     """OVIS-MC control variates ``[..., K]`` from the primary ``log_weights [..., K]`` and the
-    auxiliary ``aux_log_weights [..., S]`` (paper eq. 12, SPEC 2.6)::
+    auxiliary ``aux_log_weights [..., S]`` (paper eq. 12)::
 
         c_k = 1/S sum_s [ L(l^(s,k)) - beta softmax(l^(s,k))_k ]
 

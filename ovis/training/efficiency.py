@@ -46,7 +46,7 @@ from ovis.training.malloc import RUN_ENVIRONMENT
 MIB = 2 ** 20
 # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
 RU_MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024
-# The paper's models (SPEC 10) as run.py options: the 3 x 200 linear SBN of Figure 3 and the
+# The paper's models as run.py options: the 3 x 200 linear SBN of Figure 3 and the
 # Gaussian VAE of the TVO budget analysis (200 latents, two hidden layers of 200 units).
 MODEL_PRESETS = {
     "sbm": {"N": 200, "depth": 3, "nlayers": 0},

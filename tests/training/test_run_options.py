@@ -1,4 +1,4 @@
-"""Issue 14 items 4 and 5, issue 9's option conventions: ``run.py --help`` shows every default,
+"""The option conventions: ``run.py --help`` shows every default,
 every underscored option has a dashed alias, the defaults work for every model and estimator,
 and what cannot work is refused before any work, with the fix."""
 import os
