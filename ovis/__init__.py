@@ -11,7 +11,8 @@ Entry points:
     ovis.Loss, ovis.WakeSleepSteps             -- any estimator on black-box inference network and
                                                   generative model objects (ovis.estimators.blackbox)
 
-``import ovis`` stays cheap: the names above are imported on first use.
+``import ovis`` stays cheap: the names above, and the subpackages (``ovis.estimators``,
+``ovis.estimators.pyro``, ``ovis.models``, ...), are imported on first use.
 """
 
 __version__ = "0.1.0"
@@ -20,8 +21,13 @@ _LAZY = {"Loss": "ovis.estimators.blackbox", "WakeSleepSteps": "ovis.estimators.
          "evaluate": "ovis.estimators.evaluation"}
 
 
+_SUBPACKAGES = ("analysis", "datasets", "estimators", "models", "queue", "reporting", "testing", "training")
+
+
 def __getattr__(name):
+    import importlib
     if name in _LAZY:
-        import importlib
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"ovis.{name}")
     raise AttributeError(f"module 'ovis' has no attribute {name!r}")
