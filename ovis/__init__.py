@@ -8,6 +8,7 @@ Entry points:
     ovis.evaluate(model, x, iw=5000)           -- the bound L_K of each data point
     ovis.models.get_model                      -- model name -> nn.Module (TemplateModel)
     ovis.datasets.get_datasets                 -- data set name -> train/valid/test splits
+    ovis.set_threads(n)                        -- PyTorch's CPU threads, as run.py --threads sets them
     ovis.Loss, ovis.WakeSleepSteps             -- any estimator on black-box inference network and
                                                   generative model objects (ovis.estimators.blackbox)
 
@@ -18,7 +19,7 @@ Entry points:
 __version__ = "0.1.0"
 
 _LAZY = {"Loss": "ovis.estimators.blackbox", "WakeSleepSteps": "ovis.estimators.blackbox",
-         "evaluate": "ovis.estimators.evaluation"}
+         "evaluate": "ovis.estimators.evaluation", "set_threads": "ovis.devices"}
 
 
 _SUBPACKAGES = ("analysis", "datasets", "estimators", "models", "queue", "reporting", "testing", "training")
