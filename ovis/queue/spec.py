@@ -24,7 +24,6 @@ The hash is ``ovis.identity.run_hash``, the one run identity of ovis (options th
 run executes but not what it computes are left out; numbers compare as numbers; ``nsteps`` and
 ``epochs`` are part of it).
 """
-import difflib
 import itertools
 import json
 import os
@@ -33,6 +32,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple, Union
 
+from ovis.cli import did_you_mean
 from ovis.identity import run_hash
 
 SPEC_KEYS = ("description", "script", "args", "global", "parameters", "skip_missing_data")
@@ -189,11 +189,6 @@ def make_run_id(params: Dict[str, Union[str, bool]]) -> str:
     return f"{prefix}-{digest}" if prefix else digest
 
 
-def _suggest(name: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
-
-
 def _require(condition: bool, path: str, message: str) -> None:
     if not condition:
         raise SpecError(f"{path}: {message}")
@@ -204,7 +199,7 @@ def parse_spec(data: object, name: str, path: str) -> ExperimentSpec:
     _require(isinstance(data, dict), path, f"the spec must be a JSON object with keys {', '.join(SPEC_KEYS)}, "
              f"not a {type(data).__name__}")
     for key in data:
-        _require(key in SPEC_KEYS, path, f"unknown key {key!r}{_suggest(key, SPEC_KEYS)}; "
+        _require(key in SPEC_KEYS, path, f"unknown key {key!r}{did_you_mean(key, SPEC_KEYS)}; "
                  f"allowed keys: {', '.join(SPEC_KEYS)}")
     description = data.get("description", "")
     _require(isinstance(description, str), path, "'description' must be a string")

@@ -30,6 +30,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ovis import records
+from ovis.cli import did_you_mean
 from ovis.files import atomic_write
 from ovis.reporting import figures, tables
 from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_table, constant_columns,
@@ -185,9 +186,10 @@ def _check_metrics(curves: pd.DataFrame, runs: Sequence[Run], wanted: Sequence[s
         if not any(os.path.exists(os.path.join(r.path, records.METRICS_FILE)) for r in runs):
             raise ReportError(f"none of the {len(runs)} runs has a {records.METRICS_FILE} (runs of "
                               f"asymptotic_variance.py are reported by report_asymptotic_variance.py)")
-        available = sorted(records.read_metrics(runs[0].path)["metric"].unique())
-        raise ReportError(f"metric(s) {never} were logged by none of the {len(runs)} runs; "
-                          f"metrics of {runs[0].run_id}: {available}")
+        available = set(records.read_metrics(runs[0].path)["metric"].unique())
+        told = ", ".join(repr(metric) + did_you_mean(metric, available) for metric in never)
+        raise ReportError(f"metric(s) {told} logged by none of the {len(runs)} runs "
+                          f"({records.METRICS_FILE} of a run lists what it logged)")
     present = curves.groupby("metric")["run_id"].unique().to_dict()
     return {m: sorted(set(r.run_id for r in runs) - set(present[m])) for m in wanted
             if len(present[m]) < len(runs)}
