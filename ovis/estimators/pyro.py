@@ -17,7 +17,7 @@ importance weighted bound. Pyro's ``RenyiELBO`` differs at batch > 1: it sums th
 of a vectorised plate, and with a sequential plate it sums the log-weights over the batch before
 the logsumexp over particles, which trains a different objective.
 """
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import pyro
 import torch
