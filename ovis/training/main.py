@@ -192,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None,
         resume = prepare_run_dir(run_dir, args)
     except OSError as error:
         print(f"run.py: error: cannot prepare the run folder {run_dir}: {error}", file=sys.stderr)
-        return exit_codes.BAD_ARGUMENTS
+        return exit_codes.for_os_error(error)
     write_config(run_dir, dict(vars(args), hash=run_hash(args), run_id=run_id))
     logger = run_logger(run_dir, silent=args.silent)
     try:
