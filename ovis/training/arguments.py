@@ -2,7 +2,7 @@
 
 Option names and defaults are those of the original code, with these differences:
 
-* ``--data_root`` defaults to ``$OVIS_DATA``, then ``./data`` (resolved by ``ovis.datasets``).
+* ``--data_root`` is searched first, then ``$OVIS_DATA``, then ``./data`` (``ovis.datasets``).
 * ``--alpha_init`` has no default: a warm-up (``--warmup N``) must say where alpha starts.
 * ``--valid_bs`` is the batch size of the final validation pass (unused in the original).
 * ``--depth`` and ``--hdim`` default to the model's own values (``ovis.models.MODEL_DEFAULTS``):
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     base = parser.add_argument_group("base")
     base.add_argument("--dataset", default="shapes", help="data set name (see ovis.datasets)")
     base.add_argument("--mini", action="store_true", help="subsample 5000/500/500 points")
-    add_run_folder_options(base, "sandbox", "data directory (None: $OVIS_DATA, then ./data)")
+    add_run_folder_options(base, "sandbox", "data directory, searched before $OVIS_DATA and ./data")
     base.add_argument("--id", default="", help="prefix of the run name")
     base.add_argument("--seed", type=integer_option, default=1, help="random seed")
     base.add_argument("--workers", type=integer_option, default=1,
