@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple, Union
 
 from ovis.cli import did_you_mean
-from ovis.identity import run_hash
+from ovis.identity import canonical_options, run_hash
 
 SPEC_KEYS = ("description", "script", "args", "global", "parameters", "skip_missing_data")
 DEFAULT_SCRIPT = "run.py"
@@ -177,12 +177,14 @@ def _slug(value: Union[str, bool]) -> str:
 
 
 def make_run_id(params: Dict[str, Union[str, bool]]) -> str:
-    """``<id>-<dataset>-<model>-<estimator>-iw<K>-seed<s>-<hash>`` (parts present only when set);
+    """``<id>-<dataset>-<model>-<estimator>-iw<K>-seed<s>-<hash>`` (parts present only when set; no
+    ``<model>`` for a data set that brings its own);
     the hash is ``ovis.identity.run_hash`` (``--lr 3e-4`` and ``--lr 0.0003`` are the same run)."""
     digest = run_hash(params)[:HASH_LENGTH]
+    shown = canonical_options(params)  # without the options the run does not read
     parts = []
     for name in PREFIX_OPTIONS:
-        if name in params and params[name] not in (True, ""):
+        if name in shown and params[name] not in (True, ""):
             label = name if name in ("iw", "seed") else ""
             parts.append(label + _slug(params[name]))
     prefix = "-".join(p for p in parts if p)[:80]
