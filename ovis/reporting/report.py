@@ -8,6 +8,8 @@ that it wrote before in its folder (listed in ``report.json``) and never deletes
 
 * ``index.md``     the page to open: description, run counts per status, missing and failed
                    runs, the pivot table and every figure;
+* ``index.html``   the same page as one self-contained file for a browser (figures inline,
+                   sortable tables, no server: ``ovis.reporting.html``);
 * ``pivot.csv|md|tex``  per group (keys + variants): mean, std (ddof=1) and count over seeds
                    of each pivot metric;
 * ``runs.csv``     one row per run: status, attributes, seed and its pivot aggregates;
@@ -33,6 +35,7 @@ from ovis import records
 from ovis.cli import did_you_mean
 from ovis.files import atomic_write
 from ovis.reporting import figures, tables
+from ovis.reporting.html import HTML_FILE, write_html
 from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_table, constant_columns,
                                       downsample_curves, parse_ylims, run_aggregates, seed_statistics,
                                       smooth_curves, variant_columns)
@@ -362,10 +365,11 @@ def build_report(options: ReportOptions) -> Report:
         index = _index_page(options, experiment, selected, used, missing_metrics, global_attributes, pivot_md,
                             sections)
         atomic_write(os.path.join(directory, "index.md"), index)
+        write_html(directory, index, f"Report: {options.exp}")
         report.files = sorted(os.path.basename(p) for p in written + figure_files
-                              + ["curves.csv", "index.md", "run.log", MANIFEST])
+                              + ["curves.csv", "index.md", HTML_FILE, "run.log", MANIFEST])
         manifest = {"report_id": options.report_id, "options": options.normalized(), "files": report.files}
         atomic_write(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1, default=str) + "\n")
         _remove_stale(directory, previous, report.files)
-        logger.info(f"report written to {directory}/index.md")
+        logger.info(f"report written to {directory}/index.md (and {HTML_FILE}: one file, figures inline)")
         return report
