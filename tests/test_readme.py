@@ -29,11 +29,14 @@ SHRINK = {
                "--mini": None},
     "asymptotic_variance.py": {"--iw_min": "3", "--iw_max": "6", "--iw_steps": "2", "--mc_samples": "8",
                                "--npoints": "8", "--samples_per_batch": "1000"},
-    "measure_efficiency.py": {"--models": "sbm", "--iw": "5", "--steps": "2", "--untimed_steps": "1"},
+    "measure_efficiency.py": {"--models": "sbm", "--estimators": "reinforce,ovis-gamma1", "--iw": "5", "--steps": "2",
+                              "--untimed_steps": "1"},
     "benchmarks/floor.py": {"--steps": "2", "--untimed_steps": "1"},
 }
-TINY_RUN = ("--nsteps 10 --epochs -1 --eval_freq 1 --max_eval 20 --iw_test 5 --iw_valid 5 --test_bs 10 "
-            "--valid_bs 10 --grad_samples 2 --grad_bs 5 --mini")
+# global options of a shrunk spec (they override its parameters; its args lines keep theirs): one
+# epoch of the --mini subset (the shortest run), K = 5, small evaluations, no active-unit analysis
+TINY_RUN = ("--nsteps 10 --epochs -1 --bs 250 --iw 5 --eval_freq 1 --max_eval 20 --iw_test 5 --iw_valid 5 "
+            "--test_bs 10 --valid_bs 10 --grad_samples 2 --grad_bs 5 --mc_au_analysis 0 --mini")
 
 
 def readme_blocks():
