@@ -31,7 +31,7 @@ SHRINK = {
                                "--npoints": "8", "--samples_per_batch": "1000"},
     "measure_efficiency.py": {"--models": "sbm", "--estimators": "reinforce,ovis-gamma1", "--iw": "5", "--steps": "2",
                               "--untimed_steps": "1"},
-    "benchmarks/floor.py": {"--steps": "2", "--untimed_steps": "1"},
+    "benchmarks/floor.py": {"--models": "sbm", "--iw": "5", "--steps": "2", "--untimed_steps": "1"},
 }
 # global options of a shrunk spec (they override its parameters; its args lines keep theirs): one
 # epoch of the --mini subset (the shortest run), K = 5, small evaluations, no active-unit analysis
@@ -164,8 +164,8 @@ def test_bash_block_runs(checkout, line):
     code = next(code for start, _, code in readme_blocks() if start == line)
     for env, argv in commands(code):
         argv = [sys.executable if word == "python" else word for word in shrink(["python"] + argv[1:])]
-        environment = dict(os.environ, PYTHONPATH=str(checkout), OVIS_NO_DOWNLOAD="1",
-                           OVIS_DATA=str(checkout.parent / "shared" / "data"), **env)
+        environment = {**os.environ, "PYTHONPATH": str(checkout), "OVIS_NO_DOWNLOAD": "1",
+                       "OVIS_DATA": str(checkout.parent / "shared" / "data"), **env}  # the block's own settings last
         result = subprocess.run(argv, cwd=checkout, env=environment, capture_output=True, text=True, timeout=900)
         assert result.returncode == 0, f"README line {line}: {shlex.join(argv)}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
 
