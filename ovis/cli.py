@@ -6,9 +6,14 @@
 * Comma-separated lists are parsed by ``comma_list``.
 * Integer options (step counts, sizes) accept integral float literals (``--nsteps 4e6``), since
   the experiment files print numbers with Python's ``str``: ``integer_option``.
+* A misspelt name (an option, a metric, a spec key) gets the names probably meant, in one line:
+  ``did_you_mean``; an unknown option is one line, ``unknown option --grad-keys (did you mean
+  --grad_key?)``, without the usage text.
 """
 import argparse
+import difflib
 import math
+import sys
 from typing import Callable, List, Optional, TypeVar
 
 T = TypeVar("T")
@@ -28,6 +33,19 @@ def integer_option(text: str) -> int:
     if not math.isfinite(value) or value != int(value):
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}")
     return int(value)
+
+
+def did_you_mean(name: str, allowed, prefix: str = "", n: int = 1) -> str:
+    """`` (did you mean 'x'?)`` naming the (at most ``n``) entries of ``allowed`` closest to
+    ``name`` (``difflib``; dashes and underscores alike), ``""`` when none is close. ``prefix``
+    is written before each name (``"--"`` for options)."""
+    by_key = {}
+    for entry in sorted(set(allowed), key=lambda a: ("_" in a, a)):  # the underscored spelling wins
+        by_key[entry.replace("-", "_").lower()] = entry
+    close = difflib.get_close_matches(name.replace("-", "_").lower(), list(by_key), n=n, cutoff=0.6)
+    if not close:
+        return ""
+    return f" (did you mean {' or '.join(repr(prefix + by_key[c]) for c in close)}?)"
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -66,6 +84,26 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def add_argument(self, *names, **kwargs):
         return super().add_argument(*names, *dashed_aliases(names), **kwargs)
+
+    def parse_args(self, args=None, namespace=None):
+        namespace, extras = self.parse_known_args(args, namespace)
+        if extras:
+            self.error(self.unknown_options_message(extras))
+        return namespace
+
+    def unknown_options_message(self, extras) -> str:
+        """``unknown option --grad-keys (did you mean '--grad_key'?)`` for argparse's left-overs."""
+        names = [name[2:] for name in self._option_string_actions if name.startswith("--")]
+        options = [token for token in extras if token.startswith("-")]
+        if not options:
+            return f"unexpected arguments: {' '.join(extras)}"
+        told = [token + did_you_mean(token.lstrip("-").split("=")[0], names, "--") for token in options]
+        return f"unknown option{'s' if len(told) > 1 else ''} {', '.join(told)}"
+
+    def error(self, message: str):
+        """One line on stderr (``--help`` lists the options) and exit code 2, without the usage text."""
+        sys.stderr.write(f"{self.prog}: error: {message} ({self.prog} --help lists every option)\n")
+        sys.exit(2)
 
     def add_argument_group(self, *args, **kwargs) -> ArgumentGroup:
         group = ArgumentGroup(self, *args, **kwargs)

@@ -57,7 +57,7 @@ def test_dynamic_structure_example_runs_from_the_command_line():
     env = dict(os.environ, PYTHONPATH=ROOT)
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, cwd=ROOT)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.count("with iw=8, batch [8.0, 9.0, 10.0]") == 2
+    assert result.stdout.count("with mc=1, iw=8, batch [8.0, 9.0, 10.0]") == 2
     printed = bounds(result.stdout, "L_8")
     assert len(printed) == 4 and all(math.isfinite(b) and b < 0 for b in printed)
     exact = bounds(result.stdout, "log p(x)")
@@ -73,3 +73,24 @@ def test_dynamic_structure_own_sampling_matches_ovis_loss(capsys):
         out = capsys.readouterr().out
         printed.append(bounds(out, "L_4") + bounds(out, "log p(x)"))
     assert len(printed[0]) == 4 and printed[0] == printed[1]
+
+
+def test_dynamic_structure_own_sampling_draws_the_estimators_particle_shape():
+    """``--own_sampling`` with exclusive OVIS-MC (iw + S particles) and reinforce-loo at mc 2: the
+    hand-written loop samples ``estimator.particle_shape(bs)``, as the README says."""
+    command = [sys.executable, os.path.join(ROOT, "examples", "dynamic_structure.py"), "--steps", "4",
+               "--log_every", "2", "--estimators", "ovis-S1-exclusive,reinforce-loo", "--mc", "2", "--own_sampling"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    assert len(bounds(result.stdout, "L_8")) == 4 and all(b < 0 for b in bounds(result.stdout, "L_8"))
+
+
+def test_a_wrong_particle_count_names_the_shape_to_sample():
+    from ovis.estimators.config import parse_estimator_id
+    Estimator, config = parse_estimator_id("ovis-S1-exclusive")
+    estimator = Estimator(mc=1, iw=8, **config)
+    assert estimator.particle_shape(3) == (3, 1, 9)
+    log_p = torch.zeros(3, 1, 8, requires_grad=True)
+    with pytest.raises(ValueError, match=r"draw mc \* n = 9 particles per data point \(estimator.particle_shape"):
+        estimator.loss_from_log_probs(log_p, log_p.detach().clone().requires_grad_())

@@ -84,7 +84,7 @@ def grey_splits(train: np.ndarray, valid: np.ndarray, test: np.ndarray, binariza
 
 
 def _with_cache(roots: Sequence[str]) -> List[str]:
-    """The data roots then the user cache folder (where downloads land when no root is writable)."""
+    """The data roots then the user cache folder (where downloads land)."""
     return list(dict.fromkeys(list(roots) + [sources.user_cache_dir()]))
 
 
@@ -101,49 +101,52 @@ def _cached(cache_name: str, paths: Sequence[str], build):
 
 # --- binarized MNIST ---------------------------------------------------------------------------
 def load_binmnist(roots: Sequence[str], binarization: Optional[str] = None):
-    """Larochelle & Murray's static binarisation: ``binarized_mnist.npz`` (keys ``train``,
-    ``valid``, ``test``, ``uint8 [n, 784]``), else the three ``binarized_mnist_*.amat`` files
-    (converted once to ``binarized_mnist.npz``), else a download of the ``.amat`` files."""
+    """Larochelle & Murray's static binarisation: from the first root holding
+    ``binarized_mnist.npz`` (keys ``train``, ``valid``, ``test``, ``uint8 [n, 784]``) or the three
+    ``binarized_mnist_*.amat`` files, else a download of the ``.amat`` files; bit-packed once into
+    a cache."""
     if binarization not in (None, "static"):
         raise ValueError(f"binmnist is a fixed (static) binarisation; binarization={binarization!r} "
                          f"is not available (use fashion or omniglot for dynamic binarisation)")
-    path = sources.find_first(_with_cache(roots), [os.path.join(f, BINMNIST_NPZ) for f in BINMNIST_FOLDERS])
-    if path is None:
-        path = _convert_binmnist_amat(roots)
-    bits = _cached("binarized_mnist-bits.npz", [path], lambda: _pack_binmnist(path))
+    paths = _find_binmnist(roots)
+
+    def build() -> dict:
+        arrays = read_npz(paths[0]) if len(paths) == 1 else dict(zip(BINMNIST_SPLITS, map(read_amat, paths)))
+        return _pack_binmnist(arrays, paths[0])
+    bits = _cached("binarized_mnist-bits.npz", paths, build)
     return tuple(BinaryDataset(bits[split], IMAGE_SHAPE) for split in BINMNIST_SPLITS)
 
 
-def _pack_binmnist(path: str) -> dict:
-    arrays = read_npz(path)
+def _pack_binmnist(arrays: dict, where: str) -> dict:
     missing_keys = set(BINMNIST_SPLITS) - set(arrays)
     if missing_keys:
-        raise ValueError(f"{path}: missing arrays {sorted(missing_keys)} (expected train, valid, test)")
+        raise ValueError(f"{where}: missing arrays {sorted(missing_keys)} (expected train, valid, test)")
     bits = {}
     for split in BINMNIST_SPLITS:
         values = arrays.pop(split)
         if values.ndim != 2 or values.shape[1] != 784 or values.max() > 1:
-            raise ValueError(f"{path}: {split!r} must be a binary array of shape [n, 784], got {values.shape}")
+            raise ValueError(f"{where}: {split!r} must be a binary array of shape [n, 784], got {values.shape}")
         bits[split] = np.packbits(values, axis=1)  # [n, 98]
     return bits
 
 
-def _convert_binmnist_amat(roots: Sequence[str]) -> str:
-    names = {split: f"binarized_mnist_{split}.amat" for split in BINMNIST_SPLITS}
-    found = {split: sources.find_first(_with_cache(roots), [os.path.join(f, name) for f in BINMNIST_FOLDERS])
-             for split, name in names.items()}
-    for split, name in names.items():
-        if found[split] is None:
-            found[split] = sources.download(BINMNIST_URL.format(split), roots, os.path.join("bin-mnist", name))
-    if any(path is None for path in found.values()):
-        raise sources.missing(
-            "binmnist", f"{BINMNIST_NPZ} (or binarized_mnist_{{train,valid,test}}.amat)",
-            _with_cache(roots),
-            f"Get the .amat files from {BINMNIST_URL.format('{train,valid,test}')}.")
-    arrays = {split: read_amat(path) for split, path in found.items()}
-    destination = os.path.join(sources.cache_dir_for(os.path.dirname(found["train"])), BINMNIST_NPZ)
-    sources.save_cache(destination, arrays, sources.signature(list(found.values()), CACHE_VERSION))
-    return destination
+def _find_binmnist(roots: Sequence[str]) -> List[str]:
+    """``[npz]`` or the train, valid and test ``.amat`` files of the first root (then the cache
+    folder) that holds them, else the downloaded ``.amat`` files."""
+    names = [f"binarized_mnist_{split}.amat" for split in BINMNIST_SPLITS]
+    for root in _with_cache(roots):
+        npz = sources.find_first([root], [os.path.join(f, BINMNIST_NPZ) for f in BINMNIST_FOLDERS])
+        amat = [sources.find_first([root], [os.path.join(f, name) for f in BINMNIST_FOLDERS]) for name in names]
+        if npz or all(amat):
+            return [npz] if npz else amat
+    downloaded = [sources.download(BINMNIST_URL.format(split), os.path.join("bin-mnist", name))
+                  for split, name in zip(BINMNIST_SPLITS, names)]
+    if all(downloaded):
+        return downloaded
+    raise sources.missing(
+        "binmnist", f"{BINMNIST_NPZ} (or binarized_mnist_{{train,valid,test}}.amat)", _with_cache(roots),
+        f"Get the .amat files from {BINMNIST_URL.format('{train,valid,test}')}.",
+        [BINMNIST_URL.format(split) for split in BINMNIST_SPLITS])
 
 
 # --- Fashion-MNIST -----------------------------------------------------------------------------
@@ -163,14 +166,15 @@ def load_fashion(roots: Sequence[str], binarization: Optional[str] = None):
     folders = [os.path.join(r, f) for r in _with_cache(roots) for f in FASHION_FOLDERS] + [FASHION_DEBIAN_FOLDER]
     paths = _find_fashion(folders)
     if paths is None:
-        downloaded = [sources.download(FASHION_URL.format(name), roots, os.path.join("fashion-mnist", name + ".gz"))
+        downloaded = [sources.download(FASHION_URL.format(name), os.path.join("fashion-mnist", name + ".gz"))
                       for name in FASHION_FILES.values()]
         paths = downloaded if all(downloaded) else None
     if paths is None:
         raise sources.missing(
             "fashion", "train-images-idx3-ubyte[.gz] and t10k-images-idx3-ubyte[.gz]",
             folders, "Install Debian's package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
-                     f"or get the files from {FASHION_URL.format('<name>')}.")
+                     f"or get the files from {FASHION_URL.format('<name>')}.",
+            [FASHION_URL.format(name) for name in FASHION_FILES.values()])
     arrays = _cached("fashion-mnist.npz", paths,
                      lambda: {split: read_idx(path) for split, path in zip(FASHION_FILES, paths)})
     train = arrays["train"]
@@ -186,7 +190,7 @@ def load_omniglot(roots: Sequence[str], binarization: Optional[str] = None):
     chardata = sources.find_first(_with_cache(roots), [os.path.join(f, "chardata.mat") for f in OMNIGLOT_FOLDERS])
     zips = [] if chardata else _find_omniglot_zips(_with_cache(roots))
     if not chardata and not zips:
-        chardata = sources.download(CHARDATA_URL, roots, os.path.join("omniglot", "chardata.mat"))
+        chardata = sources.download(CHARDATA_URL, os.path.join("omniglot", "chardata.mat"))
     if chardata:
         return grey_splits(*_chardata_splits(chardata), binarization)
     if zips:
@@ -196,7 +200,7 @@ def load_omniglot(roots: Sequence[str], binarization: Optional[str] = None):
         [os.path.join(r, f) for r in _with_cache(roots) for f in OMNIGLOT_FOLDERS],
         f"Get chardata.mat from {CHARDATA_URL}, or the PNG zips (e.g. images_background_small1.zip, "
         "images_background_small2.zip) from https://github.com/brendenlake/omniglot (python/ folder) "
-        "into <data_root>/omniglot/.")
+        "into <data_root>/omniglot/.", [CHARDATA_URL])
 
 
 def _find_omniglot_zips(roots: Sequence[str]) -> List[str]:

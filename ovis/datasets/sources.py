@@ -1,11 +1,14 @@
 """Where data files are found, where converted caches go, and the optional download.
 
-* Data roots: the ``data_root`` argument, else ``$OVIS_DATA`` then ``./data``.
-* Caches (converted ``.npz``): beside the source file when its folder is writable, else
-  ``$OVIS_CACHE``, else ``~/.cache/ovis``. A cache records a signature of its sources (name,
-  size, modification time, format version) and is rebuilt when they change.
+* Data roots, searched in order: the ``data_root`` argument (``--data_root``), ``$OVIS_DATA``,
+  ``./data``.
+* Caches (converted ``.npz``) and downloads go to the user cache folder: ``$OVIS_CACHE``, else
+  ``$XDG_CACHE_HOME/ovis``, else ``~/.cache/ovis`` (the XDG rule platformdirs follows on Linux);
+  never into a data folder, which may be read-only or shared. A cache is named after its
+  sources' folder and records a signature of its sources (name, size, modification time, format
+  version); it is rebuilt when they change.
 * Downloads (only when no local file exists): disabled by ``OVIS_NO_DOWNLOAD=1``; short
-  time-outs; the file lands in the first writable data root, else the cache folder.
+  time-outs; a failed one is named in the missing-data message.
 """
 import hashlib
 import json
@@ -22,7 +25,6 @@ from ovis.files import atomic_open
 from .readers import read_npz
 
 DOWNLOAD_TIMEOUT_S = 15
-SYSTEM_PREFIXES = ("/usr/", "/opt/", "/etc/", "/var/lib/")
 
 
 class MissingDataError(FileNotFoundError):
@@ -30,45 +32,23 @@ class MissingDataError(FileNotFoundError):
 
 
 def data_roots(data_root: Optional[str] = None) -> List[str]:
-    """The folders searched for data files, in order."""
-    if data_root is not None:
-        return [os.path.abspath(os.path.expanduser(data_root))]
-    roots = [os.environ.get("OVIS_DATA"), "data"]
+    """The folders searched for data files, in order: ``data_root``, ``$OVIS_DATA``, ``./data``."""
+    roots = [data_root, os.environ.get("OVIS_DATA"), "data"]
     return list(dict.fromkeys(os.path.abspath(os.path.expanduser(r)) for r in roots if r))
 
 
 def user_cache_dir() -> str:
-    return os.path.abspath(os.path.expanduser(os.environ.get("OVIS_CACHE") or "~/.cache/ovis"))
-
-
-def is_writable_dir(folder: str) -> bool:
-    """Whether caches may be written into ``folder``: it must be writable, have a write
-    permission bit (root ignores permission bits, a read-only share must still stay untouched)
-    and not be a system folder (e.g. Debian's ``/usr/share/datasets``)."""
-    folder = os.path.abspath(folder)
-    if not os.path.isdir(folder) or folder.startswith(SYSTEM_PREFIXES):
-        return False
-    return os.access(folder, os.W_OK) and bool(os.stat(folder).st_mode & 0o222)
-
-
-def cache_dir_for(source_dir: str) -> str:
-    """``source_dir`` when writable, else the user cache folder (created)."""
-    if is_writable_dir(source_dir):
-        return os.path.abspath(source_dir)
-    folder = user_cache_dir()
-    os.makedirs(folder, exist_ok=True)
-    return folder
+    """``$OVIS_CACHE``, else ``$XDG_CACHE_HOME/ovis``, else ``~/.cache/ovis``."""
+    folder = os.environ.get("OVIS_CACHE") or os.path.join(os.environ.get("XDG_CACHE_HOME") or "~/.cache", "ovis")
+    return os.path.abspath(os.path.expanduser(folder))
 
 
 def cache_path(source_dir: str, file_name: str) -> str:
-    """Cache file for sources in ``source_dir``: beside them when writable, else in the user
-    cache folder with a tag of ``source_dir`` in the name (sources elsewhere get their own)."""
-    folder = cache_dir_for(source_dir)
-    if folder == os.path.abspath(source_dir):
-        return os.path.join(folder, file_name)
+    """Cache file for sources in ``source_dir``: in the user cache folder, with a tag of
+    ``source_dir`` in the name (sources in other folders get their own cache)."""
     stem, extension = os.path.splitext(file_name)
     tag = hashlib.sha1(os.path.abspath(source_dir).encode()).hexdigest()[:10]
-    return os.path.join(folder, f"{stem}-{tag}{extension}")
+    return os.path.join(user_cache_dir(), f"{stem}-{tag}{extension}")
 
 
 def find_first(roots: Sequence[str], relative_paths: Iterable[str]) -> Optional[str]:
@@ -113,26 +93,39 @@ def downloads_enabled() -> bool:
     return os.environ.get("OVIS_NO_DOWNLOAD", "").strip().lower() not in ("1", "true", "yes")
 
 
-def download(url: str, roots: Sequence[str], relative_path: str) -> Optional[str]:
-    """Fetch ``url`` to ``<first writable root or cache>/relative_path``; ``None`` on failure
-    or when downloads are disabled."""
+# url -> why its download failed, in this process (named by ``missing``)
+FAILED_DOWNLOADS: Dict[str, str] = {}
+
+
+def download(url: str, relative_path: str) -> Optional[str]:
+    """Fetch ``url`` to ``<user cache folder>/relative_path``; ``None`` on failure (recorded in
+    ``FAILED_DOWNLOADS``) or when downloads are disabled."""
     if not downloads_enabled():
         return None
-    writable = [r for r in roots if is_writable_dir(r)]
-    destination = os.path.join(writable[0] if writable else user_cache_dir(), relative_path)
+    destination = os.path.join(user_cache_dir(), relative_path)
     try:
         with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
             os.makedirs(os.path.dirname(destination), exist_ok=True)
             with atomic_open(destination, "wb") as f:
                 shutil.copyfileobj(response, f)
         return destination
-    except (OSError, ValueError):
+    except (OSError, ValueError) as error:
+        FAILED_DOWNLOADS[url] = str(getattr(error, "reason", None) or error)
         return None
 
 
-def missing(dataset: str, wanted: str, roots: Sequence[str], how_to_get: str) -> MissingDataError:
+def missing(dataset: str, wanted: str, roots: Sequence[str], how_to_get: str, urls: Sequence[str] = ()) -> MissingDataError:
+    """The error for a data set found nowhere: what was wanted, every folder searched, the
+    downloads tried (or that they are disabled) and how to get the files."""
     searched = "\n".join(f"  - {r}" for r in roots)
-    note = "" if downloads_enabled() else " (downloads disabled by OVIS_NO_DOWNLOAD)"
-    return MissingDataError(
-        f"data set {dataset!r}: {wanted} not found{note}. Folders searched:\n{searched}\n"
-        f"Pass --data_root / data_root= or set OVIS_DATA to the folder that holds it. {how_to_get}")
+    if not downloads_enabled():
+        downloads = "Downloads are disabled (OVIS_NO_DOWNLOAD)."
+    else:
+        failed = [f"{url} ({FAILED_DOWNLOADS[url]})" for url in urls if url in FAILED_DOWNLOADS]
+        downloads = f"Download failed: {'; '.join(failed)}." if failed else ""
+    ovis_data = os.environ.get("OVIS_DATA")
+    where = (f"Put the files in one of these folders (OVIS_DATA={ovis_data} was searched), or pass --data_root / "
+             f"data_root= with the folder that holds them." if ovis_data else
+             "Pass --data_root / data_root= or set OVIS_DATA to the folder that holds them.")
+    return MissingDataError(f"data set {dataset!r}: {wanted} not found. Folders searched:\n{searched}\n"
+                            f"{downloads + ' ' if downloads else ''}{where} {how_to_get}")

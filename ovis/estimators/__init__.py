@@ -8,6 +8,7 @@
 
 ``loss [bs]`` is a per-data-point surrogate whose gradient estimates that of ``-L``;
 ``diagnostics`` maps ``group/key`` to per-data-point values (``loss/L_k``, ``loss/ess``, ...).
+``ovis.estimators.pyro`` (the optional Pyro adapter) is imported on first use, never by the core.
 ``python -m ovis.estimators.check`` prints each estimator's bias and variance on a model small
 enough to enumerate. Every id belongs to a family of ``ovis.estimators.registry``;
 ``register_estimator(EstimatorFamily(...))`` (also ``ovis.register_estimator``) adds your own.
@@ -28,10 +29,15 @@ def __getattr__(name):
     if name in ("VALID_FORMS", "EXAMPLE_IDS"):  # read from the registry when accessed (plugins included)
         from . import config
         return getattr(config, name)
+    if name == "pyro":  # optional extra: imported on first use only
+        import importlib
+        return importlib.import_module(f"{__name__}.pyro")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = ["parse_estimator_id", "describe_estimator_id", "EstimatorId", "VALID_FORMS", "EXAMPLE_IDS",
            "EstimatorFamily", "Style", "register_estimator", "registered_families",
            "GradientEstimator", "Particles", "RuntimeOptions", "iw_bound", "BoundEvaluator", "Pathwise", "PathwiseVAE", "PathwiseIWAE",
            "StickingTheLanding", "DReG", "ScoreFunctionEstimator", "Reinforce", "ReinforceBaseline", "VIMCO",
            "OvisAsymptotic", "OvisMonteCarlo", "ThermodynamicVariationalObjective", "WakeWake", "WakeSleep"]
+

@@ -313,6 +313,14 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         mc, iw = self.layout
         return mc * iw
 
+    def particle_shape(self, bs: int) -> Tuple[int, int, int]:
+        """``(bs, mc, n)``: the shape of the ``log_p`` and ``log_q`` that ``loss_from_log_probs``
+        takes (``(mc, n) = layout``). Own sampling code draws ``mc * n`` particles per data point
+        (data point slowest, ``x.repeat_interleave(mc * n, 0)``) and views its log-densities as
+        this shape; ``n`` is ``iw`` plus the auxiliary particles of exclusive OVIS-MC."""
+        mc, n = self.layout
+        return int(bs), mc, n
+
     def check_model(self, model: nn.Module) -> None:
         """Raise ``ValueError`` if ``model`` cannot be trained by this estimator."""
         if self.reparam and not getattr(model, "supports_reparam", False):
@@ -423,8 +431,10 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         self.check_options(options)
         particles = particles_from_log_probs(log_p, log_q, latents)
         if particles.log_px.shape[1:] != torch.Size(self.layout):
-            raise ValueError(f"log-densities of shape {tuple(log_p.shape)} do not match this estimator's "
-                             f"particle layout [bs, mc, iw] = [bs, {self.layout[0]}, {self.layout[1]}]")
+            mc, n = self.layout
+            raise ValueError(f"log-densities of shape {tuple(log_p.shape)} do not match this estimator's particle "
+                             f"layout [bs, mc, n] = [bs, {mc}, {n}]: draw mc * n = {mc * n} particles per data point "
+                             f"(estimator.particle_shape(bs) gives the shape to sample)")
         return self._loss(None, x, particles, options, return_diagnostics)
 
     def _loss(self, model: Optional[nn.Module], x: Optional[Tensor], particles: Particles,

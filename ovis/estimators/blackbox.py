@@ -111,6 +111,24 @@ class Loss(StepHistories, nn.Module):
 
     Args: ``estimator_id``; ``iw``, ``mc``: particles; ``store_log_probs``; ``estimator_options``:
     passed to the estimator (``x_shape`` for ``reinforce-baseline``, ``alpha``, ...).
+
+    The protocol of the two objects, for ``x [bs, ...]`` and ``rows = bs * mc * n`` (``(bs, mc, n)
+    = loss_fn.estimator.particle_shape(bs)``; ``n`` is ``iw``, plus S for exclusive OVIS-MC):
+
+    * particles: each data point is repeated ``mc * n`` times, data point slowest
+      (``x_rows = x.repeat_interleave(mc * n, 0)``); each object is called once for all rows, and
+      the log-densities are viewed as ``[bs, mc, n]``: row ``(b * mc + m) * n + k`` is particle
+      ``k`` of bound ``m`` of data point ``b``;
+    * ``inf_net(x_rows)`` returns an object holding q(z|x) for the rows (usually ``inf_net``
+      itself); its ``sample()`` returns ``z``, one latent per row; its ``log_prob(z)`` returns
+      log q(z|x), a tensor ``[rows]`` (or ``[rows, ...]``, summed per row);
+    * ``gen_model(x_rows, z)`` returns an object whose ``log_prob(x_rows, z)`` returns log p(x, z),
+      ``[rows]`` (or ``[rows, ...]``, summed per row);
+    * ``z`` is anything the two objects agree on (a tensor, a list of tensors, per-row traces of
+      different lengths); score-function estimators pass it detached;
+    * optional: ``inf_net.rsample()`` (pathwise estimators: ``pathwise*``, ``stl``, ``dreg``),
+      ``gen_model.sample() -> (x, z)`` (``wake-sleep``'s sleep phase only), ``params_`` on
+      either object (read by ``loss_fn.params_``).
     """
 
     def __init__(self, estimator_id: str, inf_net: Any, gen_model: Any, iw: int = 16, mc: int = 1,

@@ -109,15 +109,30 @@ def pyro_log_probs(model: Callable, guide: Callable, *args, particles: int = 1, 
         guide = _SampleWithoutPath()(guide)
     log_p, log_q = [], []
     for _ in range(runs):
-        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
-        model_trace = prune_subsample_sites(poutine.trace(poutine.replay(model, trace=guide_trace))
-                                            .get_trace(*args, **kwargs))
+        guide_trace, model_trace = _traces(model, guide, vectorize_particles, *args, **kwargs)
         guide_trace = prune_subsample_sites(guide_trace)
         if reparam:
             _check_reparameterised(guide_trace)
         log_q.append(_per_point(guide_trace, batch_plate, particle_dim))  # [P, bs]
         log_p.append(_per_point(model_trace, batch_plate, particle_dim))
     return torch.cat(log_p).T, torch.cat(log_q).T  # [bs, particles] x 2
+
+
+def _traces(model: Callable, guide: Callable, vectorised: bool, *args, **kwargs) -> Tuple[poutine.Trace, poutine.Trace]:
+    """One run of the guide, then of the model replayed on it. A model or guide whose Python
+    control flow reads sampled values (``while z.item() == 0``) cannot run on a tensor of
+    particles: its error is turned into one that names the option that runs it."""
+    try:
+        guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
+        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(*args, **kwargs)
+    except RuntimeError as error:
+        if not vectorised:
+            raise
+        raise ValueError(f"the model or guide failed on vectorised particles ({error}); a model whose Python "
+                         f"control flow depends on sampled values (a while loop, a structure that differs per "
+                         f"data point) must draw its particles one run at a time: pass "
+                         f"vectorize_particles=False (PyroLoss or pyro_log_probs)") from error
+    return guide_trace, prune_subsample_sites(model_trace)
 
 
 def _check_reparameterised(guide_trace: poutine.Trace) -> None:

@@ -19,13 +19,13 @@ name               model
 
 Hyper-parameters use the ``run.py`` option names: ``N, K, hdim, nlayers, depth, prior,
 learn_prior, normalization, dropout, kdim``, and ``reproduce_original`` (the original code's
-relaxed latents, ``ovis.models.distributions``; not a ``run.py`` option); model-specific extras:
-``q_std`` (``gaussian-toy``, q's standard deviation) and ``q_hdim`` (``gmm``, width of q's hidden
-layer; the shared ``hdim`` does not apply so that the paper's 1-16-C network is kept whatever the
-trainer's default).
+relaxed latents, ``ovis.models.distributions``; not a ``run.py`` option); model-specific extra:
+``q_std`` (``gaussian-toy``, q's standard deviation).
 A model ignores the shared names it has no use for (so a trainer may pass all of them):
 ``sbm`` uses ``N, depth, nlayers`` (hidden width = N, prior learnt Bernoulli); ``gaussian-vae``
-everything but ``prior, K, kdim``; ``gaussian-toy`` none; ``gmm`` only ``N`` (clusters).
+everything but ``prior, K, kdim``; ``gaussian-toy`` none; ``gmm`` ``N`` (clusters) and ``hdim``
+(width of q's hidden layer, default 16: the paper's 1-16-C network). ``ovis.identity`` leaves the
+names a data set's own model ignores out of a run's identity.
 A value of ``None`` means "this model's default" (the paper's setting, ``MODEL_DEFAULTS``).
 Any other name raises ``ValueError``.
 """
@@ -70,8 +70,8 @@ def _gaussian_toy(x_shape, x_mean, q_std) -> TemplateModel:
     return GaussianToyModel(x_shape, x_mean=x_mean, q_std=q_std)
 
 
-def _gmm(x_shape, x_mean, N, q_hdim) -> TemplateModel:
-    return GaussianMixtureModel(x_shape, N=N, hdim=q_hdim)
+def _gmm(x_shape, x_mean, N, hdim) -> TemplateModel:
+    return GaussianMixtureModel(x_shape, N=N, hdim=hdim)
 
 
 _VAE_DEFAULTS = dict(N=32, K=8, hdim=64, nlayers=3, depth=1, prior="normal", learn_prior=False,
@@ -85,7 +85,7 @@ MODELS: Dict[str, ModelSpec] = {
                                                   normalization="none", dropout=0.0, reproduce_original=False)),
     "sbm": ModelSpec(_sbm, dict(N=200, depth=3, nlayers=0, reproduce_original=False)),
     "gaussian-toy": ModelSpec(_gaussian_toy, dict(q_std=2 / 3)),
-    "gmm": ModelSpec(_gmm, dict(N=20, q_hdim=16)),
+    "gmm": ModelSpec(_gmm, dict(N=20, hdim=16)),
 }
 MODEL_NAMES = tuple(MODELS)
 MODEL_DEFAULTS = {name: dict(spec.defaults) for name, spec in MODELS.items()}
@@ -103,7 +103,7 @@ def _integer(name: str, value, minimum: int) -> int:
 
 def _check_hyperparameter(name: str, value):
     """Validate one hyper-parameter value; returns it normalised."""
-    minimum = {"N": 1, "K": 2, "hdim": 1, "nlayers": 0, "depth": 1, "kdim": 0, "q_hdim": 1}
+    minimum = {"N": 1, "K": 2, "hdim": 1, "nlayers": 0, "depth": 1, "kdim": 0}
     if name in minimum:
         return _integer(name, value, minimum[name])
     if name == "prior" and value not in LATENT_FAMILIES:

@@ -2,7 +2,8 @@
 execute it (``manager.py``, ``dbutils.py``).
 
 Public API:
-    read_runs(exp_dir) -> list[dict]       read-only view of an experiment's runs (reports)
+    read_runs(exp_dir) -> list[dict]       read-only view of an experiment's runs (reports); exp_dir
+                                           is the experiment's folder (runs/NAME), not its .db.json
     load_spec(exp, experiments_dir)        validated ``experiments/<exp>.json``; ``.grid()``
     RunDatabase(exp_dir)                   the queue itself (claim, requeue, recover, ...)
     QueueStorage                           TinyDB(".../.db.json", storage=QueueStorage): the queue in TinyDB

@@ -10,7 +10,7 @@ from ovis.exit_codes import ABORTED as EXIT_INTERRUPTED
 from ovis.exit_codes import BAD_ARGUMENTS as EXIT_USAGE
 from ovis.exit_codes import FAILED as EXIT_ERROR
 from ovis.queue import devices, options, slurm
-from ovis.queue.database import (FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, DatabaseError, RunDatabase,
+from ovis.queue.database import (FAILED, REQUEUE_LEVELS, RUNNING, DatabaseError, RunDatabase,
                                  UnreadableDatabase, read_runs, requeue_candidates)
 from ovis.queue.display import Console, format_counts, format_table, status_counts
 from ovis.queue.executor import LaunchSettings
@@ -256,7 +256,7 @@ def manager_main(argv: Optional[Sequence[str]] = None, project_root: str = DEFAU
         return returncode
     except (DatabaseError, SpecError, slurm.SubmissionError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return getattr(error, "exit_code", EXIT_ERROR)
     except KeyboardInterrupt:  # before the workers started: nothing runs yet
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -429,10 +429,10 @@ def dbutils_main(argv: Optional[Sequence[str]] = None) -> int:
         if args.list:
             print(runs_report(records))
         if args.check or not (args.show_failed or args.list):
-            _check(args, database, records)
-        counts = status_counts(records)
-        print(f"\n{counts[QUEUED]}/{len(records)} queued | {format_counts(counts)}")
+            _check(args, database, records)  # its table holds the counts
+        else:
+            print(f"\n{len(records)} runs: {format_counts(status_counts(records))}")
         return 0
     except (FileNotFoundError, DatabaseError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return EXIT_ERROR
+        return getattr(error, "exit_code", EXIT_ERROR)

@@ -394,6 +394,9 @@ def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Se
 def read_runs(exp_dir: str) -> List[dict]:
     """Read-only view of an experiment's queue, in grid order, for reports and scripts.
 
+    ``exp_dir``: the experiment's folder, ``<root>/<exp>`` (``runs/quickstart``), the folder
+    that holds ``.db.json``, not the file itself.
+
     Each dict holds the record's fields (``run_id``, ``status``, ``args``, ``params``,
     ``created``/``started``/``finished``/``heartbeat`` epoch seconds, ``host``, ``pid``,
     ``device``, ``attempts``, ``error``, ...) plus ``run_dir`` (absolute path of the run folder),
@@ -401,6 +404,9 @@ def read_runs(exp_dir: str) -> List[dict]:
     is still there). Records without a ``run_id`` (hand edits; ``dbutils.py --check`` reports them)
     are left out. Raises FileNotFoundError when the experiment has no database and DatabaseError
     when it is unreadable."""
+    if os.path.isfile(exp_dir):
+        raise ValueError(f"read_runs({exp_dir!r}): pass the experiment's folder, which holds the queue file: "
+                         f"read_runs({os.path.dirname(os.path.abspath(exp_dir))!r})")
     database = RunDatabase(exp_dir)
     now = time.time()
     view = []

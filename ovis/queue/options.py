@@ -8,7 +8,6 @@ and incompatible options are refused up front, and estimator ids are checked wit
 option names are checked (argparse's unique-prefix abbreviations are accepted, as argparse does).
 """
 import argparse
-import difflib
 import functools
 import importlib
 import os
@@ -17,7 +16,7 @@ import subprocess
 import sys
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
-from ovis.cli import comma_list
+from ovis.cli import comma_list, did_you_mean
 from ovis.queue.spec import ExperimentSpec, GridPoint, SpecError
 
 # Scripts of this project -> (module, parser factory, optional validation function).
@@ -73,8 +72,7 @@ class ScriptOptions:
                 matches = [known for known in self.names if known.startswith(option)]
                 if option in self.names or len(matches) == 1:
                     continue
-                close = difflib.get_close_matches(option, sorted(self.names), n=1)
-                hint = f" (did you mean --{close[0]}?)" if close else ""
+                hint = did_you_mean(option, self.names, "--")
                 ambiguous = f" (ambiguous: {', '.join('--' + m for m in sorted(matches))})" if matches else ""
                 problems.append(f"grid point {point.index} ({point.args}): unknown option --{option}{hint}"
                                 f"{ambiguous} for {name}")

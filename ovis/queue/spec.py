@@ -24,7 +24,6 @@ The hash is ``ovis.identity.run_hash``, the one run identity of ovis (options th
 run executes but not what it computes are left out; numbers compare as numbers; ``nsteps`` and
 ``epochs`` are part of it).
 """
-import difflib
 import itertools
 import json
 import os
@@ -33,7 +32,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Dict, List, Sequence, Tuple, Union
 
-from ovis.identity import run_hash
+from ovis.cli import did_you_mean
+from ovis.identity import canonical_options, run_hash
 
 SPEC_KEYS = ("description", "script", "args", "global", "parameters", "skip_missing_data")
 DEFAULT_SCRIPT = "run.py"
@@ -177,21 +177,18 @@ def _slug(value: Union[str, bool]) -> str:
 
 
 def make_run_id(params: Dict[str, Union[str, bool]]) -> str:
-    """``<id>-<dataset>-<model>-<estimator>-iw<K>-seed<s>-<hash>`` (parts present only when set);
+    """``<id>-<dataset>-<model>-<estimator>-iw<K>-seed<s>-<hash>`` (parts present only when set; no
+    ``<model>`` for a data set that brings its own);
     the hash is ``ovis.identity.run_hash`` (``--lr 3e-4`` and ``--lr 0.0003`` are the same run)."""
     digest = run_hash(params)[:HASH_LENGTH]
+    shown = canonical_options(params)  # without the options the run does not read
     parts = []
     for name in PREFIX_OPTIONS:
-        if name in params and params[name] not in (True, ""):
+        if name in shown and params[name] not in (True, ""):
             label = name if name in ("iw", "seed") else ""
             parts.append(label + _slug(params[name]))
     prefix = "-".join(p for p in parts if p)[:80]
     return f"{prefix}-{digest}" if prefix else digest
-
-
-def _suggest(name: str, allowed: Sequence[str]) -> str:
-    close = difflib.get_close_matches(name, list(allowed), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _require(condition: bool, path: str, message: str) -> None:
@@ -204,7 +201,7 @@ def parse_spec(data: object, name: str, path: str) -> ExperimentSpec:
     _require(isinstance(data, dict), path, f"the spec must be a JSON object with keys {', '.join(SPEC_KEYS)}, "
              f"not a {type(data).__name__}")
     for key in data:
-        _require(key in SPEC_KEYS, path, f"unknown key {key!r}{_suggest(key, SPEC_KEYS)}; "
+        _require(key in SPEC_KEYS, path, f"unknown key {key!r}{did_you_mean(key, SPEC_KEYS)}; "
                  f"allowed keys: {', '.join(SPEC_KEYS)}")
     description = data.get("description", "")
     _require(isinstance(description, str), path, "'description' must be a string")

@@ -41,6 +41,7 @@ from typing import Dict, List, Optional, Set, Tuple
 
 import orjson
 
+from ovis import exit_codes
 from ovis.files import atomic_open
 
 Tables = Dict[str, Dict[str, dict]]
@@ -48,7 +49,17 @@ Tables = Dict[str, Dict[str, dict]]
 
 class DatabaseError(RuntimeError):
     """The queue database cannot be used (corrupted file, no permission, full disk, lock held
-    too long); the message names the file, the problem and what to do."""
+    too long); the message names the file, the problem and what to do. ``exit_code``: the
+    scripts' exit code for it (``ovis.exit_codes``)."""
+    exit_code = exit_codes.FAILED
+
+
+def nearest_existing_folder(path: str) -> str:
+    """``path``'s deepest ancestor (or itself) that exists: the folder a failed write hit."""
+    folder = os.path.abspath(path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    return folder
 
 
 def os_error_advice(error: OSError, path: str, action: str) -> DatabaseError:
@@ -56,13 +67,17 @@ def os_error_advice(error: OSError, path: str, action: str) -> DatabaseError:
     folder = os.path.dirname(path)
     if error.errno in (errno.ENOSPC, errno.EDQUOT):
         todo = f"the disk (or quota) of {folder} is full: free some space and run the command again"
-    elif error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        todo = (f"{path} or its folder is read-only for this user: make {folder} and the files in it writable "
-                f"(or run as their owner), then run the command again")
+    elif error.errno in exit_codes.PERMISSION_ERRNOS:
+        blocking = nearest_existing_folder(folder)
+        what = f"{path} or its folder is" if blocking == os.path.abspath(folder) else f"{blocking} is"
+        todo = (f"{what} read-only for this user: make {blocking} and the files in it writable (or run as their "
+                f"owner, or choose another --root), then run the command again")
     else:
         todo = "fix the cause above and run the command again"
-    return DatabaseError(f"could not {action} the queue database {path}: {error.strerror or error} "
-                         f"[{errno.errorcode.get(error.errno, error.errno)}]; {todo}. Nothing was changed.")
+    database_error = DatabaseError(f"could not {action} the queue database {path}: {error.strerror or error} "
+                                   f"[{errno.errorcode.get(error.errno, error.errno)}]; {todo}. Nothing was changed.")
+    database_error.exit_code = exit_codes.for_os_error(error)
+    return database_error
 
 
 def backup_copy(path: str) -> str:

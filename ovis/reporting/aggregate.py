@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ovis.estimators.config import EstimatorId, describe_estimator_id
-from ovis.reporting.runs import BOOKKEEPING_OPTIONS, Run
+from ovis.identity import applicable_options
+from ovis.reporting.runs import Run
 from ovis.reporting.uncertainty import mean_interval
 
 AGGREGATIONS = ("min", "max", "mean", "avg", "last")
@@ -129,13 +130,14 @@ def split_estimator_id(estimator: str, taken: Sequence[str] = ()) -> Dict[str, o
 
 def attribute_table(runs: Sequence[Run], parse_estimator_args: bool = False,
                     merge_args: Sequence[str] = ()) -> pd.DataFrame:
-    """Run options as a table indexed by ``run_id`` (bookkeeping options left out).
+    """Run options as a table indexed by ``run_id`` (``ovis.identity.applicable_options``:
+    bookkeeping options and options the run does not read left out).
 
     ``merge_args=("a", "b")`` adds the column ``a-b`` holding ``"<a>-<b>"``.
     """
     rows = {}
     for run in runs:
-        row = {k: _scalar(v) for k, v in run.config.items() if k not in BOOKKEEPING_OPTIONS}
+        row = {k: _scalar(v) for k, v in applicable_options(run.config).items()}  # the settings the run reads
         if "estimator" in row:
             row["estimator"] = estimator_key(row["estimator"])
         if parse_estimator_args and "estimator" in row:

@@ -8,6 +8,8 @@ that it wrote before in its folder (listed in ``report.json``) and never deletes
 
 * ``index.md``     the page to open: description, run counts per status, missing and failed
                    runs, the pivot table and every figure;
+* ``index.html``   the same page as one self-contained file for a browser (figures inline,
+                   sortable tables, no server: ``ovis.reporting.html``);
 * ``pivot.csv|md|tex``  per group (keys + variants): mean, std (ddof=1) and count over seeds
                    of each pivot metric;
 * ``runs.csv``     one row per run: status, attributes, seed and its pivot aggregates;
@@ -31,8 +33,10 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ovis import records
+from ovis.cli import did_you_mean
 from ovis.files import atomic_write
 from ovis.reporting import figures, tables
+from ovis.reporting.html import HTML_FILE, write_html
 from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_table, constant_columns,
                                       downsample_curves, parse_ylims, run_aggregates, seed_statistics,
                                       smooth_curves, variant_columns)
@@ -187,9 +191,10 @@ def _check_metrics(curves: pd.DataFrame, runs: Sequence[Run], wanted: Sequence[s
         if not any(os.path.exists(os.path.join(r.path, records.METRICS_FILE)) for r in runs):
             raise ReportError(f"none of the {len(runs)} runs has a {records.METRICS_FILE} (runs of "
                               f"asymptotic_variance.py are reported by report_asymptotic_variance.py)")
-        available = sorted(records.read_metrics(runs[0].path)["metric"].unique())
-        raise ReportError(f"metric(s) {never} were logged by none of the {len(runs)} runs; "
-                          f"metrics of {runs[0].run_id}: {available}")
+        available = set(records.read_metrics(runs[0].path)["metric"].unique())
+        told = ", ".join(repr(metric) + did_you_mean(metric, available) for metric in never)
+        raise ReportError(f"metric(s) {told} logged by none of the {len(runs)} runs "
+                          f"({records.METRICS_FILE} of a run lists what it logged)")
     present = curves.groupby("metric")["run_id"].unique().to_dict()
     return {m: sorted(set(r.run_id for r in runs) - set(present[m])) for m in wanted
             if len(present[m]) < len(runs)}
@@ -389,10 +394,11 @@ def build_report(options: ReportOptions) -> Report:
         index = _index_page(options, experiment, selected, used, missing_metrics, global_attributes, pivot_md,
                             sections)
         atomic_write(os.path.join(directory, "index.md"), index)
+        write_html(directory, index, f"Report: {options.exp}")
         report.files = sorted(os.path.basename(p) for p in written + figure_files
-                              + ["curves.csv", "index.md", "run.log", MANIFEST])
+                              + ["curves.csv", "index.md", HTML_FILE, "run.log", MANIFEST])
         manifest = {"report_id": options.report_id, "options": options.normalized(), "files": report.files}
         atomic_write(os.path.join(directory, MANIFEST), json.dumps(manifest, indent=1, default=str) + "\n")
         _remove_stale(directory, previous, report.files)
-        logger.info(f"report written to {directory}/index.md")
+        logger.info(f"report written to {directory}/index.md (and {HTML_FILE}: one file, figures inline)")
         return report

@@ -2,7 +2,7 @@
 
 Option names and defaults are those of the original code, with these differences:
 
-* ``--data_root`` defaults to ``$OVIS_DATA``, then ``./data`` (resolved by ``ovis.datasets``).
+* ``--data_root`` is searched first, then ``$OVIS_DATA``, then ``./data`` (``ovis.datasets``).
 * ``--alpha_init`` has no default: a warm-up (``--warmup N``) must say where alpha starts.
 * ``--valid_bs`` is the batch size of the final validation pass (unused in the original).
 * ``--depth`` and ``--hdim`` default to the model's own values (``ovis.models.MODEL_DEFAULTS``):
@@ -36,15 +36,12 @@ import functools
 from typing import Dict, Optional, Sequence, Tuple
 
 from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
-from ovis.identity import run_hash
+from ovis.identity import DATASET_MODELS, run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.schedules import WARMUP_MODES
 
 NORMALIZATIONS = ("none", "layernorm", "batchnorm")
 PRIORS = ("normal", "categorical", "bernoulli")
-
-# Data sets that come with their own model: the model name is forced to the data set's.
-DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
 
 
 DEFAULT_IW = 5
@@ -81,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     base = parser.add_argument_group("base")
     base.add_argument("--dataset", default="shapes", help="data set name (see ovis.datasets)")
     base.add_argument("--mini", action="store_true", help="subsample 5000/500/500 points")
-    add_run_folder_options(base, "sandbox", "data directory (None: $OVIS_DATA, then ./data)")
+    add_run_folder_options(base, "sandbox", "data directory, searched before $OVIS_DATA and ./data")
     base.add_argument("--id", default="", help="prefix of the run name")
     base.add_argument("--seed", type=integer_option, default=1, help="random seed")
     base.add_argument("--workers", type=integer_option, default=1,
@@ -136,7 +133,8 @@ def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
     model = parser.add_argument_group("model")
     model.add_argument("--model", default="vae", help="model name (see ovis.models)")
     model.add_argument("--hdim", type=_optional(integer_option), default=None,
-                       help="hidden units per deterministic layer (None: the model's, vae 64, gaussian-vae 200)")
+                       help="hidden units per deterministic layer (None: the model's, vae 64, gaussian-vae 200, "
+                            "gmm 16)")
     model.add_argument("--nlayers", type=integer_option, default=3, help="deterministic hidden layers")
     model.add_argument("--depth", type=_optional(integer_option), default=None,
                        help="stochastic layers (None: the model's, sbm 3, vae and gaussian-vae 1)")
@@ -183,6 +181,7 @@ def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parse and validate; argparse errors exit with code 2, other problems raise ArgumentError."""
     args = build_parser().parse_args(argv)
+    args.model = model_name(args)  # the model trained: gmm and gaussian-toy data sets bring their own
     validate_args(args)
     return args
 
@@ -393,10 +392,11 @@ def model_name(args: argparse.Namespace) -> str:
 
 
 def default_run_id(args: argparse.Namespace) -> str:
-    """``[<id>-]<dataset>-<model>-<estimator>-mc<M>-iw<K>-seed<seed>[-<alpha>][-warmup]-<hash>``
-    (``<model>`` is the ``--model`` value even when the data set forces another model)."""
+    """``[<id>-]<dataset>[-<model>]-<estimator>-mc<M>-iw<K>-seed<seed>[-<alpha>][-warmup]-<hash>``
+    (no ``<model>`` for the data sets that bring their own: ``gmm-reinforce-...``)."""
     parts = [args.id] if args.id else []
-    parts += [args.dataset, args.model, args.estimator, f"mc{args.mc}", f"iw{args.iw}", f"seed{args.seed}"]
+    parts += [args.dataset] + ([] if args.dataset in DATASET_MODELS else [model_name(args)])
+    parts += [args.estimator, f"mc{args.mc}", f"iw{args.iw}", f"seed{args.seed}"]
     if args.alpha > 0:
         parts.append(str(args.alpha))
     if args.warmup > 0:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ovis import exit_codes
-from ovis.devices import resolve_device
+from ovis.devices import resolve_device, set_threads
 from ovis.records import FAILED, clear_outcome, read_config, write_config, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.identity import changed_options, run_hash
@@ -30,10 +30,6 @@ from ovis.training.trainer import RunComponents, Trainer
 CHUNK_ROWS = {"cpu": 512, "cuda": 65536}
 # Files the queue owns in a run folder: never deleted by --rf or a fresh start.
 KEPT_FILES = ("process.log",)
-# Multiply-adds of a training step (rows x parameters) below which one CPU thread is fastest: the
-# step's ~250 operations then take microseconds each, and handing each to a second thread costs
-# about as much as it saves (a 3 x 200 SBN at batch 24: iw = 5 is below, iw = 50 above).
-SINGLE_THREAD_STEP_MACS = 2e8
 DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before configure_threads changes it
 
 
@@ -49,17 +45,10 @@ def configure_determinism(deterministic: bool) -> None:
 
 
 def configure_threads(args: argparse.Namespace, components: RunComponents) -> None:
-    """``--threads N`` > 0: N threads; 0: one thread on a CPU when the training step is small
-    (``SINGLE_THREAD_STEP_MACS``), else PyTorch's default (one per core)."""
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-        return
-    if components.device.type != "cpu":
-        return
+    """``--threads``: ``ovis.devices.set_threads`` with this run's step size (rows x parameters)."""
     rows = args.bs * args.mc * args.iw
     parameters = sum(p.numel() for p in components.model.parameters())
-    if rows * parameters < SINGLE_THREAD_STEP_MACS:
-        torch.set_num_threads(1)
+    set_threads(args.threads, rows * parameters, components.device)
 
 
 @contextmanager
@@ -203,7 +192,7 @@ def main(argv: Optional[Sequence[str]] = None,
         resume = prepare_run_dir(run_dir, args)
     except OSError as error:
         print(f"run.py: error: cannot prepare the run folder {run_dir}: {error}", file=sys.stderr)
-        return exit_codes.BAD_ARGUMENTS
+        return exit_codes.for_os_error(error)
     write_config(run_dir, dict(vars(args), hash=run_hash(args), run_id=run_id))
     logger = run_logger(run_dir, silent=args.silent)
     try:

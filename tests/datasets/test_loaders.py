@@ -1,11 +1,13 @@
 """get_datasets on small files written in the real formats (no real data needed)."""
 
+import os
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from ovis.datasets import BinaryDataset, MissingDataError, get_datasets, images
+from ovis.datasets import BinaryDataset, MissingDataError, get_datasets, images, sources
 
 from .writers import stroke, write_amat, write_chardata, write_idx, write_omniglot_zip
 
@@ -22,6 +24,12 @@ def all_points(split):
     return split.batch(torch.arange(len(split)))
 
 
+def cached(stem):
+    """The cache files named ``stem-<tag>.npz`` in the user cache folder ($OVIS_CACHE of the test)."""
+    folder = sources.user_cache_dir()
+    return [name for name in os.listdir(folder) if name.startswith(stem + "-")] if os.path.isdir(folder) else []
+
+
 # --- binarized MNIST ---------------------------------------------------------------------------
 def test_binmnist_from_npz(tmp_path):
     np.savez_compressed(tmp_path / "binarized_mnist.npz", **{k: np.asfortranarray(v) for k, v in BINMNIST.items()})
@@ -34,7 +42,8 @@ def test_binmnist_from_npz(tmp_path):
     assert isinstance(datasets.train, BinaryDataset)
     torch.testing.assert_close(datasets.train[3], all_points(datasets.train)[3])
     torch.testing.assert_close(datasets.train.mean(), torch.tensor(BINMNIST["train"].mean(0), dtype=torch.float32).view(1, 28, 28))
-    assert (tmp_path / "binarized_mnist-bits.npz").exists()  # bit-packed cache beside the writable source
+    assert sorted(os.listdir(tmp_path)) == ["binarized_mnist.npz", "user-cache"]  # nothing written beside the data
+    assert len(cached("binarized_mnist-bits")) == 1  # the bit-packed cache, in the user cache folder
     again = get_datasets("binmnist", data_root=str(tmp_path), binarization="static")
     torch.testing.assert_close(all_points(again.test), all_points(datasets.test))
     with pytest.raises(ValueError, match="fixed"):
@@ -46,7 +55,8 @@ def test_binmnist_from_amat_files(tmp_path):
         write_amat(str(tmp_path / "bin-mnist" / f"binarized_mnist_{split}.amat"), values)
     datasets = get_datasets("binmnist", data_root=str(tmp_path))
     np.testing.assert_array_equal(all_points(datasets.valid).view(5, -1).numpy(), BINMNIST["valid"])
-    assert (tmp_path / "bin-mnist" / "binarized_mnist.npz").exists()  # converted once
+    assert sorted(os.listdir(tmp_path / "bin-mnist")) == [f"binarized_mnist_{s}.amat" for s in ("test", "train", "valid")]
+    assert len(cached("binarized_mnist-bits")) == 1  # converted once, into the user cache folder
 
 
 def test_binmnist_missing_names_file_roots_and_source(tmp_path, monkeypatch):
@@ -59,6 +69,52 @@ def test_binmnist_missing_names_file_roots_and_source(tmp_path, monkeypatch):
     for part in ("binarized_mnist.npz", str(tmp_path / "env-root"), str(tmp_path / "data"), "larocheh",
                  "OVIS_NO_DOWNLOAD", "OVIS_DATA"):
         assert part in message
+
+
+def test_ovis_data_is_searched_after_data_root_and_named_as_searched(tmp_path, monkeypatch):
+    (tmp_path / "env-root").mkdir()
+    np.savez(tmp_path / "env-root" / "binarized_mnist.npz", **BINMNIST)
+    monkeypatch.setenv("OVIS_DATA", str(tmp_path / "env-root"))
+    assert len(get_datasets("binmnist", data_root=str(tmp_path / "nonexistent")).train) == 12
+    monkeypatch.setenv("OVIS_DATA", str(tmp_path / "empty"))
+    with pytest.raises(MissingDataError) as error:
+        get_datasets("binmnist", data_root=str(tmp_path / "nonexistent"))
+    message = str(error.value)
+    assert f"OVIS_DATA={tmp_path / 'empty'} was searched" in message and "set OVIS_DATA" not in message
+    assert message.index(str(tmp_path / "nonexistent")) < message.index(str(tmp_path / "empty"))
+
+
+def test_missing_files_are_downloaded_into_the_user_cache_and_a_failure_is_named(tmp_path, monkeypatch):
+    """Downloads enabled: the .amat files come from their address into the cache folder (the
+    data folder stays untouched); a failed download is named with its reason."""
+    import io
+    import urllib.error
+    import urllib.request
+    monkeypatch.delenv("OVIS_NO_DOWNLOAD")
+    monkeypatch.setenv("OVIS_DATA", str(tmp_path / "empty"))
+    data = tmp_path / "data-root"
+    data.mkdir()
+    texts = {}
+    for split, values in BINMNIST.items():
+        write_amat(str(tmp_path / "served" / f"{split}.amat"), values)
+        texts[images.BINMNIST_URL.format(split)] = (tmp_path / "served" / f"{split}.amat").read_bytes()
+    fetched = []
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("network unreachable")
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(MissingDataError, match=r"Download failed: http\S+binarized_mnist_train.amat \(network unreachable\)"):
+        get_datasets("binmnist", data_root=str(data))
+
+    def served(url, timeout):
+        fetched.append(url)
+        return io.BytesIO(texts[url])
+    monkeypatch.setattr(urllib.request, "urlopen", served)
+    datasets = get_datasets("binmnist", data_root=str(data))
+    np.testing.assert_array_equal(all_points(datasets.valid).view(5, -1).numpy(), BINMNIST["valid"])
+    assert len(fetched) == 3 and os.listdir(data) == []
+    assert sorted(os.listdir(os.path.join(sources.user_cache_dir(), "bin-mnist"))) == [
+        f"binarized_mnist_{s}.amat" for s in ("test", "train", "valid")]
 
 
 def test_default_root_is_ovis_data_then_local_data(tmp_path, monkeypatch):
@@ -93,7 +149,7 @@ def test_fashion_static_threshold_and_splits(fashion_root, monkeypatch):
         values = all_points(getattr(datasets, split))
         np.testing.assert_array_equal(values[:, 0].numpy(), (grey >= 128).astype(np.float32))
     assert all_points(datasets.train)[0, 0, 0, :2].tolist() == [0.0, 1.0]
-    assert (fashion_root / "fashion-mnist" / "fashion-mnist.npz").exists()
+    assert len(os.listdir(fashion_root / "fashion-mnist")) == 2 and len(cached("fashion-mnist")) == 1
     monkeypatch.setattr(images, "read_idx", None)  # the second load must come from the cache
     again = get_datasets("fashion", data_root=str(fashion_root))
     torch.testing.assert_close(all_points(again.valid), all_points(datasets.valid))
@@ -154,7 +210,8 @@ def test_omniglot_from_zips_splits_by_drawer(tmp_path):
     datasets = get_datasets("omniglot", data_root=str(tmp_path), binarization="static")
     assert (len(datasets.train), len(datasets.valid), len(datasets.test)) == (28, 2, 10)  # drawers 1-14 / 15 / 16-20
     assert all_points(datasets.test)[:, 0, 0].sum(-1).tolist() == [4.0] * 5 + [8.0] * 5  # 4 or 8 ink columns
-    assert (tmp_path / "omniglot" / "omniglot-zips-28x28.npz").exists()
+    assert os.listdir(tmp_path / "omniglot") == ["images_background_small1.zip"]
+    assert len(cached("omniglot-zips-28x28")) == 1
 
 
 def test_omniglot_missing(tmp_path):

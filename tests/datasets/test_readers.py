@@ -1,6 +1,5 @@
 """File readers and the cache machinery, on files the tests write themselves."""
 import os
-import stat
 
 import numpy as np
 import pytest
@@ -123,25 +122,23 @@ def test_cache_signature_and_atomic_write(tmp_path):
     assert sources.load_cache(str(tmp_path / "torn.npz"), key) is None
 
 
-def test_read_only_folders_get_their_cache_elsewhere(tmp_path, offline_and_private_cache):
-    read_only = tmp_path / "shared"
-    read_only.mkdir()
-    os.chmod(read_only, stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
-    try:
-        assert not sources.is_writable_dir(str(read_only))  # also for root, who could write there
-        path = sources.cache_path(str(read_only), "data.npz")
-        assert os.path.dirname(path) == str(offline_and_private_cache)
-        assert os.path.basename(path).startswith("data-") and path.endswith(".npz")
-        assert sources.cache_path(str(tmp_path), "data.npz") == str(tmp_path / "data.npz")
-        assert not sources.is_writable_dir("/usr/share")
-    finally:
-        os.chmod(read_only, stat.S_IRWXU)
+def test_caches_go_to_the_user_cache_folder_never_beside_the_data(tmp_path, offline_and_private_cache, monkeypatch):
+    """Writable or read-only, a data folder gets no cache: the user cache folder does, one file
+    per source folder; without $OVIS_CACHE it is $XDG_CACHE_HOME/ovis, then ~/.cache/ovis."""
+    shared, private = sources.cache_path(str(tmp_path / "shared"), "data.npz"), sources.cache_path(str(tmp_path), "data.npz")
+    assert os.path.dirname(shared) == os.path.dirname(private) == str(offline_and_private_cache)
+    assert shared != private and os.path.basename(shared).startswith("data-") and shared.endswith(".npz")
+    monkeypatch.delenv("OVIS_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert sources.user_cache_dir() == str(tmp_path / "xdg" / "ovis")
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    assert sources.user_cache_dir() == os.path.expanduser("~/.cache/ovis")
 
 
 def test_data_roots_and_disabled_downloads(tmp_path, monkeypatch):
     monkeypatch.setenv("OVIS_DATA", str(tmp_path / "env"))
     monkeypatch.chdir(tmp_path)
     assert sources.data_roots() == [str(tmp_path / "env"), str(tmp_path / "data")]
-    assert sources.data_roots("given") == [str(tmp_path / "given")]
-    assert sources.download("http://example.invalid/file", [str(tmp_path)], "file") is None
-    assert not (tmp_path / "file").exists()
+    assert sources.data_roots("given") == [str(tmp_path / "given"), str(tmp_path / "env"), str(tmp_path / "data")]
+    assert sources.download("http://example.invalid/file", "file") is None
+    assert not os.path.exists(os.path.join(sources.user_cache_dir(), "file"))

@@ -280,3 +280,16 @@ def test_wake_sleep_id_trains_p_by_the_wake_phase_and_q_by_the_sleep_phase(enume
     combined = gradients(model.parameters(), Loss("wake-sleep", inference, generative, iw=4)(x))
     for name, w, s, c in zip(names, wake, sleep, combined):
         torch.testing.assert_close(c, w if name.startswith("generative_model") else s)
+
+
+def test_help_of_ovis_loss_states_the_whole_protocol():
+    """What ``inf_net(x)`` returns, the shapes of ``sample()`` and ``log_prob()``, the particle
+    layout and the optional methods: in ``help(ovis.Loss)`` itself, not only in the module."""
+    import pydoc
+
+    import ovis
+    text = pydoc.render_doc(ovis.Loss, renderer=pydoc.plaintext)
+    for fact in ("inf_net(x_rows)", "sample()", "log_prob(z)", "[rows]", "log_prob(x_rows, z)",
+                 "repeat_interleave(mc * n, 0)", "(b * mc + m) * n + k", "particle_shape(bs)", "optional",
+                 "rsample()", "gen_model.sample() -> (x, z)"):
+        assert fact in text, fact

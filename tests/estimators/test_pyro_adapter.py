@@ -168,3 +168,22 @@ def test_dynamic_structure_in_pyro_one_run_per_particle():
     svi = SVI(geometric_model, geometric_guide, pyro.optim.Adam({"lr": 0.01}), loss=loss)
     svi.step(counts)
     assert loss.diagnostics_["loss/L_k"].shape == (3,)
+
+
+def test_the_readme_line_reaches_the_adapter_through_import_ovis_alone():
+    """``import ovis`` then ``ovis.estimators.pyro.PyroLoss``, in a fresh interpreter; a plain
+    ``import ovis.estimators`` does not import pyro."""
+    import subprocess
+    import sys
+    code = ("import sys, ovis; import ovis.estimators; assert 'pyro' not in sys.modules; "
+            "loss = ovis.estimators.pyro.PyroLoss('ovis-gamma1', iw=8); print(type(loss).__name__)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "PyroLoss"
+
+
+def test_dynamic_structure_with_the_default_vectorised_particles_names_the_option():
+    loss = PyroLoss("vimco-arithmetic", iw=4)
+    with pytest.raises(ValueError, match="vectorize_particles=False") as error:
+        loss.loss(geometric_model, geometric_guide, torch.tensor([8.0, 9.0]))
+    assert "cannot be converted to Scalar" in str(error.value)

@@ -40,8 +40,9 @@ def test_none_means_the_model_default_and_shared_names_may_be_ignored():
     model = get_model("sbm", (1, 28, 28), **{**RUN_PY_DEFAULTS, "nlayers": 0, "N": 200})
     assert not model.supports_reparam
     assert model.inference_network[0].net.weight.shape == (200, 784)
-    gmm = get_model("gmm", (1,), **{**RUN_PY_DEFAULTS, "N": 20})
-    assert gmm.phi[0].out_features == 16 and gmm.log_theta.shape == (20,)
+    gmm = get_model("gmm", (1,), **{**RUN_PY_DEFAULTS, "N": 20, "hdim": None})  # run.py's --hdim default: None
+    assert gmm.phi[0].out_features == 16 and gmm.log_theta.shape == (20,)  # the paper's 1-16-C network
+    assert get_model("gmm", (1,), **{**RUN_PY_DEFAULTS, "N": 20}).phi[0].out_features == 64  # the gmm reads hdim
     toy = get_model("gaussian-toy", (20,), x_mean=torch.zeros(20), **RUN_PY_DEFAULTS)
     assert toy.A.shape == (20, 20)
 

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from ovis import records
+from ovis import exit_codes, records
 from ovis.queue import storage
 from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS, RunDatabase, read_runs
 from ovis.queue.executor import classify_exit
@@ -60,7 +60,7 @@ def test_failed_requeue_write_keeps_the_outcome_files_and_says_why(tmp_path, mon
     before = open(database.path, "rb").read()
     fail_writes(monkeypatch, code)
     result = run_dbutils("exp", tmp_path, "--requeue", "--requeue_level", "4")
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == exit_codes.for_os_error(OSError(code, "")) and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1 and database.path in result.stderr and advice in result.stderr
     assert "Nothing was changed" in result.stderr
     monkeypatch.undo()
@@ -139,7 +139,7 @@ def test_a_read_only_folder_gets_one_message(tmp_path):
         result = subprocess.run([sys.executable, os.path.join(ROOT, "dbutils.py"), "--exp", "exp", "--root", view,
                                  "--requeue"], capture_output=True, text=True, cwd=ROOT,
                                 env=dict(os.environ, PYTHONPATH=ROOT))
-    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert result.returncode == exit_codes.BAD_ARGUMENTS and "Traceback" not in result.stderr, result.stderr
     assert "read-only" in result.stderr and os.path.join(view, "exp") in result.stderr
     assert open(database.path, "rb").read() == before
     assert all(records.read_outcome(r["run_dir"]) == ABORTED for r in read_runs(database.exp_dir))

@@ -132,7 +132,7 @@ def test_options_of_a_foreign_script_are_checked_through_its_help(tmp_path):
     spec = spec_of(args=["--valu x --steps 2"])        # --valu: unique prefix of --value, as argparse allows
     assert check_grid(spec, spec.grid(), FAKE_SCRIPT, ROOT) == []
     spec = spec_of(args=["--stepz 2"])
-    with pytest.raises(SpecError, match=r"unknown option --stepz \(did you mean --steps\?\) for fake_script.py"):
+    with pytest.raises(SpecError, match=r"unknown option --stepz \(did you mean '--steps'\?\) for fake_script.py"):
         check_grid(spec, spec.grid(), FAKE_SCRIPT, ROOT)
     spec = spec_of(args=["--s 2"])
     with pytest.raises(SpecError, match=r"unknown option --s \(ambiguous: --seed, --sleep, --steps\)"):
@@ -143,7 +143,7 @@ RUN_PY = os.path.join(ROOT, "run.py")
 
 
 @pytest.mark.parametrize("data, message", [
-    ({"parameters": {"lrr": [0.1]}}, "unrecognized arguments: --lrr 0.1"),
+    ({"parameters": {"lrr": [0.1]}}, "unknown option --lrr (did you mean '--lr'?)"),
     ({"parameters": {"iw": ["abc"]}}, "argument --iw: expected an integer, got 'abc'"),
     ({"parameters": {"optimizer": ["adamm"]}}, "argument --optimizer: invalid choice: 'adamm'"),
     ({"args": ["--warmup 100"]}, "--warmup 100 needs --alpha_init"),

@@ -38,3 +38,13 @@ def test_metrics_under_their_old_names_are_read_under_the_current_ones():
                               "--pivot_metrics", "min:test:gmm/prior_mse,train:reinforce/mse"])
     assert options.metrics == ["test:gmm/posterior_distance", "train:loss/L_k"]
     assert options.pivot_metrics == ["min:test:gmm/prior_distance", "train:control_variate/mse"]
+
+
+def test_a_metric_typo_gets_the_suggestion_in_one_line(experiment, capsys):
+    code = report_main(["--exp", experiment["exp"], "--root", experiment["root"], "--output", experiment["output"],
+                        "--metrics", "train:loss/L_kk"])
+    err = capsys.readouterr().err
+    assert code == 2
+    line = [row for row in err.splitlines() if "train:loss/L_kk" in row]
+    assert len(line) == 1 and "(did you mean 'train:loss/L_k'?)" in line[0]
+    assert "train:loss/kl_q_p" not in err  # not every metric

@@ -83,7 +83,7 @@ def test_default_run_id_follows_the_design():
                        "--iw", "50", "--alpha", "0.7", "--warmup", "10", "--alpha_init", "0.99"])
     assert default_run_id(args) == f"iwrbound-binmnist-sbm-ovis-gamma1-mc1-iw50-seed1-0.7-warmup-{run_hash(args)}"
     plain = parse_args(["--dataset", "gmm", "--estimator", "vimco-arithmetic", "--iw", "5"])
-    assert default_run_id(plain) == f"gmm-vae-vimco-arithmetic-mc1-iw5-seed1-{run_hash(plain)}"
+    assert default_run_id(plain) == f"gmm-vimco-arithmetic-mc1-iw5-seed1-{run_hash(plain)}"  # its own model
 
 
 def test_run_identity_is_what_run_py_uses():

@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from ovis.training.main import SINGLE_THREAD_STEP_MACS, configure_threads
+from ovis.devices import SINGLE_THREAD_STEP_MACS
+from ovis.training.main import configure_threads
 from ovis.training.malloc import HEAP_ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[2]
@@ -90,3 +91,20 @@ def test_evaluations_use_the_requested_threads_and_restore_the_training_threads(
     with torch_threads(previous + 1):
         assert torch.get_num_threads() == previous + 1
     assert torch.get_num_threads() == previous
+
+
+def test_library_users_get_run_py_thread_setting_through_ovis_set_threads(restore_threads, monkeypatch):
+    import ovis
+    import ovis.training.main as main
+    torch.set_num_threads(2)
+    assert ovis.set_threads(1) == 1 == torch.get_num_threads()
+    torch.set_num_threads(2)
+    assert ovis.set_threads(0, step_macs=120 * 475_000) == 1
+    torch.set_num_threads(2)
+    assert ovis.set_threads(0) == 2  # no step size given: torch's count kept
+    with pytest.raises(ValueError, match="expected an integer >= 1, or 0"):
+        ovis.set_threads(-1)
+    calls = []
+    monkeypatch.setattr(main, "set_threads", lambda *a: calls.append(a))
+    main.configure_threads(argparse.Namespace(threads=3, bs=24, mc=1, iw=5), _components(10))
+    assert calls == [(3, 120 * 10, torch.device("cpu"))]  # run.py's --threads is the same function
