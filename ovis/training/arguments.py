@@ -368,6 +368,8 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
     accepted = inspect.signature(Estimator).parameters
     baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
     config.update({key: value for key, value in baseline.items() if key in accepted})
+    if getattr(args, "rebar_baseline_hdim", 0) and "neural_baseline" in accepted:
+        config["neural_baseline"] = args.rebar_baseline_hdim
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
     except ValueError as error:

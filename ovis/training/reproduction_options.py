@@ -41,6 +41,10 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data_centring", default="shifted", choices=DATA_CENTRINGS,
                        help="input of the sbm's inference network: (x - mean + 1) / 2 (shifted, TVO and OVIS) "
                             "or x - mean (centred, the REBAR code)")
+    group.add_argument("--rebar_baseline_hdim", type=int, default=0,
+                       help="> 0: dynamic-rebar and relax subtract an input-dependent baseline b(x) (one hidden "
+                            "layer of this width, trained by their variance objective) from the score term's "
+                            "coefficient, as the REBAR code's REBAR does (it uses 100); 0: none")
     group.add_argument("--grad_variance_mode", default="samples", choices=GRAD_VARIANCE_MODES,
                        help="--track_grad_variances: samples = grad_log_variance/<id> from --grad_samples "
                             "draws at each evaluation; moving = the REBAR code's: at every training step, "
@@ -59,6 +63,9 @@ def check_reproduction_options(args: argparse.Namespace, model: str) -> None:
                                       f"choose one of {', '.join(optimizers_with_betas())} or drop --adam_betas")
     if not 0 < args.output_bias_clip < 0.5:
         raise ReproductionOptionError(f"--output_bias_clip must be in (0, 0.5), got {args.output_bias_clip}")
+    if args.rebar_baseline_hdim < 0 or (args.rebar_baseline_hdim and args.estimator not in ("dynamic-rebar", "relax")):
+        raise ReproductionOptionError(f"--rebar_baseline_hdim {args.rebar_baseline_hdim}: a width >= 0, used by "
+                                      f"--estimator dynamic-rebar or relax (got --estimator {args.estimator})")
     if not 0 < args.grad_variance_decay < 1:
         raise ReproductionOptionError(f"--grad_variance_decay must be in (0, 1), got {args.grad_variance_decay}")
     defaults = {action.dest: action.default for action in _defaults_parser()._actions}
