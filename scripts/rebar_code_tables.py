@@ -13,7 +13,7 @@ import glob
 import math
 import os
 import sys
-from typing import Dict, List
+from typing import Dict, List, Tuple
 
 import matplotlib
 
@@ -69,22 +69,31 @@ def mean_and_error(values: pd.Series) -> str:
     return f"{values.mean():.2f} ± {values.std(ddof=1) / math.sqrt(len(values)):.2f}"
 
 
+def columns(runs: pd.DataFrame, reference: Dict[str, Dict[int, float]]) -> List[Tuple[int, int]]:
+    """(REBAR code step, ovis step) per column: the evaluations side by side in order when both
+    have as many (epochs of other sizes), else every step of either."""
+    ours, theirs = sorted(set(runs.step)), sorted({s for values in reference.values() for s in values})
+    if theirs and ours != theirs and len(ours) == len(theirs):
+        return list(zip(theirs, ours))
+    return [(s, s) for s in sorted(set(ours) | set(theirs))]
+
+
 def table(runs: pd.DataFrame, dataset: str) -> List[str]:
-    """Markdown: one row per quantity and source (the REBAR code, then each ``--id``), one column per step."""
+    """Markdown: one row per quantity and source (the REBAR code, then each ``--id``), one column per evaluation."""
     reference = REBAR_CODE.get(dataset, {})
-    steps = sorted(set(runs.step) | {s for values in reference.values() for s in values})
+    steps = columns(runs, reference)
     order = ["ELBO", "temperature"] + [q for q in reference if q not in ("ELBO", "temperature")]
     quantities = [q for q in order if q in set(runs.quantity)] + sorted(set(runs.quantity) - set(order))
-    lines = ["| quantity | source | seeds | " + " | ".join(f"step {s}" for s in steps) + " |",
-             "|---|---|---|" + "---|" * len(steps)]
+    header = [f"step {theirs}" + (f" (ovis {ours})" if ours != theirs else "") for theirs, ours in steps]
+    lines = ["| quantity | source | seeds | " + " | ".join(header) + " |", "|---|---|---|" + "---|" * len(steps)]
     for quantity in quantities:
         label = quantity if quantity in ("ELBO", "temperature") else f"log variance {quantity}"
         if quantity in reference:
             lines.append(f"| {label} | REBAR code | 1 | "
                          + " | ".join(f"{reference[quantity][s]:.2f}" if s in reference[quantity] else ""
-                                      for s in steps) + " |")
+                                      for s, _ in steps) + " |")
         for run_id, group in runs[runs.quantity == quantity].groupby("id"):
-            cells = [mean_and_error(group[group.step == s].value) if (group.step == s).any() else "" for s in steps]
+            cells = [mean_and_error(group[group.step == s].value) if (group.step == s).any() else "" for _, s in steps]
             lines.append(f"| {label} | ovis {run_id} | {group.seed.nunique()} | " + " | ".join(cells) + " |")
     return lines
 

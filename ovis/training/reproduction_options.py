@@ -28,31 +28,33 @@ def betas(text: str) -> Tuple[float, float]:
 
 
 def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("reproduction of other code")
-    group.add_argument("--adam_betas", type=betas, default=None,
+    """Into the parser's ``run``, ``model`` and ``gradient analysis`` groups when it has them."""
+    groups = {group.title: group for group in parser._action_groups}
+    run, model, grads = (groups.get(title, parser) for title in ("run", "model", "gradient analysis"))
+    run.add_argument("--adam_betas", type=betas, default=None,
                        help="B1,B2: decay rates of the moment estimates of the model's optimiser and of the "
                             "estimator's own Adam (default: torch's, 0.9,0.999; the REBAR code: 0.9,0.99999)")
-    group.add_argument("--init", default="default", choices=INITIALISATIONS,
+    model.add_argument("--init", default="default", choices=INITIALISATIONS,
                        help="initialisation of the linear maps of the VAE-like models: torch's, or the REBAR "
                             "code's variance scaling (truncated normal, std sqrt(2.6 / fan_in), zero biases)")
-    group.add_argument("--output_bias_clip", type=float, default=1e-4,
+    model.add_argument("--output_bias_clip", type=float, default=1e-4,
                        help="the output bias of the VAE-like models starts at logit(clip(mean, c, 1 - c)) of "
                             "the training data (the REBAR code: 1e-3)")
-    group.add_argument("--data_centring", default="shifted", choices=DATA_CENTRINGS,
+    model.add_argument("--data_centring", default="shifted", choices=DATA_CENTRINGS,
                        help="input of the sbm's inference network: (x - mean + 1) / 2 (shifted, TVO and OVIS) "
                             "or x - mean (centred, the REBAR code)")
-    group.add_argument("--rebar_baseline_hdim", type=int, default=0,
+    run.add_argument("--rebar_baseline_hdim", type=int, default=0,
                        help="> 0: dynamic-rebar and relax subtract an input-dependent baseline b(x) (one hidden "
                             "layer of this width, trained by their variance objective) from the score term's "
                             "coefficient, as the REBAR code's REBAR does (it uses 100); 0: none")
-    group.add_argument("--grad_variance_mode", default="samples", choices=GRAD_VARIANCE_MODES,
+    grads.add_argument("--grad_variance_mode", default="samples", choices=GRAD_VARIANCE_MODES,
                        help="--track_grad_variances: samples = grad_log_variance/<id> from --grad_samples "
                             "draws at each evaluation; moving = the REBAR code's: at every training step, "
                             "on the training batch, moving averages of each estimator's gradient and squared "
                             "gradient give online:grad_moving_variance/<id>, the mean over the parameters "
                             "(--grad_key) of avg(g^2) - (mean over the estimators of avg(g))^2, averaged "
                             "between evaluations")
-    group.add_argument("--grad_variance_decay", type=float, default=0.999,
+    grads.add_argument("--grad_variance_decay", type=float, default=0.999,
                        help="decay of the moving averages of --grad_variance_mode moving")
 
 
