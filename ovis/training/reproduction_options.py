@@ -33,7 +33,7 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
     run, model, grads = (groups.get(title, parser) for title in ("run", "model", "gradient analysis"))
     run.add_argument("--adam_betas", type=betas, default=None,
                        help="B1,B2: decay rates of the moment estimates of the model's optimiser and of the "
-                            "estimator's own Adam (default: torch's, 0.9,0.999; the REBAR code: 0.9,0.99999)")
+                            "estimator's own Adam (none: torch's, 0.9,0.999; the REBAR code: 0.9,0.99999)")
     model.add_argument("--init", default="default", choices=INITIALISATIONS,
                        help="initialisation of the linear maps of the VAE-like models: torch's, or the REBAR "
                             "code's variance scaling (truncated normal, std sqrt(2.6 / fan_in), zero biases)")
