@@ -12,18 +12,24 @@ training estimator itself (its learned control variates are those of the traject
 id with parameters (NVIL's baseline, dynamic REBAR's eta and temperature, RELAX's network)
 first adapts them for ``adapt_steps`` steps of its own objective on the batch (the model is not
 changed), so that learned control variates are compared in a trained state.
+
+``--grad_variance_mode moving`` measures instead the REBAR code's variance (``MovingVarianceTracker``):
+every training step, each tracked id's gradient of the selected parameters on the training batch,
+at the parameters of that step, updates moving averages of ``g`` and ``g^2`` (``MovingGradientMoments``);
+learned control variates follow the trajectory, trained by their own objectives.
 """
 import math
 from typing import Dict, List, Optional
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..cli import comma_list
 from ..estimators.config import parse_estimator_id
-from .gradients import gradient_statistics
+from .gradients import gradient_statistics, select_parameters
 
 METRIC = "grad_log_variance/{}"
+MOVING_METRIC = "grad_moving_variance/{}"
 ADAPT_STEPS = 100
 
 
@@ -93,3 +99,70 @@ class GradientVarianceTracker:
             variance = statistics.summary["grads/variance"]
             values[METRIC.format(estimator_id)] = math.log(variance) if variance > 0 else float("-inf")
         return values
+
+
+class MovingGradientMoments:
+    """The REBAR code's gradient variance of several estimators along one trajectory (Tucker et
+    al. 2017, ``SBNTrackGradVariances``; with one estimator, ``_create_train_op``'s).
+
+    ``update({id: g [P]})`` moves ``m_e <- d m_e + (1 - d) g_e`` and ``s_e <- d s_e + (1 - d) g_e^2``
+    (both start at zero, no bias correction, as TensorFlow's ``ExponentialMovingAverage`` of a
+    tensor) and returns ``{MOVING_METRIC(id): mean_p(s_e - mu^2)}`` with ``mu`` the mean of ``m_e``
+    over the estimators: the mean per-coordinate variance around the estimators' common mean."""
+
+    def __init__(self, ids: List[str], decay: float = 0.999):
+        self.ids, self.decay = list(ids), decay
+        self.first: Dict[str, Tensor] = {}
+        self.second: Dict[str, Tensor] = {}
+
+    def update(self, gradients: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        for estimator_id in self.ids:
+            g = gradients[estimator_id].detach()  # [P]
+            if estimator_id not in self.first:
+                self.first[estimator_id], self.second[estimator_id] = torch.zeros_like(g), torch.zeros_like(g)
+            self.first[estimator_id].lerp_(g, 1 - self.decay)
+            self.second[estimator_id].lerp_(g.square(), 1 - self.decay)
+        mu = torch.stack([self.first[estimator_id] for estimator_id in self.ids]).mean(0)  # [P]
+        return {MOVING_METRIC.format(estimator_id): (self.second[estimator_id] - mu.square()).mean()
+                for estimator_id in self.ids}
+
+
+class MovingVarianceTracker(GradientVarianceTracker):
+    """``tracker.step(model, x, **runtime) -> {"grad_moving_variance/<id>": tensor}`` after the
+    training step's backward pass and before its update: the training estimator's gradient is read
+    from ``.grad``; every other id computes its own on ``x`` and trains its own parameters with
+    Adam (``lr``, ``betas``), as the REBAR code trains every tracked estimator's control variates."""
+
+    def __init__(self, ids: List[str], mc: int, iw: int, x_shape, training: Dict[str, nn.Module], model: nn.Module,
+                 param_filter: str, decay: float = 0.999, lr: float = 5e-3, betas=None):
+        super().__init__(ids, mc, iw, x_shape, training=training)
+        self.parameters = [p for _, p in select_parameters(model, param_filter)]
+        self.moments = MovingGradientMoments(ids, decay)
+        self.lr, self.betas = lr, betas
+        self.optimizers: Dict[str, torch.optim.Optimizer] = {}
+
+    def step(self, model: nn.Module, x: Tensor, **runtime) -> Dict[str, Tensor]:
+        return self.moments.update({estimator_id: self.gradient(estimator_id, model, x, **runtime)
+                                    for estimator_id in self.ids})
+
+    def gradient(self, estimator_id: str, model: nn.Module, x: Tensor, **runtime) -> Tensor:
+        """The flat gradient ``[P]`` of ``estimator_id`` for the selected parameters (zeros where none)."""
+        if estimator_id in self.shared:
+            return flatten(self.parameters, [p.grad for p in self.parameters])
+        estimator = self.estimator(estimator_id, model)
+        own = [p for p in estimator.parameters() if p.requires_grad]
+        loss, _, _ = estimator(model, x, return_diagnostics=False, **runtime)
+        grads = torch.autograd.grad(loss.mean(), self.parameters + own, allow_unused=True)
+        if own:
+            if estimator_id not in self.optimizers:
+                self.optimizers[estimator_id] = torch.optim.Adam(own, lr=self.lr, **(
+                    {"betas": tuple(self.betas)} if self.betas else {}))
+            for p, g in zip(own, grads[len(self.parameters):]):
+                p.grad = g
+            self.optimizers[estimator_id].step()
+        return flatten(self.parameters, grads[:len(self.parameters)])
+
+
+def flatten(parameters: List[Tensor], grads) -> Tensor:
+    """``grads`` (None for a parameter without gradient) as one vector ``[P]``."""
+    return torch.cat([(torch.zeros_like(p) if g is None else g.detach()).flatten() for p, g in zip(parameters, grads)])

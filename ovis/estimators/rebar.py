@@ -70,6 +70,11 @@ def split_parameters(model: nn.Module) -> Tuple[List[Tensor], List[Tensor]]:
     return phi, theta
 
 
+def tanh_network(features: int, hdim: int) -> nn.Module:
+    """``features`` -> tanh hidden layer of width ``hdim`` -> one value (RELAX's r, REBAR's baseline)."""
+    return nn.Sequential(nn.Linear(features, hdim), nn.Tanh(), nn.Linear(hdim, 1))
+
+
 class InjectedGradients(torch.autograd.Function):
     """``InjectedGradients.apply(gradients, *parameters)``: a zero whose backward pass gives each
     parameter its given gradient (times the incoming one): one graph node instead of a
@@ -91,14 +96,18 @@ class REBAR(ControlledNoiseEstimator):
 
     Args: ``eta`` (control-variate scale, 1), ``temperature`` (lam, 0.5), ``learn`` (train eta
     and log lam: dynamic REBAR), ``surrogate_hdim`` (> 0: RELAX's network r with one tanh hidden
-    layer of this width; needs ``x_shape``; implies ``learn``).
+    layer of this width; needs ``x_shape``; implies ``learn``), ``neural_baseline`` (> 0: subtract
+    an input-dependent baseline ``b(2x - 1)`` (one tanh hidden layer of this width) from
+    the score term's coefficient, as the REBAR code's REBAR does; trained by the variance objective,
+    so it needs ``learn``; ``b`` does not depend on z: the estimator stays unbiased).
     """
 
     noise_streams = 2
     noise_quadrature_nodes = 8  # the relaxed passes are smooth in the noise
+    baseline_options = ("neural_baseline",)  # run.py's --rebar_baseline_hdim
 
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
-                 surrogate_hdim: int = 0, x_shape=None, **options):
+                 surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, **options):
         super().__init__(mc, iw, x_shape=x_shape, **options)
         if not temperature > 0:
             raise ValueError(f"temperature={temperature!r}: the relaxation temperature must be > 0")
@@ -106,6 +115,9 @@ class REBAR(ControlledNoiseEstimator):
             raise ValueError("relax needs x_shape= (the shape of one data point) for its surrogate network")
         self.learn = bool(learn or surrogate_hdim)
         self.owns_parameters = self.learn
+        if neural_baseline and (not self.learn or x_shape is None):
+            raise ValueError("neural_baseline needs a trained control variate (dynamic-rebar or relax) and x_shape=")
+        self.baseline = tanh_network(math.prod(x_shape), neural_baseline) if neural_baseline else None
         values = {"eta": torch.tensor(float(eta)), "log_temperature": torch.tensor(math.log(temperature))}
         for name, value in values.items():
             if self.learn:
@@ -135,8 +147,7 @@ class REBAR(ControlledNoiseEstimator):
 
     def build_network(self, features: int, like: Tensor) -> None:
         """RELAX's r: ``features`` (data point and latents) -> tanh hidden layer -> one value."""
-        self.network = nn.Sequential(nn.Linear(features, self.surrogate_hdim), nn.Tanh(),
-                                     nn.Linear(self.surrogate_hdim, 1)).to(like)
+        self.network = tanh_network(features, self.surrogate_hdim).to(like)
 
     @staticmethod
     def _build_network_for_state(module: "REBAR", state_dict, prefix: str, *args) -> None:
@@ -184,6 +195,8 @@ class REBAR(ControlledNoiseEstimator):
             (relaxed, conditional), relaxed_logits = self.controls(model, x, particles, temperature, options)
         log_q = particles.log_qz.sum((-2, -1))  # [bs, mc]: log q(b) of all particles and layers
         coefficient = bound.detach() - self.eta * conditional  # [bs, mc]
+        if self.baseline is not None:
+            coefficient = coefficient - self.baseline(2 * x.flatten(1) - 1)  # [bs, mc]: b(x) [bs, 1]
         difference = relaxed - conditional  # [bs, mc]
         diagnostics = {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
         gradients = None
@@ -237,7 +250,8 @@ class REBAR(ControlledNoiseEstimator):
         return per_offset.square().sum()
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, learn={self.learn}, surrogate_hdim={self.surrogate_hdim}"
+        return (f"{super().extra_repr()}, learn={self.learn}, surrogate_hdim={self.surrogate_hdim}, "
+                f"neural_baseline={self.baseline is not None}")
 
 
 FAMILIES = (EstimatorFamily(

@@ -18,11 +18,13 @@ name               model
 =================  ==========================================================================
 
 Hyper-parameters use the ``run.py`` option names: ``N, K, hdim, nlayers, depth, prior,
-learn_prior, normalization, dropout, kdim``, and ``reproduce_original`` (the original code's
+learn_prior, normalization, dropout, kdim``, ``init`` and ``output_bias_clip`` (the VAE-like models:
+torch's or variance-scaling initialisation, the clip of the data mean of the output bias),
+``data_centring`` (``sbm``: ``shifted`` or ``centred`` input), and ``reproduce_original`` (the original code's
 relaxed latents, ``ovis.models.distributions``; not a ``run.py`` option); model-specific extra:
 ``q_std`` (``gaussian-toy``, q's standard deviation).
 A model ignores the shared names it has no use for (so a trainer may pass all of them):
-``sbm`` uses ``N, depth, nlayers`` (hidden width = N, prior learnt Bernoulli); ``gaussian-vae``
+``sbm`` uses ``N, depth, nlayers`` and the three above (hidden width = N, prior learnt Bernoulli); ``gaussian-vae``
 everything but ``prior, K, kdim``; ``gaussian-toy`` none; ``gmm`` ``N`` (clusters) and ``hdim``
 (width of q's hidden layer, default 16: the paper's 1-16-C network). ``ovis.identity`` leaves the
 names a data set's own model ignores out of a run's identity.
@@ -38,11 +40,12 @@ from .base import TemplateModel
 from .distributions import LATENT_FAMILIES
 from .gaussian_toy import GaussianToyModel
 from .gmm import GaussianMixtureModel
-from .layers import NORMALIZATIONS
-from .vae import HierarchicalVAE
+from .layers import INITIALISATIONS, NORMALIZATIONS
+from .vae import DATA_CENTRINGS, HierarchicalVAE
 
 SHARED_HYPERPARAMETERS = ("N", "K", "hdim", "nlayers", "depth", "prior", "learn_prior",
-                          "normalization", "dropout", "kdim", "reproduce_original")
+                          "normalization", "dropout", "kdim", "reproduce_original", "init", "output_bias_clip",
+                          "data_centring")
 
 
 @dataclass(frozen=True)
@@ -60,10 +63,10 @@ def _gaussian_vae(x_shape, x_mean, **hparams) -> TemplateModel:
     return HierarchicalVAE(x_shape, x_mean=x_mean, prior="normal", **hparams)
 
 
-def _sbm(x_shape, x_mean, N, depth, nlayers, reproduce_original) -> TemplateModel:
+def _sbm(x_shape, x_mean, N, depth, nlayers, reproduce_original, **options) -> TemplateModel:
     return HierarchicalVAE(x_shape, N=N, hdim=N, nlayers=nlayers, depth=depth, prior="bernoulli",
                            learn_prior=True, x_mean=x_mean, signed_latents=True, centered_data=True,
-                           reproduce_original=reproduce_original)
+                           reproduce_original=reproduce_original, **options)
 
 
 def _gaussian_toy(x_shape, x_mean, q_std) -> TemplateModel:
@@ -74,16 +77,20 @@ def _gmm(x_shape, x_mean, N, hdim) -> TemplateModel:
     return GaussianMixtureModel(x_shape, N=N, hdim=hdim)
 
 
+# the initialisation of the linear maps and the clip of the output bias's data mean (vae.py)
+_INIT_DEFAULTS = dict(init="default", output_bias_clip=1e-4)
 _VAE_DEFAULTS = dict(N=32, K=8, hdim=64, nlayers=3, depth=1, prior="normal", learn_prior=False,
-                     normalization="none", dropout=0.0, kdim=0, reproduce_original=False)
+                     normalization="none", dropout=0.0, kdim=0, reproduce_original=False, **_INIT_DEFAULTS)
 
 MODELS: Dict[str, ModelSpec] = {
     "vae": ModelSpec(_vae, _VAE_DEFAULTS),
     "shapes": ModelSpec(_vae, {**_VAE_DEFAULTS, "prior": "categorical", "learn_prior": True, "N": 32,
                                "K": 8, "hdim": 128, "nlayers": 2}),
     "gaussian-vae": ModelSpec(_gaussian_vae, dict(N=200, hdim=200, nlayers=2, depth=1, learn_prior=False,
-                                                  normalization="none", dropout=0.0, reproduce_original=False)),
-    "sbm": ModelSpec(_sbm, dict(N=200, depth=3, nlayers=0, reproduce_original=False)),
+                                                  normalization="none", dropout=0.0, reproduce_original=False,
+                                                  **_INIT_DEFAULTS)),
+    "sbm": ModelSpec(_sbm, dict(N=200, depth=3, nlayers=0, reproduce_original=False, data_centring="shifted",
+                                **_INIT_DEFAULTS)),
     "gaussian-toy": ModelSpec(_gaussian_toy, dict(q_std=2 / 3)),
     "gmm": ModelSpec(_gmm, dict(N=20, hdim=16)),
 }
@@ -114,6 +121,12 @@ def _check_hyperparameter(name: str, value):
         raise ValueError(f"{name}={value!r}: expected True or False")
     if name == "dropout" and not 0.0 <= float(value) < 1.0:
         raise ValueError(f"dropout={value!r}: expected a probability in [0, 1)")
+    if name == "init" and value not in INITIALISATIONS:
+        raise ValueError(f"init={value!r}; allowed: {list(INITIALISATIONS)}")
+    if name == "data_centring" and value not in DATA_CENTRINGS:
+        raise ValueError(f"data_centring={value!r}; allowed: {list(DATA_CENTRINGS)}")
+    if name == "output_bias_clip" and not 0 < float(value) < 0.5:
+        raise ValueError(f"output_bias_clip={value!r}: expected a probability in (0, 0.5)")
     if name == "q_std" and not float(value) > 0:
         raise ValueError(f"q_std={value!r}: expected a standard deviation > 0")
     return value

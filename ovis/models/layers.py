@@ -1,4 +1,6 @@
 """Deterministic building blocks shared by the VAE-like models."""
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -29,6 +31,26 @@ def mlp(in_features: int, out_features: int, hdim: int, nlayers: int,
         width = hdim
     blocks.append(nn.Linear(width, out_features))
     return nn.Sequential(*blocks)
+
+
+INITIALISATIONS = ("default", "variance-scaling")
+
+
+def initialise(module: nn.Module, scheme: str) -> None:
+    """Re-initialise every ``nn.Linear`` of ``module``. ``default``: torch's (nothing changes);
+    ``variance-scaling``: the REBAR code's (TF-slim ``variance_scaling_initializer``: weights from a
+    normal of standard deviation ``sqrt(1.3 * 2 / fan_in)`` truncated at two standard deviations,
+    biases zero)."""
+    if scheme not in INITIALISATIONS:
+        raise ValueError(f"init={scheme!r}; allowed: {list(INITIALISATIONS)}")
+    if scheme == "default":
+        return
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            std = math.sqrt(2.6 / layer.in_features)
+            nn.init.trunc_normal_(layer.weight, std=std, a=-2 * std, b=2 * std)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
 
 def output_layer(module: nn.Module) -> nn.Linear:

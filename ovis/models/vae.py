@@ -22,8 +22,11 @@ from torch.distributions import Distribution
 
 from .base import TemplateModel
 from .distributions import BernoulliLogits, LatentFamily, bernoulli_logit_bias, latent_family
-from .layers import KeyQueryLogits, mlp, output_layer
+from .layers import KeyQueryLogits, initialise, mlp, output_layer
 from .sampling import LatentSampler, check_particles, expand_to_particles, resolve_sampler
+
+
+DATA_CENTRINGS = ("shifted", "centred")  # (x - x_mean + 1) / 2 (TVO, OVIS); x - x_mean (the REBAR code)
 
 
 class StochasticLayer(nn.Module):
@@ -75,8 +78,13 @@ class HierarchicalVAE(TemplateModel):
         x_mean: training-set pixel mean ``[*x_shape]``; when given the decoder's output bias
             starts at ``logit(clip(x_mean))`` so the untrained model predicts the mean image.
         signed_latents: feed latent samples to the networks as ``2z - 1`` (SBN).
-        centered_data: feed data to the encoder as ``(x - x_mean + 1) / 2`` (SBN); without
-            ``x_mean`` the mean is taken as 1/2.
+        centered_data: feed data to the encoder centred (SBN); without ``x_mean`` the mean is
+            taken as 1/2.
+        data_centring: how centred data are fed: ``shifted`` ``(x - x_mean + 1) / 2`` (TVO, OVIS)
+            or ``centred`` ``x - x_mean`` (the REBAR code).
+        init: ``default`` (torch's) or ``variance-scaling`` (``layers.initialise``), applied to
+            every linear map before the output bias is set.
+        output_bias_clip: the output bias starts at ``logit(clip(x_mean, c, 1 - c))``.
         reproduce_original: the original code's relaxed latents (``ovis.models.distributions``).
     """
 
@@ -84,11 +92,15 @@ class HierarchicalVAE(TemplateModel):
                  nlayers: int = 3, depth: int = 1, prior: str = "normal", learn_prior: bool = False,
                  normalization: str = "none", dropout: float = 0.0, kdim: int = 0,
                  x_mean: Optional[Tensor] = None, signed_latents: bool = False,
-                 centered_data: bool = False, reproduce_original: bool = False):
+                 centered_data: bool = False, reproduce_original: bool = False, data_centring: str = "shifted",
+                 init: str = "default", output_bias_clip: float = 1e-4):
         super().__init__()
         self.x_shape = tuple(int(d) for d in x_shape)
         self.depth, self.n_units = depth, N
         self.signed_latents, self.centered_data = signed_latents, centered_data
+        if data_centring not in DATA_CENTRINGS:
+            raise ValueError(f"data_centring={data_centring!r}; allowed: {list(DATA_CENTRINGS)}")
+        self.data_centring = data_centring
         self.family = latent_family(prior, K, reproduce_original)
         if kdim > 0 and prior != "categorical":
             raise ValueError(f"kdim={kdim} (key-query logits) needs prior='categorical', got prior={prior!r}")
@@ -116,9 +128,11 @@ class HierarchicalVAE(TemplateModel):
         self.generative_model.conditionals = nn.ModuleList(
             [StochasticLayer(self.family, z_features, N, **layer_args) for _ in range(depth - 1)])
         self.generative_model.observation = mlp(z_features, x_features, **layer_args)
+        initialise(self, init)
         if x_mean is not None:
             with torch.no_grad():
-                output_layer(self.generative_model.observation).bias.copy_(bernoulli_logit_bias(self.x_mean))
+                bias = bernoulli_logit_bias(self.x_mean, output_bias_clip)
+                output_layer(self.generative_model.observation).bias.copy_(bias)
 
     @staticmethod
     def _flat_mean(x_mean: Optional[Tensor], x_features: int) -> Tensor:
@@ -142,7 +156,9 @@ class HierarchicalVAE(TemplateModel):
 
     def _data_input(self, x: Tensor) -> Tensor:
         h = x.flatten(1)  # [rows, x_features]
-        return (h - self.x_mean + 1) * 0.5 if self.centered_data else h
+        if not self.centered_data:
+            return h
+        return h - self.x_mean if self.data_centring == "centred" else (h - self.x_mean + 1) * 0.5
 
     def _latent_input(self, z: Tensor) -> Tensor:
         h = self.family.flatten(z)  # [rows, N * unit_size]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ovis.analysis.active_units import active_units
-from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
+from ovis.analysis.grad_variance import GradientVarianceTracker, MovingVarianceTracker, parse_tracked_ids
 from ovis.analysis.gradients import gradient_statistics
 from ovis.training.arguments import gradient_filter
 
@@ -72,7 +72,7 @@ def grad_variance_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str,
     batch (``ovis/analysis/grad_variance.py``); the tracker, with its estimators, lives in
     ``context.state`` across evaluations. Empty list or 0 samples skips."""
     args = context.args
-    if not getattr(args, "track_grad_variances", "") or args.grad_samples <= 0:
+    if not getattr(args, "track_grad_variances", "") or args.grad_samples <= 0 or moving_mode(args):
         return {}
     x = torch.cat(list(context.subsets["gradients"].batches(args.grad_bs, context.device)))  # [grad_bs, *x_shape]
     if "grad_variances" not in context.state:
@@ -81,6 +81,21 @@ def grad_variance_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str,
                                                                   training={args.estimator: context.estimator})
     return context.state["grad_variances"](context.model, x, args.grad_samples, gradient_filter(args, context.model),
                                            **runtime)
+
+
+def moving_mode(args) -> bool:
+    return bool(getattr(args, "track_grad_variances", "")) and getattr(args, "grad_variance_mode", "") == "moving"
+
+
+def moving_variance_tracker(args, model: torch.nn.Module, estimator: torch.nn.Module,
+                            x_shape) -> Optional[MovingVarianceTracker]:
+    """The tracker of ``--grad_variance_mode moving`` (called at every training step), else None."""
+    if not moving_mode(args):
+        return None
+    ids = parse_tracked_ids(args.track_grad_variances, args.mc, args.iw)
+    return MovingVarianceTracker(ids, args.mc, args.iw, x_shape, {args.estimator: estimator}, model,
+                                 gradient_filter(args, model), decay=args.grad_variance_decay,
+                                 lr=args.baseline_lr, betas=args.adam_betas)
 
 
 ANALYSES: List[Callable[[AnalysisContext, Dict], Dict[str, float]]] = [active_units_analysis, gradient_analysis,

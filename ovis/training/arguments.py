@@ -38,6 +38,8 @@ from typing import Dict, Optional, Sequence, Tuple
 from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
 from ovis.identity import DATASET_MODELS, run_hash
 from ovis.training.optim import OPTIMIZERS
+from ovis.training.reproduction_options import (MODEL_OPTIONS, ReproductionOptionError, add_reproduction_options,
+                                                check_reproduction_options)
 from ovis.training.schedules import WARMUP_MODES
 
 NORMALIZATIONS = ("none", "layernorm", "batchnorm")
@@ -125,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--iw_test", type=integer_option, default=1000, help="K of the periodic evaluation bound")
 
     _add_model_and_analysis_options(parser)
+    add_reproduction_options(parser)
     return parser
 
 
@@ -241,8 +244,9 @@ def check_values(args: argparse.Namespace) -> None:
             parse_tracked_ids(args.track_grad_variances, args.mc, args.iw)
         except ValueError as error:
             raise ArgumentError(str(error)) from None
-        _check(args.grad_samples >= 2, f"--track_grad_variances needs --grad_samples >= 2 (the samples of each "
-                                       f"variance), got {args.grad_samples}")
+        _check(args.grad_samples >= 2 or args.grad_variance_mode == "moving",
+               f"--track_grad_variances needs --grad_samples >= 2 (the samples of each variance), got "
+               f"{args.grad_samples}")
     _check(args.grad_key is None or any(key.strip() for key in args.grad_key.split(",")) or args.grad_samples == 0,
            "--grad_key must name at least one parameter-name substring, e.g. inference_network")
     _check(args.mc_au_analysis == 0 or args.npoints_au_analysis >= 2,
@@ -251,6 +255,10 @@ def check_values(args: argparse.Namespace) -> None:
     _check(args.checkpoint_interval > 0, f"--checkpoint_interval must be > 0 seconds, got {args.checkpoint_interval}")
     _check(args.run_id is None or (args.run_id.strip() and "/" not in args.run_id and args.run_id not in (".", "..")),
            f"--run_id must be a plain folder name, got {args.run_id!r}")
+    try:
+        check_reproduction_options(args, model_name(args))
+    except ReproductionOptionError as error:
+        raise ArgumentError(str(error)) from None
     forced = DATASET_MODELS.values()
     _check(args.model not in forced or DATASET_MODELS.get(args.dataset) == args.model,
            f"--model {args.model} only goes with --dataset {args.model}")
@@ -356,7 +364,8 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
         Estimator, config = parse_estimator_id(args.estimator)
     except ValueError as error:
         raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
-    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
+    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers,
+                "neural_baseline": getattr(args, "rebar_baseline_hdim", 0)}
     config.update({key: value for key, value in baseline.items() if key in Estimator.baseline_options})
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
@@ -416,5 +425,5 @@ def model_hparams(args: argparse.Namespace) -> Dict:
     """Hyper-parameters ``ovis.models.get_model`` receives (DESIGN 1: run.py option names)."""
     return {"N": args.N, "K": args.K, "hdim": args.hdim, "nlayers": args.nlayers, "depth": args.depth,
             "prior": args.prior, "learn_prior": args.learn_prior, "normalization": args.normalization,
-            "dropout": args.dropout, "kdim": args.kdim}
+            "dropout": args.dropout, "kdim": args.kdim, **{name: getattr(args, name) for name in MODEL_OPTIONS}}
 

@@ -5,9 +5,12 @@ The paper trains with Adam (Kingma & Ba, 2015, Algorithm 1). Where torch has a f
 the optimiser and the parameters' device (Adam, AdamW, SGD, Adagrad on CUDA, and on CPU since
 torch 2.4), the update of all parameters runs in it (``fused=True``); elsewhere torch's default
 (multi-tensor ``foreach``) implementation runs. Both compute the same update.
+
+``--adam_betas B1,B2`` sets the decay rates of the moment estimates of the optimisers that have
+them (Adam's family); the REBAR code (Tucker et al., 2017) trains with beta2 = 0.99999.
 """
 import inspect
-from typing import Dict, Iterable
+from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 
@@ -25,18 +28,32 @@ def _torch_optimizers() -> Dict[str, type]:
 OPTIMIZERS = _torch_optimizers()
 
 
-def make_optimizer(name: str, params: Iterable[torch.Tensor], lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params: Iterable[torch.Tensor], lr: float,
+                   betas: Optional[Tuple[float, float]] = None) -> torch.optim.Optimizer:
     """``torch.optim`` optimiser ``name`` (lower case, e.g. ``adam``) over ``params`` with learning
-    rate ``lr`` and torch's other defaults, in the fused kernel where one exists for the device."""
+    rate ``lr``, ``betas`` when given (else torch's) and torch's other defaults, in the fused
+    kernel where one exists for the device."""
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimiser {name!r}: choose one of {', '.join(OPTIMIZERS)}")
     optimizer_class, params = OPTIMIZERS[name], list(params)
-    if "fused" in inspect.signature(optimizer_class).parameters:
+    accepted = inspect.signature(optimizer_class).parameters
+    options = {"lr": lr}
+    if betas is not None:
+        if "betas" not in accepted:
+            raise ValueError(f"--adam_betas: optimiser {name!r} has no betas; choose one of "
+                             f"{', '.join(optimizers_with_betas())} or drop --adam_betas")
+        options["betas"] = tuple(betas)
+    if "fused" in accepted:
         try:
-            return optimizer_class(params, lr=lr, fused=True)
+            return optimizer_class(params, fused=True, **options)
         except RuntimeError:  # no fused kernel for this device or dtype in this torch
             pass
-    return optimizer_class(params, lr=lr)
+    return optimizer_class(params, **options)
+
+
+def optimizers_with_betas() -> Tuple[str, ...]:
+    """Names of the optimisers that take ``betas`` (Adam's family)."""
+    return tuple(name for name, cls in OPTIMIZERS.items() if "betas" in inspect.signature(cls).parameters)
 
 
 def load_optimizer_state(optimizer: torch.optim.Optimizer, state: Dict) -> None:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 from ovis import exit_codes
 from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
-from ovis.training.analyses import AnalysisContext, run_analyses
+from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
 from ovis.training.divergence import (DivergenceError, check_evaluation, check_parameters,
                                      likelihood_is_probability_mass)
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
@@ -100,10 +100,11 @@ class Trainer:
         self.estimator_id = components.estimator_id or args.estimator
         self.image_data = len(self.datasets.x_shape) == 3
 
-        self.optimizers = [make_optimizer(args.optimizer, self.model.parameters(), lr=args.lr)]
+        betas = getattr(args, "adam_betas", None)
+        self.optimizers = [make_optimizer(args.optimizer, self.model.parameters(), lr=args.lr, betas=betas)]
         estimator_parameters = [p for p in self.estimator.parameters() if p.requires_grad]
         if estimator_parameters:
-            self.optimizers.append(make_optimizer("adam", estimator_parameters, lr=args.baseline_lr))
+            self.optimizers.append(make_optimizer("adam", estimator_parameters, lr=args.baseline_lr, betas=betas))
         self.base_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in self.optimizers]
 
         train = self.datasets.train
@@ -131,6 +132,8 @@ class Trainer:
         self.analysis_context = AnalysisContext(args, self.model, self.estimator, self.subsets, self.device,
                                                 self.chunk_rows)
         self.stop_requests = StopRequests(logger)
+        # --grad_variance_mode moving: per-step variances (not checkpointed: a resumed run restarts them)
+        self.moving_variance = moving_variance_tracker(args, self.model, self.estimator, self.datasets.x_shape)
         self._started = time.time()
         self._last_checkpoint = time.monotonic()
         self.progress: Optional[Progress] = None
@@ -226,6 +229,9 @@ class Trainer:
                                               **self.runtime(state.step))
         loss = loss.mean()
         loss.backward()
+        if self.moving_variance is not None:  # on its own random stream: the trajectory does not change
+            with seeded_rng(derive_seed(self.args.seed, "moving-variance", state.step), self.device):
+                diagnostics = {**diagnostics, **self.moving_variance.step(self.model, x, **self.runtime(state.step))}
         for optimizer in self.optimizers:
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -127,7 +127,8 @@ def test_antithetic_estimators_match_the_exact_gradient(mode, z_dims, iw, runtim
 REBAR_CASES = [((2,), 0.5, 1, {}), ((1,), 1.0, 2, {"alpha": 0.3}), ((1, 1), 1.0, 1, {"beta": 0.7})]
 
 
-@pytest.mark.parametrize("config", [{}, {"learn": True}, {"surrogate_hdim": 8}], ids=["rebar", "dynamic", "relax"])
+@pytest.mark.parametrize("config", [{}, {"learn": True}, {"surrogate_hdim": 8}, {"learn": True, "neural_baseline": 4}],
+                         ids=["rebar", "dynamic", "relax", "dynamic-baseline"])
 @pytest.mark.parametrize("z_dims,scale,iw,runtime", REBAR_CASES)
 def test_rebar_family_matches_the_exact_gradient(config, z_dims, scale, iw, runtime):
     model = EnumerableModel(x_dim=3, z_dims=z_dims, scale=scale, seed=0).double()
@@ -160,6 +161,7 @@ class VarianceMaximisingREBAR(REBAR):
 
 
 @pytest.mark.parametrize("cls,config", [(REBAR, {"learn": True}), (REBAR, {"surrogate_hdim": 8}),
+                                        (REBAR, {"learn": True, "neural_baseline": 4}),
                                         (BrokenLearnedREBAR, {"surrogate_hdim": 8})])
 @pytest.mark.parametrize("z_dims,mc,iw,runtime", [((2,), 1, 1, {}), ((1, 1), 2, 2, {"alpha": 0.3, "freebits": 0.1})])
 def test_training_mode_gives_the_model_the_gradient_of_the_unbiased_estimator(cls, config, z_dims, mc, iw, runtime):
@@ -310,3 +312,15 @@ def test_check_model_leaves_the_random_stream_and_the_batch_statistics_alone(est
     build(estimator_id, iw=1, x_shape=(1, 6, 6)).check_model(model)
     assert torch.equal(torch.get_rng_state(), state)
     assert all(torch.equal(b, statistics[name]) for name, b in model.named_buffers())
+
+
+def test_the_neural_baseline_is_trained_by_the_variance_objective_and_needs_learning():
+    """Its gradient is the variance objective's (it moves the score term's coefficient), not zero."""
+    torch.manual_seed(0)
+    model = EnumerableModel(x_dim=3, z_dims=(2,), seed=0).double()
+    estimator = REBAR(learn=True, neural_baseline=4, x_shape=(3,)).double()
+    loss, _, _ = estimator.train()(model, (torch.rand(5, 3) > 0.5).double())
+    loss.mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in estimator.baseline.parameters())
+    with pytest.raises(ValueError, match="needs a trained control variate"):
+        REBAR(neural_baseline=4, x_shape=(3,))
