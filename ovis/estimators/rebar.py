@@ -104,7 +104,6 @@ class REBAR(ControlledNoiseEstimator):
 
     noise_streams = 2
     noise_quadrature_nodes = 8  # the relaxed passes are smooth in the noise
-    baseline_options = ("neural_baseline",)  # run.py's --rebar_baseline_hdim
 
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
                  surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, **options):

@@ -364,9 +364,10 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
         Estimator, config = parse_estimator_id(args.estimator)
     except ValueError as error:
         raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
-    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers,
-                "neural_baseline": getattr(args, "rebar_baseline_hdim", 0)}
+    baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
     config.update({key: value for key, value in baseline.items() if key in Estimator.baseline_options})
+    if getattr(args, "rebar_baseline_hdim", 0):  # refused by check_reproduction_options but for dynamic-rebar/relax
+        config["neural_baseline"] = args.rebar_baseline_hdim
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
     except ValueError as error:
