@@ -72,8 +72,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
     args = parser.parse_args()
-    if "auto" in args.chunks:
-        args.chunks = [measured_chunk_rows(args) if chunk == "auto" else chunk for chunk in args.chunks]
+    auto = measured_chunk_rows(args) if "auto" in args.chunks else None
+    args.chunks = [auto if chunk == "auto" else chunk for chunk in args.chunks]
     workloads = [Workload(model=args.model, estimator="-", kind="evaluate", iw=args.iw, batch_size=args.test_bs,
                           chunk_size=chunk, device=args.device, threads=args.threads, untimed_steps=0,
                           steps=args.batches, data_root=args.data_root) for chunk in args.chunks]
@@ -82,12 +82,12 @@ def main() -> None:
           f"{table['threads_used'].iloc[0]} thread(s), load {table['load'].min():.1f}-{table['load'].max():.1f}; "
           f"measured on {args.batches} x {args.test_bs} points, time extrapolated linearly\n")
     print("| rows per chunk | s per point | min for 10,000 points | CPU s per point (all threads) | "
-          f"floor s per point | step / floor (wall) | step / floor (CPU) | memory of the evaluation (MiB) | fits {MEMORY_BUDGET_MIB} MiB |")
+          f"floor CPU s per point | step / floor (wall) | step / floor (CPU) | memory of the evaluation (MiB) | fits {MEMORY_BUDGET_MIB} MiB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in table.itertuples():
         per_point = row.time_ms / 1e3 / args.test_bs
-        print(f"| {row.chunk_size} | {per_point:.3f} | {per_point * TEST_POINTS / 60:.1f} | "
-              f"{row.cpu_ms / 1e3 / args.test_bs:.3f} | {row.floor_ms / 1e3 / args.test_bs:.3f} | "
+        print(f"| {row.chunk_size}{' (auto)' if row.chunk_size == auto else ''} | {per_point:.3f} | {per_point * TEST_POINTS / 60:.1f} | "
+              f"{row.cpu_ms / 1e3 / args.test_bs:.3f} | {row.floor_cpu_ms / 1e3 / args.test_bs:.3f} | "
               f"{row.time_vs_floor:.2f} | {row.cpu_vs_floor:.2f} | {row.step_memory_mib:.0f} | "
               f"{'yes' if row.step_memory_mib < MEMORY_BUDGET_MIB else 'no'} |")
 
