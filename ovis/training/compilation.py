@@ -2,7 +2,8 @@
 
 * the gradient pass: the estimator's forward pass (sampling included), the surrogate and its
   backward pass, traced together into one graph (dynamo's ``trace_autograd_ops``: ``backward()``
-  inside the traced function becomes part of the graph instead of a graph break);
+  inside the traced function becomes part of the graph instead of a graph break); an estimator
+  whose call breaks the graph gets its call compiled and an eager ``backward()`` instead;
 * each optimiser's ``step``, compiled on its own: ``torch.optim`` breaks the graph around its
   update on purpose (the update must be traced without gradient).
 
@@ -20,13 +21,23 @@ def compile_mode(device: torch.device) -> str:
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
-def compiled_gradient_pass(function: Callable, device: torch.device) -> Callable:
-    """``function`` (forward pass, ``backward()`` inside) compiled as one graph for ``device``."""
-    compiled = torch.compile(function, mode=compile_mode(device))
+def compiled_gradient_pass(function: Callable, device: torch.device, fallback: Callable) -> Callable:
+    """``function`` (forward pass, ``backward()`` inside) compiled as one graph for ``device``;
+    where it cannot be one graph (a graph break: NVIL updates its statistics outside the graph,
+    and a ``backward()`` traced after a break leaves the parameters without gradients), every
+    call goes to ``fallback`` instead. Dynamo refuses before running anything, so the call that
+    found out runs once, in ``fallback``."""
+    compiled = {"call": torch.compile(function, mode=compile_mode(device), fullgraph=True)}
 
     def gradient_pass(*args, **kwargs):
-        with dynamo_config.patch(trace_autograd_ops=True):  # read when dynamo traces (first call, recompiles)
-            return compiled(*args, **kwargs)
+        if compiled["call"] is fallback:
+            return fallback(*args, **kwargs)
+        try:
+            with dynamo_config.patch(trace_autograd_ops=True):  # read when dynamo traces (first call, recompiles)
+                return compiled["call"](*args, **kwargs)
+        except torch._dynamo.exc.Unsupported:
+            compiled["call"] = fallback
+            return fallback(*args, **kwargs)
     return gradient_pass
 
 

@@ -97,7 +97,11 @@ class Trainer:
         self.estimator = components.estimator.to(self.device)
         compile = getattr(args, "compile", False)
         # --compile: the gradient pass and the optimiser steps, compiled on first use (ovis.training.compilation)
-        self.gradient_pass = compiled_gradient_pass(self._gradient_pass, self.device) if compile else self._gradient_pass
+        self.gradient_pass = self._gradient_pass
+        if compile:
+            estimator_call = torch.compile(self.estimator)  # the fallback's: compiled on first use only
+            self.gradient_pass = compiled_gradient_pass(
+                self._gradient_pass, self.device, lambda x, **runtime: self._gradient_pass(x, estimator_call, **runtime))
         self.evaluator, self.chunk_rows = components.evaluator, components.chunk_rows
         self.estimator_id = components.estimator_id or args.estimator
         self.image_data = len(self.datasets.x_shape) == 3
@@ -215,9 +219,11 @@ class Trainer:
             state.epoch += 1
             state.batch = 0
 
-    def _gradient_pass(self, x: Tensor, **runtime):
-        """The batch-mean surrogate loss and the diagnostics; the gradients accumulated in ``.grad``."""
-        loss, diagnostics, _ = self.estimator(self.model, x, backward=False, return_diagnostics=True, **runtime)
+    def _gradient_pass(self, x: Tensor, estimator_call: Optional[Callable] = None, **runtime):
+        """The batch-mean surrogate loss and the diagnostics; the gradients accumulated in ``.grad``.
+        ``estimator_call``: the estimator, or its compiled call (default: the estimator)."""
+        loss, diagnostics, _ = (estimator_call or self.estimator)(self.model, x, backward=False,
+                                                                   return_diagnostics=True, **runtime)
         loss = loss.mean()
         loss.backward()
         return loss.detach(), diagnostics
