@@ -8,7 +8,11 @@ threads (``ovis.training.main.evaluation_threads``: ``--threads``, else one per 
 batch of ``--test_bs`` points timed ``--batches`` times. The time for 10,000 points is
 extrapolated linearly from the measured points (the evaluation is a loop over batches and
 chunks of equal work); the process CPU time (all threads) per point is printed too, for loaded
-machines, where wall-clock times of several threads suffer most; the memory is the growth of the peak resident set (CUDA: the peak
+machines, where wall-clock times of several threads suffer most. The floor is the evaluation's
+bare forward matrix products (``ovis.analysis.floor.evaluation_floor_of``: the first inference
+layer once per data point and chunk, the other layers once per particle), timed after every
+measured batch with the same threads; ``step / floor``: the ratio of the medians, of wall-clock and of process CPU time (on a loaded
+machine the CPU time leaves out the waits for a core). The memory is the growth of the peak resident set (CUDA: the peak
 allocation) during the evaluation, which does not depend on the number of points.
 """
 import os
@@ -16,25 +20,60 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import torch  # noqa: E402
+
+from ovis.analysis.floor import evaluation_chunk_rows  # noqa: E402
 from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list  # noqa: E402
+from ovis.training.main import DEFAULT_THREADS, torch_threads  # noqa: E402
 from ovis.training.efficiency import Workload, efficiency_table  # noqa: E402
 
 TEST_POINTS = 10000
 MEMORY_BUDGET_MIB = 2048
+# float32 tensors of a chunk row per linear output (logits, probabilities, samples, log-densities and
+# temporaries): 8 x 4 bytes x 1784 outputs = 57 KB per row of the SBN 3 x 200, twice its measured 28 KB
+ROW_TENSORS = 8
+
+
+def available_memory(device: torch.device) -> float:
+    """Bytes of memory free for the evaluation: the device's free memory, or MemAvailable."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    with open("/proc/meminfo") as f:
+        return float(next(line.split()[1] for line in f if line.startswith("MemAvailable:"))) * 1024
+
+
+def measured_chunk_rows(args) -> int:
+    """``evaluation_chunk_rows`` for the model, within a quarter of the free memory."""
+    from ovis.models import get_model
+    from ovis.training.efficiency import MODEL_PRESETS
+    device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
+                          ("cpu" if args.device == "auto" else args.device))
+    model = get_model(args.model, (1, 28, 28), **MODEL_PRESETS.get(args.model, {})).to(device)
+    outputs = sum(module.out_features for module in model.modules() if isinstance(module, torch.nn.Linear))
+    with torch_threads(args.threads or DEFAULT_THREADS):
+        rows, throughput = evaluation_chunk_rows(model, device, available_memory(device) / 4,
+                                                 ROW_TENSORS * 4 * outputs)
+    print("forward products, rows per second: " + ", ".join(f"{r}: {v:.3g}" for r, v in throughput.items())
+          + f"; chosen: {rows} rows (the smallest within 10% of the fastest that fits a quarter of the free memory)")
+    return rows
 
 
 def main() -> None:
     parser = ArgumentParser(description=__doc__, formatter_class=ExamplesHelpFormatter)
     parser.add_argument("--model", default="sbm")
     parser.add_argument("--iw", type=int, default=5000, help="particles K")
-    parser.add_argument("--chunks", type=lambda text: comma_list(text, int), default="512,4096,32768",
-                        help="rows (data points x particles) per forward pass")
+    parser.add_argument("--chunks", type=lambda text: [int(c) if c != "auto" else c for c in comma_list(text)],
+                        default="auto,512,4096,32768",
+                        help="rows (data points x particles) per forward pass; auto: chosen from this machine's "
+                             "measured throughput and memory (ovis.analysis.floor.evaluation_chunk_rows)")
     parser.add_argument("--test_bs", type=int, default=10, help="data points per evaluation batch")
     parser.add_argument("--batches", type=int, default=2, help="timed batches per chunk size")
     parser.add_argument("--threads", type=int, default=0, help="run.py's --threads (0: one per core)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
     args = parser.parse_args()
+    auto = measured_chunk_rows(args) if "auto" in args.chunks else None
+    args.chunks = [auto if chunk == "auto" else chunk for chunk in args.chunks]
     workloads = [Workload(model=args.model, estimator="-", kind="evaluate", iw=args.iw, batch_size=args.test_bs,
                           chunk_size=chunk, device=args.device, threads=args.threads, untimed_steps=0,
                           steps=args.batches, data_root=args.data_root) for chunk in args.chunks]
@@ -43,12 +82,13 @@ def main() -> None:
           f"{table['threads_used'].iloc[0]} thread(s), load {table['load'].min():.1f}-{table['load'].max():.1f}; "
           f"measured on {args.batches} x {args.test_bs} points, time extrapolated linearly\n")
     print("| rows per chunk | s per point | min for 10,000 points | CPU s per point (all threads) | "
-          f"memory of the evaluation (MiB) | fits {MEMORY_BUDGET_MIB} MiB |")
-    print("|---|---|---|---|---|---|")
+          f"floor CPU s per point | step / floor (wall) | step / floor (CPU) | memory of the evaluation (MiB) | fits {MEMORY_BUDGET_MIB} MiB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in table.itertuples():
         per_point = row.time_ms / 1e3 / args.test_bs
-        print(f"| {row.chunk_size} | {per_point:.3f} | {per_point * TEST_POINTS / 60:.1f} | "
-              f"{row.cpu_ms / 1e3 / args.test_bs:.3f} | {row.step_memory_mib:.0f} | "
+        print(f"| {row.chunk_size}{' (auto)' if row.chunk_size == auto else ''} | {per_point:.3f} | {per_point * TEST_POINTS / 60:.1f} | "
+              f"{row.cpu_ms / 1e3 / args.test_bs:.3f} | {row.floor_cpu_ms / 1e3 / args.test_bs:.3f} | "
+              f"{row.time_vs_floor:.2f} | {row.cpu_vs_floor:.2f} | {row.step_memory_mib:.0f} | "
               f"{'yes' if row.step_memory_mib < MEMORY_BUDGET_MIB else 'no'} |")
 
 

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The CUDA path in under 8 minutes, with a summary table at the end:
+# The CUDA path in under 10 minutes, with a summary table at the end:
 #   1. the CUDA-marked tests (pytest -m cuda)
 #   2. 200 training steps (one --mini epoch) of the SBN 3 x 200 at K = 50 (ovis-gamma1) on the device
 #   3. the same for the Gaussian VAE of Figure 4 (pathwise-iwae)
 #   4. a K = 5000 evaluation (benchmarks/evaluation.py: time per point, memory)
 #   5. measure_efficiency.py for K in 5, 50, 500, 5000 (step time, floor, memory)
 #   6. the queue placing 2 workers on one GPU (scripts/gpu_check_queue.py)
-# Time limits per step add up to 7.5 minutes.
+#   7. the SBN's training step eager, compiled and captured as CUDA graphs (benchmarks/compiled_step.py)
+# Time limits per step add up to 10 minutes.
 # usage: scripts/gpu_check.sh [--device cuda|cuda:N|cpu] [--tiny]
 #   --device cpu --tiny: a dry run of every step on a CPU with small sizes (minutes).
 # Logs: the folder printed first; exit status 1 if any step failed.
@@ -31,9 +32,11 @@ echo "gpu_check.sh: device $DEVICE, logs in $OUT"
 if [ "$TINY" = 1 ]; then
     K=5; EVAL=(--iw 200 --test_bs 2 --batches 1 --chunks 400)
     EFFICIENCY=(--iw 5,50 --estimators ovis-gamma1,pathwise-iwae --steps 2 --untimed_steps 1)
+    COMPILED=(--iw 5 --repeats 1 --steps 3 --untimed_steps 2)
 else
     K=50; EVAL=(--iw 5000 --test_bs 10 --batches 3 --chunks 32768,131072)
     EFFICIENCY=(--iw 5,50,500,5000 --estimators reinforce,ovis-gamma1,pathwise-iwae --steps 10 --untimed_steps 3)
+    COMPILED=(--iw 50 --repeats 1 --steps 30 --untimed_steps 5)
 fi
 RUN=(--mini --epochs 1 --bs 24 --eval_freq 1 --max_eval 100 --iw_test 100 --iw_valid 100 --grad_samples 10
      --grad_bs 24 --root "$OUT/runs" --exp gpu-check --device "$DEVICE")
@@ -59,10 +62,11 @@ check evaluation 45 "$PY" benchmarks/evaluation.py --device "$DEVICE" "${EVAL[@]
 check efficiency 150 "$PY" measure_efficiency.py --device "$DEVICE" --clock wall --models sbm,gaussian-vae "${EFFICIENCY[@]}" \
     --output "$OUT/efficiency"
 check queue 60 "$PY" scripts/gpu_check_queue.py --device "$DEVICE"
+check compiled-step 150 "$PY" benchmarks/compiled_step.py --device "$DEVICE" "${COMPILED[@]}"
 
 echo
 column -t -s $'\t' "$OUT/summary.tsv" 2>/dev/null || cat "$OUT/summary.tsv"
-for name in evaluation efficiency; do
+for name in evaluation efficiency compiled-step; do
     echo; echo "== $name"; grep -E '^(\||###|cpu time|wall time|L_)' "$OUT/$name.log"
 done
 ! grep -q -v -P '\tok\t' <(tail -n +2 "$OUT/summary.tsv")

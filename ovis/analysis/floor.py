@@ -19,7 +19,7 @@ log-densities, the optimiser) is not part of the floor: ``step time / floor time
 """
 import time
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -53,10 +53,11 @@ def step_shapes(model: nn.Module, batch_size: int, particles: int, pathwise: boo
 
 
 class MatmulFloor:
-    """The bare matrix products of ``shapes`` on preallocated tensors (no allocation when timed)."""
+    """The bare matrix products of ``shapes`` on preallocated tensors (no allocation when timed);
+    ``gradients=False``: the forward products only (an evaluation without gradients)."""
 
-    def __init__(self, shapes: List[LinearShape], device: torch.device, dtype=torch.float32):
-        self.shapes, self.device = shapes, device
+    def __init__(self, shapes: List[LinearShape], device: torch.device, dtype=torch.float32, gradients: bool = True):
+        self.shapes, self.device, self.gradients = shapes, device, gradients
         make = lambda *size: torch.randn(*size, device=device, dtype=dtype)  # noqa: E731
         self.tensors = []
         for s in shapes:
@@ -70,14 +71,15 @@ class MatmulFloor:
         """One step's products: forward, then weight (and input) gradients."""
         for t in self.tensors:
             torch.addmm(t["bias"], t["x"], t["weight"].t(), out=t["out"])  # [n, o]
-        for t in reversed(self.tensors):
+        for t in reversed(self.tensors if self.gradients else []):
             torch.mm(t["grad"].t(), t["x"], out=t["weight_grad"])  # [o, i]
             if t["input_grad"] is not None:
                 torch.mm(t["grad"], t["weight"], out=t["input_grad"])  # [n, i]
 
     @property
     def multiply_adds(self) -> int:
-        return sum(s.rows * s.in_features * s.out_features * (3 if s.input_gradient else 2) for s in self.shapes)
+        passes = lambda s: (3 if s.input_gradient else 2) if self.gradients else 1  # noqa: E731
+        return sum(s.rows * s.in_features * s.out_features * passes(s) for s in self.shapes)
 
 
 def synchronise(device: torch.device) -> None:
@@ -108,3 +110,31 @@ def floor_of(model: nn.Module, x: Tensor, particles: int, pathwise: bool) -> Opt
     (mc x iw, auxiliary ones included) per data point, on x's device; None if not defined."""
     shapes = step_shapes(model, x.shape[0], particles, pathwise)
     return None if shapes is None else MatmulFloor(shapes, x.device, x.dtype)
+
+
+def evaluation_floor_of(model: nn.Module, points: int, particles: int, device: torch.device,
+                        dtype=torch.float32) -> Optional[MatmulFloor]:
+    """The forward products of one evaluation chunk of ``points`` data points x ``particles``
+    (no gradients; the first inference layer once per data point); None if not defined."""
+    shapes = step_shapes(model, points, particles, pathwise=False)
+    return None if shapes is None else MatmulFloor(shapes, device, dtype, gradients=False)
+
+
+def evaluation_chunk_rows(model: nn.Module, device: torch.device, memory_bytes: float, bytes_per_row: float,
+                          candidates=(512, 1024, 2048, 4096, 8192, 16384, 32768), tolerance: float = 0.1,
+                          repeats: int = 3) -> Tuple[int, Dict[int, float]]:
+    """Rows per evaluation chunk from this machine's measured throughput and memory: the smallest
+    of ``candidates`` whose forward products (``evaluation_floor_of``, one data point) run within
+    ``tolerance`` of the best measured rows per second (process CPU time on a CPU, all threads:
+    thread synchronisation counts), among those that fit ``memory_bytes`` at ``bytes_per_row``. Returns the rows and the measured rows per second of every candidate."""
+    fitting = [rows for rows in candidates if rows * bytes_per_row <= memory_bytes] or [min(candidates)]
+    throughput = {}
+    for rows in fitting:
+        floor = evaluation_floor_of(model, 1, rows, device)
+        if floor is None:
+            return min(fitting), {}
+        floor.run()  # first touch of the buffers
+        clock = 0 if device.type == "cuda" else 1  # wall-clock on CUDA; process CPU time on a CPU (load-proof)
+        throughput[rows] = rows / min(timed(floor.run, device)[clock] for _ in range(repeats)) * 1e3
+    best = max(throughput.values())
+    return min(rows for rows, speed in throughput.items() if speed >= (1 - tolerance) * best), throughput

@@ -20,7 +20,7 @@ alpha in (0, 1) the importance weighted Renyi bound (Li & Turner, 2016).
 """
 import math
 from abc import ABCMeta, abstractmethod
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
 
 import torch
@@ -92,6 +92,8 @@ class Particles:
     log_qz: Tensor
     log_pz: Tensor
     output: Dict
+    # log_weights by (options, detach_q): the surrogate's and the diagnostics' are the same tensor
+    _log_weights: Dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def iw(self) -> int:
@@ -111,9 +113,18 @@ class Particles:
     def log_weights(self, options: RuntimeOptions, detach_q: bool = False) -> Tensor:
         """``l_k = (1 - alpha) (log p(x|z_k) - beta KL_k)``, ``[bs, mc, iw]``; ``detach_q``
         stops the gradient of log q (score-function estimators add it through their own term)."""
-        kl = self.kl(options, detach_q).sum(-1)  # [bs, mc, iw]
-        log_weights = self.log_px - (kl if options.beta == 1 else options.beta * kl)  # [bs, mc, iw]
-        return log_weights if options.alpha == 0 else (1 - options.alpha) * log_weights
+        key = (options, detach_q)
+        if key not in self._log_weights:
+            kl = self.kl(options, detach_q).sum(-1)  # [bs, mc, iw]
+            log_weights = self.log_px - (kl if options.beta == 1 else options.beta * kl)  # [bs, mc, iw]
+            self._log_weights[key] = log_weights if options.alpha == 0 else (1 - options.alpha) * log_weights
+        return self._log_weights[key]
+
+    def log_weight_values(self, options: RuntimeOptions) -> Tensor:
+        """The values of ``log_weights(options)`` for use without gradient: the tensor already
+        computed, with or without the gradient of log q, where there is one."""
+        computed = self._log_weights.get((options, False))
+        return self.log_weights(options, detach_q=True) if computed is None else computed
 
     def free_bits_active(self, options: RuntimeOptions) -> Optional[Tensor]:
         """``[bs, mc, iw, G]`` boolean, True where a group's KL is above the free-bits floor
@@ -221,9 +232,9 @@ def base_diagnostics(particles: Particles, options: RuntimeOptions) -> Dict[str,
     log p(x|z) - beta KL), ``loss/nll`` (- mean log p(x|z)), ``loss/kl`` (mean beta KL),
     ``loss/kl_q_p`` (L_k - elbo, an estimate of KL(q(z|x) || p(z|x))) and ``loss/ess``
     (effective sample size of the iw importance weights, averaged over mc)."""
-    log_weights = particles.log_weights(options)  # [bs, mc, iw]
+    log_weights = particles.log_weight_values(options)  # [bs, mc, iw]
     bound = iw_bound(log_weights, options.alpha).mean(1)  # [bs]
-    elbo = (log_weights / (1 - options.alpha)).mean((1, 2))  # [bs]
+    elbo = (log_weights if options.alpha == 0 else log_weights / (1 - options.alpha)).mean((1, 2))  # [bs]
     nll = -particles.log_px.mean((1, 2))  # [bs]
     return {
         "loss/L_k": bound,

@@ -27,8 +27,8 @@ class BoundEvaluator(nn.Module):
         self.iw = int(iw)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
 
-    def _chunks(self, bs: int) -> Tuple[int, int]:
-        """(data points, particles) per forward pass."""
+    def chunk_layout(self, bs: int) -> Tuple[int, int]:
+        """(data points, particles) per forward pass of a batch of ``bs`` data points."""
         if self.chunk_size is None:
             return bs, self.iw
         particles = max(1, min(self.iw, self.chunk_size // bs))
@@ -45,7 +45,7 @@ class BoundEvaluator(nn.Module):
                              f"options {extra} are not accepted, only tau")
         options = RuntimeOptions(tau=float(runtime.get("tau", 0.0)))
         bs = x.shape[0]
-        points, particles = self._chunks(bs)
+        points, particles = self.chunk_layout(bs)
         densities: Optional[List[Tensor]] = None  # log p(x|z) [bs, 1, iw], log q, log p(z) [bs, 1, iw, G]
         diagnostics_pieces: List[Dict[str, Tensor]] = []
         output: Dict = {}

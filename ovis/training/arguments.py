@@ -174,9 +174,10 @@ def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
                          help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
     session.add_argument("--compile", action="store_true",
-                         help="torch.compile the estimator's forward pass of the training step (on CPU about "
-                              "10%% faster after 25-50 s of compilation; not for estimators with a compile problem; the "
-                              "CUDA path is untested)")
+                         help="compile the training step with torch.compile: the estimator's forward and backward "
+                              "pass as one graph, sampling included, and each optimiser step (on CUDA replayed as "
+                              "CUDA graphs, mode reduce-overhead: untested); off by default; costs one to two "
+                              "minutes of compilation (benchmarks/compiled_step.py); not for dynamic-rebar and relax")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ovis.analysis.floor import describe, floor_of, timed
+from ovis.analysis.floor import describe, evaluation_floor_of, floor_of, timed
 from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list
 from ovis.estimators.config import describe_estimator_id, parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
@@ -238,6 +238,7 @@ def measure_in_this_process(workload: Workload) -> Measurement:
                          else BoundEvaluator(workload.iw, chunk_size=workload.chunk_size))
             trainer.model.eval()
             threads = evaluation_threads(trainer.args)
+            floor = _evaluation_floor(trainer.model, evaluator, batches[0], threads)
 
             def step(x):  # as Trainer._bound, with run.py's evaluation threads
                 with torch.no_grad(), torch_threads(threads):
@@ -257,6 +258,31 @@ def measure_in_this_process(workload: Workload) -> Measurement:
         trainer.recorder.close()
     return Measurement(workload, str(device), times, floor_times, describe(floor.shapes) if floor else "", peak,
                        peak - memory.baseline, memory.source, threads_used, os.getloadavg()[0])
+
+
+class _RepeatedFloor:
+    """A chunk's ``MatmulFloor`` run once per chunk of the batch, with the evaluation's threads."""
+
+    def __init__(self, floor, chunks: int, threads: int):
+        self.floor, self.chunks, self.threads, self.shapes = floor, chunks, threads, floor.shapes
+
+    def run(self) -> None:
+        from ovis.training.main import torch_threads
+        with torch_threads(self.threads):
+            for _ in range(self.chunks):
+                self.floor.run()
+
+
+def _evaluation_floor(model, evaluator, x: torch.Tensor, threads: int) -> Optional[_RepeatedFloor]:
+    """The forward products of an evaluation of the batch ``x``: those of one full chunk
+    (``evaluation_floor_of``), as many times as the batch has chunks' worth of rows."""
+    bound = getattr(evaluator, "bound", evaluator)
+    if not isinstance(bound, BoundEvaluator):
+        return None
+    points, particles = bound.chunk_layout(x.shape[0])
+    floor = evaluation_floor_of(model, points, particles, x.device, x.dtype)
+    chunks = max(1, round(x.shape[0] * bound.iw / (points * particles)))
+    return None if floor is None else _RepeatedFloor(floor, chunks, threads)
 
 
 def measure(workload: Workload) -> Measurement:

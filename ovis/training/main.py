@@ -110,6 +110,7 @@ def build_components(args: argparse.Namespace, device: torch.device) -> RunCompo
         def evaluate(model, x):
             with torch_threads(evaluation_threads(args)):
                 return bound(model, x)
+        evaluate.bound = bound  # its chunking, for the evaluation's floor (ovis.training.efficiency)
         return evaluate
 
     return RunComponents(datasets=datasets, model=model, estimator=estimator, evaluator=evaluator, device=device,

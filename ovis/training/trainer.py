@@ -33,6 +33,7 @@ from ovis import exit_codes
 from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
+from ovis.training.compilation import compiled_gradient_pass, compiled_optimizer_step
 from ovis.training.divergence import (DivergenceError, check_evaluation, check_parameters,
                                      likelihood_is_probability_mass)
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
@@ -94,8 +95,13 @@ class Trainer:
         self.datasets = components.datasets
         self.model = components.model.to(self.device)
         self.estimator = components.estimator.to(self.device)
-        # --compile: the same estimator call, traced and compiled by torch.compile on first use
-        self.step_loss = torch.compile(self.estimator) if getattr(args, "compile", False) else self.estimator
+        compile = getattr(args, "compile", False)
+        # --compile: the gradient pass and the optimiser steps, compiled on first use (ovis.training.compilation)
+        self.gradient_pass = self._gradient_pass
+        if compile:
+            estimator_call = torch.compile(self.estimator)  # the fallback's: compiled on first use only
+            self.gradient_pass = compiled_gradient_pass(
+                self._gradient_pass, self.device, lambda x, **runtime: self._gradient_pass(x, estimator_call, **runtime))
         self.evaluator, self.chunk_rows = components.evaluator, components.chunk_rows
         self.estimator_id = components.estimator_id or args.estimator
         self.image_data = len(self.datasets.x_shape) == 3
@@ -106,6 +112,8 @@ class Trainer:
         if estimator_parameters:
             self.optimizers.append(make_optimizer("adam", estimator_parameters, lr=args.baseline_lr, betas=betas))
         self.base_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in self.optimizers]
+        self.optimizer_steps = [compiled_optimizer_step(optimizer, self.device) if compile else optimizer.step
+                                for optimizer in self.optimizers]
 
         train = self.datasets.train
         self.batches = TrainingBatches(train, args.bs, args.seed, args.workers,
@@ -223,17 +231,23 @@ class Trainer:
             state.epoch += 1
             state.batch = 0
 
-    def _train_step(self, x: Tensor) -> None:
-        state = self.state
-        loss, diagnostics, _ = self.step_loss(self.model, x, backward=False, return_diagnostics=True,
-                                              **self.runtime(state.step))
+    def _gradient_pass(self, x: Tensor, estimator_call: Optional[Callable] = None, **runtime):
+        """The batch-mean surrogate loss and the diagnostics; the gradients accumulated in ``.grad``.
+        ``estimator_call``: the estimator, or its compiled call (default: the estimator)."""
+        loss, diagnostics, _ = (estimator_call or self.estimator)(self.model, x, backward=False,
+                                                                   return_diagnostics=True, **runtime)
         loss = loss.mean()
         loss.backward()
+        return loss.detach(), diagnostics
+
+    def _train_step(self, x: Tensor) -> None:
+        state = self.state
+        loss, diagnostics = self.gradient_pass(x, **self.runtime(state.step))
         if self.moving_variance is not None:  # on its own random stream: the trajectory does not change
             with seeded_rng(derive_seed(self.args.seed, "moving-variance", state.step), self.device):
                 diagnostics = {**diagnostics, **self.moving_variance.step(self.model, x, **self.runtime(state.step))}
-        for optimizer in self.optimizers:
-            optimizer.step()
+        for optimizer, step in zip(self.optimizers, self.optimizer_steps):
+            step()
             optimizer.zero_grad(set_to_none=True)
         state.step += 1
         state.batch += 1

@@ -1,7 +1,8 @@
 """The hardware floor of a training step: which matrix products, on how many rows."""
 import torch
 
-from ovis.analysis.floor import LinearShape, MatmulFloor, floor_of, step_shapes, timed
+from ovis.analysis.floor import (LinearShape, MatmulFloor, evaluation_chunk_rows, evaluation_floor_of, floor_of,
+                                 step_shapes, timed)
 from ovis.models import get_model
 
 X_SHAPE = (1, 28, 28)
@@ -39,3 +40,25 @@ def test_floor_runs_its_products_and_is_undefined_for_other_models():
         torch.testing.assert_close(t["weight_grad"], t["grad"].t() @ t["x"])  # dW = dout^T x
         assert not torch.equal(t["weight_grad"], old)
     assert floor_of(torch.nn.Linear(2, 2), torch.zeros(3, 2), particles=4, pathwise=False) is None
+
+
+def test_evaluation_floor_is_the_forward_products_with_the_first_layer_once_per_data_point():
+    model = get_model("sbm", x_shape=X_SHAPE, N=200, depth=3, nlayers=0)
+    floor = evaluation_floor_of(model, points=2, particles=5000, device=torch.device("cpu"))
+    # L_5000 of the 3 x 200 SBN: about 3.2 GFLOP per data point
+    assert floor.multiply_adds == 2 * 784 * 200 + 2 * 5000 * (4 * 40000 + 156800)
+    small = evaluation_floor_of(get_model("sbm", x_shape=X_SHAPE, N=8, depth=2, nlayers=0), 3, 4, torch.device("cpu"))
+    before = [t["weight_grad"].clone() for t in small.tensors]
+    small.run()
+    for t, old in zip(small.tensors, before):
+        torch.testing.assert_close(t["out"], torch.addmm(t["bias"], t["x"], t["weight"].t()))
+        assert torch.equal(t["weight_grad"], old)  # no gradient products
+
+
+def test_evaluation_chunk_rows_fit_the_memory_and_are_measured():
+    model = get_model("sbm", x_shape=X_SHAPE, N=8, depth=2, nlayers=0)
+    rows, throughput = evaluation_chunk_rows(model, torch.device("cpu"), memory_bytes=2048 * 100, bytes_per_row=100,
+                                             candidates=(512, 1024, 2048, 4096))
+    assert sorted(throughput) == [512, 1024, 2048] and all(speed > 0 for speed in throughput.values())
+    assert rows in throughput and throughput[rows] >= 0.9 * max(throughput.values())
+    assert evaluation_chunk_rows(model, torch.device("cpu"), 10, 100, candidates=(512, 1024))[0] == 512  # none fits

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from ovis.estimators.config import EXAMPLE_IDS
+from ovis.training.compilation import compiled_gradient_pass
 from ovis.training.efficiency import Workload, _build, _batches
 
 # A small SBN on the generated shapes data (8 units, 1 layer), batch 4, K = 3.
@@ -64,32 +65,54 @@ def _model_and_estimator(estimator_id: str):
     raise AssertionError(f"{estimator_id} accepts none of {sorted(SWEEP_MODELS)}")
 
 
-def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: bool):
+def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
     """Losses and model gradients of calls at batch sizes 4, 4, 3, 2 (the third recompiles at a
-    symbolic batch size, as the last batch of an epoch does in run.py), on seeded streams."""
+    symbolic batch size, as the last batch of an epoch does in run.py), on seeded streams.
+    ``compiled``: "" (eager), "forward" (the estimator call compiled) or "gradient pass" (forward
+    and backward pass compiled together, as run.py --compile does)."""
     torch._dynamo.reset()
     model, estimator = _model_and_estimator(estimator_id)
-    step = torch.compile(estimator) if compiled else estimator
+    parameters = list(model.parameters())
+
+    def gradient_pass(call):  # x -> the loss; the gradients of its batch mean in .grad
+        def run(x):
+            loss, _, _ = call(model, x)
+            loss.mean().backward()
+            return loss.detach()
+        return run
+
+    compiled_call = torch.compile(estimator)
+    # the fallback, where the gradient pass breaks the graph (nvil), is run.py's: the compiled call
+    step = {"": estimator, "forward": compiled_call,
+            "gradient pass": compiled_gradient_pass(gradient_pass(estimator), torch.device("cpu"),
+                                                    gradient_pass(compiled_call))}[compiled]
     results = []
     for call, bs in enumerate((4, 4, 3, 2)):
         x = (torch.rand(bs, 1, 6, 6, generator=torch.Generator().manual_seed(call)) > 0.5).float()
         torch.manual_seed(10 + call)
-        loss, _, _ = step(model, x)
-        results.append((loss.detach(), torch.autograd.grad(loss.mean(), list(model.parameters()), allow_unused=True)))
+        if compiled == "gradient pass":
+            loss = step(x)
+            gradients = [None if p.grad is None else p.grad.clone() for p in parameters]
+            model.zero_grad(set_to_none=True)
+        else:
+            loss, _, _ = step(model, x)
+            gradients = torch.autograd.grad(loss.mean(), parameters, allow_unused=True)
+        results.append((loss.detach(), gradients))
     return results
 
 
-@pytest.mark.slow  # about 15 s per estimator on 2 cores
+@pytest.mark.slow  # about 15 s per estimator and mode on 2 cores
+@pytest.mark.parametrize("compiled", ["forward", "gradient pass"])
 @pytest.mark.parametrize("estimator_id", [e for e in EXAMPLE_IDS if e not in ("dynamic-rebar", "relax")])
-def test_every_compilable_estimator_compiles_to_its_eager_gradients(estimator_id, monkeypatch):
+def test_every_compilable_estimator_compiles_to_its_eager_gradients(estimator_id, compiled, monkeypatch):
     """(dynamic-rebar and relax are refused: test_run_options.) Found by this test: NVIL's running
     statistics, updated inside the compiled graph, gave 20% different phi gradients, and the noise
     samplers failed to trace at a symbolic batch size."""
     import torch._inductor.config as inductor
     monkeypatch.setattr(inductor, "fallback_random", True)
-    eager = _gradients_at_changing_batch_sizes(estimator_id, compiled=False)
-    compiled = _gradients_at_changing_batch_sizes(estimator_id, compiled=True)
-    for (eager_loss, eager_gradients), (compiled_loss, compiled_gradients) in zip(eager, compiled):
+    eager = _gradients_at_changing_batch_sizes(estimator_id, "")
+    for (eager_loss, eager_gradients), (compiled_loss, compiled_gradients) in zip(
+            eager, _gradients_at_changing_batch_sizes(estimator_id, compiled)):
         torch.testing.assert_close(compiled_loss, eager_loss, rtol=1e-5, atol=1e-4)
         for a, b in zip(compiled_gradients, eager_gradients):
             assert (a is None) == (b is None)
