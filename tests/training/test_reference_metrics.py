@@ -5,13 +5,15 @@ commit c7dc54e and regenerated once for the fused Bernoulli and Normal
 log-densities, which compute the same maths in another float32 order (``snr/max`` moved by 1.4e-4
 absolute, over its tolerance; every other value by less than 1e-5 relative).
 
-Tolerance: relative 1e-5, absolute 1e-7, and absolute 1e-4 for the per-coordinate SNR statistics
-``snr/*``. The values are float32 computations reduced in float64. ``torch.optim.Adam`` in its
+Tolerance: relative 1e-5, absolute 1e-7, and relative and absolute 1e-4 for the per-coordinate
+SNR statistics ``snr/*``. The values are float32 computations reduced in float64. ``torch.optim.Adam`` in its
 fused kernel reproduces the earlier hand-written Adam bit for bit; reordering float32 operations
 (the model-protocol refactor did) changes the last bits of a step, which 80 steps amplify to at
 most 3e-6 relative on the bounds and gradient statistics (measured). The SNR of a coordinate is
 ``|mean| / std`` of 4 gradient samples: where the mean cancels (``snr/min`` ~ 1e-5), the same
-rounding moves it by ~1e-6 absolute, any amount relative, hence the absolute tolerance there. Any
+rounding moves it by ~1e-6 absolute, any amount relative, hence the absolute tolerance there; where
+the std is small, the CPU's float32 kernels alone move it: on an AMD EPYC ``snr/max`` at step 20 is
+4.4e-5 relative (3.2e-4 absolute) from the stored value, hence the relative tolerance. Any
 change of the maths is far larger: ``--lr 1.01e-3`` instead of ``1e-3`` moves ``test:loss/L_k``
 by 2e-4 to 4e-4 relative and the SNR statistics by 1e-3 to 8 absolute
 (``test_a_changed_learning_rate_or_estimator_is_caught``).
@@ -34,7 +36,7 @@ REPO = Path(__file__).resolve().parents[2]
 REFERENCE = Path(__file__).with_name("reference") / "sbm_metrics.json"
 RELATIVE_TOLERANCE = 1e-5
 ABSOLUTE_TOLERANCE = 1e-7
-SNR_ABSOLUTE_TOLERANCE = 1e-4  # snr/*: ratios whose numerator cancels (module docstring)
+SNR_TOLERANCE = 1e-4  # snr/*, relative and absolute: ratios of 4-sample moments (module docstring)
 WALL_CLOCK_KEYS = {"info/elapsed-time"}
 
 
@@ -68,8 +70,8 @@ def differences(reference_records: list, records: list) -> list:
             elif value is None or actual is None:
                 if value is not actual:
                     problems.append(f"step {expected['step']} {expected['split']}:{key} {actual} != {value}")
-            elif not math.isclose(actual, value, rel_tol=RELATIVE_TOLERANCE,
-                                  abs_tol=SNR_ABSOLUTE_TOLERANCE if key.startswith("snr/") else ABSOLUTE_TOLERANCE):
+            elif not math.isclose(actual, value, rel_tol=SNR_TOLERANCE if key.startswith("snr/") else RELATIVE_TOLERANCE,
+                                  abs_tol=SNR_TOLERANCE if key.startswith("snr/") else ABSOLUTE_TOLERANCE):
                 problems.append(f"step {expected['step']} {expected['split']}:{key} {actual!r} != {value!r} "
                                 f"(relative {abs(actual - value) / max(abs(value), 1e-300):.1e})")
     return problems
