@@ -11,6 +11,7 @@ import pytest
 
 from ovis import exit_codes
 from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
+from ovis.estimators.exact import ExactEnumeration
 from ovis.estimators.muprop import MuProp
 from ovis.estimators.relaxed import Relaxed
 from ovis.records import read_metrics
@@ -35,6 +36,11 @@ PATHWISE = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0].reparam}
 MEAN_FIELD = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is MuProp}
 ONE_HOT = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is Relaxed}
 INDEX_VALUED = {"gmm"}
+# exact enumerates every latent state: no model here is small enough; estimators of one stochastic
+# layer refuse the 3-layer sbm, and the factorised ones the GMM's index-valued cluster
+ENUMERATING = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is ExactEnumeration}
+ONE_LAYER = {e for e in EXAMPLE_IDS if getattr(parse_estimator_id(e)[0], "max_groups", None) == 1}
+MULTI_LAYER = {"sbm"}
 
 
 def estimator_options(estimator):
@@ -86,13 +92,19 @@ def test_every_estimator_either_passes_or_is_refused_with_the_fix(setup):
     mean_field = MEAN_FIELD if setup in INDEX_VALUED else set()
     one_hot = ONE_HOT if setup in INDEX_VALUED else set()
     pathwise = PATHWISE if setup in DISCRETE else set()
-    assert set(refused) == pathwise | other_latents | mean_field | one_hot
+    too_many_states = ENUMERATING - other_latents
+    too_deep = ONE_LAYER - other_latents if setup in MULTI_LAYER else set()
+    index_valued = (ONE_LAYER | ENUMERATING) - other_latents if setup in INDEX_VALUED else set()
+    assert set(refused) == pathwise | other_latents | mean_field | one_hot | too_many_states | too_deep | index_valued
     for estimator, message in refused.items():
         assert message.startswith(f"--estimator {estimator} with --model ")
         fix = "use a score-function estimator such as ovis-gamma1" if estimator in pathwise else \
             f"has {LATENTS[setup]} latents: use a model with" if estimator in other_latents else \
             "use another estimator (e.g. ovis-gamma1" if estimator in mean_field else \
             "use a model with prior='bernoulli'" if estimator in one_hot else \
+            "the model has other latents: use a model with --prior bernoulli" if estimator in index_valued else \
+            "use --depth 1" if estimator in too_deep else \
+            "more than max_tuples" if estimator in too_many_states else \
             "use a score-function estimator such as ovis-gamma1"
         assert fix in message
 
