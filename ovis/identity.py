@@ -39,7 +39,8 @@ EXECUTION_OPTIONS = frozenset({
 # Data sets that bring their own model (run.py trains it whatever --model says), the model options
 # of run.py, and those each such model reads (ovis.models.MODELS; tests/test_identity.py checks it).
 DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
-MODEL_OPTIONS = ("N", "K", "hdim", "nlayers", "depth", "prior", "learn_prior", "normalization", "dropout", "kdim")
+MODEL_OPTIONS = ("N", "K", "hdim", "nlayers", "depth", "prior", "learn_prior", "normalization", "dropout", "kdim",
+                 "init", "output_bias_clip", "data_centring")
 DATASET_MODEL_OPTIONS = {"gmm": ("N", "hdim"), "gaussian-toy": ()}
 
 Options = Union[argparse.Namespace, Mapping[str, Any]]
