@@ -31,6 +31,9 @@ SMOKE_IN_PROCESSES = {
     "check_targets": ["--models", "sbm", "--steps", "1", "--untimed_steps", "0", "--skip", "evaluation,run",
                       "--data_root", DATA_ROOT],
     "malloc": ["--smoke", "--data_root", DATA_ROOT],
+    "compiled_step": ["--iw", "2", "--bs", "2", "--repeats", "1", "--steps", "1", "--untimed_steps", "1",
+                      "--data_root", DATA_ROOT],
+    "jax_step": ["--iw", "2", "--repeats", "1", "--steps", "1", "--untimed_steps", "1", "--data_root", DATA_ROOT],
 }
 
 

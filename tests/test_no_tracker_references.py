@@ -14,7 +14,7 @@ TRACKER_REFERENCE = re.compile(
     r"\b(?i:issues?)[ -]?#?\d"  # an issue number, any case
     r"|\bSPEC(?: section)? ?\d"  # a section of the spec
     r"|\bSPEC\.md\b"  # the specification document itself
-    r"|(?<![\w&#\"'/])#\d{1,4}\b(?![\w.])"  # a bare tracker number (not a colour)
+    r"|(?<![\w&#\"'/])#\d{1,4}\b(?![\w.;])"  # a bare tracker number (not a colour)
 )
 
 
@@ -36,7 +36,8 @@ def test_the_scanner_flags_tracker_and_spec_references():
                "the issue-" + "9 refactor", "issues " + "4 and 5", "fixed in #" + "12",
                "SPEC" + ".md has the math", "SPEC " + "section 5.1"]
     clean = ["paper eq. 12, section 4", "SPEC_DEFAULTS = {", 'color = "#238b45"', "# 1 thread",
-             "an issue with 12 runs", "x[#]", "see the spec"]
+             "an issue with 12 runs", "x[#]", "see the spec",
+             "body { color: #222; }"]
     assert tracker_references(flagged + clean, "sample") == [
         f"sample:{number}: {line}" for number, line in enumerate(flagged, 1)]
 
