@@ -61,7 +61,10 @@ def test_a_few_steps_of_each_model_family(tmp_path, family):
      "--grad_key: param_filter 'inference_network' matches no trainable parameter"),
     (["--dataset", "shapes", "--model", "gmm"], "--model gmm only goes with --dataset gmm"),
 ])
-def test_bad_choices_are_refused_before_any_work(tmp_path, capsys, argv, message):
+def test_bad_choices_are_refused_before_any_work(tmp_path, capsys, monkeypatch, argv, message):
+    monkeypatch.delenv("OVIS_DATA", raising=False)  # searched after --data_root: it would find the data
+    monkeypatch.setenv("OVIS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)  # no ./data
     argv = ["--root", str(tmp_path), "--data_root", DATA_ROOT] + argv
     assert main(argv) == 2
     error = capsys.readouterr().err
