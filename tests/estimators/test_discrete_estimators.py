@@ -1,6 +1,6 @@
-"""exact, indecater, double-cv and arms against the exact gradient of the enumerable binary model.
+"""exact, indecater, double-cv, arms and rodeo against the exact gradient of the enumerable binary model.
 
-``exact`` and ``indecater`` and ``double-cv`` draw independent particles: ``enumerate_estimator``
+``exact``, ``indecater``, ``double-cv`` and ``rodeo`` draw independent particles: ``enumerate_estimator``
 averages them over every tuple of particles. ``arms`` draws the mc samples of a data point
 together through a copula: the harness weighs every tuple by its probability under the copula
 (``ARMS.tuple_probabilities``, whose law is checked on its own). Each estimator
@@ -17,6 +17,7 @@ from ovis.estimators.baselines import ReinforceLeaveOneOut
 from ovis.estimators.double_cv import DoubleControlVariate
 from ovis.estimators.exact import ExactEnumeration
 from ovis.estimators.indecater import IndeCateR
+from ovis.estimators.rodeo import Rodeo, leave_one_out
 from ovis.models import get_model
 from ovis.testing import EnumerableModel, enumerate_estimator, per_datum_gradients
 
@@ -52,6 +53,14 @@ class BrokenDoubleControlVariate(DoubleControlVariate):
         return super().group_terms(model, x, particles, control_variate, options)[0], 0.0
 
 
+class BrokenRodeo(Rodeo):
+    """The vector control variate's g1 taken at the sample itself instead of at its neighbours."""
+
+    def logit_coefficients(self, bound, slopes, x, p):
+        jumps = leave_one_out(slopes) * (1 - 2 * x)
+        return super().logit_coefficients(bound, slopes, x, p) + self.vector_scale * jumps
+
+
 CASES = [((2,), 1, 1, {}), ((2,), 1, 3, {"alpha": 0.3, "beta": 0.7}), ((2,), 2, 2, {"freebits": 0.3})]
 
 
@@ -74,16 +83,31 @@ def test_indecater_matches_the_exact_gradient(z_dims, mc, iw, runtime):
     assert error(broken, model, iw, **runtime) > 1e-3
 
 
-@pytest.mark.parametrize("z_dims,mc,iw,runtime", [((2,), 2, 1, {}), ((2,), 3, 1, {"alpha": 0.3, "beta": 0.7}),
-                                                  ((2,), 2, 2, {"freebits": 0.3})])
-def test_double_cv_matches_the_exact_gradient_with_less_variance_than_leave_one_out(z_dims, mc, iw, runtime):
+LEAVE_ONE_OUT_CASES = [((2,), 2, 1, {}), ((2,), 3, 1, {"alpha": 0.3, "beta": 0.7}), ((2,), 2, 2, {"freebits": 0.3})]
+
+
+@pytest.mark.parametrize("cls,broken_cls,ratio,z_dims,mc,iw,runtime",
+                         [(DoubleControlVariate, BrokenDoubleControlVariate, 0.7, *case) for case in LEAVE_ONE_OUT_CASES]
+                         + [(Rodeo, BrokenRodeo, 0.5, *case) for case in LEAVE_ONE_OUT_CASES + [((3,), 2, 1, {})]])
+def test_control_variates_match_the_exact_gradient_with_less_variance_than_leave_one_out(
+        cls, broken_cls, ratio, z_dims, mc, iw, runtime):
+    """double-cv and rodeo: exact on average, exact variance below ``ratio`` times reinforce-loo's."""
     model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
-    mean, variance = enumerate_estimator(DoubleControlVariate(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    mean, variance = enumerate_estimator(cls(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
     assert error(mean, model, iw, **runtime) < 1e-12
     _, loo_variance = enumerate_estimator(ReinforceLeaveOneOut(mc, iw).double(), model, X, **runtime)
-    assert flat(variance, "inference").sum() < 0.7 * flat(loo_variance, "inference").sum()
-    broken, _ = enumerate_estimator(BrokenDoubleControlVariate(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
+    assert flat(variance, "inference").sum() < ratio * flat(loo_variance, "inference").sum()
+    broken, _ = enumerate_estimator(broken_cls(mc, iw, x_shape=(3,)).double(), model, X, **runtime)
     assert error(broken, model, iw, **runtime) > 1e-3
+
+
+def test_rodeo_without_its_control_variates_is_leave_one_out():
+    """Both coefficients 0: the leave-one-out estimator, to rounding, mean and variance."""
+    model = EnumerableModel(x_dim=3, z_dims=(2,), seed=0).double()
+    plain = enumerate_estimator(Rodeo(3, 1, scalar_scale=0, vector_scale=0, x_shape=(3,)).double(), model, X)
+    loo = enumerate_estimator(ReinforceLeaveOneOut(3, 1).double(), model, X)
+    for ours, theirs in zip(plain, loo):
+        assert (flat(ours) - flat(theirs)).abs().max() < 1e-12
 
 
 def test_indecater_has_less_variance_than_reinforce():
@@ -125,6 +149,7 @@ def test_indecater_on_categorical_latents_agrees_with_exact_on_average():
     (lambda: ExactEnumeration(1, 20, x_shape=(3,)), "max_tuples"),
     (lambda: DoubleControlVariate(2, 1, x_shape=(3,)), "1 stochastic layer"),
     (lambda: ARMS(2, 1, x_shape=(3,)), "1 stochastic layer"),
+    (lambda: Rodeo(2, 1, x_shape=(3,)), "1 stochastic layer"),
 ])
 def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
     model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
@@ -134,19 +159,20 @@ def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("cls", [DoubleControlVariate, ARMS])
+@pytest.mark.parametrize("cls", [DoubleControlVariate, ARMS, Rodeo])
 def test_leave_one_out_estimators_need_two_outer_samples(cls):
     with pytest.raises(ValueError, match="needs mc >= 2, got mc=1; use mc=2"):
         cls(1, 4)
 
 
-def test_arms_refuses_categorical_latents():
+@pytest.mark.parametrize("cls", [ARMS, Rodeo])
+def test_bernoulli_only_estimators_refuse_categorical_latents(cls):
     model, _ = categorical_vae()
     with pytest.raises(ValueError, match="accepts bernoulli latents, but .* categorical latents"):
-        ARMS(2, 1, x_shape=(3,)).check_model(model)
+        cls(2, 1, x_shape=(3,)).check_model(model)
 
 
-@pytest.mark.parametrize("cls", [IndeCateR, ExactEnumeration, DoubleControlVariate, ARMS])
+@pytest.mark.parametrize("cls", [IndeCateR, ExactEnumeration, DoubleControlVariate, ARMS, Rodeo])
 def test_gaussian_latents_are_refused_with_the_fix(cls):
     torch.manual_seed(0)
     model = get_model("vae", (3,), prior="normal", N=2, hdim=4, nlayers=1, depth=1)
@@ -159,6 +185,7 @@ def test_evaluation_counts():
     indecater, exact = IndeCateR(2, 3, x_shape=(3,)), ExactEnumeration(1, 2, x_shape=(3,))
     indecater.check_model(model), exact.check_model(model)
     assert indecater.model_evaluations() == 2 * 3 * (1 + 2)
+    assert Rodeo(2, 3, x_shape=(3,)).model_evaluations() == 2 * 3  # the neighbours come from Taylor expansions
     assert exact.model_evaluations() == 1 * 2 + 4
 
 

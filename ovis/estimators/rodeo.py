@@ -1,0 +1,82 @@
+"""RODEO (Shi, Zhou, Hwang, Titsias & Mackey, "Gradient Estimation with Discrete Stein Operators",
+NeurIPS 2022): leave-one-out REINFORCE plus control variates from the Gibbs Stein operator.
+
+The ``mc`` outer samples of a data point are independent; ``f_m`` is the bound of sample m (the
+ELBO at iw = 1) as a function of its binary latents ``x_m`` (the D units of all iw particles of
+one layer), ``p = E_q[x]``, ``s_m = grad_x f_m`` at the sampled latents. The Gibbs sampler that
+flips unit d of x with probability ``w_d = q_d(1 - x_d)`` leaves q invariant; its Stein operator
+``(A g)(x) = sum_d w_d (g(y_d) - g(x))`` (``y_d``: x with unit d flipped) has ``E_q[A g] = 0`` for
+every g. The function g of sample m is built from the other samples only: the mean of their
+first-order Taylor expansions ``g_m(y) = mean_{j != m} (f_j + s_j . (y - x_j))``, and its centred
+part ``g1_m = g_m - mean_{j != m} f_j``. With ``loo`` the mean over the other samples, the
+gradient with respect to the logit of unit d of sample m is::
+
+    (f_m - loo(f + a A g)_m) (x_md - p_d)                      leave-one-out baseline + scalar CV
+      + b [A (g1_m grad log q)](x_m)_d                          vector CV
+    = (x_md - p_d) (f_m - loo(f + a A g)_m + b ((A g_m)(x_m) - g1_m(y_md)))
+
+The paper learns a network on the Taylor features (the inputs of ``g`` here) and the coefficients
+``a``, ``b``; here the control variates use the Taylor features directly and fixed coefficients:
+``a = 1`` and ``b = 1/2``, for which the baseline is ``E f`` and the coordinate cross terms cancel
+when f is linear in x. Each ``g_m`` depends on the other samples only and A has zero mean under q,
+so the estimator is unbiased for the gradient of L_K (the ELBO at iw = 1, the IW-Renyi bound at
+alpha > 0), theta and phi, for one layer of Bernoulli latents. The neighbours ``y_md`` enter
+through the Taylor expansions (no model evaluation): one model evaluation per particle and one
+backward pass of the bounds to the latents (the leaves of ``double-cv``).
+"""
+from typing import Dict, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from ..models.sampling import bernoulli_logits
+from .base import Particles, RuntimeOptions, iw_bound
+from .double_cv import DoubleControlVariate
+from .registry import EstimatorFamily, Style
+
+
+def leave_one_out(values: Tensor) -> Tensor:
+    """Mean over the other samples (dim 1) of ``values [bs, mc, ...]``."""
+    return (values.sum(1, keepdim=True) - values) / (values.shape[1] - 1)
+
+
+class Rodeo(DoubleControlVariate):
+    """RODEO without a learned network (module docstring): ``mc >= 2`` independent samples of one
+    layer of Bernoulli latents, a model that accepts samplers; ``scalar_scale`` a, ``vector_scale`` b."""
+    name = "rodeo"
+    latent_types = frozenset({"bernoulli"})
+
+    def __init__(self, mc: int = 2, iw: int = 1, scalar_scale: float = 1.0, vector_scale: float = 0.5, **options):
+        super().__init__(mc, iw, **options)
+        self.scalar_scale, self.vector_scale = float(scalar_scale), float(vector_scale)
+
+    def logit_coefficients(self, bound: Tensor, slopes: Tensor, x: Tensor, p: Tensor) -> Tensor:
+        """The factor of ``(x_md - p_d)`` (module docstring), ``[bs, mc, D]``; ``bound [bs, mc]``,
+        ``slopes``, ``x``, ``p [bs, mc, D]``; no gradient."""
+        others = leave_one_out(slopes)  # s_-m  [bs, mc, D]
+        jumps = others * (1 - 2 * x)  # g_m(y_md) - g_m(x_m)  [bs, mc, D]
+        stein = ((p - x) * others).sum(-1)  # (A g_m)(x_m): w_d (1 - 2 x_d) = p_d - x_d  [bs, mc]
+        centred = (others * x).sum(-1) - leave_one_out((slopes * x).sum(-1))  # g1_m(x_m)  [bs, mc]
+        baseline = leave_one_out(bound + self.scalar_scale * stein)  # [bs, mc]
+        vector = stein[..., None] - (centred[..., None] + jumps)  # (A g_m)(x_m) - g1_m(y_md)  [bs, mc, D]
+        return (bound - baseline)[..., None] + self.vector_scale * vector
+
+    def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
+                  options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
+        bound = iw_bound(particles.log_weights(options), options.alpha)  # [bs, mc], with the log q term
+        bs, mc = bound.shape
+        slopes = self.slopes(bound).detach().reshape(bs, mc, -1)  # [bs, mc, D]
+        logits = bernoulli_logits(particles.output["qz"][0])  # [rows, N]
+        p = torch.sigmoid(logits.detach()).reshape(bs, mc, -1)  # [bs, mc, D]
+        z = self.leaves[0].detach().reshape(bs, mc, -1)  # [bs, mc, D]
+        with torch.no_grad():
+            gradient = self.logit_coefficients(bound.detach(), slopes, z, p) * (z - p)  # [bs, mc, D]
+        phi_term = (gradient * logits.reshape(bs, mc, -1)).sum(-1)  # [bs, mc]
+        return -(bound + phi_term).mean(1), {}
+
+    def extra_repr(self) -> str:
+        return f"mc={self.mc}, iw={self.iw}, scalar_scale={self.scalar_scale}, vector_scale={self.vector_scale}"
+
+
+FAMILIES = (EstimatorFamily(name="rodeo", grammar="rodeo", ids={"rodeo": (Rodeo, {})},
+                            examples=("rodeo",), label="RODEO", style=Style("#31a354", (10, 3))),)
