@@ -6,7 +6,7 @@ from typing import Tuple
 from .registry import EstimatorFamily
 
 MODULES = ("pathwise", "wake_sleep", "score_function", "vimco", "ovis", "tvo", "baselines", "muprop", "rebar",
-           "antithetic", "relaxed", "exact", "indecater", "double_cv", "arms")
+           "antithetic", "relaxed", "exact", "indecater", "double_cv", "arms", "unordered_set")
 
 
 def builtin_families() -> Tuple[EstimatorFamily, ...]:
