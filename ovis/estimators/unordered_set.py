@@ -119,16 +119,16 @@ class UnorderedSet(DiscreteLatentEstimator):
 
     def check_groups(self, groups: List[LatentGroup]) -> None:
         super().check_groups(groups)
-        states = groups[0].states
+        states, size = groups[0].states, f"({groups[0].categories}^{groups[0].units})^{self.iw}"
         if states ** self.iw > self.max_elements:
-            raise ValueError(f"unordered-set draws its elements out of S^K = {states}^{self.iw} iw-tuples of latent "
-                             f"states per data point, more than max_elements = {self.max_elements}: use a layer "
+            raise ValueError(f"unordered-set draws its elements out of S^K = {size} iw-tuples of latent states "
+                             f"per data point, more than max_elements = {self.max_elements}: use a layer "
                              f"with few joint states (e.g. --model vae --prior categorical --N 1) and a small --iw, "
                              f"or an estimator that samples with replacement, such as reinforce-loo or "
                              f"vimco-arithmetic")
         if states ** self.iw < self.mc:
             raise ValueError(f"unordered-set draws mc = {self.mc} distinct elements, but there are only S^K = "
-                             f"{states}^{self.iw} iw-tuples of latent states: use --mc {states ** self.iw} or fewer")
+                             f"{size} iw-tuples of latent states: use --mc {states ** self.iw} or fewer")
 
     def sample(self, model: nn.Module, x: Tensor, options: RuntimeOptions) -> Particles:
         return sample_particles(model, x, self.mc, self.iw, False, options, self.log_q,

@@ -78,9 +78,9 @@ def test_unordered_set_on_a_categorical_vae_agrees_with_exact_on_average():
     (lambda: UnorderedSet(2, 1, x_shape=(3,)), lambda: EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0),
      "1 stochastic layer"),
     (lambda: UnorderedSet(3, 1, x_shape=(3,)), lambda: EnumerableModel(x_dim=3, z_dims=(1,), seed=0),
-     "only S\\^K = 2\\^1 iw-tuples of latent states: use --mc 2 or fewer"),
+     "only S\\^K = \\(2\\^1\\)\\^1 iw-tuples of latent states: use --mc 2 or fewer"),
     (lambda: UnorderedSet(2, 3, x_shape=(3,), max_elements=32), lambda: EnumerableModel(x_dim=3, z_dims=(2,), seed=0),
-     "4\\^3 iw-tuples of latent states per data point, more than max_elements = 32"),
+     "\\(2\\^2\\)\\^3 iw-tuples of latent states per data point, more than max_elements = 32"),
     (lambda: UnorderedSet(2, 1, x_shape=(3,)),
      lambda: get_model("vae", (3,), prior="normal", N=2, hdim=4, nlayers=1, depth=1), "gaussian latents"),
 ])
