@@ -6,7 +6,8 @@ from typing import Tuple
 from .registry import EstimatorFamily
 
 MODULES = ("pathwise", "wake_sleep", "score_function", "vimco", "ovis", "tvo", "baselines", "muprop", "rebar",
-           "antithetic", "relaxed", "exact", "indecater", "double_cv", "arms", "rodeo")
+           "antithetic", "relaxed", "exact", "indecater", "double_cv", "arms", "rodeo",
+           "unordered_set")
 
 
 def builtin_families() -> Tuple[EstimatorFamily, ...]:

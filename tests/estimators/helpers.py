@@ -46,3 +46,15 @@ def max_z_difference(a, b):
     """max over coordinates of |mean(a) - mean(b)| / standard error of the difference (independent samples)."""
     standard_error = (a.var(0) / a.shape[0] + b.var(0) / b.shape[0]).sqrt().clamp(min=1e-300)
     return ((a.mean(0) - b.mean(0)).abs() / standard_error).max().item()
+
+
+def batch_mean_z_scores(estimator, model, x, target, batches=40, repeat=100):
+    """``|mean - target| / standard error`` per parameter coordinate of ``batches`` gradients of the
+    batch-mean loss over ``x`` repeated ``repeat`` times (``target``: the flat exact gradient)."""
+    samples = []
+    for _ in range(batches):
+        model.zero_grad()
+        estimator(model, x.repeat(repeat, 1))[0].mean().backward()
+        samples.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    samples = torch.stack(samples)  # [batches, P]
+    return (samples.mean(0) - target).abs() / (samples.std(0) / batches ** 0.5).clamp(min=1e-12)

@@ -21,7 +21,7 @@ from ovis.estimators.rodeo import Rodeo, leave_one_out
 from ovis.models import get_model
 from ovis.testing import EnumerableModel, enumerate_estimator, per_datum_gradients
 
-from .helpers import exact_gradients, flat, flat_samples, max_z_score
+from .helpers import batch_mean_z_scores, exact_gradients, flat, flat_samples, max_z_score
 
 X = torch.tensor([[1.0, 0.0, 1.0]], dtype=torch.float64)
 
@@ -132,15 +132,8 @@ def test_indecater_on_categorical_latents_agrees_with_exact_on_average():
     exact = ExactEnumeration(1, 2, x_shape=(3,)).double()
     exact(model, x)[0].mean().backward()
     target = torch.cat([p.grad.flatten() for p in model.parameters()])
-    samples = []
-    indecater = IndeCateR(1, 2, x_shape=(3,)).double()
     torch.manual_seed(1)
-    for _ in range(4000 // 100):
-        model.zero_grad()
-        indecater(model, x.repeat(100, 1))[0].mean().backward()
-        samples.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    samples = torch.stack(samples)  # [40, P]: means over 100 draws of the batch mean
-    z = (samples.mean(0) - target).abs() / (samples.std(0) / samples.shape[0] ** 0.5).clamp(min=1e-12)
+    z = batch_mean_z_scores(IndeCateR(1, 2, x_shape=(3,)).double(), model, x, target)
     assert z.max() < 5, z.max()
 
 
