@@ -82,8 +82,7 @@ def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tens
     def step() -> None:
         for optimizer in optimizers:
             optimizer.zero_grad(set_to_none=True)
-        loss, _, _ = estimator(model, x)
-        loss.mean().backward()
+        estimator(model, x, backward=True)  # the step's backward pass, as the trainer runs it
         for optimizer in optimizers:
             optimizer.step()
     return step

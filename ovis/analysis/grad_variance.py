@@ -77,10 +77,8 @@ class GradientVarianceTracker:
             return
         optimizer = torch.optim.Adam(own, lr=self.adapt_lr)
         for _ in range(self.adapt_steps):
-            loss, _, _ = estimator(model, x, return_diagnostics=False, **runtime)
-            grads = torch.autograd.grad(loss.mean(), own, allow_unused=True)
-            for p, g in zip(own, grads):
-                p.grad = None if g is None else g
+            for p, g in zip(own, step_gradients(estimator, model, x, own, **runtime)):
+                p.grad = g
             optimizer.step()
 
     def __call__(self, model: nn.Module, x, n_samples: int, param_filter: str, **runtime) -> Dict[str, float]:
@@ -151,8 +149,7 @@ class MovingVarianceTracker(GradientVarianceTracker):
             return flatten(self.parameters, [p.grad for p in self.parameters])
         estimator = self.estimator(estimator_id, model)
         own = [p for p in estimator.parameters() if p.requires_grad]
-        loss, _, _ = estimator(model, x, return_diagnostics=False, **runtime)
-        grads = torch.autograd.grad(loss.mean(), self.parameters + own, allow_unused=True)
+        grads = step_gradients(estimator, model, x, self.parameters + own, **runtime)
         if own:
             if estimator_id not in self.optimizers:
                 self.optimizers[estimator_id] = torch.optim.Adam(own, lr=self.lr, **(
@@ -161,6 +158,22 @@ class MovingVarianceTracker(GradientVarianceTracker):
                 p.grad = g
             self.optimizers[estimator_id].step()
         return flatten(self.parameters, grads[:len(self.parameters)])
+
+
+def step_gradients(estimator: nn.Module, model: nn.Module, x: Tensor, parameters: List[Tensor],
+                   **runtime) -> List[Optional[Tensor]]:
+    """The gradients for ``parameters`` of one training step of ``estimator`` (its backward pass:
+    own parameters get the gradient of their own objective, ``GradientEstimator.backward``); the
+    ``.grad`` of the model's and the estimator's parameters are left as they were."""
+    saved = [(p, p.grad) for p in [*model.parameters(), *estimator.parameters()]]
+    for p, _ in saved:
+        p.grad = None
+    try:
+        estimator(model, x, backward=True, return_diagnostics=False, **runtime)
+        return [p.grad for p in parameters]
+    finally:
+        for p, grad in saved:
+            p.grad = grad
 
 
 def flatten(parameters: List[Tensor], grads) -> Tensor:

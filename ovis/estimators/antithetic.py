@@ -27,7 +27,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..models.sampling import NoiseSampler
+from .relaxations import NoiseSampler
 from .base import Particles, RuntimeOptions, iw_bound
 from .controlled import ControlledNoiseEstimator, group_logits, group_samples
 from .vimco import leave_one_out_logsumexp
@@ -56,8 +56,8 @@ class Antithetic(ControlledNoiseEstimator):
         self.mode = mode
 
     def model_evaluations(self, latent_size: Optional[int] = None) -> int:
-        """``1 + G`` passes per particle, G the stochastic layers of the last step (1 before it)."""
-        return (1 + max(1, len(self.noise))) * self.mc * self.iw
+        """``1 + G`` passes per particle, G the stochastic layers of the probed model (1 before any)."""
+        return (1 + self.latent_groups) * self.mc * self.iw
 
     def logit_gradient(self, signal: Tensor, u: Tensor, b: Tensor, b_anti: Tensor, logits: Tensor) -> Tensor:
         """Estimate of ``d E[f] / d logits`` ``[rows, N]`` from ``signal = f(b) - f(b~)`` ``[rows, 1]``."""
@@ -72,9 +72,9 @@ class Antithetic(ControlledNoiseEstimator):
         bound = iw_bound(log_weights, options.alpha)  # [bs, mc]
         bs, mc, K = log_weights.shape
         logits, hard = group_logits(particles), group_samples(particles)
-        groups = list(self.noise)
+        groups = list(particles.noise)
         with torch.no_grad():  # the G antithetic passes as one pass over G copies of the batch (block g: u_g -> 1 - u_g)
-            noise = {h: torch.cat([1 - u if h == g else u for g in groups]) for h, u in self.noise.items()}
+            noise = {h: torch.cat([1 - u if h == g else u for g in groups]) for h, u in particles.noise.items()}
             antithetic = self.evaluate(model, x.repeat(len(groups), *[1] * (x.dim() - 1)), NoiseSampler(noise),
                                        options)
             anti_weights = antithetic.log_weights(options).view(len(groups), bs, mc, K)  # [G, bs, mc, K]
@@ -88,7 +88,7 @@ class Antithetic(ControlledNoiseEstimator):
                     signal = (bound.detach() - iw_bound(anti_weights[block], options.alpha)).unsqueeze(-1)
                     signal = signal.expand(bs, mc, K)  # [bs, mc, K]
                 b_anti = antithetic.output["z"][group].view(len(groups), bs * mc * K, -1)[block]  # [rows, N]
-                gradient = self.logit_gradient(signal.reshape(-1, 1), self.noise[group], hard[group], b_anti,
+                gradient = self.logit_gradient(signal.reshape(-1, 1), particles.noise[group], hard[group], b_anti,
                                                logits[group].detach())  # [rows, N]
             phi_loss = phi_loss - (gradient * logits[group]).sum(-1).view(bs, mc, K).sum(-1)
         return (phi_loss - bound).mean(1), {}
@@ -101,4 +101,12 @@ FAMILIES = (EstimatorFamily(
     name="antithetic", grammar="arm | disarm | disarm-iw",
     ids={mode: (Antithetic, {"mode": mode}) for mode in ANTITHETIC_MODES}, examples=ANTITHETIC_MODES,
     label={"arm": "ARM", "disarm": "DisARM", "disarm-iw": "DisARM (IW)"},
-    style={"arm": Style("#762a83", (8, 0)), "disarm": Style("#c51b7d", (8, 1)), "disarm-iw": Style("#de77ae", (8, 2))}),)
+    style={"arm": Style("#762a83", (8, 0)), "disarm": Style("#c51b7d", (8, 1)), "disarm-iw": Style("#de77ae", (8, 2))},
+    table=(
+        (
+            "`arm`, `disarm`, `disarm-iw`",
+            ("antithetic estimators for Bernoulli latents (Yin & Zhou 2019; Dong et al. 2020) and local DisARM of "
+             "the multi-sample bound"),
+            "∇ L_K",
+        ),
+    )),)

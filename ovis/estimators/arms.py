@@ -30,7 +30,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..models.sampling import UNIFORM_EPS, LatentSampler, bernoulli_logits
+from ..models.sampling import LatentSampler
+from .relaxations import UNIFORM_EPS, bernoulli_logits
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, LeafSample, latent_groups
 from .registry import EstimatorFamily, Style
@@ -163,4 +164,12 @@ FAMILIES = (EstimatorFamily(
     name="arms", grammar="arms | arms-gaussian",
     ids={"arms": (ARMS, {"copula": "dirichlet"}), "arms-gaussian": (ARMS, {"copula": "gaussian"})},
     examples=("arms", "arms-gaussian"), label={"arms": "ARMS", "arms-gaussian": "ARMS (Gaussian copula)"},
-    style={"arms": Style("#a50f15", (10, 0)), "arms-gaussian": Style("#ef3b2c", (10, 0, 1))}),)
+    style={"arms": Style("#a50f15", (10, 0)), "arms-gaussian": Style("#ef3b2c", (10, 0, 1))},
+    table=(
+        (
+            "`arms`, `arms-gaussian`",
+            ("the `--mc` samples drawn together through a Dirichlet or Gaussian copula (Dimitriev & Zhou 2021), "
+             "one layer of Bernoulli latents"),
+            "∇ L_K",
+        ),
+    )),)

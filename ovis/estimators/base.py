@@ -19,6 +19,7 @@ alpha = 0, beta = 1 gives the importance weighted bound L_K of Burda et al. (201
 alpha in (0, 1) the importance weighted Renyi bound (Li & Turner, 2016).
 """
 import math
+import weakref
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import Callable, Dict, FrozenSet, List, Optional, Tuple
@@ -83,15 +84,21 @@ def reduce_rows(log_prob: Tensor, rows: int, what: str) -> Tensor:
 
 @dataclass
 class Particles:
-    """Log-densities of the particles of one forward pass.
+    """The record of one forward pass: the log-densities of its particles and what drew them.
 
     ``log_px [bs, mc, iw]``: log p(x | z); ``log_qz``, ``log_pz [bs, mc, iw, G]``: log q and
-    log p of each latent group; ``output``: the model's output dict for the ``bs * mc * iw`` rows.
+    log p of each latent group; ``output``: the model's output dict for the ``bs * mc * iw`` rows;
+    ``noise``: the uniforms behind each group's draws (group -> ``[rows, N_g]``; estimators that
+    draw the latents from noise, ``ovis.estimators.relaxations``), reused by their further passes;
+    ``backward_terms``: what ``surrogate`` leaves for the estimator's own backward pass
+    (``GradientEstimator.backward``; learned control variates).
     """
     log_px: Tensor
     log_qz: Tensor
     log_pz: Tensor
     output: Dict
+    noise: Dict[int, Tensor] = field(default_factory=dict)
+    backward_terms: Optional[Dict] = None
     # log_weights by (options, detach_q): the surrogate's and the diagnostics' are the same tensor
     _log_weights: Dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -267,8 +274,10 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     """Base class of the estimators: ``Estimator(mc, iw, **config)`` then
     ``loss, diagnostics, output = estimator(model, x, backward=False, **runtime)``.
 
-    ``loss [bs]`` is a per-data-point surrogate: the gradient of ``loss.mean()`` is the
-    estimator's estimate of the gradient of the batch mean of ``-L``. Subclasses define
+    ``loss [bs]`` is a per-data-point surrogate: the gradient of ``loss[i]`` is the estimator's
+    estimate of the gradient of ``-L`` at data point i, that of ``loss.mean()`` of the batch mean of
+    ``-L``. A training step calls it with ``backward=True`` (``backward``: own parameters with an
+    objective of their own get its gradient there). Subclasses define
     ``surrogate`` and may change the particle layout (``layout``), the sampling mode
     (``reparam``), the inference density (``log_q``) and the particles that define the
     reported bound (``bound_particles``).
@@ -288,6 +297,8 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     min_mc = 1  # smallest number of outer Monte-Carlo samples it is defined for
     min_iw = 1  # smallest number of importance samples it is defined for
     owns_parameters = False  # has its own trainable parameters (baselines, learned control variates)
+    own_objective: Optional[str] = None  # what its own parameters minimise when that is not the loss: they are
+    # trained by the step's backward pass (``backward``), not by ``loss.mean().backward()``
     unbiased_for = "biased"  # the objective whose gradient it estimates without bias, e.g. "∇ L_K"
     stops_q_parameters = False  # log q evaluated with q's parameters stopped (front ends re-evaluate q)
     needs_latents = False  # loss_from_log_probs needs latents= (it rescales their gradients)
@@ -311,7 +322,8 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
                                  f"use {name}={least} or more")
         self.x_shape = None if x_shape is None else tuple(x_shape)
         self.defaults = RuntimeOptions(alpha, beta, tau, freebits)
-        self._probed: Optional[int] = None  # id of the model whose probe pass succeeded
+        # the model whose probe pass succeeded, by weak reference: a freed model's address (id) may be reused
+        self._probed: Optional[weakref.ref] = None
 
     @property
     def layout(self) -> Tuple[int, int]:
@@ -344,10 +356,11 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     def probe(self, model: nn.Module, sampler: Optional[LatentSampler] = None) -> Optional[Dict]:
         """``probe_pass`` for the checks of ``check_model``; None when ``x_shape`` is unknown or
         ``model`` was probed before (``forward`` calls ``check_model`` at every step)."""
-        if self.x_shape is None or next(model.parameters(), None) is None or self._probed == id(model):
+        probed = self._probed is not None and self._probed() is model
+        if self.x_shape is None or next(model.parameters(), None) is None or probed:
             return None
         output = self.probe_pass(model, sampler)
-        self._probed = id(model)
+        self._probed = weakref.ref(model)
         return output
 
     def probe_pass(self, model: nn.Module, sampler: Optional[LatentSampler] = None) -> Dict:
@@ -364,14 +377,15 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
         finally:
             model.train(training)
 
-    def check_sampler(self, model: nn.Module, sampler: LatentSampler, needs: str) -> None:
+    def check_sampler(self, model: nn.Module, sampler: LatentSampler, needs: str) -> Optional[Dict]:
         """Raise ``ValueError`` unless ``model`` takes latent samplers (``accepts_sampler``) and a
-        probe pass with ``sampler`` succeeds (the sampler raises for latents it cannot handle)."""
+        probe pass with ``sampler`` succeeds (the sampler raises for latents it cannot handle).
+        Returns the probe pass's output (None: no probe pass, see ``probe``)."""
         if not getattr(model, "accepts_sampler", False):
             raise ValueError(f"{type(self).__name__} {needs}: the model must define forward(x, sampler=...) and "
                              f"declare accepts_sampler = True (see ovis.models.base.TemplateModel and "
                              f"docs/DESIGN.md, section 1b)")
-        self.probe(model, sampler)
+        return self.probe(model, sampler)
 
     def check_options(self, options: RuntimeOptions) -> None:
         """Raise ``ValueError``, with the fix, for runtime options the estimator does not support."""
@@ -408,16 +422,25 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
 
     def forward(self, model: nn.Module, x: Tensor, backward: bool = False, return_diagnostics: bool = True,
                 **runtime) -> Tuple[Tensor, Dict[str, Tensor], Dict]:
-        """``x [bs, *D]``; ``backward=True`` calls ``loss.mean().backward()``; ``runtime``: alpha, beta,
-        tau, freebits. Returns ``(loss [bs], diagnostics, model output of the forward pass)``."""
+        """``x [bs, *D]``; ``backward=True`` runs the training step's backward pass (``backward``);
+        ``runtime``: alpha, beta, tau, freebits. Returns ``(loss [bs], diagnostics, model output of
+        the forward pass)``; ``loss[i]`` is data point i's surrogate."""
         options = self.defaults.updated(runtime)
         self.check_options(options)
         self.check_model(model)
         particles = self.sample(model, x, options)
         loss, diagnostics = self._loss(model, x, particles, options, return_diagnostics)  # [bs]
         if backward:
-            loss.mean().backward()
+            self.backward(loss, particles)
         return loss, diagnostics, particles.output
+
+    def backward(self, loss: Tensor, particles: Particles) -> None:
+        """The backward pass of a training step (``forward(..., backward=True)``, which the trainer
+        calls): the gradient of ``loss.mean()`` into the ``.grad`` of the model's parameters and of
+        the estimator's own. An estimator whose own parameters minimise an objective of their own
+        (``own_objective``) overrides it: its ``loss`` trains the model only, and this pass also
+        gives its parameters the gradient of that objective (from ``particles.backward_terms``)."""
+        loss.mean().backward()
 
     def loss_from_log_probs(self, log_p: Tensor, log_q: Tensor, x: Optional[Tensor] = None,
                             return_diagnostics: bool = True, latents: Optional[List[Tensor]] = None,

@@ -89,4 +89,12 @@ FAMILIES = (EstimatorFamily(
     name="baselines", grammar="nvil | reinforce-loo",
     ids={"nvil": (NVIL, {}), "reinforce-loo": (ReinforceLeaveOneOut, {})}, examples=("nvil", "reinforce-loo"),
     label={"nvil": "NVIL", "reinforce-loo": "Reinforce (leave-one-out)"},
-    style={"nvil": Style("#1f4e79", (5, 2)), "reinforce-loo": Style("#a6bddb", (5, 3))}),)
+    style={"nvil": Style("#1f4e79", (5, 2)), "reinforce-loo": Style("#a6bddb", (5, 3))},
+    table=(
+        (
+            "`nvil`, `reinforce-loo`",
+            ("NVIL: learned input-dependent baseline with signal normalisation (Mnih & Gregor 2014); leave-one-out"
+             " baseline over the `mc` samples"),
+            "∇ L_K",
+        ),
+    )),)

@@ -1,71 +1,28 @@
 """Estimators that control the uniform noise behind each Bernoulli draw (ARM, DisARM, REBAR, RELAX,
-the relaxed and straight-through estimators): the samplers they hand to the model and their
-common base class.
+the relaxed and straight-through estimators): their common base class.
 
-Noise. Each latent unit of group g is drawn from ``u ~ U(0, 1)``: the hard sample is
-``b = H(a + logit u)`` (``a`` the logits of q), the Concrete relaxation at temperature ``lam`` is
-``sigmoid((a + logit u) / lam)`` (Maddison et al., 2017; Jang et al., 2017). REBAR's conditional
-noise (Tucker et al., 2017, appendix): given ``b`` and ``theta = sigmoid(a)``, ``u | b`` is uniform
-on ``(1 - theta, 1)`` if ``b = 1`` and on ``(0, 1 - theta)`` if ``b = 0``; with ``v ~ U(0, 1)``::
-
-    u_tilde = b (1 - theta + v theta) + (1 - b) v (1 - theta)
-
-is a draw of ``u | b`` that is differentiable in ``a`` (the conditional reparameterisation).
-Hierarchical q: the model computes each group's ``q`` from what the sampler returned for its
-parents, so a relaxed pass relaxes every group and the relaxation is a differentiable function
-of the noise of all groups.
+The samplers and the transforms of the noise: ``relaxations.py``. Each pass draws its latents
+from uniform noise that the ``Particles`` of that pass keep (``particles.noise``: group ->
+uniforms ``[rows, N_g]``), so that further passes reuse it or a transform of it.
 """
 from contextlib import contextmanager
 from typing import Dict, Iterator, Optional
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Distribution
-import torch.nn.functional as F
 
-from ..models.sampling import NoiseSampler, bernoulli_logits, hard_bernoulli, relaxed_bernoulli, UNIFORM_EPS
 from .base import GradientEstimator, Particles, RuntimeOptions, sample_particles
-
-Noise = Dict[int, Tensor]
-
-
-def conditional_uniform(v: Tensor, b: Tensor, logits: Tensor) -> Tensor:
-    """REBAR's ``u_tilde ~ u | b`` from ``v ~ U(0, 1)`` (module docstring); differentiable in ``logits``."""
-    theta = torch.sigmoid(logits)
-    u = torch.where(b > 0.5, 1 - theta + v * theta, v * (1 - theta))
-    return u.clamp(UNIFORM_EPS, 1 - UNIFORM_EPS)
-
-
-class RelaxedSampler(NoiseSampler):
-    """The Concrete relaxation ``sigmoid((a + logit u) / temperature)`` of each Bernoulli group,
-    differentiable in the logits ``a``. With ``straight_through`` the value is the hard sample
-    ``H(a + logit u)`` and the gradient that of the relaxation (straight-through Gumbel).
-    Categorical groups (``q.logits [.., C]``) get the Gumbel-softmax sample instead (fresh noise)."""
-
-    def __init__(self, temperature: float, noise: Optional[Noise] = None, straight_through: bool = False):
-        super().__init__(noise)
-        self.temperature, self.straight_through = temperature, straight_through  # a tensor keeps its graph
-
-    def __call__(self, group: int, q: Distribution) -> Tensor:
-        if q.event_shape:  # one-hot categorical
-            return F.gumbel_softmax(q.logits, tau=float(self.temperature), hard=self.straight_through, dim=-1)
-        return self.transform(group, q, self.uniform(group, q))
-
-    def transform(self, group: int, q: Distribution, u: Tensor) -> Tensor:
-        logits = bernoulli_logits(q)
-        relaxed = relaxed_bernoulli(logits, u, self.temperature)
-        if not self.straight_through:
-            return relaxed
-        return hard_bernoulli(logits.detach(), u) + (relaxed - relaxed.detach())
+from .relaxations import UNIFORM_EPS, Noise, NoiseSampler, bernoulli_logits
 
 
 class ControlledNoiseEstimator(GradientEstimator):
     """Base class of the estimators that draw the latents themselves (module docstring).
 
-    ``sample`` draws the hard particles with a ``NoiseSampler`` and keeps its noise
-    (``self.noise``: group -> uniforms ``[rows, N_g]``) for the further passes of ``surrogate``
-    (``evaluate``). ``fixed_noise(u, v)`` replaces the random noise (tests integrate the
-    estimators over it); ``v`` is the second noise of REBAR and RELAX."""
+    ``sample`` draws the hard particles with a ``NoiseSampler``; their noise (``particles.noise``:
+    group -> uniforms ``[rows, N_g]``) serves the further passes of ``surrogate`` (``evaluate``).
+    ``fixed_noise(u, v)`` replaces the random noise (tests integrate the estimators over it); ``v``
+    is the second noise of REBAR and RELAX. ``latent_groups``: the stochastic layers of the model
+    seen by the last probe pass (1 before any)."""
     needs_model = True
     latent_types = frozenset({"bernoulli"})
     unbiased_for = "∇ L_K"
@@ -74,12 +31,14 @@ class ControlledNoiseEstimator(GradientEstimator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._fixed: Optional[Dict[str, Noise]] = None
-        self.noise: Noise = {}
+        self.latent_groups = 1
 
     def check_model(self, model: nn.Module) -> None:
         """The model must accept samplers that draw every latent group (Bernoulli latents)."""
         super().check_model(model)
-        self.check_sampler(model, self.probe_sampler(), "controls the noise of every latent draw")
+        output = self.check_sampler(model, self.probe_sampler(), "controls the noise of every latent draw")
+        if output is not None:
+            self.latent_groups = len(output["z"])
 
     def probe_sampler(self):
         return NoiseSampler()
@@ -107,7 +66,7 @@ class ControlledNoiseEstimator(GradientEstimator):
     def sample(self, model: nn.Module, x: Tensor, options: RuntimeOptions) -> Particles:
         sampler = NoiseSampler(None if self._fixed is None else self._fixed["u"])
         particles = self.evaluate(model, x, sampler, options)
-        self.noise = sampler.noise
+        particles.noise = sampler.noise
         return particles
 
 

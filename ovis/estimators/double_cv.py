@@ -85,4 +85,11 @@ class DoubleControlVariate(DiscreteLatentEstimator, ScoreFunctionEstimator):
 
 
 FAMILIES = (EstimatorFamily(name="double-cv", grammar="double-cv", ids={"double-cv": (DoubleControlVariate, {})},
-                            examples=("double-cv",), label="double CV", style=Style("#fd8d3c", (10, 1))),)
+                            examples=("double-cv",), label="double CV", style=Style("#fd8d3c", (10, 1)),
+    table=(
+        (
+            "`double-cv`",
+            "leave-one-out plus a linear global control variate (Titsias & Shi 2022), `--mc K`",
+            "∇ L_K",
+        ),
+    )),)

@@ -86,4 +86,12 @@ class ExactEnumeration(DiscreteLatentEstimator):
 
 
 FAMILIES = (EstimatorFamily(name="exact", grammar="exact", ids={"exact": (ExactEnumeration, {})}, examples=("exact",),
-                            label="exact gradient", style=Style("#000000", (0, 0), linestyle=":")),)
+                            label="exact gradient", style=Style("#000000", (0, 0), linestyle=":"),
+    table=(
+        (
+            "`exact`",
+            ("the exact gradient, by enumerating every joint latent state and K-tuple (zero variance; models with "
+             "few discrete latents)"),
+            "∇ L_K",
+        ),
+    )),)

@@ -74,4 +74,12 @@ class IndeCateR(DiscreteLatentEstimator):
 
 
 FAMILIES = (EstimatorFamily(name="indecater", grammar="indecater", ids={"indecater": (IndeCateR, {})},
-                            examples=("indecater",), label="IndeCateR", style=Style("#e6550d", (10, 2))),)
+                            examples=("indecater",), label="IndeCateR", style=Style("#e6550d", (10, 2)),
+    table=(
+        (
+            "`indecater`",
+            ("IndeCateR (De Smet et al. 2023): per-unit Rao-Blackwellised score function, Bernoulli or categorical"
+             " latents, one layer"),
+            "∇ L_K",
+        ),
+    )),)

@@ -19,7 +19,7 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor
 
-from ..models.sampling import MeanField
+from .relaxations import MeanField
 from .base import sample_particles
 from .score_function import ScoreFunctionEstimator
 from .registry import EstimatorFamily, Style
@@ -87,4 +87,12 @@ FAMILIES = (EstimatorFamily(
     name="muprop", grammar="muprop | simple-muprop",
     ids={"muprop": (MuProp, {"first_order": True}), "simple-muprop": (MuProp, {"first_order": False})},
     examples=("muprop", "simple-muprop"), label={"muprop": "MuProp", "simple-muprop": "SimpleMuProp"},
-    style={"muprop": Style("#808000", (6, 0)), "simple-muprop": Style("#bcbd22", (6, 1))}),)
+    style={"muprop": Style("#808000", (6, 0)), "simple-muprop": Style("#bcbd22", (6, 1))},
+    table=(
+        (
+            "`muprop`, `simple-muprop`",
+            ("first-order Taylor control variate around the mean-field pass (Gu et al. 2016) and the REBAR code's "
+             "simpler variant"),
+            "∇ L_K",
+        ),
+    )),)

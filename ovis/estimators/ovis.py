@@ -240,4 +240,21 @@ FAMILIES = (EstimatorFamily(
     name="ovis", grammar="ovis-S<int or decimal>[-exclusive] | ovis-gamma<g>[-arithmetic|-geometric]",
     parse=parse_ovis_id, prefixes=("ovis",), label="OVIS", style=ovis_style,
     examples=("ovis-S1", "ovis-S0.5", "ovis-S2-exclusive", "ovis-gamma0", "ovis-gamma1", "ovis-gamma1-arithmetic",
-              "ovis-gamma0.5-geometric")),)
+              "ovis-gamma0.5-geometric"),
+    table=(
+        (
+            "`ovis-S<S>-exclusive`",
+            "OVIS-MC: optimal control variate estimated with S extra particles (eq. 12)",
+            "∇ L_K",
+        ),
+        (
+            "`ovis-S<S>`",
+            "OVIS-MC within a budget of K particles (S of them auxiliary; `ovis-S0.3`: S = 0.3 K)",
+            "∇_θ L_K, ∇_φ L_{K-S}",
+        ),
+        (
+            "`ovis-gamma<g>`",
+            "OVIS~: asymptotic control variate (eq. 17); `-arithmetic`, `-geometric` from VIMCO",
+            "γ = 0: ∇ L_K; γ > 0 biased by design",
+        ),
+    )),)

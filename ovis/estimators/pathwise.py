@@ -142,4 +142,16 @@ FAMILIES = (EstimatorFamily(
     examples=("pathwise", "pathwise-vae", "pathwise-iwae", "stl", "dreg"),
     label={"pathwise-vae": "VAE", "pathwise-iwae": "IWAE", "stl": "IWAE-STL", "dreg": "IWAE-DReG"},
     style={"pathwise-iwae": Style("#636363", (4, 0)), "pathwise-vae": Style("#a9a9a9", (4, 1)),
-           "pathwise": Style("#4d4d4d", (4, 2)), "stl": Style("#9e9ac8", (4, 3)), "dreg": Style("#54278f", (4, 4))}),)
+           "pathwise": Style("#4d4d4d", (4, 2)), "stl": Style("#9e9ac8", (4, 3)), "dreg": Style("#54278f", (4, 4))},
+    table=(
+        (
+            "`pathwise-iwae`, `pathwise-vae`, `pathwise`",
+            "reparameterised IWAE bound / ELBO",
+            "∇ L_K / ∇ ELBO",
+        ),
+        (
+            "`stl`, `dreg`",
+            "IWAE sticking-the-landing / doubly reparameterised (Tucker et al. 2019)",
+            "STL biased for L_K; DReG ∇ L_K",
+        ),
+    )),)

@@ -25,17 +25,18 @@ distribution) and the authors' code (the squared estimate for each layer's logit
 ``delta_{i,g,n}`` an offset on the logit of unit n of layer g of data point i (in every pass),
 the objective is ``sum_{i,g,n} g_{delta_{i,g,n}}^2``; its mean over the noise is the variance
 plus a square that does not depend on them (the estimate is unbiased for any eta, lam, psi).
-Each offset's gradient is the sum of the gradients for the logits it shifts, and those come
-from the one backward pass (with its graph) that also gives the model its gradient: no second
-backward pass of the loss, and the double backward pass stops at the logits (not at the weights
-of the inference network). ``benchmarks/rebar_family_speed.py``, a training step against
-``reinforce``'s: relax 3.3-3.7x (5.8x with three model calls, the objective on the inference
-network's weights, a second backward pass and a correction pass), 3.95-4.26x (7.3x) with the
-trainer's fused Adam. Their parameters are ``estimator.parameters()`` (the trainer gives them
-their own Adam, ``--baseline_lr``).
+
+The contract (docs/DESIGN.md, section 3): ``loss[i]`` is data point i's surrogate and trains the
+model only; the variance objective is the estimator's own (``own_objective``), and the training
+step's backward pass (``forward(..., backward=True)``, ``REBAR.backward``) trains eta, lam and psi
+by it. Each offset's gradient is the sum of the gradients for the logits it shifts, and those
+come from the one backward pass (with its graph) that also gives the model its gradient: no
+second backward pass of the loss, and the double backward pass stops at the logits (not at the
+weights of the inference network). Their parameters are ``estimator.parameters()`` (the trainer
+gives them their own Adam, ``--baseline_lr``).
 """
 import math
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
@@ -43,7 +44,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
-from .controlled import ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits, group_samples
+from .controlled import ControlledNoiseEstimator, group_logits, group_samples
+from .relaxations import RelaxedSampler, conditional_uniform
 from .registry import EstimatorFamily, Style
 
 
@@ -75,22 +77,6 @@ def tanh_network(features: int, hdim: int) -> nn.Module:
     return nn.Sequential(nn.Linear(features, hdim), nn.Tanh(), nn.Linear(hdim, 1))
 
 
-class InjectedGradients(torch.autograd.Function):
-    """``InjectedGradients.apply(gradients, *parameters)``: a zero whose backward pass gives each
-    parameter its given gradient (times the incoming one): one graph node instead of a
-    ``sum(g * p) - sum(g * p).detach()`` term per parameter."""
-
-    @staticmethod
-    def forward(ctx, gradients: Tuple[Tensor, ...], *parameters: Tensor) -> Tensor:
-        ctx.gradients = gradients
-        return parameters[0].new_zeros(())
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output: Tensor):
-        return (None, *torch._foreach_mul(ctx.gradients, grad_output))
-
-
 class REBAR(ControlledNoiseEstimator):
     """REBAR / dynamic REBAR / RELAX (module docstring).
 
@@ -114,6 +100,7 @@ class REBAR(ControlledNoiseEstimator):
             raise ValueError("relax needs x_shape= (the shape of one data point) for its surrogate network")
         self.learn = bool(learn or surrogate_hdim)
         self.owns_parameters = self.learn
+        self.own_objective = "the variance of the gradient estimate for the logits of q" if self.learn else None
         if neural_baseline and (not self.learn or x_shape is None):
             raise ValueError("neural_baseline needs a trained control variate (dynamic-rebar or relax) and x_shape=")
         self.baseline = tanh_network(math.prod(x_shape), neural_baseline) if neural_baseline else None
@@ -165,15 +152,15 @@ class REBAR(ControlledNoiseEstimator):
         logits, with their graph); each relaxation uses the logits of its own pass (relaxed
         parents). Also returns the logits of q of that pass, one ``[bs * 2 mc * iw, N_g]`` per group."""
         mc, iw = self.layout
-        bs, groups = x.shape[0], list(self.noise)
-        v = self.second_noise(self.noise)
+        bs, groups, u = x.shape[0], list(particles.noise), particles.noise
+        v = self.second_noise(u)
         hard, logits = group_samples(particles), group_logits(particles)
         # u, v, b and the hard logits of all groups side by side: [bs * mc * iw, sum N_g] each
-        flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (self.noise, v, hard, logits)]
+        flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (u, v, hard, logits)]
         conditional = conditional_uniform(*flat[1:])  # [bs * mc * iw, sum N_g]
         both = torch.stack([flat[0].view(bs, mc * iw, -1), conditional.view(bs, mc * iw, -1)], 1)  # [bs, 2, mc iw, sum N_g]
-        pieces = both.view(bs * 2 * mc * iw, -1).split([self.noise[g][0].numel() for g in groups], 1)
-        noise = {g: piece.view(-1, *self.noise[g].shape[1:]) for g, piece in zip(groups, pieces)}
+        pieces = both.view(bs * 2 * mc * iw, -1).split([u[g][0].numel() for g in groups], 1)
+        noise = {g: piece.view(-1, *u[g].shape[1:]) for g, piece in zip(groups, pieces)}
         relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, RelaxedSampler(temperature, noise))
         values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, 2 mc]
         if self.network is not None:  # r([x, z]); its first layer's x columns act once per data point
@@ -198,16 +185,25 @@ class REBAR(ControlledNoiseEstimator):
             coefficient = coefficient - self.baseline(2 * x.flatten(1) - 1)  # [bs, mc]: b(x) [bs, 1]
         difference = relaxed - conditional  # [bs, mc]
         diagnostics = {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
-        gradients = None
-        if self.learn and self.training and torch.is_grad_enabled():
+        if self.learn and self.training and torch.is_grad_enabled():  # for the variance step (``backward``)
             logits = list(group_logits(particles).values()) + relaxed_logits
-            gradients = self.gradients(phi, theta, logits, log_q, coefficient, difference, bound)
-        with torch.no_grad() if gradients else nullcontext():  # the gradients are computed: only the value
-            loss = (-(coefficient.detach() * log_q + self.eta.detach() * difference) - bound).mean(1)  # [bs]
-        if gradients:
-            parameters, values = zip(*gradients)
-            loss = loss + InjectedGradients.apply(values, *parameters)
-        return loss, diagnostics
+            particles.backward_terms = {"gradients": (phi, theta, logits, log_q, coefficient, difference, bound)}
+        return (-(coefficient.detach() * log_q + self.eta.detach() * difference) - bound).mean(1), diagnostics  # [bs]
+
+    def backward(self, loss: Tensor, particles: Particles) -> None:
+        """The training step's backward pass: the model gets the gradient of ``loss.mean()`` and, in
+        training mode, eta, log lam (and psi, the baseline) the gradient of the variance objective,
+        both from one backward pass with its graph (``gradients``)."""
+        terms = particles.backward_terms
+        pairs = None if terms is None else self.gradients(*terms["gradients"])
+        if pairs is None:
+            loss.mean().backward()
+            return
+        for parameter, gradient in pairs:
+            if parameter.grad is None:
+                parameter.grad = gradient
+            else:
+                parameter.grad.add_(gradient)
 
     def gradients(self, phi: List[Tensor], theta: List[Tensor], logits: List[Tensor], log_q: Tensor,
                   coefficient: Tensor, difference: Tensor, bound: Tensor) -> Optional[List[Tuple[Tensor, Tensor]]]:
@@ -260,4 +256,12 @@ FAMILIES = (EstimatorFamily(
     examples=("rebar", "dynamic-rebar", "relax"),
     label={"rebar": "REBAR", "dynamic-rebar": "dynamic REBAR", "relax": "RELAX"},
     style={"rebar": Style("#01665e", (7, 0)), "dynamic-rebar": Style("#35978f", (7, 1)),
-           "relax": Style("#80cdc1", (7, 2))}),)
+           "relax": Style("#80cdc1", (7, 2))},
+    table=(
+        (
+            "`rebar`, `dynamic-rebar`, `relax`",
+            ("relaxed control variates: fixed η and τ, η and τ trained online to minimise variance (Tucker et al. "
+             "2017), a learned surrogate (Grathwohl et al. 2018)"),
+            "∇ L_K",
+        ),
+    )),)

@@ -75,7 +75,9 @@ class EstimatorFamily:
     ``parse`` and ``prefixes``: the parser of ids with parameters and the first ``-``-separated
     tokens it takes; ``examples``: ids the generic tests and the check tables run; ``label``:
     display name (a mapping id -> label for several exact ids); ``style``: a ``Style``, a
-    mapping id -> ``Style`` or a callable ``EstimatorId -> Style``."""
+    mapping id -> ``Style`` or a callable ``EstimatorId -> Style``; ``table``: its rows of the README's
+    estimator table, ``(identifiers, estimator, unbiased for)`` in markdown (``estimator_table``;
+    every built-in family has at least one)."""
     name: str
     grammar: str
     examples: Tuple[str, ...]
@@ -84,6 +86,7 @@ class EstimatorFamily:
     prefixes: Tuple[str, ...] = ()
     label: Union[str, Mapping[str, str]] = ""
     style: Union[Style, Mapping[str, Style], Callable[[EstimatorId], Style], None] = None
+    table: Tuple[Tuple[str, str, str], ...] = ()
 
     def __post_init__(self):
         if not self.name or not self.grammar or not self.examples:
@@ -308,6 +311,21 @@ def check_latent_type(estimator: type, model) -> None:
         raise ValueError(f"{estimator.__name__} accepts {accepted} latents, but {type(model).__name__} has "
                          f"{latent_type} latents: use a model with {accepted} latents, or an estimator that accepts "
                          f"{latent_type} latents, such as {', '.join(estimators_accepting(latent_type)[:4])}")
+
+
+TABLE_HEADER = ("identifier", "estimator", "unbiased for")
+
+
+def estimator_table(families: Iterable[EstimatorFamily]) -> str:
+    """The markdown table of the families' ``table`` rows (the README's, from the built-in families)."""
+    rows = [TABLE_HEADER]
+    for family in families:
+        if not family.table:
+            raise ValueError(f"estimator family {family.name!r} has no table rows: give it "
+                             f"table=((identifiers, estimator, unbiased for), ...) to describe it")
+        rows += family.table
+    lines = ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join([lines[0], "|" + "---|" * len(TABLE_HEADER), *lines[1:]])
 
 
 def estimator_classes(families: Optional[Iterable[EstimatorFamily]] = None) -> Tuple[Type, ...]:

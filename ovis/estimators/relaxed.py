@@ -18,7 +18,8 @@ from typing import Dict, Optional, Tuple
 from torch import Tensor, nn
 
 from .base import Particles, RuntimeOptions, iw_bound
-from .controlled import ControlledNoiseEstimator, RelaxedSampler
+from .controlled import ControlledNoiseEstimator
+from .relaxations import RelaxedSampler
 from .registry import EstimatorFamily, EstimatorId, Parsed, Style, invalid, number_text
 
 DEFAULT_TEMPERATURE = 0.5
@@ -91,4 +92,11 @@ def relaxed_style(description: EstimatorId) -> Style:
 FAMILIES = (EstimatorFamily(
     name="relaxed", grammar="gumbel-softmax[-tau<t>] | concrete[-tau<t>] | straight-through[-tau<t>]",
     parse=parse_relaxed_id, prefixes=("gumbel", "concrete", "straight"), label="relaxed", style=relaxed_style,
-    examples=("gumbel-softmax", "gumbel-softmax-tau0.3", "concrete", "straight-through")),)
+    examples=("gumbel-softmax", "gumbel-softmax-tau0.3", "concrete", "straight-through"),
+    table=(
+        (
+            "`gumbel-softmax[-tau<t>]` (`concrete`), `straight-through[-tau<t>]`",
+            "relaxed / straight-through pathwise gradients",
+            "biased; the bias shrinks with τ",
+        ),
+    )),)

@@ -29,7 +29,7 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
-from ..models.sampling import bernoulli_logits
+from .relaxations import bernoulli_logits
 from .base import Particles, RuntimeOptions, iw_bound
 from .double_cv import DoubleControlVariate
 from .registry import EstimatorFamily, Style
@@ -79,4 +79,12 @@ class Rodeo(DoubleControlVariate):
 
 
 FAMILIES = (EstimatorFamily(name="rodeo", grammar="rodeo", ids={"rodeo": (Rodeo, {})},
-                            examples=("rodeo",), label="RODEO", style=Style("#31a354", (10, 3))),)
+                            examples=("rodeo",), label="RODEO", style=Style("#31a354", (10, 3)),
+    table=(
+        (
+            "`rodeo`",
+            ("RODEO (Shi et al. 2022): leave-one-out plus Gibbs Stein-operator control variates, fixed Taylor "
+             "features instead of the learned network; one layer of Bernoulli latents, `--mc K >= 2`"),
+            "∇ L_K",
+        ),
+    )),)

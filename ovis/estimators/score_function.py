@@ -166,4 +166,11 @@ FAMILIES = (EstimatorFamily(
     ids={"reinforce": (Reinforce, {}), "reinforce-baseline": (ReinforceBaseline, {})},
     examples=("reinforce", "reinforce-baseline"),
     label={"reinforce": "Reinforce", "reinforce-baseline": "Reinforce (baseline)"},
-    style={"reinforce": Style("#7b95b0", (5, 0)), "reinforce-baseline": Style("#4a6c8c", (5, 1))}),)
+    style={"reinforce": Style("#7b95b0", (5, 0)), "reinforce-baseline": Style("#4a6c8c", (5, 1))},
+    table=(
+        (
+            "`reinforce`, `reinforce-baseline`",
+            "score function, no / neural (NVIL) baseline",
+            "∇ L_K",
+        ),
+    )),)

@@ -190,4 +190,11 @@ def tvo_style(description: EstimatorId) -> Style:
 FAMILIES = (EstimatorFamily(
     name="tvo", grammar="tvo[-part<n>][-beta<b>][-config1|-config2][-left|-right|-trapz]", parse=parse_tvo_id,
     prefixes=("tvo",), label="TVO", style=tvo_style,
-    examples=("tvo", "tvo-part1", "tvo-part5-beta2-trapz", "tvo-part2-config1")),)
+    examples=("tvo", "tvo-part1", "tvo-part5-beta2-trapz", "tvo-part2-config1"),
+    table=(
+        (
+            "`tvo-part<n>-beta<b>[-config1\\|-config2][-left\\|-right\\|-trapz]`",
+            "thermodynamic variational objective (Masrani et al. 2019)",
+            "the TVO bound",
+        ),
+    )),)

@@ -26,7 +26,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..models.sampling import UNIFORM_EPS, LatentSampler
+from ..models.sampling import LatentSampler
+from .relaxations import UNIFORM_EPS
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import (DiscreteLatentEstimator, LatentGroup, LeafSample, latent_kind,
                          unit_probabilities, unit_values)
@@ -165,4 +166,13 @@ class UnorderedSet(DiscreteLatentEstimator):
 
 FAMILIES = (EstimatorFamily(name="unordered-set", grammar="unordered-set",
                             ids={"unordered-set": (UnorderedSet, {})}, examples=("unordered-set",),
-                            label="unordered set", style=Style("#6a51a3", (10, 2))),)
+                            label="unordered set", style=Style("#6a51a3", (10, 2)),
+    table=(
+        (
+            "`unordered-set`",
+            ("unordered set estimator with its built-in baseline over `--mc` (2 to 4) elements drawn without "
+             "replacement by Gumbel-top-k (Kool et al. 2020), one layer with few joint states (e.g. `--model vae "
+             "--prior categorical --N 1`)"),
+            "∇ L_K",
+        ),
+    )),)

@@ -84,4 +84,11 @@ FAMILIES = (EstimatorFamily(
     ids={"vimco-arithmetic": (VIMCO, {"mode": "arithmetic"}), "vimco-geometric": (VIMCO, {"mode": "geometric"})},
     examples=("vimco-arithmetic", "vimco-geometric"),
     label={"vimco-arithmetic": "VIMCO", "vimco-geometric": "VIMCO (geom.)"},
-    style={"vimco-arithmetic": Style("#238b45", (1, 0)), "vimco-geometric": Style("#74c476", (1, 1))}),)
+    style={"vimco-arithmetic": Style("#238b45", (1, 0)), "vimco-geometric": Style("#74c476", (1, 1))},
+    table=(
+        (
+            "`vimco-arithmetic`, `vimco-geometric`",
+            "VIMCO leave-one-out control variates (Mnih & Rezende 2016)",
+            "∇ L_K",
+        ),
+    )),)

@@ -83,4 +83,11 @@ FAMILIES = (EstimatorFamily(
     name="wake-sleep", grammar="wake-wake | wake-sleep",
     ids={"wake-wake": (WakeWake, {}), "wake-sleep": (WakeSleep, {})}, examples=("wake-wake", "wake-sleep"),
     label={"wake-wake": "RWS (wake-wake)", "wake-sleep": "RWS (wake-sleep)"},
-    style={"wake-wake": Style("#6baed6", (3, 0)), "wake-sleep": Style("#9ecae1", (3, 1))}),)
+    style={"wake-wake": Style("#6baed6", (3, 0)), "wake-sleep": Style("#9ecae1", (3, 1))},
+    table=(
+        (
+            "`wake-wake`, `wake-sleep`",
+            "reweighted wake-sleep (Bornschein & Bengio 2015; Le et al. 2019)",
+            "θ: ∇ L_K; φ: the RWS objectives",
+        ),
+    )),)

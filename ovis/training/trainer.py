@@ -232,10 +232,14 @@ class Trainer:
             state.batch = 0
 
     def _gradient_pass(self, x: Tensor, estimator_call: Optional[Callable] = None, **runtime):
-        """The batch-mean surrogate loss and the diagnostics; the gradients accumulated in ``.grad``.
-        ``estimator_call``: the estimator, or its compiled call (default: the estimator)."""
-        loss, diagnostics, _ = (estimator_call or self.estimator)(self.model, x, backward=False,
-                                                                   return_diagnostics=True, **runtime)
+        """The batch-mean surrogate loss and the diagnostics; the gradients accumulated in ``.grad``
+        by the estimator's backward pass (``GradientEstimator.backward``). ``estimator_call``: the
+        estimator's compiled call, whose backward pass runs here, eagerly (estimators with an
+        objective of their own do not compile)."""
+        if estimator_call is None:
+            loss, diagnostics, _ = self.estimator(self.model, x, backward=True, return_diagnostics=True, **runtime)
+            return loss.detach().mean(), diagnostics
+        loss, diagnostics, _ = estimator_call(self.model, x, backward=False, return_diagnostics=True, **runtime)
         loss = loss.mean()
         loss.backward()
         return loss.detach(), diagnostics

@@ -4,7 +4,7 @@ import torch
 
 from ovis.estimators.base import RuntimeOptions, sample_particles
 from ovis.models import get_model
-from ovis.models.sampling import NoiseSampler
+from ovis.estimators.relaxations import NoiseSampler
 from ovis.testing import EnumerableModel
 
 from .helpers import build
@@ -76,3 +76,31 @@ def test_a_sampler_needs_a_model_that_accepts_it():
         accepts_sampler = False
     with pytest.raises(ValueError, match="forward\\(x, sampler=...\\)"):
         sample_particles(Plain(), torch.ones(1, 3), 1, 2, False, RuntimeOptions(), sampler=NoiseSampler())
+
+
+def test_the_probe_cache_tells_a_new_model_from_a_freed_one_at_the_same_address(monkeypatch):
+    """A freed model's address (``id``) may go to the next model allocated: that model must be
+    probed too. ``id`` is made to give every object one address in ``ovis.estimators.base``, as
+    if each model were allocated where the last one was freed; the estimator does not keep a
+    probed model alive either."""
+    import gc
+    import weakref
+
+    import ovis.estimators.base as base
+
+    monkeypatch.setattr(base, "id", lambda obj: 0, raising=False)
+    estimator = build("disarm", iw=1, x_shape=(3,))
+    probes = []
+    monkeypatch.setattr(estimator, "probe_pass", lambda model, sampler=None: probes.append(model) or {"z": [0]})
+    first = EnumerableModel(x_dim=3, z_dims=(2,), seed=0)
+    estimator.check_model(first)
+    estimator.check_model(first)
+    assert probes == [first]
+    freed = weakref.ref(first)
+    del first
+    probes.clear()
+    gc.collect()
+    assert freed() is None
+    second = EnumerableModel(x_dim=3, z_dims=(2,), seed=1)
+    estimator.check_model(second)
+    assert probes == [second]

@@ -166,24 +166,33 @@ class VarianceMaximisingREBAR(REBAR):
 @pytest.mark.parametrize("z_dims,mc,iw,runtime", [((2,), 1, 1, {}), ((1, 1), 2, 2, {"alpha": 0.3, "freebits": 0.1})])
 def test_training_mode_gives_the_model_the_gradient_of_the_unbiased_estimator(cls, config, z_dims, mc, iw, runtime):
     """In training mode the model's gradient comes from the variance step's backward pass (one
-    pass for the gradient and the variance objective); it must equal the plain surrogate's
-    (evaluation mode, checked against the exact gradient above) at the same noise."""
+    pass for the gradient and the variance objective, ``backward=True``); it must equal the plain
+    surrogate's (evaluation mode, checked against the exact gradient above) at the same noise, and
+    so must the gradient of the training-mode loss itself: ``loss[i]`` is data point i's surrogate."""
     torch.manual_seed(0)
     model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
     estimator = cls(mc=mc, iw=iw, x_shape=(3,), **config).double()
     estimator.check_model(model)
     x = (torch.rand(5, 3) > 0.5).double()
     u, v = ({g: torch.rand(5 * mc * iw, d, dtype=torch.float64) for g, d in enumerate(z_dims)} for _ in range(2))
+    with estimator.train().fixed_noise(u, v):
+        estimator(model, x, backward=True, **runtime)
+    stepped = [p.grad for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
     gradients = []
     for training in (True, False):
         with estimator.train(training).fixed_noise(u, v):
             loss, _, _ = estimator(model, x, **runtime)
-        gradients.append(torch.autograd.grad(loss.mean(), list(model.parameters())))
+        gradients.append(torch.autograd.grad(loss[1:3].mean(), list(model.parameters())))
+    for trained, plain in zip(*gradients):
+        torch.testing.assert_close(trained, plain, rtol=1e-9, atol=1e-12)
+    with estimator.eval().fixed_noise(u, v):
+        plain = torch.autograd.grad(estimator(model, x, **runtime)[0].mean(), list(model.parameters()))
     if cls is BrokenLearnedREBAR:
-        assert not all(torch.allclose(a, b, rtol=1e-6) for a, b in zip(*gradients))
+        assert not all(torch.allclose(a, b, rtol=1e-6) for a, b in zip(stepped, plain))
     else:
-        for trained, plain in zip(*gradients):
-            torch.testing.assert_close(trained, plain, rtol=1e-9, atol=1e-12)
+        for trained, expected in zip(stepped, plain):
+            torch.testing.assert_close(trained, expected, rtol=1e-9, atol=1e-12)
     assert all(p.grad is None for p in model.parameters())
 
 
@@ -211,10 +220,8 @@ def test_training_eta_temperature_and_surrogate_lowers_the_gradient_variance(cls
     own = [p for p in estimator.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(own, lr=3e-2)
     for _ in range(60):
-        loss, _, _ = estimator(model, X.expand(64, -1), return_diagnostics=False)
         optimizer.zero_grad()
-        for p, g in zip(own, torch.autograd.grad(loss.mean(), own)):
-            p.grad = g
+        estimator(model, X.expand(64, -1), backward=True, return_diagnostics=False)
         optimizer.step()
     after = inference_gradient_variance(estimator, model)
     if cls is VarianceMaximisingREBAR:
@@ -319,8 +326,7 @@ def test_the_neural_baseline_is_trained_by_the_variance_objective_and_needs_lear
     torch.manual_seed(0)
     model = EnumerableModel(x_dim=3, z_dims=(2,), seed=0).double()
     estimator = REBAR(learn=True, neural_baseline=4, x_shape=(3,)).double()
-    loss, _, _ = estimator.train()(model, (torch.rand(5, 3) > 0.5).double())
-    loss.mean().backward()
+    estimator.train()(model, (torch.rand(5, 3) > 0.5).double(), backward=True)
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in estimator.baseline.parameters())
     with pytest.raises(ValueError, match="needs a trained control variate"):
         REBAR(neural_baseline=4, x_shape=(3,))

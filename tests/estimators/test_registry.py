@@ -4,6 +4,9 @@ everything derived from it follows a new family."""
 import importlib
 import inspect
 import pkgutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +15,7 @@ import ovis
 import ovis.estimators
 from ovis.estimators import registry
 from ovis.estimators.base import GradientEstimator
+from ovis.estimators.builtin import builtin_families
 from ovis.estimators.config import EXAMPLE_IDS, VALID_FORMS, describe_estimator_id, parse_estimator_id
 from ovis.estimators.registry import EstimatorFamily, Style, register_estimator
 from ovis.estimators.score_function import Reinforce
@@ -233,3 +237,21 @@ def test_every_registered_example_id_runs_in_the_generic_matrices(tmp_path):
     expected = set(EXAMPLE_IDS) | {"plugin-sf"}
     for test, parameter in GENERIC_MATRICES.items():
         assert {params[parameter] for params in collected[test]} == expected, test
+
+
+def test_the_readme_estimator_table_is_rendered_from_the_registry():
+    """README.md holds exactly the table of the built-in families' rows; a new family changes the
+    rendering (so the check fails until the README is rewritten), and a family without rows is refused."""
+    root = Path(__file__).resolve().parents[2]
+    check = subprocess.run([sys.executable, "scripts/estimator_table.py", "--check"], cwd=root,
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    families = builtin_families()
+    assert "\n" + registry.estimator_table(families) + "\n\n" in readme
+    added = EstimatorFamily(name="my-sf", grammar="my-sf", ids={"my-sf": (Reinforce, {})}, examples=("my-sf",),
+                            table=(("`my-sf`", "my score function", "∇ L_K"),))
+    assert registry.estimator_table(families + (added,)) not in readme
+    with pytest.raises(ValueError, match="estimator family 'bare' has no table rows: give it table="):
+        registry.estimator_table(families + (EstimatorFamily(name="bare", grammar="bare", examples=("bare",),
+                                                             ids={"bare": (Reinforce, {})}),))
