@@ -39,8 +39,9 @@ EXECUTION_OPTIONS = frozenset({
 # Data sets that bring their own model (run.py trains it whatever --model says), the model options
 # of run.py, and those each such model reads (ovis.models.MODELS; tests/test_identity.py checks it).
 DATASET_MODELS = {"gmm": "gmm", "gaussian-toy": "gaussian-toy"}
+REPRODUCTION_MODEL_OPTIONS = ("init", "output_bias_clip", "data_centring")  # ovis.training.reproduction_options
 MODEL_OPTIONS = ("N", "K", "hdim", "nlayers", "depth", "prior", "learn_prior", "normalization", "dropout", "kdim",
-                 "init", "output_bias_clip", "data_centring")
+                 *REPRODUCTION_MODEL_OPTIONS)
 DATASET_MODEL_OPTIONS = {"gmm": ("N", "hdim"), "gaussian-toy": ()}
 
 Options = Union[argparse.Namespace, Mapping[str, Any]]

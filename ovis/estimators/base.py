@@ -304,6 +304,8 @@ class GradientEstimator(nn.Module, metaclass=ABCMeta):
     needs_latents = False  # loss_from_log_probs needs latents= (it rescales their gradients)
     sleep_phase = False  # trains q on dreams from p (front ends add the sleep loss)
     baseline_options: Tuple[str, ...] = ()  # constructor options of its neural baseline (run.py sets them)
+    input_baseline_option: Optional[str] = None  # constructor option (a width) of an input-dependent baseline
+    # of its score term, trained by its own objective (run.py's --rebar_baseline_hdim sets it)
     noise_quadrature_nodes: Optional[int] = None  # draws its own uniform noise: Gauss-Legendre nodes per
     # interval that integrate its gradient over that noise (1: exact); None: its randomness is the particles
     joint_samples = False  # draws the mc samples of a data point together (ARMS' copula): the law of a tuple of

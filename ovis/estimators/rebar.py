@@ -89,6 +89,7 @@ class REBAR(ControlledNoiseEstimator):
     """
 
     noise_streams = 2
+    input_baseline_option = "neural_baseline"
     noise_quadrature_nodes = 8  # the relaxed passes are smooth in the noise
 
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
@@ -102,7 +103,8 @@ class REBAR(ControlledNoiseEstimator):
         self.owns_parameters = self.learn
         self.own_objective = "the variance of the gradient estimate for the logits of q" if self.learn else None
         if neural_baseline and (not self.learn or x_shape is None):
-            raise ValueError("neural_baseline needs a trained control variate (dynamic-rebar or relax) and x_shape=")
+            raise ValueError("neural_baseline needs a trained control variate (learn=True: dynamic-rebar or relax) "
+                             "and x_shape=")
         self.baseline = tanh_network(math.prod(x_shape), neural_baseline) if neural_baseline else None
         values = {"eta": torch.tensor(float(eta)), "log_temperature": torch.tensor(math.log(temperature))}
         for name, value in values.items():

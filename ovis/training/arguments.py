@@ -36,9 +36,9 @@ import functools
 from typing import Dict, Optional, Sequence, Tuple
 
 from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
-from ovis.identity import DATASET_MODELS, run_hash
+from ovis.identity import DATASET_MODELS, MODEL_OPTIONS, run_hash
 from ovis.training.optim import OPTIMIZERS
-from ovis.training.reproduction_options import (MODEL_OPTIONS, ReproductionOptionError, add_reproduction_options,
+from ovis.training.reproduction_options import (ReproductionOptionError, add_reproduction_options,
                                                 check_reproduction_options)
 from ovis.training.schedules import WARMUP_MODES
 
@@ -367,8 +367,8 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
         raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
     baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
     config.update({key: value for key, value in baseline.items() if key in Estimator.baseline_options})
-    if getattr(args, "rebar_baseline_hdim", 0):  # refused by check_reproduction_options but for dynamic-rebar/relax
-        config["neural_baseline"] = args.rebar_baseline_hdim
+    if getattr(args, "rebar_baseline_hdim", 0) and Estimator.input_baseline_option:  # checked by check_values
+        config[Estimator.input_baseline_option] = args.rebar_baseline_hdim
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
     except ValueError as error:
@@ -425,7 +425,5 @@ def run_identity(argv: Sequence[str]) -> Tuple[str, str]:
 
 def model_hparams(args: argparse.Namespace) -> Dict:
     """Hyper-parameters ``ovis.models.get_model`` receives (DESIGN 1: run.py option names)."""
-    return {"N": args.N, "K": args.K, "hdim": args.hdim, "nlayers": args.nlayers, "depth": args.depth,
-            "prior": args.prior, "learn_prior": args.learn_prior, "normalization": args.normalization,
-            "dropout": args.dropout, "kdim": args.kdim, **{name: getattr(args, name) for name in MODEL_OPTIONS}}
+    return {name: getattr(args, name) for name in MODEL_OPTIONS}
 

@@ -4,15 +4,15 @@ of the REBAR code (Tucker et al., 2017; README, "The REBAR code's tables"). Thei
 ovis's behaviour unchanged.
 """
 import argparse
-from typing import Tuple
+from typing import Optional, Tuple
 
+from ovis.identity import REPRODUCTION_MODEL_OPTIONS
 from ovis.models import MODEL_DEFAULTS
 from ovis.models.layers import INITIALISATIONS
 from ovis.models.vae import DATA_CENTRINGS
 from ovis.training.optim import optimizers_with_betas
 
 GRAD_VARIANCE_MODES = ("samples", "moving")
-MODEL_OPTIONS = ("init", "output_bias_clip", "data_centring")  # run.py option = model hyper-parameter
 
 
 class ReproductionOptionError(ValueError):
@@ -44,9 +44,10 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
                        help="input of the sbm's inference network: (x - mean + 1) / 2 (shifted, TVO and OVIS) "
                             "or x - mean (centred, the REBAR code)")
     run.add_argument("--rebar_baseline_hdim", type=int, default=0,
-                       help="> 0: dynamic-rebar and relax subtract an input-dependent baseline b(x) (one hidden "
-                            "layer of this width, trained by their variance objective) from the score term's "
-                            "coefficient, as the REBAR code's REBAR does (it uses 100); 0: none")
+                       help="> 0: estimators that take an input-dependent baseline (dynamic-rebar, relax) "
+                            "subtract b(x) (one hidden layer of this width, trained by their variance objective) "
+                            "from the score term's coefficient, as the REBAR code's REBAR does (it uses 100); "
+                            "0: none")
     grads.add_argument("--grad_variance_mode", default="samples", choices=GRAD_VARIANCE_MODES,
                        help="--track_grad_variances: samples = grad_log_variance/<id> from --grad_samples "
                             "draws at each evaluation; moving = the REBAR code's: at every training step, "
@@ -65,17 +66,50 @@ def check_reproduction_options(args: argparse.Namespace, model: str) -> None:
                                       f"choose one of {', '.join(optimizers_with_betas())} or drop --adam_betas")
     if not 0 < args.output_bias_clip < 0.5:
         raise ReproductionOptionError(f"--output_bias_clip must be in (0, 0.5), got {args.output_bias_clip}")
-    if args.rebar_baseline_hdim < 0 or (args.rebar_baseline_hdim and args.estimator not in ("dynamic-rebar", "relax")):
-        raise ReproductionOptionError(f"--rebar_baseline_hdim {args.rebar_baseline_hdim}: a width >= 0, used by "
-                                      f"--estimator dynamic-rebar or relax (got --estimator {args.estimator})")
+    check_input_baseline(args.rebar_baseline_hdim, args.estimator)
     if not 0 < args.grad_variance_decay < 1:
         raise ReproductionOptionError(f"--grad_variance_decay must be in (0, 1), got {args.grad_variance_decay}")
     defaults = {action.dest: action.default for action in _defaults_parser()._actions}
-    for name in MODEL_OPTIONS:
+    for name in REPRODUCTION_MODEL_OPTIONS:
         if getattr(args, name) != defaults[name] and name not in MODEL_DEFAULTS.get(model, {}):
             users = [m for m, hparams in MODEL_DEFAULTS.items() if name in hparams]
             raise ReproductionOptionError(f"--{name} does not apply to --model {model}; it applies to "
                                           f"{', '.join(users)}")
+
+
+def input_baseline_error(width: int, estimator_id: str) -> Optional[str]:
+    """Why the estimator cannot take an input-dependent baseline of this width (its capability
+    ``input_baseline_option``, and its constructor's refusal); None when it can or the id does not
+    parse (the component check reports that)."""
+    from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
+
+    def refusal(Estimator, config) -> Optional[str]:
+        if Estimator.input_baseline_option is None:
+            return f"{Estimator.__name__} takes no input-dependent baseline"
+        try:
+            Estimator(mc=Estimator.min_mc, iw=Estimator.min_iw, x_shape=(1,),
+                      **{**config, Estimator.input_baseline_option: width})
+        except ValueError as error:
+            return str(error)
+        return None
+
+    try:
+        problem = refusal(*parse_estimator_id(estimator_id)) if width else None
+    except ValueError:
+        return None
+    if problem is None:
+        return None
+    takers = [e for e in EXAMPLE_IDS if refusal(*parse_estimator_id(e)) is None]
+    return f"{problem}; use --estimator {' or '.join(takers)}, or --rebar_baseline_hdim 0"
+
+
+def check_input_baseline(width: int, estimator_id: str) -> None:
+    """``--rebar_baseline_hdim``: a width >= 0 that the estimator takes (``input_baseline_error``)."""
+    if width < 0:
+        raise ReproductionOptionError(f"--rebar_baseline_hdim must be a width >= 0, got {width}")
+    problem = input_baseline_error(width, estimator_id)
+    if problem:
+        raise ReproductionOptionError(f"--rebar_baseline_hdim {width} with --estimator {estimator_id}: {problem}")
 
 
 def _defaults_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,11 @@ import math
 import pytest
 import torch
 
+from ovis.estimators.registry import EstimatorFamily, register_estimator, unregister_estimator
+from ovis.estimators.score_function import Reinforce
+from ovis.identity import MODEL_OPTIONS, REPRODUCTION_MODEL_OPTIONS
 from ovis.models import get_model
-from ovis.training.arguments import ArgumentError, build_parser, check_values, model_hparams
+from ovis.training.arguments import ArgumentError, build_parser, check_values, make_estimator, model_hparams
 from ovis.training.optim import make_optimizer
 
 X_SHAPE = (1, 4, 4)
@@ -45,17 +48,54 @@ def test_bad_reproduction_options_get_one_message_before_any_work():
                           (["--model", "gmm", "--dataset", "gmm", "--init", "variance-scaling"],
                            "--init does not apply to --model gmm"),
                           (["--model", "vae", "--data_centring", "centred"], "it applies to sbm"),
-                          (["--output_bias_clip", "0.7"], "--output_bias_clip must be in (0, 0.5)")]:
+                          (["--output_bias_clip", "0.7"], "--output_bias_clip must be in (0, 0.5)"),
+                          (["--estimator", "nvil", "--rebar_baseline_hdim", "8"],
+                           "--rebar_baseline_hdim 8 with --estimator nvil: NVIL takes no input-dependent baseline; "
+                           "use --estimator dynamic-rebar or relax, or --rebar_baseline_hdim 0"),
+                          (["--estimator", "rebar", "--rebar_baseline_hdim", "8"],
+                           "--rebar_baseline_hdim 8 with --estimator rebar: neural_baseline needs a trained control "
+                           "variate (learn=True"),
+                          (["--estimator", "relax", "--rebar_baseline_hdim", "-1"],
+                           "--rebar_baseline_hdim must be a width >= 0, got -1")]:
         with pytest.raises(ArgumentError, match=message.replace("(", r"\(").replace(")", r"\)")):
             check_values(parser.parse_args(argv))
     with pytest.raises(SystemExit):
         parser.parse_args(["--adam_betas", "0.9"])
 
 
+class ScoreBaselineEstimator(Reinforce):
+    """A plugin-style estimator that declares an input-dependent baseline option of its own."""
+    input_baseline_option = "score_baseline"
+
+    def __init__(self, *args, score_baseline: int = 0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.score_baseline = score_baseline
+
+
+def test_the_input_baseline_is_a_capability_not_an_id():
+    """``--rebar_baseline_hdim`` goes to any estimator whose class declares ``input_baseline_option``
+    (here a registered family of its own), under that option's name; identity and reproduction
+    options share one list of model options."""
+    family = EstimatorFamily(name="score-baseline", grammar="score-baseline", examples=("score-baseline",),
+                             ids={"score-baseline": (ScoreBaselineEstimator, {})},
+                             table=(("`score-baseline`", "test", "∇ L_K"),))
+    register_estimator(family)
+    try:
+        args = build_parser().parse_args(["--estimator", "score-baseline", "--rebar_baseline_hdim", "7"])
+        check_values(args)
+        assert make_estimator(args, X_SHAPE).score_baseline == 7
+        args = build_parser().parse_args(["--estimator", "dynamic-rebar", "--rebar_baseline_hdim", "7"])
+        assert make_estimator(args, X_SHAPE).baseline[0].out_features == 7
+    finally:
+        unregister_estimator("score-baseline")
+    assert set(REPRODUCTION_MODEL_OPTIONS) <= set(MODEL_OPTIONS)
+    assert set(REPRODUCTION_MODEL_OPTIONS) <= set(model_hparams(build_parser().parse_args([])))
+
+
 def test_default_options_build_the_same_model_as_before():
     """The defaults of the new options change nothing: same weights from the same seed."""
     args = build_parser().parse_args(["--model", "sbm"])
-    hparams = {k: v for k, v in model_hparams(args).items() if k in ("init", "output_bias_clip", "data_centring")}
+    hparams = {k: v for k, v in model_hparams(args).items() if k in REPRODUCTION_MODEL_OPTIONS}
     plain, _ = _sbm()
     with_defaults, _ = _sbm(**hparams)
     for (name, a), b in zip(plain.state_dict().items(), with_defaults.state_dict().values()):
