@@ -13,7 +13,8 @@
 enough to enumerate. Every id belongs to a family of ``ovis.estimators.registry``;
 ``register_estimator(EstimatorFamily(...))`` (also ``ovis.register_estimator``) adds your own.
 """
-from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound
+from .base import GradientEstimator
+from .particles import Particles, RuntimeOptions, iw_bound
 from .config import EstimatorId, describe_estimator_id, parse_estimator_id
 from .evaluation import BoundEvaluator
 from .ovis import OvisAsymptotic, OvisMonteCarlo

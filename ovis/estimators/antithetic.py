@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .relaxations import NoiseSampler
-from .base import Particles, RuntimeOptions, iw_bound
+from .particles import Particles, RuntimeOptions, iw_bound
 from .controlled import ControlledNoiseEstimator, group_logits, group_samples
 from .vimco import leave_one_out_logsumexp
 from .registry import EstimatorFamily, Style

@@ -32,7 +32,7 @@ from torch.distributions import Distribution
 
 from ..models.sampling import LatentSampler
 from .relaxations import UNIFORM_EPS, bernoulli_logits
-from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .particles import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, LeafSample, latent_groups
 from .registry import EstimatorFamily, Style
 

@@ -20,7 +20,7 @@ from typing import Any, Dict, List
 import torch
 from torch import Tensor, nn
 
-from .base import expand_particles, reduce_rows
+from .particles import expand_particles, reduce_rows
 from .config import parse_estimator_id
 from .wake_sleep import WakeWake
 

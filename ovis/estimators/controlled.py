@@ -11,7 +11,9 @@ from typing import Dict, Iterator, Optional
 import torch
 from torch import Tensor, nn
 
-from .base import GradientEstimator, Particles, RuntimeOptions, sample_particles
+from .base import GradientEstimator
+
+from .particles import Particles, RuntimeOptions, sample_particles
 from .relaxations import UNIFORM_EPS, Noise, NoiseSampler, bernoulli_logits
 
 

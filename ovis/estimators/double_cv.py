@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .particles import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, LeafSample, latent_groups
 from .registry import EstimatorFamily, Style
 from .score_function import ScoreFunctionEstimator

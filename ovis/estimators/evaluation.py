@@ -4,7 +4,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .base import Particles, RuntimeOptions, base_diagnostics, model_diagnostics, sample_particles
+from .particles import Particles, RuntimeOptions, base_diagnostics, model_diagnostics, sample_particles
 
 
 class BoundEvaluator(nn.Module):

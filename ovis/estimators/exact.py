@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..models.sampling import Given
-from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .particles import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, LatentGroup, unit_values
 from .registry import EstimatorFamily, Style
 

@@ -15,7 +15,8 @@ from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, constraints
 
 from ..models.sampling import LatentSampler
-from .base import GradientEstimator, Particles, RuntimeOptions
+from .base import GradientEstimator
+from .particles import Particles, RuntimeOptions
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from ..models.sampling import Given
 from .antithetic import swapped_bounds
-from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .particles import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import DiscreteLatentEstimator, unit_indices, unit_probabilities, unit_values
 from .registry import EstimatorFamily, Style
 

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .relaxations import MeanField
-from .base import sample_particles
+from .particles import sample_particles
 from .score_function import ScoreFunctionEstimator
 from .registry import EstimatorFamily, Style
 

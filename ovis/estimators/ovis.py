@@ -15,7 +15,7 @@ from typing import Tuple, Union
 import torch
 from torch import Tensor
 
-from .base import RuntimeOptions, finite_or_zero
+from .particles import RuntimeOptions, finite_or_zero
 from .registry import EstimatorFamily, EstimatorId, Parsed, Style, invalid, number_text, parse_number
 from .score_function import ScoreFunctionEstimator
 from .vimco import LEAVE_ONE_OUT_MODES, leave_one_out_logsumexp, vimco_control_variate

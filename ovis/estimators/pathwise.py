@@ -8,7 +8,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound, normalized_weights
+from .base import GradientEstimator
+
+from .particles import Particles, RuntimeOptions, iw_bound, normalized_weights
 from .distributions import detach_parameters
 from .registry import EstimatorFamily, Style
 

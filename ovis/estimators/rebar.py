@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .particles import Particles, RuntimeOptions, iw_bound, sample_particles
 from .controlled import ControlledNoiseEstimator, group_logits, group_samples
 from .relaxations import RelaxedSampler, conditional_uniform
 from .registry import EstimatorFamily, Style

@@ -17,7 +17,7 @@ from typing import Dict, Optional, Tuple
 
 from torch import Tensor, nn
 
-from .base import Particles, RuntimeOptions, iw_bound
+from .particles import Particles, RuntimeOptions, iw_bound
 from .controlled import ControlledNoiseEstimator
 from .relaxations import RelaxedSampler
 from .registry import EstimatorFamily, EstimatorId, Parsed, Style, invalid, number_text

@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from .relaxations import bernoulli_logits
-from .base import Particles, RuntimeOptions, iw_bound
+from .particles import Particles, RuntimeOptions, iw_bound
 from .double_cv import DoubleControlVariate
 from .registry import EstimatorFamily, Style
 

@@ -26,7 +26,9 @@ from typing import Dict, Optional, Sequence, Tuple, Union
 
 from torch import Tensor, nn
 
-from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound, normalized_weights
+from .base import GradientEstimator
+
+from .particles import Particles, RuntimeOptions, iw_bound, normalized_weights
 from .registry import EstimatorFamily, Style
 
 

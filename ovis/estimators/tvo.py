@@ -11,7 +11,9 @@ from typing import Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .base import GradientEstimator, Particles, RuntimeOptions
+from .base import GradientEstimator
+
+from .particles import Particles, RuntimeOptions
 from .registry import EstimatorFamily, EstimatorId, Parsed, Style, invalid
 
 INTEGRATIONS = ("left", "right", "trapz")

@@ -28,7 +28,7 @@ from torch.distributions import Distribution
 
 from ..models.sampling import LatentSampler
 from .relaxations import UNIFORM_EPS
-from .base import Particles, RuntimeOptions, iw_bound, sample_particles
+from .particles import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import (DiscreteLatentEstimator, LatentGroup, LeafSample, latent_kind,
                          unit_probabilities, unit_values)
 from .registry import EstimatorFamily, Style

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import finite_or_zero
+from .particles import finite_or_zero
 from .registry import EstimatorFamily, Style
 from .score_function import ScoreFunctionEstimator
 

@@ -6,7 +6,9 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor, nn
 
-from .base import GradientEstimator, Particles, RuntimeOptions, iw_bound, normalized_weights, reduce_rows
+from .base import GradientEstimator
+
+from .particles import Particles, RuntimeOptions, iw_bound, normalized_weights, reduce_rows
 from .registry import EstimatorFamily, Style
 
 

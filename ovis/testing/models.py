@@ -221,7 +221,7 @@ class EnumerableModel(_TestModel):
     def exact_iw_bound(self, x: Tensor, iw: int, alpha: float = 0.0, beta: float = 1.0,
                        freebits: Optional[float] = None) -> Tensor:
         """``E_{z_1..K ~ q}[(logsumexp_k l_k - log K) / (1 - alpha)]`` by enumerating every K-tuple,
-        ``[bs]``, differentiable (``l_k`` as in ``ovis.estimators.base``; K = 1: the ELBO)."""
+        ``[bs]``, differentiable (``l_k`` as in ``ovis.estimators.particles``; K = 1: the ELBO)."""
         log_px, log_qz, log_pz = self.state_log_densities(x)  # [bs, S], [bs, S, G] x 2
         kl = log_qz - log_pz
         if freebits is not None:

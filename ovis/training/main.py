@@ -21,7 +21,8 @@ from ovis.devices import resolve_device, set_threads
 from ovis.records import FAILED, clear_outcome, read_config, write_config, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.identity import changed_options, run_hash
-from ovis.training.arguments import ArgumentError, default_run_id, make_estimator, model_hparams, model_name, parse_args
+from ovis.training.arguments import ArgumentError, default_run_id, model_hparams, model_name, parse_args
+from ovis.training.components import make_estimator
 from ovis.training.recorder import close_logger, run_logger
 from ovis.training.trainer import RunComponents, Trainer
 

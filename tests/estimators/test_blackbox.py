@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import ovis
-from ovis.estimators.base import expand_particles
+from ovis.estimators.particles import expand_particles
 from ovis.estimators.blackbox import Loss, WakeSleepSteps
 from ovis.models.dynamic import GeometricGenerative, GeometricInference
 

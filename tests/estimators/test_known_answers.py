@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ovis.estimators.base import Particles, RuntimeOptions, effective_sample_size, iw_bound, normalized_weights
+from ovis.estimators.particles import Particles, RuntimeOptions, effective_sample_size, iw_bound, normalized_weights
 from ovis.estimators.ovis import ovis_asymptotic_control_variate, ovis_mc_control_variate
 from ovis.estimators.vimco import leave_one_out_logsumexp, vimco_control_variate
 

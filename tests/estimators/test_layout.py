@@ -6,7 +6,7 @@ import torch
 from torch.distributions import Independent, Normal
 
 from ovis.estimators import BoundEvaluator, parse_estimator_id
-from ovis.estimators.base import expand_particles, iw_bound
+from ovis.estimators.particles import expand_particles, iw_bound
 from ovis.estimators.config import EXAMPLE_IDS
 from ovis.estimators.vimco import vimco_control_variate
 from ovis.testing import EnumerableModel, LinearGaussianModel

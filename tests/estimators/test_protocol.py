@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from ovis.estimators.base import RuntimeOptions, sample_particles
+from ovis.estimators.particles import RuntimeOptions, sample_particles
 from ovis.models import get_model
 from ovis.estimators.relaxations import NoiseSampler
 from ovis.testing import EnumerableModel

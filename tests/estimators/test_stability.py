@@ -3,10 +3,10 @@ import pytest
 import torch
 
 from ovis.estimators import BoundEvaluator, RuntimeOptions
-from ovis.estimators.base import Particles
+from ovis.estimators.particles import Particles
 from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
 from ovis.estimators.ovis import ovis_asymptotic_control_variate
-from ovis.estimators.base import iw_bound, normalized_weights
+from ovis.estimators.particles import iw_bound, normalized_weights
 from ovis.testing import EnumerableModel
 
 from .helpers import build

@@ -4,7 +4,7 @@ sampler's frequencies), and on average on the categorical VAE; a broken variant 
 import pytest
 import torch
 
-from ovis.estimators.base import RuntimeOptions
+from ovis.estimators.particles import RuntimeOptions
 from ovis.estimators.baselines import ReinforceLeaveOneOut
 from ovis.estimators.exact import ExactEnumeration
 from ovis.estimators.unordered_set import UnorderedSet

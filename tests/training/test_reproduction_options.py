@@ -10,7 +10,8 @@ from ovis.estimators.registry import EstimatorFamily, register_estimator, unregi
 from ovis.estimators.score_function import Reinforce
 from ovis.identity import MODEL_OPTIONS, REPRODUCTION_MODEL_OPTIONS
 from ovis.models import get_model
-from ovis.training.arguments import ArgumentError, build_parser, check_values, make_estimator, model_hparams
+from ovis.training.arguments import ArgumentError, build_parser, check_values, model_hparams
+from ovis.training.components import make_estimator
 from ovis.training.optim import make_optimizer
 
 X_SHAPE = (1, 4, 4)
