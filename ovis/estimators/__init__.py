@@ -6,7 +6,9 @@
     loss, diagnostics, output = estimator(model, x, backward=False, alpha=0.0, beta=1.0)
     loss.mean().backward()
 
-``loss [bs]`` is a per-data-point surrogate whose gradient estimates that of ``-L``;
+``loss [bs]`` is a per-data-point surrogate whose gradient estimates that of ``-L``; a training
+step may call ``estimator(model, x, backward=True)`` instead (the estimator's backward pass, which
+also trains parameters with an objective of their own: ``GradientEstimator.backward``);
 ``diagnostics`` maps ``group/key`` to per-data-point values (``loss/L_k``, ``loss/ess``, ...).
 ``ovis.estimators.pyro`` (the optional Pyro adapter) is imported on first use, never by the core.
 ``python -m ovis.estimators.check`` prints each estimator's bias and variance on a model small

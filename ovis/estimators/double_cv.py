@@ -40,7 +40,6 @@ class DoubleControlVariate(DiscreteLatentEstimator, ScoreFunctionEstimator):
     def __init__(self, mc: int = 2, iw: int = 1, scale: float = 1.0, **options):
         super().__init__(mc, iw, **options)
         self.scale = float(scale)
-        self.leaves = {}
 
     def check_model(self, model: nn.Module) -> None:
         super().check_model(model)
@@ -53,14 +52,15 @@ class DoubleControlVariate(DiscreteLatentEstimator, ScoreFunctionEstimator):
     def sample(self, model: nn.Module, x: Tensor, options: RuntimeOptions) -> Particles:
         sampler = LeafSample()
         particles = sample_particles(model, x, self.mc, self.iw, False, options, self.log_q, sampler=sampler)
-        self.leaves = sampler.values
+        particles.leaves = sampler.values
         if self.groups is None:
             self.check_groups(latent_groups(particles.output))
         return particles
 
-    def slopes(self, bound: Tensor) -> Tensor:
-        """``grad_z f_m`` at the sampled latents, ``[rows, ...]`` (zeros without a graph)."""
-        leaf = self.leaves[0]
+    @staticmethod
+    def slopes(bound: Tensor, particles: Particles) -> Tensor:
+        """``grad_z f_m`` at the sampled latents (``particles.leaves``), ``[rows, ...]`` (zeros without a graph)."""
+        leaf = particles.leaves[0]
         if not (torch.is_grad_enabled() and bound.requires_grad):
             return torch.zeros_like(leaf)
         return torch.autograd.grad(bound.sum(), [leaf], retain_graph=True, allow_unused=True)[0] \
@@ -70,9 +70,9 @@ class DoubleControlVariate(DiscreteLatentEstimator, ScoreFunctionEstimator):
                     options: RuntimeOptions):
         bound = iw_bound(particles.log_weights(options), options.alpha)  # [bs, mc]: f_m with its graph to z
         bs, mc = bound.shape
-        slopes = self.slopes(bound).detach().reshape(bs, mc, -1)  # [bs, mc, K * U]
+        slopes = self.slopes(bound, particles).detach().reshape(bs, mc, -1)  # [bs, mc, K * U]
         mean = particles.output["qz"][0].mean  # [rows, ...] with the graph of phi
-        centred = (self.leaves[0].detach() - mean.detach()).reshape(bs, mc, -1)  # [bs, mc, K * U]
+        centred = (particles.leaves[0].detach() - mean.detach()).reshape(bs, mc, -1)  # [bs, mc, K * U]
         others = (slopes.sum(1, keepdim=True) - slopes) / (mc - 1)  # s_-m  [bs, mc, K * U]
         linear = self.scale * (others * centred).sum(-1)  # h_m  [bs, mc]
         adjusted = bound.detach() - linear  # f(mu) + O(|z - mu|^2) for each sample  [bs, mc]

@@ -1,6 +1,6 @@
-"""Particle bookkeeping shared by every estimator (``GradientEstimator`` in ``base.py``): one place that expands the data, runs the
-model once, reduces log-densities per particle and computes log-weights, the bound and the
-base diagnostics.
+"""Particle bookkeeping shared by every estimator (``GradientEstimator``, ``base.py``): one place
+that expands the data, runs the model once, reduces log-densities per particle and computes
+log-weights, the bound and the base diagnostics.
 
 Layout. A batch ``x [bs, *D]`` is repeated ``mc * iw`` times, data point slowest, then the
 outer Monte-Carlo sample, then the importance sample, and flattened to ``rows = bs * mc * iw``
@@ -87,6 +87,8 @@ class Particles:
     log p of each latent group; ``output``: the model's output dict for the ``bs * mc * iw`` rows;
     ``noise``: the uniforms behind each group's draws (group -> ``[rows, N_g]``; estimators that
     draw the latents from noise, ``ovis.estimators.relaxations``), reused by their further passes;
+    ``leaves``: the sampled latents as leaves of the pass (group -> ``[rows, ...]``; double-cv and
+    rodeo differentiate the bound with respect to them, ``factorised.LeafSample``);
     ``backward_terms``: what ``surrogate`` leaves for the estimator's own backward pass
     (``GradientEstimator.backward``; learned control variates).
     """
@@ -95,6 +97,7 @@ class Particles:
     log_pz: Tensor
     output: Dict
     noise: Dict[int, Tensor] = field(default_factory=dict)
+    leaves: Dict[int, Tensor] = field(default_factory=dict)
     backward_terms: Optional[Dict] = None
     # log_weights by (options, detach_q): the surrogate's and the diagnostics' are the same tensor
     _log_weights: Dict = field(default_factory=dict, repr=False, compare=False)

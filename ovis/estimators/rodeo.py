@@ -65,10 +65,10 @@ class Rodeo(DoubleControlVariate):
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
         bound = iw_bound(particles.log_weights(options), options.alpha)  # [bs, mc], with the log q term
         bs, mc = bound.shape
-        slopes = self.slopes(bound).detach().reshape(bs, mc, -1)  # [bs, mc, D]
+        slopes = self.slopes(bound, particles).detach().reshape(bs, mc, -1)  # [bs, mc, D]
         logits = bernoulli_logits(particles.output["qz"][0])  # [rows, N]
         p = torch.sigmoid(logits.detach()).reshape(bs, mc, -1)  # [bs, mc, D]
-        z = self.leaves[0].detach().reshape(bs, mc, -1)  # [bs, mc, D]
+        z = particles.leaves[0].detach().reshape(bs, mc, -1)  # [bs, mc, D]
         with torch.no_grad():
             gradient = self.logit_coefficients(bound.detach(), slopes, z, p) * (z - p)  # [bs, mc, D]
         phi_term = (gradient * logits.reshape(bs, mc, -1)).sum(-1)  # [bs, mc]
