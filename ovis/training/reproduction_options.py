@@ -81,7 +81,9 @@ def input_baseline_error(width: int, estimator_id: str) -> Optional[str]:
     """Why the estimator cannot take an input-dependent baseline of this width (its capability
     ``input_baseline_option``, and its constructor's refusal); None when it can or the id does not
     parse (the component check reports that)."""
-    from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
+    if not width:
+        return None
+    from ovis.estimators.config import parse_estimator_id
 
     def refusal(Estimator, config) -> Optional[str]:
         if Estimator.input_baseline_option is None:
@@ -94,11 +96,12 @@ def input_baseline_error(width: int, estimator_id: str) -> Optional[str]:
         return None
 
     try:
-        problem = refusal(*parse_estimator_id(estimator_id)) if width else None
+        problem = refusal(*parse_estimator_id(estimator_id))
     except ValueError:
         return None
     if problem is None:
         return None
+    from ovis.estimators.config import EXAMPLE_IDS
     takers = [e for e in EXAMPLE_IDS if refusal(*parse_estimator_id(e)) is None]
     return f"{problem}; use --estimator {' or '.join(takers)}, or --rebar_baseline_hdim 0"
 
