@@ -10,8 +10,11 @@ options, 130 aborted (``--resume`` continues).
 """
 import sys
 
-from ovis.analysis.asymptotic import main
+from ovis.analysis.asymptotic import build_parser, main, validate_args
 from ovis.reporting.asymptotic import draw_figures
+
+# What the queue reads to check a spec's options before queueing (the launch protocol, ovis/launch.py).
+__all__ = ["build_parser", "validate_args", "main"]
 
 if __name__ == "__main__":
     sys.exit(main(draw_figures=draw_figures))

@@ -11,7 +11,7 @@ from typing import Dict, Set, Tuple
 PACKAGE = Path(__file__).resolve().parents[1] / "ovis"
 # Rank of each part of the package: a module may import its own rank or lower ones.
 RANKS = {
-    "ovis": 0, "files": 0, "exit_codes": 0, "cli": 0, "identity": 0, "records": 0, "devices": 0,
+    "ovis": 0, "files": 0, "exit_codes": 0, "cli": 0, "identity": 0, "records": 0, "devices": 0, "launch": 0,
     "models": 1, "datasets": 1,
     "testing": 2,
     "estimators": 3,
@@ -73,7 +73,38 @@ def test_nothing_imports_upward():
     assert KNOWN_UPWARD <= upward, f"fixed: remove {sorted(KNOWN_UPWARD - upward)} from KNOWN_UPWARD"
 
 
+# The queue knows the scripts it launches through ``ovis.launch`` only (with ``ovis.records`` and
+# ``ovis.exit_codes``): never through the code of what they run.
+SCRIPT_CODE = ("training", "analysis")
+
+
+def script_code_references(graph: Dict[str, Set[str]]) -> Set[Tuple[str, str]]:
+    """(queue module, module of a launched script's code) for each import of one by the queue."""
+    return {(module, target) for module, targets in graph.items() for target in targets
+            if part(module) == "queue" and part(target) in SCRIPT_CODE}
+
+
+def named_modules(path: Path) -> Set[str]:
+    """Module paths of ``SCRIPT_CODE`` written as strings in ``path`` (``importlib`` by name)."""
+    return {node.value for node in ast.walk(ast.parse(path.read_text(), str(path)))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and any(node.value == f"ovis.{p}" or node.value.startswith(f"ovis.{p}.") for p in SCRIPT_CODE)
+            and " " not in node.value}
+
+
+def test_the_queue_knows_scripts_through_the_launch_protocol_only():
+    assert not script_code_references(import_graph())
+    named = {module_name(path): named_modules(path) for path in sorted((PACKAGE / "queue").rglob("*.py"))}
+    assert not {module: names for module, names in named.items() if names}
+
+
 def test_a_deliberately_upward_import_is_caught():
     graph = import_graph()
     graph["ovis.models.vae"] = graph["ovis.models.vae"] | {"ovis.training.trainer"}
     assert ("ovis.models.vae", "ovis.training.trainer") in upward_imports(graph)
+
+
+def test_a_queue_import_of_script_code_is_caught():
+    graph = import_graph()
+    graph["ovis.queue.executor"] = graph["ovis.queue.executor"] | {"ovis.training.malloc"}
+    assert ("ovis.queue.executor", "ovis.training.malloc") in script_code_references(graph)

@@ -13,7 +13,6 @@
 * ``evaluation``: averaging diagnostics over evaluation batches.
 * ``optim``: ``--optimizer``: any ``torch.optim`` optimiser by name, fused where the device allows.
 * ``recorder``: ``metrics.jsonl``, TensorBoard (``SummaryWriter``) and the run log.
-* ``malloc``: the environment (glibc heap thresholds) that keeps a step's freed memory for the next.
 * ``main``: ``main(argv) -> exit code``, what ``run.py`` calls.
 """
 from ovis.training.arguments import ArgumentError, build_parser, parse_args, run_identity

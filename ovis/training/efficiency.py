@@ -40,8 +40,8 @@ from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list
 from ovis.estimators.config import describe_estimator_id, parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.estimators.registry import family_of, registered_families
+from ovis.launch import RUN_ENVIRONMENT
 from ovis.training.arguments import integer_option
-from ovis.training.malloc import RUN_ENVIRONMENT
 
 MIB = 2 ** 20
 # ru_maxrss is in kilobytes on Linux, in bytes on macOS.

@@ -157,7 +157,7 @@ def prepare_process(args: argparse.Namespace,
                     build: Callable[[argparse.Namespace, torch.device], RunComponents]) -> RunComponents:
     """The process settings and components of a run (also used by the efficiency measurements,
     ``ovis.training.efficiency``): device, determinism, seeds, threads (the glibc heap settings
-    come from the environment: ``ovis.training.malloc``)."""
+    come from the environment: ``ovis.launch.RUN_ENVIRONMENT``)."""
     device = resolve_device(args.device)
     configure_determinism(args.deterministic)
     seed_everything(args.seed)

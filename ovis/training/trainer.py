@@ -34,8 +34,8 @@ from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
 from ovis.training.compilation import compiled_gradient_pass, compiled_optimizer_step
-from ovis.training.divergence import (DivergenceError, check_evaluation, check_parameters,
-                                     likelihood_is_probability_mass)
+from ovis.launch import DivergenceError
+from ovis.training.divergence import check_evaluation, check_parameters, likelihood_is_probability_mass
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png

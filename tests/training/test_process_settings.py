@@ -12,7 +12,7 @@ from torch import nn
 
 from ovis.devices import SINGLE_THREAD_STEP_MACS
 from ovis.training.main import configure_threads
-from ovis.training.malloc import HEAP_ENVIRONMENT
+from ovis.launch import HEAP_ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[2]
 
