@@ -46,7 +46,7 @@ FAMILY = register_estimator(EstimatorFamily(
 
 def main(argv=None) -> int:
     """run.py with ``--estimator reinforce-ma`` and a short default run (the given options override)."""
-    from ovis.training.main import main as run
+    from ovis.apps.train import main as run
     defaults = ["--estimator", "reinforce-ma", "--model", "sbm", "--dataset", "binmnist", "--iw", "5",
                 "--nsteps", "200", "--exp", "own-estimator"]
     return run(defaults + list(sys.argv[1:] if argv is None else argv))

@@ -19,6 +19,11 @@ from typing import Callable, List, Optional, TypeVar
 T = TypeVar("T")
 
 
+class ArgumentError(ValueError):
+    """Bad or incompatible options: a script says so in one line and exits with code 2
+    (``ovis.exit_codes.BAD_ARGUMENTS``) before doing any work."""
+
+
 def comma_list(text: Optional[str], kind: Callable[[str], T] = str) -> List[T]:
     """``"a, b,,c"`` -> ``[kind("a"), kind("b"), kind("c")]``; ``None`` or ``""`` -> ``[]``."""
     return [kind(item.strip()) for item in (text or "").split(",") if item.strip()]

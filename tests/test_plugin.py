@@ -41,7 +41,7 @@ EVERY_ENTRY_POINT = '''
 import json, sys, torch
 from ovis import exit_codes
 from ovis.estimators.config import parse_estimator_id
-from ovis.training.main import main
+from ovis.apps.train import main
 result = {}
 result["run"] = main(["--model", "sbm", "--dataset", "binmnist", "--estimator", "half-bound", "--root", sys.argv[1],
                       "--exp", "e", "--run_id", "r", "--track_grad_variances", "half-bound,reinforce"] + sys.argv[3:])

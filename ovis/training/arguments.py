@@ -35,7 +35,7 @@ import argparse
 import functools
 from typing import Dict, Optional, Sequence, Tuple
 
-from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
+from ovis.cli import ArgumentError, ArgumentParser, add_run_folder_options, comma_list, integer_option
 from ovis.identity import DATASET_MODELS, run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.reproduction_options import (MODEL_OPTIONS, ReproductionOptionError, add_reproduction_options,
@@ -52,10 +52,6 @@ BASELINE_HDIM = 64  # the original's --hdim default, the width of reinforce-base
 # models with their own data set need theirs, the image models take any image shape.
 PROBE_SHAPES = {"gmm": (1,), "gaussian-toy": (20,)}
 PROBE_IMAGE_SHAPE = (1, 4, 4)
-
-
-class ArgumentError(ValueError):
-    """Bad or incompatible options; ``run.py`` exits with code 2 before doing any work."""
 
 
 class IncompatibleComponents(ArgumentError):

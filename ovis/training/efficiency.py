@@ -4,7 +4,7 @@ and number of particles K, beside the step's hardware floor.
 Each configuration (``Workload``) is measured in a fresh Python process, so that one
 configuration's allocator caches and peak memory never leak into the next. Inside it, the
 workload becomes a ``run.py`` argument list and goes through ``run.py``'s own set-up
-(the environment the queue gives a run, ``RUN_ENVIRONMENT``; ``ovis.training.main``: argument
+(the environment the queue gives a run, ``RUN_ENVIRONMENT``; ``ovis.training.components``: argument
 parsing, determinism, seeding, the components, ``configure_threads``) and its ``Trainer`` (same optimisers and step), in a
 temporary run folder; only the data loading is left out of the timings.
 
@@ -194,10 +194,10 @@ def _batches(train, workload: Workload, count: int, device) -> List[torch.Tensor
 
 
 def _build(workload: Workload, root: str):
-    """``run.py``'s set-up of the workload (``ovis.training.main``), up to the ``Trainer``."""
+    """``run.py``'s set-up of the workload (``ovis.training.components``), up to the ``Trainer``."""
+    from ovis.run_folder import run_logger
     from ovis.training.arguments import parse_args
-    from ovis.training.main import build_components, prepare_process
-    from ovis.training.recorder import run_logger
+    from ovis.training.components import build_components, prepare_process
     from ovis.training.trainer import Trainer
 
     args = parse_args(workload.run_arguments(root))
@@ -233,7 +233,7 @@ def measure_in_this_process(workload: Workload) -> Measurement:
                 if trainer.monitor.full:
                     trainer._sync()
         else:
-            from ovis.training.main import evaluation_threads, torch_threads
+            from ovis.training.components import evaluation_threads, torch_threads
             evaluator = (components.evaluator(workload.iw) if workload.chunk_size is None
                          else BoundEvaluator(workload.iw, chunk_size=workload.chunk_size))
             trainer.model.eval()
@@ -267,7 +267,7 @@ class _RepeatedFloor:
         self.floor, self.chunks, self.threads, self.shapes = floor, chunks, threads, floor.shapes
 
     def run(self) -> None:
-        from ovis.training.main import torch_threads
+        from ovis.training.components import torch_threads
         with torch_threads(self.threads):
             for _ in range(self.chunks):
                 self.floor.run()

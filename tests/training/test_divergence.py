@@ -17,7 +17,7 @@ from ovis.training.checkpoint import load_checkpoint
 from ovis.launch import DivergenceError
 from ovis.training.divergence import (KL_TOLERANCE, check_evaluation, check_parameters,
                                       likelihood_is_probability_mass)
-from ovis.training.main import main
+from ovis.apps.train import main
 from ovis.training.monitor import StepMonitor
 
 from .test_trainer import run
