@@ -134,13 +134,14 @@ def close_logger(logger: logging.Logger) -> None:
         logger.removeHandler(handler)
 
 
-def check_run_folder(run_dir: str, args: argparse.Namespace, holds_results: bool) -> bool:
-    """Step 1: refuse (``ValueError`` saying what to pass) or accept; returns whether the run resumes."""
-    if not holds_results or args.rf:
+def check_run_folder(run_dir: str, args: argparse.Namespace, results: str) -> bool:
+    """Step 1: refuse (``ValueError`` saying what to pass) or accept; returns whether the run resumes.
+    ``results``: what the folder holds that a fresh start would delete (``""``: nothing)."""
+    if not results or args.rf:
         return False
     if not args.resume:
-        raise ValueError(f"the run folder {run_dir} already holds results: pass --resume to continue it or --rf to "
-                         f"delete it and start over")
+        raise ValueError(f"the run folder {run_dir} already holds {results}: pass --resume to continue it or --rf "
+                         f"to delete it and start over")
     config = records.read_config(run_dir)
     changed = changed_options(args, config) if config else []  # options, not hashes: old hashes differ
     if changed:
@@ -149,10 +150,11 @@ def check_run_folder(run_dir: str, args: argparse.Namespace, holds_results: bool
     return True
 
 
-def prepare_run_folder(run_dir: str, resume: bool) -> None:
-    """Step 3: create the folder, or empty it (but ``QUEUE_FILES``) unless resuming; remove the marker."""
+def prepare_run_folder(run_dir: str, resume: bool, clear: bool = True) -> None:
+    """Step 3: create the folder, or empty it (but ``QUEUE_FILES``) unless resuming or not ``clear``;
+    remove the marker."""
     os.makedirs(run_dir, exist_ok=True)
-    if not resume:  # a fresh start must not inherit the records of an earlier attempt
+    if clear and not resume:  # a fresh start must not inherit the records of an earlier attempt
         for entry in os.listdir(run_dir):
             path = os.path.join(run_dir, entry)
             if entry in QUEUE_FILES:
@@ -193,22 +195,24 @@ def run_work(run_dir: str, work: Callable[[], None], logger: logging.Logger, sto
             return exit_codes.FAILED
 
 
-def run_script(script: str, args: argparse.Namespace, run_dir: str, holds_results: Callable[[str], bool],
+def run_script(script: str, args: argparse.Namespace, run_dir: str, results: Callable[[str], str],
                setup: Callable[[], Any], work: Callable[[Any, bool, logging.Logger], int],
-               config: Optional[dict] = None) -> int:
+               config: Optional[dict] = None, clear: bool = True) -> int:
     """The whole life cycle (module docstring) of one script; returns its exit code.
 
-    ``holds_results(run_dir)``: whether the folder holds results to refuse or resume; ``setup()``
+    ``results(run_dir)``: what the folder holds to refuse or resume (``""``: nothing); ``setup()``
     builds what the work needs (``ValueError``: bad options); ``work(built, resume, logger)`` runs
-    steps 6 and 7 (``run_work``) and returns the exit code; ``config``: added to ``config.json``."""
+    steps 6 and 7 (``run_work``) and returns the exit code; ``config``: added to ``config.json``;
+    ``clear=False``: a fresh start keeps the folder's other files (a folder the user names, not one
+    the script owns)."""
     try:
-        resume = check_run_folder(run_dir, args, holds_results(run_dir))
+        resume = check_run_folder(run_dir, args, results(run_dir))
         built = setup()
     except ValueError as error:
         print(f"{script}: error: {error}", file=sys.stderr)
         return exit_codes.BAD_ARGUMENTS
     try:
-        prepare_run_folder(run_dir, resume)
+        prepare_run_folder(run_dir, resume, clear)
     except OSError as error:
         print(f"{script}: error: cannot prepare the run folder {run_dir}: {error}", file=sys.stderr)
         return exit_codes.for_os_error(error)

@@ -50,4 +50,7 @@ def main(argv: Optional[Sequence[str]] = None,
                             lambda: "the run could not start")
         return trainer.run()
 
-    return run_script(SCRIPT, args, run_dir, checkpoints.has_checkpoint, lambda: prepare_process(args, build), train)
+    def results(folder: str) -> str:
+        return "a checkpoint" if checkpoints.has_checkpoint(folder) else ""
+
+    return run_script(SCRIPT, args, run_dir, results, lambda: prepare_process(args, build), train)

@@ -9,7 +9,7 @@
 ``loss [bs]`` is a per-data-point surrogate whose gradient estimates that of ``-L``;
 ``diagnostics`` maps ``group/key`` to per-data-point values (``loss/L_k``, ``loss/ess``, ...).
 ``ovis.estimators.pyro`` (the optional Pyro adapter) is imported on first use, never by the core.
-``python -m ovis.estimators.check`` prints each estimator's bias and variance on a model small
+``python -m ovis.apps.check`` prints each estimator's bias and variance on a model small
 enough to enumerate. Every id belongs to a family of ``ovis.estimators.registry``;
 ``register_estimator(EstimatorFamily(...))`` (also ``ovis.register_estimator``) adds your own.
 """
