@@ -3,7 +3,7 @@
 """
 import sys
 
-from ovis.queue.cli import dbutils_main
+from ovis.queue.dbutils_cli import dbutils_main
 
 if __name__ == "__main__":
     sys.exit(dbutils_main())

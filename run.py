@@ -14,7 +14,11 @@ import sys
 # (benchmarks/malloc.py, benchmarks/results.md).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from ovis.training.main import main  # noqa: E402
+from ovis.training.arguments import build_parser, validate_args  # noqa: E402
+from ovis.apps.train import main  # noqa: E402
+
+# What the queue reads to check a spec's options before queueing (the launch protocol, ovis/launch.py).
+__all__ = ["build_parser", "validate_args", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

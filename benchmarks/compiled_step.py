@@ -56,7 +56,7 @@ def measure(mode: str, args) -> dict:
 
 
 def run_mode(mode: str, iw: int, args) -> dict:
-    from ovis.training.malloc import RUN_ENVIRONMENT
+    from ovis.launch import RUN_ENVIRONMENT
     command = [sys.executable, os.path.abspath(__file__), "--worker", mode, "--iw", str(iw), "--device", args.device,
                "--estimator", args.estimator, "--steps", str(args.steps), "--untimed_steps", str(args.untimed_steps),
                "--bs", str(args.bs)] + (["--data_root", args.data_root] if args.data_root else [])

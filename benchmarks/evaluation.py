@@ -4,7 +4,7 @@ binarized MNIST (``--iw_test 5000``), per chunk size (rows per forward pass), SB
     OVIS_DATA=../shared/data python benchmarks/evaluation.py [--threads 2] [--points 20] [--chunks 512,4096,32768]
 
 Each chunk size is measured in a fresh process through run.py's set-up and its evaluation
-threads (``ovis.training.main.evaluation_threads``: ``--threads``, else one per core): one
+threads (``ovis.training.components.evaluation_threads``: ``--threads``, else one per core): one
 batch of ``--test_bs`` points timed ``--batches`` times. The time for 10,000 points is
 extrapolated linearly from the measured points (the evaluation is a loop over batches and
 chunks of equal work); the process CPU time (all threads) per point is printed too, for loaded
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 
 from ovis.analysis.floor import evaluation_chunk_rows  # noqa: E402
 from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list  # noqa: E402
-from ovis.training.main import DEFAULT_THREADS, torch_threads  # noqa: E402
+from ovis.training.components import DEFAULT_THREADS, torch_threads  # noqa: E402
 from ovis.training.efficiency import Workload, efficiency_table  # noqa: E402
 
 TEST_POINTS = 10000

@@ -172,7 +172,7 @@ def worker(args) -> None:
 
 
 def run_worker(kind: str, iw: int, args) -> Dict:
-    from ovis.training.malloc import RUN_ENVIRONMENT
+    from ovis.launch import RUN_ENVIRONMENT
     command = [sys.executable, os.path.abspath(__file__), "--worker", kind, "--iw", str(iw), "--core", str(args.core),
                "--steps", str(args.steps), "--untimed_steps", str(args.untimed_steps)]
     command += (["--compile"] if args.compile else []) + (["--data_root", args.data_root] if args.data_root else [])

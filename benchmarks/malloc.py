@@ -3,7 +3,7 @@
 
     OVIS_DATA=../shared/data python benchmarks/malloc.py [--repeats 2] [--steps 50] [--smoke]
 
-Both are environment variables read when a process starts (``ovis.training.malloc``;
+Both are environment variables read when a process starts (``ovis.launch``;
 ``run.py`` sets ``OMP_WAIT_POLICY=PASSIVE`` before importing torch), so every configuration runs
 in fresh processes, with and without the setting, alternating to spread the machine's load evenly:
 
@@ -32,7 +32,7 @@ from contextlib import contextmanager
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ovis.training.efficiency import MIB, RU_MAXRSS_UNIT  # noqa: E402
-from ovis.training.malloc import HEAP_ENVIRONMENT  # noqa: E402
+from ovis.launch import HEAP_ENVIRONMENT  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONTROLLED = (*HEAP_ENVIRONMENT, "OMP_WAIT_POLICY")  # removed from the inherited environment

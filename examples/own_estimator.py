@@ -3,10 +3,10 @@
     python examples/own_estimator.py [run.py options, e.g. --nsteps 2000 --data_root ../shared/data]
 
 Once registered, its id (``reinforce-ma``) works everywhere a built-in id works. For the other
-processes (a queue's runs, ``report.py``, ``python -m ovis.estimators.check``), name this module
+processes (a queue's runs, ``report.py``, ``python -m ovis.apps.check``), name this module
 in ``OVIS_ESTIMATOR_PLUGINS`` (with the repository on ``PYTHONPATH``)::
 
-    OVIS_ESTIMATOR_PLUGINS=examples.own_estimator python -m ovis.estimators.check --estimators reinforce-ma
+    OVIS_ESTIMATOR_PLUGINS=examples.own_estimator python -m ovis.apps.check --estimators reinforce-ma
 
 or, in an installed package, declare the family under the entry-point group ``ovis.estimators``::
 
@@ -46,7 +46,7 @@ FAMILY = register_estimator(EstimatorFamily(
 
 def main(argv=None) -> int:
     """run.py with ``--estimator reinforce-ma`` and a short default run (the given options override)."""
-    from ovis.training.main import main as run
+    from ovis.apps.train import main as run
     defaults = ["--estimator", "reinforce-ma", "--model", "sbm", "--dataset", "binmnist", "--iw", "5",
                 "--nsteps", "200", "--exp", "own-estimator"]
     return run(defaults + list(sys.argv[1:] if argv is None else argv))

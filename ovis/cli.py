@@ -19,6 +19,11 @@ from typing import Callable, List, Optional, TypeVar
 T = TypeVar("T")
 
 
+class ArgumentError(ValueError):
+    """Bad or incompatible options: a script says so in one line and exits with code 2
+    (``ovis.exit_codes.BAD_ARGUMENTS``) before doing any work."""
+
+
 def comma_list(text: Optional[str], kind: Callable[[str], T] = str) -> List[T]:
     """``"a, b,,c"`` -> ``[kind("a"), kind("b"), kind("c")]``; ``None`` or ``""`` -> ``[]``."""
     return [kind(item.strip()) for item in (text or "").split(",") if item.strip()]
@@ -112,7 +117,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def add_run_folder_options(group, default_exp: str, data_help: str) -> None:
-    """The options every script that the queue launches accepts (docs/DESIGN.md, section 5): where
+    """The options every script that the queue launches accepts (docs/DESIGN.md, sections 5 and 7; ``ovis.launch``): where
     the run folder is (``--root``/``--exp``/``--run_id``), the data, and what to do with an
     existing folder (``--resume``, ``--rf``). One definition for run.py and asymptotic_variance.py."""
     group.add_argument("--root", default="runs/", help="experiments root directory")

@@ -1,7 +1,7 @@
 """Run identity: which options define what a run computes, and the hash that names it.
 
 The one definition used by ``run.py`` (``ovis.training.arguments``: run id, ``config.json``'s
-``hash``, the resume check), ``asymptotic_variance.py`` (``ovis.analysis.asymptotic``), the queue
+``hash``, the resume check), ``asymptotic_variance.py`` (``ovis.apps.asymptotic``), the queue
 (``ovis.queue.spec.make_run_id``) and the reports (``ovis.reporting``: which options tell groups
 of runs apart). Two option sets are the same run when they agree on every option outside
 ``EXECUTION_OPTIONS`` after ``canonical_value``:

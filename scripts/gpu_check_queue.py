@@ -17,7 +17,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from ovis.cli import ArgumentParser  # noqa: E402
-from ovis.queue.database import read_runs  # noqa: E402
+from ovis.queue.view import read_runs  # noqa: E402
 
 SPEC = {
     "description": "gpu_check.sh: two short runs that the queue places on one device",

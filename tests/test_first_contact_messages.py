@@ -8,9 +8,10 @@ import stat
 import pytest
 
 from ovis import exit_codes
-from ovis.queue.cli import dbutils_main, manager_main
+from ovis.queue.cli import manager_main
+from ovis.queue.dbutils_cli import dbutils_main
 from ovis.training.arguments import build_parser
-from ovis.training.main import main as run_main
+from ovis.apps.train import main as run_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

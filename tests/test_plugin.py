@@ -1,6 +1,6 @@
 """An estimator plugin package, discovered through its entry point (group ``ovis.estimators``, a
 ``.dist-info`` folder on the path as an installed package has), works where built-in ids work:
-run.py (with --track_grad_variances), ``python -m ovis.estimators.check``, ovis.Loss,
+run.py (with --track_grad_variances), ``python -m ovis.apps.check``, ovis.Loss,
 loss_from_log_probs, PyroLoss, the queue's spec check and the report styles; and
 ``examples/own_estimator.py`` trains through run.py and checks with $OVIS_ESTIMATOR_PLUGINS."""
 import json
@@ -41,7 +41,7 @@ EVERY_ENTRY_POINT = '''
 import json, sys, torch
 from ovis import exit_codes
 from ovis.estimators.config import parse_estimator_id
-from ovis.training.main import main
+from ovis.apps.train import main
 result = {}
 result["run"] = main(["--model", "sbm", "--dataset", "binmnist", "--estimator", "half-bound", "--root", sys.argv[1],
                       "--exp", "e", "--run_id", "r", "--track_grad_variances", "half-bound,reinforce"] + sys.argv[3:])
@@ -105,7 +105,7 @@ def test_a_plugin_package_works_through_every_entry_point(tmp_path):
     assert isinstance(result["PyroLoss"], float) and result["queue"] == []
     assert result["style"][0] == "half bound" and result["style"][1] == pytest.approx([0x12 / 255, 0x34 / 255, 0x56 / 255])
 
-    check = subprocess.run([sys.executable, "-m", "ovis.estimators.check", "--estimators", "half-bound,reinforce",
+    check = subprocess.run([sys.executable, "-m", "ovis.apps.check", "--estimators", "half-bound,reinforce",
                             "--iw", "2", "--samples", "200"], cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=300)
     assert check.returncode == 0, check.stderr[-3000:]
@@ -133,7 +133,7 @@ def test_the_own_estimator_example_trains_through_run_py_and_checks(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "grad_log_variance/reinforce-ma" in (tmp_path / "own-estimator" / "r" / "metrics.jsonl").read_text()
     env["OVIS_ESTIMATOR_PLUGINS"] = "examples.own_estimator"
-    check = subprocess.run([sys.executable, "-m", "ovis.estimators.check", "--estimators", "reinforce-ma", "--iw", "2",
+    check = subprocess.run([sys.executable, "-m", "ovis.apps.check", "--estimators", "reinforce-ma", "--iw", "2",
                             "--samples", "200"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert check.returncode == 0, check.stderr[-3000:]
     row = next(line.split() for line in check.stdout.splitlines() if line.startswith("reinforce-ma"))

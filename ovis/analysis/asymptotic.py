@@ -15,39 +15,29 @@ statistics ``loss/*``), ``coordinates.csv`` (mean, variance, SNR of every select
 coordinate), ``grads.csv`` (all gradient samples of the coordinate with the largest mean,
 chosen at the first estimator and the largest K), ``slopes.csv``, the figures
 ``asymptotic-gradients`` and ``asymptotic-gradients-dist`` (PNG + PDF) and ``outcome.txt``.
-Rows are written as they are measured; ``--resume`` skips the measured ones.
+Rows are written as they are measured; ``--resume`` skips the measured ones. The command line,
+``asymptotic_variance.py``, is ``ovis.apps.asymptotic``.
 """
 import argparse
 import logging
-import math
 import os
-import shutil
-import signal
-import sys
 from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
-from ovis import exit_codes, records
-from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer_option
+from ovis.cli import comma_list
 from ovis.files import atomic_write
 from ovis.analysis.gradients import gradient_statistics
 from ovis.datasets.gaussian_toy import sample_toy_data
-from ovis.devices import resolve_device
 from ovis.estimators.config import parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
-from ovis.identity import run_hash
 from ovis.models import get_model
 
 LOSS_KEYS = ("loss/L_k", "loss/elbo", "loss/kl_q_p", "loss/nll", "loss/kl", "loss/ess")
 SLOPE_METRICS = ("grads/snr", "grads/variance", "grads/magnitude", "grads/dsnr")
 IDENTITY = ("epsilon", "estimator", "iw")
-
-
-class ArgumentError(ValueError):
-    """Bad options: the script exits with code 2 before doing any work."""
 
 
 # --- K grid and slopes -------------------------------------------------------------------------
@@ -85,76 +75,6 @@ def format_slopes(slopes: pd.DataFrame, float_format: str = "+.3f") -> str:
     """The slope table as text, slopes with an explicit sign."""
     formatters = {c: (lambda v: format(v, float_format)) for c in slopes.columns if c.startswith("slope:")}
     return slopes.to_string(index=False, formatters=formatters)
-
-
-# --- options -----------------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
-    parser = ArgumentParser(
-        prog="asymptotic_variance.py",
-        description="Variance and SNR of gradient estimators against K on the Gaussian toy model "
-                    "near its optimum (paper Figure 1).")
-    base = parser.add_argument_group("run")
-    add_run_folder_options(base, "asymptotic-variance", "data folder (unused: the toy data are generated)")
-    base.add_argument("--seed", type=int, default=1, help="seed of the model, perturbation and particles")
-    base.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    base.add_argument("--threads", type=integer_option, default=0, help="CPU threads of PyTorch (0: its default)")
-    base.add_argument("--silent", action="store_true", help="log to run.log only")
-    base.add_argument("--deterministic", action="store_true", help="deterministic CUDA kernels")
-    study = parser.add_argument_group("study")
-    study.add_argument("--estimators", "--estimator", dest="estimators", default="ovis-gamma0,pathwise-iwae",
-                       help="comma-separated estimator ids")
-    study.add_argument("--iw_min", type=integer_option, default=5, help="smallest K")
-    study.add_argument("--iw_max", type=integer_option, default=100, help="largest K")
-    study.add_argument("--iw_steps", type=integer_option, default=3, help="number of log-spaced K values")
-    study.add_argument("--epsilon", default="0.01", help="comma-separated perturbation scales")
-    study.add_argument("--alpha", type=float, default=0.0, help="Renyi alpha of the estimators")
-    study.add_argument("--iw_valid", type=integer_option, default=1000, help="K of the bound reported at the perturbed point")
-    study.add_argument("--key_filter", default="b",
-                       help="parameters analysed: comma-separated name substrings (A, b: inference; mu: generative)")
-    study.add_argument("--mc_samples", type=integer_option, default=300, help="gradient samples per estimator and K")
-    study.add_argument("--samples_per_batch", type=integer_option, default=80000,
-                       help="at most this many rows (points x particles x samples) per forward pass")
-    study.add_argument("--npoints", type=integer_option, default=1024, help="data points of the toy data set")
-    study.add_argument("--D", type=integer_option, default=20, help="dimension of the toy model")
-    study.add_argument("--draw_individual", action="store_true", help="also draw every coordinate in the figure")
-    return parser
-
-
-def validate_args(args: argparse.Namespace) -> None:
-    """Raise ArgumentError naming the first bad option."""
-    def check(condition: bool, message: str):
-        if not condition:
-            raise ArgumentError(message)
-
-    check(1 <= args.iw_min <= args.iw_max, f"--iw_min {args.iw_min} --iw_max {args.iw_max}: need 1 <= iw_min <= iw_max")
-    check(args.iw_steps >= 1, f"--iw_steps {args.iw_steps}: need at least 1")
-    check(args.mc_samples >= 2, f"--mc_samples {args.mc_samples}: need at least 2 samples to estimate a variance")
-    check(args.samples_per_batch >= 1, f"--samples_per_batch {args.samples_per_batch}: need at least 1")
-    check(args.npoints >= 1 and args.D >= 1, f"--npoints {args.npoints} --D {args.D}: need positive sizes")
-    check(args.iw_valid >= 1, f"--iw_valid {args.iw_valid}: need at least 1")
-    check(0 <= args.alpha < 1, f"--alpha {args.alpha}: need 0 <= alpha < 1")
-    try:
-        epsilons = [float(e) for e in comma_list(args.epsilon)]
-    except ValueError:
-        raise ArgumentError(f"--epsilon {args.epsilon!r}: expected comma-separated numbers, e.g. 0.01,0.1") from None
-    check(bool(epsilons) and all(e >= 0 and math.isfinite(e) for e in epsilons),
-          f"--epsilon {args.epsilon!r}: expected comma-separated non-negative numbers")
-    estimators = comma_list(args.estimators)
-    check(bool(estimators), "--estimators: give at least one estimator id, e.g. ovis-gamma1,pathwise-iwae")
-    for estimator in estimators:
-        try:
-            parse_estimator_id(estimator)
-        except ValueError as error:
-            raise ArgumentError(f"--estimators: {estimator!r} is not a valid estimator id: {error}") from None
-    check(bool(comma_list(args.key_filter)), "--key_filter: name at least one parameter (A, b or mu)")
-
-
-def default_run_id(args: argparse.Namespace) -> str:
-    """``asymptotic-<estimators>-iw<min>-<max>-<steps>-seed<s>-eps<eps>-alpha<a>-<hash>``."""
-    estimators = "+".join(comma_list(args.estimators))
-    epsilon = "+".join(comma_list(args.epsilon))
-    return (f"asymptotic-{estimators}-iw{args.iw_min}-{args.iw_max}-{args.iw_steps}-seed{args.seed}"
-            f"-eps{epsilon}-alpha{args.alpha:g}-{run_hash(args)[:12]}")
 
 
 # --- measurements ------------------------------------------------------------------------------
@@ -268,7 +188,7 @@ def figure_title(args) -> str:
 
 
 # Draws a run's figures: (folder, data, coordinates, grads, title, draw_individual) -> paths. The
-# script passes ``ovis.reporting.asymptotic.draw_figures``: reporting sits above analysis.
+# command line passes ``ovis.reporting.asymptotic.draw_figures``: reporting sits above analysis.
 DrawFigures = Callable[[str, pd.DataFrame, pd.DataFrame, pd.DataFrame, str, bool], List[str]]
 
 
@@ -281,74 +201,3 @@ def write_results(run: AsymptoticRun, args: argparse.Namespace, log: logging.Log
     if draw_figures is not None:
         draw_figures(run.run_dir, run.data, run.coordinates, run.grads, figure_title(args), args.draw_individual)
     return slopes
-
-
-# --- script ------------------------------------------------------------------------------------
-class _Aborted(Exception):
-    pass
-
-
-def _raise_aborted(signum, frame):
-    raise _Aborted(f"signal {signum}")
-
-
-def _logger(run_dir: str, silent: bool) -> logging.Logger:
-    log = logging.getLogger(f"ovis.asymptotic.{run_dir}")
-    log.setLevel(logging.INFO)
-    log.propagate = False
-    handlers = [logging.FileHandler(os.path.join(run_dir, "run.log"))] + ([] if silent else [logging.StreamHandler()])
-    for handler in handlers:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        log.addHandler(handler)
-    return log
-
-
-def main(argv: Optional[Sequence[str]] = None, draw_figures: Optional[DrawFigures] = None) -> int:
-    """Run the study; returns the exit code (``ovis.exit_codes``: 0 success, 1 failed, 2 bad
-    options, 130 aborted). ``draw_figures`` draws the run's figures (``asymptotic_variance.py``
-    passes ``ovis.reporting.asymptotic.draw_figures``)."""
-    args = build_parser().parse_args(argv)
-    try:
-        validate_args(args)
-        device = resolve_device(args.device)
-    except ValueError as error:
-        print(f"asymptotic_variance.py: {error}", file=sys.stderr)
-        return exit_codes.BAD_ARGUMENTS
-    run_dir = os.path.join(args.root, args.exp, args.run_id or default_run_id(args))
-    if os.path.exists(os.path.join(run_dir, "data.csv")) and not (args.resume or args.rf):
-        print(f"asymptotic_variance.py: {run_dir} already holds results; pass --resume to continue or --rf to "
-              f"start over", file=sys.stderr)
-        return exit_codes.BAD_ARGUMENTS
-    if args.rf and os.path.isdir(run_dir):
-        shutil.rmtree(run_dir)
-    os.makedirs(run_dir, exist_ok=True)
-    records.clear_outcome(run_dir)
-    records.write_config(run_dir, {**vars(args), "hash": run_hash(args), "script": "asymptotic_variance.py"})
-    log = _logger(run_dir, args.silent)
-    if args.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    previous = {sig: signal.signal(sig, _raise_aborted) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        run = AsymptoticRun(run_dir, args.resume)
-        run_study(args, run, device, log)
-        write_results(run, args, log, draw_figures)
-        records.write_outcome(run_dir, records.SUCCESS)
-        return exit_codes.SUCCESS
-    except _Aborted as reason:
-        records.write_outcome(run_dir, records.ABORTED, str(reason))
-        log.info(f"aborted ({reason}); measured rows are kept, --resume continues")
-        return exit_codes.ABORTED
-    except Exception as error:  # the marker says why; the traceback goes to run.log
-        import traceback
-
-        records.write_outcome(run_dir, records.FAILED, f"{type(error).__name__}: {error}\n{traceback.format_exc()}")
-        log.exception("failed")
-        return exit_codes.FAILED
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for handler in list(log.handlers):
-            handler.close()
-            log.removeHandler(handler)

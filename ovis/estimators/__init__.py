@@ -11,7 +11,7 @@ step may call ``estimator(model, x, backward=True)`` instead (the estimator's ba
 also trains parameters with an objective of their own: ``GradientEstimator.backward``);
 ``diagnostics`` maps ``group/key`` to per-data-point values (``loss/L_k``, ``loss/ess``, ...).
 ``ovis.estimators.pyro`` (the optional Pyro adapter) is imported on first use, never by the core.
-``python -m ovis.estimators.check`` prints each estimator's bias and variance on a model small
+``python -m ovis.apps.check`` prints each estimator's bias and variance on a model small
 enough to enumerate. Every id belongs to a family of ``ovis.estimators.registry``;
 ``register_estimator(EstimatorFamily(...))`` (also ``ovis.register_estimator``) adds your own.
 """

@@ -10,7 +10,7 @@ through ``parse(id, reproduce_original) -> (class, config, EstimatorId)`` for th
 and listed in ``ovis/estimators/builtin.py``; installed packages add theirs under the entry-point
 group ``ovis.estimators``, and modules named in ``$OVIS_ESTIMATOR_PLUGINS`` (comma-separated) are
 imported, registering theirs. All are loaded on the first lookup, in every process (run.py, the
-queue's runs, reports, ``python -m ovis.estimators.check``). Parsing, suggestions, the valid
+queue's runs, reports, ``python -m ovis.apps.check``). Parsing, suggestions, the valid
 forms, the example ids, figure styles and the generic tests all read this one table
 (docs/DESIGN.md, section 3a).
 """

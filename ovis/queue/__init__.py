@@ -10,8 +10,9 @@ Public API:
     SpecError, DatabaseError               refused specs, unusable databases
     STATUSES                               queued, running, success, failed, aborted
 """
-from ovis.queue.database import (ABORTED, FAILED, QUEUED, REQUEUE_LEVELS, RUNNING, STATUSES, SUCCESS,
-                                 DatabaseError, RunDatabase, read_runs)
+from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, STATUSES, SUCCESS, DatabaseError, RunDatabase
+from ovis.queue.requeue import REQUEUE_LEVELS
+from ovis.queue.view import read_runs
 from ovis.queue.queue_storage import QueueStorage
 from ovis.queue.spec import ExperimentSpec, GridPoint, SpecError, load_spec
 

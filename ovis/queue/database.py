@@ -13,7 +13,7 @@ Safety rules:
   still under the lock;
 * the write is atomic (``ovis.files.atomic_open``): a kill at any moment leaves either the old or
   the new database, never a torn one, and temporary files left by killed writers are removed at
-  the next transaction. Readers therefore need no lock (``read_runs``);
+  the next transaction. Readers therefore need no lock (``ovis.queue.view.read_runs``);
 * a file that is not a valid database (hand edits, binary garbage) is refused with a message,
   after saving a copy; nothing overwrites it. Read-only files or folders and full disks get one
   message naming the file and what to do; nothing is changed.
@@ -43,6 +43,7 @@ from ovis.queue import liveness, salvage
 from ovis.queue.journal import JOURNAL_FROM_BYTES, JournaledStore, View
 from ovis.queue.lock import QueueLock
 from ovis.queue.process import ProcessIdentity, run_is_alive
+from ovis.queue.requeue import requeue_candidates
 from ovis.queue.storage import CorruptDatabase, DatabaseError, Tables, backup_copy, os_error_advice
 from ovis.queue.transaction import (ABORTED, FAILED, META_TABLE, QUEUED, RUNNING, RUNS_TABLE, STATUSES, SUCCESS,
                                     Transaction, add_history, precompute, runtime_fields, set_status)
@@ -51,14 +52,6 @@ DB_FILE = ".db.json"
 JOURNAL_FILE = ".db.journal.json"
 LOCK_FILE = DB_FILE + ".lock"
 HOLDER_FILE = LOCK_FILE + ".holder"
-
-REQUEUE_LEVELS = {
-    1: "aborted runs",
-    2: "aborted and failed runs",
-    3: "aborted, failed and running runs whose process is gone",
-    4: "every run that is not running (success included)",
-}
-
 
 class UnreadableDatabase(DatabaseError):
     """``.db.json`` or its journal is not a valid database file (``RunDatabase.salvage`` rebuilds it)."""
@@ -373,53 +366,5 @@ def _run_callbacks(callbacks: List[Callable[[], None]], path: str) -> None:
                             f"folders failed: " + "; ".join(errors[:5]))
 
 
-def requeue_candidates(records: Iterable[dict], level: int, run_ids: Optional[Sequence[str]] = None) -> List[dict]:
-    """The records ``RunDatabase.requeue(level)`` would queue again. Live running runs never are."""
-    if level not in REQUEUE_LEVELS:
-        raise ValueError(f"requeue level {level} is not one of "
-                         + "; ".join(f"{k}: {v}" for k, v in REQUEUE_LEVELS.items()))
-    eligible = {ABORTED} | ({FAILED} if level >= 2 else set()) | ({SUCCESS} if level >= 4 else set())
-    selected = None if run_ids is None else set(run_ids)
-    now = time.time()
-    chosen = []
-    for record in records:
-        if not isinstance(record.get("run_id"), str) or (selected is not None and record["run_id"] not in selected):
-            continue
-        status = record.get("status")
-        if status in eligible or (status == RUNNING and level >= 3 and not run_is_alive(record, now)):
-            chosen.append(record)
-    return chosen
-
-
-def read_runs(exp_dir: str) -> List[dict]:
-    """Read-only view of an experiment's queue, in grid order, for reports and scripts.
-
-    ``exp_dir``: the experiment's folder, ``<root>/<exp>`` (``runs/quickstart``), the folder
-    that holds ``.db.json``, not the file itself.
-
-    Each dict holds the record's fields (``run_id``, ``status``, ``args``, ``params``,
-    ``created``/``started``/``finished``/``heartbeat`` epoch seconds, ``host``, ``pid``,
-    ``device``, ``attempts``, ``error``, ...) plus ``run_dir`` (absolute path of the run folder),
-    ``message`` (first line of ``error``) and ``alive`` (for ``running`` runs: whether the process
-    is still there). Records without a ``run_id`` (hand edits; ``dbutils.py --check`` reports them)
-    are left out. Raises FileNotFoundError when the experiment has no database and DatabaseError
-    when it is unreadable."""
-    if os.path.isfile(exp_dir):
-        raise ValueError(f"read_runs({exp_dir!r}): pass the experiment's folder, which holds the queue file: "
-                         f"read_runs({os.path.dirname(os.path.abspath(exp_dir))!r})")
-    database = RunDatabase(exp_dir)
-    now = time.time()
-    view = []
-    for record in database.records():
-        if not isinstance(record.get("run_id"), str):
-            continue
-        record = liveness.merge(database.exp_dir, record)
-        record["run_dir"] = database.run_dir(record["run_id"])
-        record["message"] = next(iter((record.get("error") or "").strip().splitlines()), "")  # its first line
-        record["alive"] = record.get("status") == RUNNING and run_is_alive(record, now)
-        view.append(record)
-    return view
-
-
-__all__ = ["RunDatabase", "read_runs", "DatabaseError", "UnreadableDatabase", "STATUSES", "REQUEUE_LEVELS",
+__all__ = ["RunDatabase", "DatabaseError", "UnreadableDatabase", "STATUSES",
            "QUEUED", "RUNNING", "SUCCESS", "FAILED", "ABORTED"]

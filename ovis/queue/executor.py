@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple
 
 from ovis import exit_codes, records
+from ovis.launch import PROCESS_LOG, RUN_ENVIRONMENT
 from ovis.files import remove_stale_temporaries
-from ovis.training.malloc import RUN_ENVIRONMENT
 from ovis.queue import failures
 from ovis.queue.database import ABORTED, FAILED, SUCCESS, RunDatabase
-from ovis.queue.liveness import PROCESS_LOG, log_tail
+from ovis.queue.liveness import log_tail
 from ovis.queue.process import HOST, ProcessIdentity, child_command, process_alive
 
 ERROR_TAIL_CHARS = 4000

@@ -5,7 +5,7 @@ so that users know whether to add memory, add time, or fix code:
   does), or a ``MemoryError`` / CUDA out-of-memory error;
 * ``timeout``: stopped by Slurm at its time limit;
 * ``preempted``: stopped from outside the queue (Slurm preemption or requeue, a SIGTERM);
-* ``diverged``: the run's own divergence check (``ovis.training.divergence``);
+* ``diverged``: the run raised ``ovis.launch.DivergenceError`` (a divergence check);
 * ``error``: any other exception, detailed by the last line of its traceback.
 
 ``dbutils.py --requeue --kinds preempted,out_of_memory`` requeues only the runs of those kinds.
@@ -15,7 +15,7 @@ import signal
 from typing import Callable, Iterable, List, Optional, Tuple
 
 from ovis import exit_codes
-from ovis.training.divergence import DivergenceError
+from ovis.launch import DivergenceError
 
 OUT_OF_MEMORY, TIMEOUT, PREEMPTED, DIVERGED, ERROR = "out_of_memory", "timeout", "preempted", "diverged", "error"
 FAILURE_KINDS = (OUT_OF_MEMORY, TIMEOUT, PREEMPTED, DIVERGED, ERROR)

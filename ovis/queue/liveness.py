@@ -15,9 +15,9 @@ import time
 from typing import Optional
 
 from ovis.files import atomic_write
+from ovis.launch import PROCESS_LOG
 
 LIVE_FOLDER = ".live"
-PROCESS_LOG = "process.log"   # the run's stdout and stderr, in its folder
 LOG_TAIL_LINES = 20
 LOG_TAIL_BYTES = 16384
 

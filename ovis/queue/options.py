@@ -1,15 +1,17 @@
 """Checking a grid against the options its script accepts, before anything is queued.
 
-For the project's own scripts the real parser is imported (``run.py``:
-``ovis.training.arguments.build_parser`` and ``validate_args``), so every grid point is parsed
-exactly as the script will parse it: unknown options, bad values (``--iw abc``), invalid choices
-and incompatible options are refused up front, and estimator ids are checked with
-``ovis.estimators.config.parse_estimator_id``. Any other script is asked for ``--help`` and its
-option names are checked (argparse's unique-prefix abbreviations are accepted, as argparse does).
+A script of the project root that defines ``build_parser`` and ``validate_args`` (the launch
+protocol, ``ovis.launch.OPTION_FUNCTIONS``: ``run.py``, ``asymptotic_variance.py``) is loaded from
+its file, without running it, and every grid point is parsed exactly as the script will parse
+it: unknown options, bad values (``--iw abc``), invalid choices and incompatible options are
+refused up front, and estimator ids are checked with ``ovis.estimators.config.parse_estimator_id``.
+Any other script is asked for ``--help`` and its option names are checked (argparse's
+unique-prefix abbreviations are accepted, as argparse does).
 """
 import argparse
+import ast
 import functools
-import importlib
+import importlib.util
 import os
 import re
 import subprocess
@@ -17,13 +19,9 @@ import sys
 from typing import Callable, Dict, List, Optional, Sequence, Set
 
 from ovis.cli import comma_list, did_you_mean
+from ovis.launch import OPTION_FUNCTIONS
 from ovis.queue.spec import ExperimentSpec, GridPoint, SpecError
 
-# Scripts of this project -> (module, parser factory, optional validation function).
-PROJECT_PARSERS = {
-    "run.py": ("ovis.training.arguments", "build_parser", "validate_args"),
-    "asymptotic_variance.py": ("ovis.analysis.asymptotic", "build_parser", "validate_args"),
-}
 # Options whose values are estimator ids (``estimators``: a comma-separated list).
 ESTIMATOR_OPTIONS = ("estimator", "estimators")
 
@@ -128,19 +126,39 @@ def _refuse(spec: ExperimentSpec, name: str, problems: List[str], total: int) ->
                         f"queued. Fix the spec's options:\n" + "\n".join("  " + p for p in problems))
 
 
-def _project_parser(script: str, project_root: str) -> Optional[ScriptOptions]:
-    base = os.path.basename(script)
-    if base not in PROJECT_PARSERS or os.path.dirname(os.path.abspath(script)) != os.path.abspath(project_root):
-        return None
-    module_name, factory_name, validate_name = PROJECT_PARSERS[base]
+def _module_names(script: str) -> Set[str]:
+    """The names a script's module level defines or imports (read with ``ast``, nothing runs)."""
     try:
-        module = importlib.import_module(module_name)
+        with open(script) as f:
+            tree = ast.parse(f.read(), script)
+    except (OSError, SyntaxError, ValueError):
+        return set()
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(target.id for target in node.targets if isinstance(target, ast.Name))
+    return names
+
+
+def _project_parser(script: str, project_root: str) -> Optional[ScriptOptions]:
+    """The parser and validation of a project-root script that defines ``OPTION_FUNCTIONS``,
+    loaded from its file (its work runs only under ``__main__``); None otherwise."""
+    parser_name, validate_name = OPTION_FUNCTIONS
+    if (os.path.dirname(os.path.abspath(script)) != os.path.abspath(project_root)
+            or parser_name not in _module_names(script)):
+        return None
+    name = "ovis_launched_" + re.sub(r"\W", "_", os.path.splitext(os.path.basename(script))[0])
+    spec = importlib.util.spec_from_file_location(name, script)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
     except ImportError:
         return None
-    factory = getattr(module, factory_name, None)
-    if factory is None:
-        return None
-    return ScriptOptions(script, parser=factory(), validate=getattr(module, validate_name, None),
+    return ScriptOptions(script, parser=getattr(module, parser_name)(), validate=getattr(module, validate_name, None),
                          check_estimators=True)
 
 

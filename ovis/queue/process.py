@@ -9,7 +9,7 @@ Children are started through ``python -m ovis.queue.child``, which asks Linux to
 when the thread that launched them dies (``PR_SET_PDEATHSIG``): a SIGKILLed manager does not leave
 children running silently; they checkpoint and exit like on Ctrl-C. The kernel hands such a child
 to each next thread of the dying manager and signals it again every time: run.py ignores the
-repeated SIGTERMs while it stops (``ovis.training.signals``).
+repeated SIGTERMs while it stops (``ovis.run_folder.StopRequests``).
 """
 import os
 import socket

@@ -152,7 +152,7 @@ def draw_figures(directory: str, data: pd.DataFrame, coordinates: pd.DataFrame, 
                  draw_individual: bool = False) -> List[str]:
     """``asymptotic-gradients`` and, with gradient samples, ``asymptotic-gradients-dist`` (PNG and
     PDF) in ``directory``; returns the PNG paths. ``asymptotic_variance.py`` draws a run's figures
-    with it (``ovis.analysis.asymptotic.main(draw_figures=...)``), the report those of an experiment."""
+    with it (``ovis.apps.asymptotic.main``), the report those of an experiment."""
     apply_style()
     paths = plot_asymptotic(data, os.path.join(directory, "asymptotic-gradients"), coordinates, draw_individual,
                             title=title)[:1]

@@ -1,4 +1,4 @@
-"""Small models with exact answers, for the estimator tests and ``python -m ovis.estimators.check``.
+"""Small models with exact answers, for the estimator tests and ``python -m ovis.apps.check``.
 
 * ``EnumerableModel``: a sigmoid belief network with a handful of binary latents. Every latent
   configuration, and every K-tuple of configurations, can be enumerated: the exact L_K, its

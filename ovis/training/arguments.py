@@ -34,7 +34,7 @@ Step counts accept a float literal with an integral value (``--nsteps 4e6``,
 import argparse
 from typing import Dict, Optional, Sequence, Tuple
 
-from ovis.cli import ArgumentParser, add_run_folder_options, integer_option
+from ovis.cli import ArgumentError, ArgumentParser, add_run_folder_options, integer_option
 from ovis.identity import DATASET_MODELS, MODEL_OPTIONS, run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.reproduction_options import (ReproductionOptionError, add_reproduction_options,
@@ -46,10 +46,6 @@ PRIORS = ("normal", "categorical", "bernoulli")
 
 
 DEFAULT_IW = 5
-
-
-class ArgumentError(ValueError):
-    """Bad or incompatible options; ``run.py`` exits with code 2 before doing any work."""
 
 
 class IncompatibleComponents(ArgumentError):

@@ -18,17 +18,11 @@ from typing import Dict, List
 
 import torch
 
+from ovis.launch import DivergenceError
+
 BOUND, KL = "loss/L_k", "loss/kl_q_p"
 KL_TOLERANCE = 1e-2  # nats per data point; float32 rounding of healthy bounds (|L_K| < 1e4) is below 1e-3
 ADVICE = "a smaller --lr usually helps"
-
-
-class DivergenceError(RuntimeError):
-    """The run diverged: a non-finite metric or an impossible value (see the module docstring)."""
-
-
-class NonFiniteLossError(DivergenceError):
-    """A training loss or diagnostic became NaN or infinite."""
 
 
 def non_finite(values: Dict[str, float]) -> List[str]:

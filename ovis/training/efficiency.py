@@ -4,7 +4,7 @@ and number of particles K, beside the step's hardware floor.
 Each configuration (``Workload``) is measured in a fresh Python process, so that one
 configuration's allocator caches and peak memory never leak into the next. Inside it, the
 workload becomes a ``run.py`` argument list and goes through ``run.py``'s own set-up
-(the environment the queue gives a run, ``RUN_ENVIRONMENT``; ``ovis.training.main``: argument
+(the environment the queue gives a run, ``RUN_ENVIRONMENT``; ``ovis.training.components``: argument
 parsing, determinism, seeding, the components, ``configure_threads``) and its ``Trainer`` (same optimisers and step), in a
 temporary run folder; only the data loading is left out of the timings.
 
@@ -19,7 +19,6 @@ temporary run folder; only the data loading is left out of the timings.
 * ``threads``: torch's CPU threads during the steps; ``load``: the 1-minute load average of
   the machine when the measurement ended.
 """
-import argparse
 import math
 import os
 import re
@@ -36,12 +35,10 @@ import pandas as pd
 import torch
 
 from ovis.analysis.floor import describe, evaluation_floor_of, floor_of, timed
-from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list
 from ovis.estimators.config import describe_estimator_id, parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.estimators.registry import family_of, registered_families
-from ovis.training.arguments import integer_option
-from ovis.training.malloc import RUN_ENVIRONMENT
+from ovis.launch import RUN_ENVIRONMENT
 
 MIB = 2 ** 20
 # ru_maxrss is in kilobytes on Linux, in bytes on macOS.
@@ -194,10 +191,10 @@ def _batches(train, workload: Workload, count: int, device) -> List[torch.Tensor
 
 
 def _build(workload: Workload, root: str):
-    """``run.py``'s set-up of the workload (``ovis.training.main``), up to the ``Trainer``."""
+    """``run.py``'s set-up of the workload (``ovis.training.components``), up to the ``Trainer``."""
+    from ovis.run_folder import run_logger
     from ovis.training.arguments import parse_args
-    from ovis.training.main import build_components, prepare_process
-    from ovis.training.recorder import run_logger
+    from ovis.training.components import build_components, prepare_process
     from ovis.training.trainer import Trainer
 
     args = parse_args(workload.run_arguments(root))
@@ -233,7 +230,7 @@ def measure_in_this_process(workload: Workload) -> Measurement:
                 if trainer.monitor.full:
                     trainer._sync()
         else:
-            from ovis.training.main import evaluation_threads, torch_threads
+            from ovis.training.components import evaluation_threads, torch_threads
             evaluator = (components.evaluator(workload.iw) if workload.chunk_size is None
                          else BoundEvaluator(workload.iw, chunk_size=workload.chunk_size))
             trainer.model.eval()
@@ -267,7 +264,7 @@ class _RepeatedFloor:
         self.floor, self.chunks, self.threads, self.shapes = floor, chunks, threads, floor.shapes
 
     def run(self) -> None:
-        from ovis.training.main import torch_threads
+        from ovis.training.components import torch_threads
         with torch_threads(self.threads):
             for _ in range(self.chunks):
                 self.floor.run()
@@ -326,48 +323,8 @@ def efficiency_table(workloads: Sequence[Workload], log=print) -> pd.DataFrame:
     return table
 
 
-def build_parser(description: str = "") -> argparse.ArgumentParser:
-    """The options of ``measure_efficiency.py`` (one ``Workload`` per model x estimator x K)."""
-    parser = ArgumentParser(description=description, formatter_class=ExamplesHelpFormatter)
-    parser.add_argument("--models", type=comma_list, default="sbm,gaussian-vae", help="comma-separated model names")
-    parser.add_argument("--estimators", type=comma_list, default=default_estimators(),
-                        help="comma-separated estimator ids")
-    parser.add_argument("--iw", type=lambda text: comma_list(text, integer_option), default="5,10,50",
-                        help="comma-separated K values")
-    parser.add_argument("--bs", type=integer_option, default=24, help="batch size")
-    parser.add_argument("--mc", type=integer_option, default=1, help="outer Monte-Carlo samples M")
-    parser.add_argument("--kind", choices=KINDS, default="train", help="train: run.py's training step; "
-                        "evaluate: the plain bound")
-    parser.add_argument("--chunk_size", type=integer_option, default=None,
-                        help="rows per forward pass of --kind evaluate (default: run.py's)")
-    parser.add_argument("--untimed_steps", type=integer_option, default=3, help="untimed steps first")
-    parser.add_argument("--steps", type=integer_option, default=20, help="timed steps (the median is reported)")
-    parser.add_argument("--dataset", default="binmnist")
-    parser.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    parser.add_argument("--threads", type=integer_option, default=0,
-                        help="run.py's --threads (0: run.py's choice, one thread for small steps on a CPU)")
-    parser.add_argument("--compile", action="store_true", help="run.py's --compile (torch.compile of the step)")
-    parser.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                        help="time of the table and figure: process CPU time (on a CPU with one thread the "
-                             "wall-clock time of an idle machine, without the waits of a loaded one) or wall-clock "
-                             "time (use it on a GPU); the CSV has both")
-    parser.add_argument("--output", default="reports/efficiency", help="folder of the table and figure")
-    parser.add_argument("--load", default="", help="redraw from this efficiency.csv instead of measuring")
-    return parser
-
-
 def with_clock(table: pd.DataFrame, clock: str) -> pd.DataFrame:
     """The table with ``time_ms`` (and its p10 / p90) taken from ``clock``: "cpu" or "wall"."""
     if clock == "wall" or "cpu_ms" not in table:  # CSVs written before the CPU times were measured
         return table
     return table.assign(time_ms=table["cpu_ms"], time_ms_p10=table["cpu_ms_p10"], time_ms_p90=table["cpu_ms_p90"])
-
-
-def workloads_of(args: argparse.Namespace) -> List[Workload]:
-    """The workloads of ``measure_efficiency.py``'s options."""
-    return [Workload(model=model, estimator=estimator, iw=k, batch_size=args.bs, mc=args.mc, kind=args.kind,
-                     dataset=args.dataset, data_root=args.data_root, device=args.device,
-                     untimed_steps=args.untimed_steps, steps=args.steps, threads=args.threads,
-                     chunk_size=args.chunk_size, compile=args.compile)
-            for model in args.models for estimator in args.estimators for k in args.iw]

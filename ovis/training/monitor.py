@@ -5,7 +5,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
-from ovis.training.divergence import ADVICE, DivergenceError, NonFiniteLossError, impossible_values, non_finite
+from ovis.launch import DivergenceError, NonFiniteLossError
+from ovis.training.divergence import ADVICE, impossible_values, non_finite
 
 SYNC_EVERY = 50  # training steps between reads of the losses kept on the device
 

@@ -1,5 +1,6 @@
 """Where a run's outputs go: ``metrics.jsonl`` (always), TensorBoard event files (when
-TensorBoard is installed; ``torch.utils.tensorboard.SummaryWriter``), ``run.log`` and the console.
+TensorBoard is installed; ``torch.utils.tensorboard.SummaryWriter``); the run log is
+``ovis.run_folder.run_logger``'s.
 
 Metrics are addressed as ``<split>:<group>/<key>`` (``train:loss/L_k``): the split is the
 TensorBoard writer (sub-folder ``train/``, ``test/``, ``valid/``, ``online/``) and the ``split``
@@ -8,9 +9,7 @@ the periodic evaluations; ``online`` the training estimator's own diagnostics
 averaged over the steps since the previous evaluation.
 """
 import importlib.util
-import logging
 import os
-import sys
 from typing import Dict, Optional
 
 import numpy as np
@@ -18,40 +17,6 @@ import numpy as np
 from ovis.records import MetricsWriter, rewrite_metrics
 
 FINAL_SPLIT = "valid"  # logged once, by the final validation pass
-
-
-class _ConsoleHandler(logging.Handler):
-    """Console output that does not break a running progress bar."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            from tqdm import tqdm
-            tqdm.write(self.format(record), file=sys.stderr)
-        except Exception:
-            self.handleError(record)
-
-
-def run_logger(run_dir: str, silent: bool = False) -> logging.Logger:
-    """A logger writing to ``<run_dir>/run.log`` (appending, so resumed runs keep their history)
-    and, unless ``silent``, to the console."""
-    logger = logging.getLogger(f"ovis.run.{os.path.abspath(run_dir)}")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    close_logger(logger)
-    file_handler = logging.FileHandler(os.path.join(run_dir, "run.log"))
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    logger.addHandler(file_handler)
-    console = _ConsoleHandler()
-    console.setLevel(logging.WARNING if silent else logging.INFO)
-    console.setFormatter(logging.Formatter("%(message)s"))
-    logger.addHandler(console)
-    return logger
-
-
-def close_logger(logger: logging.Logger) -> None:
-    for handler in list(logger.handlers):
-        handler.close()
-        logger.removeHandler(handler)
 
 
 class RunRecorder:

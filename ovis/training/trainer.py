@@ -21,7 +21,6 @@ repeats an unbroken one exactly (bit-for-bit with ``--deterministic`` on GPUs).
 import math
 import os
 import time
-import traceback
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Callable, Dict, Optional
@@ -29,13 +28,11 @@ from typing import Callable, Dict, Optional
 import torch
 from torch import Tensor, nn
 
-from ovis import exit_codes
-from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
+from ovis.run_folder import StopRequests, run_work
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
 from ovis.training.compilation import compiled_gradient_pass, compiled_optimizer_step
-from ovis.training.divergence import (DivergenceError, check_evaluation, check_parameters,
-                                     likelihood_is_probability_mass)
+from ovis.training.divergence import check_evaluation, check_parameters, likelihood_is_probability_mass
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
@@ -45,14 +42,13 @@ from ovis.training.optim import load_optimizer_state, make_optimizer
 from ovis.training.progress import Progress
 from ovis.training.recorder import RunRecorder
 from ovis.training.schedules import AlphaSchedule, LearningRateSchedule
-from ovis.training.signals import AbortRequested, StopRequests
 
 ESS_POINTS = 1000  # training points of the ESS at the training K
 
 
 @dataclass
 class RunComponents:
-    """What a run trains and evaluates with (built from the options by ``ovis.training.main``).
+    """What a run trains and evaluates with (built from the options by ``ovis.training.components``).
 
     ``evaluator(iw)`` returns a plain L_K evaluator (alpha = 0, beta = 1) called as
     ``evaluator(model, x)``; ``datasets`` has ``train``, ``valid``, ``test`` and ``x_shape``."""
@@ -147,44 +143,28 @@ class Trainer:
         self.progress: Optional[Progress] = None
 
     def run(self) -> int:
-        """Train, validate, write the outcome marker; returns the exit code. The signal handlers
-        stay installed until the marker is written (a second signal cannot tear it)."""
+        """Train and validate in the run folder's life cycle (``ovis.run_folder.run_work``: signal
+        handlers, outcome marker); returns the exit code."""
         try:
-            with self.stop_requests:
-                return self._run_and_record()
+            return run_work(self.run_dir, self._train_and_validate, self.logger, self.stop_requests,
+                            self._failure_note)
         finally:
             if self.progress is not None:
                 self.progress.close()
             self.recorder.close()
 
-    def _run_and_record(self) -> int:
-        try:
-            for line in start_lines(self.run_dir, self):
-                self.logger.info("%s", line)
-            self._train()
-            self._final_validation()
-            self._write_outcome(SUCCESS)
-            self.logger.info("Success: best test L_k %.4f at step %d", self.state.best_value, self.state.best_step)
-            return exit_codes.SUCCESS
-        except (AbortRequested, KeyboardInterrupt) as stop:
-            message = str(stop) or "interrupted; the last checkpoint is kept"
-            self._write_outcome(ABORTED, message)
-            self.logger.warning("Aborted: %s", message)
-            return exit_codes.ABORTED
-        except Exception as error:
-            checkpoint_step = self._checkpoint_step()
-            kept = (f"the checkpoint of step {checkpoint_step} is kept" if checkpoint_step is not None
-                    else "no checkpoint was written")
-            message = f"{type(error).__name__}: {error} [estimator {self.estimator_id}; {kept}]"
-            self._write_outcome(FAILED, message + "\n" + traceback.format_exc())
-            self.logger.error("Failed. %s", message)  # one line, on the terminal even with --silent
-            if not isinstance(error, DivergenceError):  # a bug, not the optimisation: where it happened
-                self.logger.info("%s", traceback.format_exc())
-            return exit_codes.FAILED
+    def _train_and_validate(self) -> None:
+        for line in start_lines(self.run_dir, self):
+            self.logger.info("%s", line)
+        self._train()
+        self._final_validation()
+        self.logger.info("Success: best test L_k %.4f at step %d", self.state.best_value, self.state.best_step)
 
-    def _write_outcome(self, outcome: str, message: str = "") -> None:
-        with self.stop_requests.writing():
-            write_outcome(self.run_dir, outcome, message)
+    def _failure_note(self) -> str:
+        checkpoint_step = self._checkpoint_step()
+        kept = (f"the checkpoint of step {checkpoint_step} is kept" if checkpoint_step is not None
+                else "no checkpoint was written")
+        return f"estimator {self.estimator_id}; {kept}"
 
     @property
     def total_steps(self) -> int:
@@ -207,7 +187,7 @@ class Trainer:
                 self._save_checkpoint()
             if state.epoch >= self.epochs:
                 return
-            self.stop_requests.check(state.step, state.epoch)
+            self._stop_if_requested()
             self.lr_schedule.apply(self.optimizers, self.base_lrs, state.epoch)
             self.model.train()
             self.estimator.train()
@@ -224,7 +204,7 @@ class Trainer:
                 if self.stop_requests.pending:
                     self._sync()
                     self._save_checkpoint()
-                    self.stop_requests.check(state.step, state.epoch)
+                    self._stop_if_requested()
                 if time.monotonic() - self._last_checkpoint > args.checkpoint_interval:
                     self._sync()
                     self._save_checkpoint()
@@ -328,6 +308,11 @@ class Trainer:
         check_evaluation(step, "valid", values, self.probability_mass)
         self.logger.info("valid (best model of step %d, iw=%d, %d points): L_k %.4f", step, args.iw_valid,
                          len(self.subsets["valid"]), values["loss/L_k"])
+
+    def _stop_if_requested(self) -> None:
+        """Raise ``AbortRequested`` after a signal (called once the step's checkpoint is saved)."""
+        step, epoch = self.state.step, self.state.epoch
+        self.stop_requests.check(f"at step {step} (epoch {epoch}); the checkpoint of this step is saved")
 
     def _save_checkpoint(self) -> None:
         self.state.elapsed = self._elapsed()

@@ -11,7 +11,7 @@ import torch
 from ovis.analysis.grad_variance import GradientVarianceTracker, parse_tracked_ids
 from ovis.testing import EnumerableModel
 from ovis.records import read_metrics, read_outcome
-from ovis.training.main import main
+from ovis.apps.train import main
 
 DATA_ROOT = os.environ.get("OVIS_DATA") or str(Path(__file__).resolve().parents[3] / "shared" / "data")
 HAS_BINMNIST = os.path.isfile(os.path.join(DATA_ROOT, "binarized_mnist.npz"))

@@ -11,7 +11,7 @@ import torch
 from ovis.analysis.grad_variance import MovingGradientMoments, MovingVarianceTracker
 from ovis.records import read_metrics
 from ovis.testing import EnumerableModel
-from ovis.training.main import main
+from ovis.apps.train import main
 
 # two estimators, two coordinates, two steps, decay 1/2
 GRADIENTS = [{"a": [1.0, 2.0], "b": [3.0, 0.0]}, {"a": [-1.0, 0.0], "b": [1.0, 4.0]}]

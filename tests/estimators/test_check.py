@@ -1,5 +1,6 @@
-"""``python -m ovis.estimators.check``: the bias report on the enumerable and Gaussian models."""
-from ovis.estimators import check
+"""``python -m ovis.apps.check``: the bias report on the enumerable and Gaussian models."""
+from ovis.apps import check as command
+from ovis.testing import check
 
 
 def test_enumerable_report_separates_unbiased_and_biased_estimators():
@@ -15,7 +16,7 @@ def test_enumerable_report_separates_unbiased_and_biased_estimators():
 
 
 def test_command_prints_both_tables(capsys):
-    check.main(["--iw", "2", "--samples", "300"])
+    command.main(["--iw", "2", "--samples", "300"])
     out = capsys.readouterr().out
     assert "1. Enumerable binary model" in out and "2. Linear Gaussian model" in out
     assert out.count("ovis-gamma1 ") >= 2 and "dreg" in out
@@ -54,7 +55,7 @@ def test_columns_line_up_whatever_the_length_of_the_estimator_label(capsys):
     """Right-aligned cells after a first column as wide as the longest label: equal line lengths."""
     records = [{"estimator": "straight-through tau=0.25", "iw": 1, "bias": 0.5},
                {"estimator": "arm", "iw": 12, "bias": 0.25}]
-    check._print("title", records, ["estimator", "iw", "bias"])
+    command.print_table("title", records, ["estimator", "iw", "bias"])
     lines = capsys.readouterr().out.strip().splitlines()[1:]  # header and rows
     assert len({len(line) for line in lines}) == 1, lines
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from ovis.queue.cli import dbutils_main
+from ovis.queue.dbutils_cli import dbutils_main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FAKE_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_script.py")

@@ -10,8 +10,9 @@ import time
 import filelock
 import pytest
 
-from ovis.queue.database import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase, read_runs,
-                                 requeue_candidates)
+from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase
+from ovis.queue.requeue import requeue_candidates
+from ovis.queue.view import read_runs
 from ovis.queue.process import HOST, ProcessIdentity, process_start_time, run_is_alive
 from ovis.queue.spec import parse_spec
 

@@ -86,7 +86,7 @@ def test_cpu_workers_pass_their_share_of_the_cores_to_scripts_that_accept_thread
 
 def test_runs_get_the_heap_thresholds_unless_the_user_set_them(monkeypatch):
     from ovis.queue.executor import LaunchSettings, run_environment
-    from ovis.training.malloc import HEAP_ENVIRONMENT
+    from ovis.launch import HEAP_ENVIRONMENT
     settings = LaunchSettings(script="/p/run.py", exp="e", root="/r", data_root="/d", project_root="/p")
     monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "12345")

@@ -6,7 +6,8 @@ import signal
 import subprocess
 import sys
 
-from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS, read_runs
+from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS
+from ovis.queue.view import read_runs
 from ovis.reporting.report import _run_listing
 from ovis.reporting.runs import scan_experiment
 

@@ -13,7 +13,8 @@ import pytest
 
 from ovis import exit_codes, records
 from ovis.queue import storage
-from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS, RunDatabase, read_runs
+from ovis.queue.database import ABORTED, FAILED, QUEUED, SUCCESS, RunDatabase
+from ovis.queue.view import read_runs
 from ovis.queue.executor import classify_exit
 from ovis.queue.journal import JOURNAL_FROM_BYTES
 from ovis.queue.process import ProcessIdentity

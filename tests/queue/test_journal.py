@@ -11,7 +11,8 @@ import pytest
 from tinydb import Query, TinyDB
 
 from ovis.queue import QueueStorage
-from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase, read_runs
+from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, DatabaseError, RunDatabase
+from ovis.queue.view import read_runs
 from ovis.queue.journal import JOURNAL_FROM_BYTES, JOURNAL_TABLE
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec

@@ -5,7 +5,8 @@ import signal
 import stat
 
 from ovis import records
-from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, read_runs
+from ovis.queue.database import ABORTED, FAILED, QUEUED, RUNNING, SUCCESS
+from ovis.queue.view import read_runs
 
 from .helpers import (ledger_lines, pid_gone, run_dbutils, run_manager, start_manager, wait_for, write_spec,
                       environment)

@@ -2,7 +2,8 @@
 import os
 import signal
 
-from ovis.queue.database import SUCCESS, read_runs
+from ovis.queue.database import SUCCESS
+from ovis.queue.view import read_runs
 
 from .helpers import ledger_lines, pid_gone, start_manager, wait_for, write_spec
 

@@ -6,7 +6,8 @@ import signal
 import pytest
 
 from ovis import records
-from ovis.queue.database import SUCCESS, read_runs
+from ovis.queue.database import SUCCESS
+from ovis.queue.view import read_runs
 
 from .helpers import run_manager, start_manager, wait_for, write_spec
 

@@ -3,7 +3,8 @@ status from their folders (a success never runs again)."""
 import os
 
 from ovis import records
-from ovis.queue.database import FAILED, QUEUED, RUNNING, SUCCESS, RunDatabase, read_runs
+from ovis.queue.database import FAILED, QUEUED, RUNNING, SUCCESS, RunDatabase
+from ovis.queue.view import read_runs
 from ovis.queue.process import ProcessIdentity
 from ovis.queue.spec import parse_spec
 

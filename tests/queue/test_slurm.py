@@ -3,7 +3,8 @@ import os
 import signal
 
 from ovis import records
-from ovis.queue.database import SUCCESS, read_runs
+from ovis.queue.database import SUCCESS
+from ovis.queue.view import read_runs
 
 from .helpers import ledger_lines, run_manager, start_manager, wait_for, write_spec
 

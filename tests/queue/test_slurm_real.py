@@ -8,7 +8,8 @@ import subprocess
 
 import pytest
 
-from ovis.queue.database import ABORTED, QUEUED, SUCCESS, read_runs
+from ovis.queue.database import ABORTED, QUEUED, SUCCESS
+from ovis.queue.view import read_runs
 
 from .helpers import environment, ledger_lines, run_dbutils, run_manager, wait_for, write_spec
 from .slurm_cluster import ClusterUnavailable, start_cluster, stop_cluster

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from ovis import records
-from ovis.analysis.asymptotic import fit_loglog_slope, iw_values, main, slope_table
+from ovis.analysis.asymptotic import fit_loglog_slope, iw_values, slope_table
+from ovis.apps.asymptotic import main
 from ovis.reporting.asymptotic import build_asymptotic_report, draw_figures
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

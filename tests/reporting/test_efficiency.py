@@ -46,7 +46,7 @@ def test_efficiency_table(tmp_path, monkeypatch):
 def test_a_grid_skips_what_the_estimator_refuses_and_fails_on_bad_options(monkeypatch):
     """Incompatible combinations (an estimator with a model, or with --compile) are skipped with
     run.py's message; a bad option (ovis-gamma1 at K = 1) stops the grid with it."""
-    from ovis.training.arguments import ArgumentError
+    from ovis.cli import ArgumentError
     monkeypatch.setattr(efficiency, "measure", measure_in_this_process)
     messages = []
     table = efficiency_table([Workload(estimator="relax", iw=1, compile=True, **SMALL)], log=messages.append)
@@ -77,7 +77,7 @@ def test_bad_workloads_are_refused():
 
 
 def test_untimed_steps_option(capsys):
-    from ovis.training.efficiency import build_parser, workloads_of
+    from ovis.apps.efficiency import build_parser, workloads_of
     args = build_parser().parse_args(["--untimed_steps", "4", "--models", "sbm", "--estimators", "reinforce",
                                       "--iw", "5,50"])
     assert [(w.iw, w.untimed_steps) for w in workloads_of(args)] == [(5, 4), (50, 4)]
@@ -92,7 +92,8 @@ def test_a_measurement_reports_threads_floor_and_load():
 
 
 def test_the_clock_option_picks_cpu_or_wall_time():
-    from ovis.training.efficiency import build_parser, with_clock
+    from ovis.apps.efficiency import build_parser
+    from ovis.training.efficiency import with_clock
     table = pd.DataFrame({"time_ms": [10.0], "time_ms_p10": [9.0], "time_ms_p90": [12.0], "cpu_ms": [4.0],
                           "cpu_ms_p10": [3.5], "cpu_ms_p90": [4.5]})
     assert with_clock(table, "cpu")[["time_ms", "time_ms_p10", "time_ms_p90"]].values.tolist() == [[4.0, 3.5, 4.5]]

@@ -14,9 +14,10 @@ from ovis import exit_codes
 from ovis.models import get_model
 from ovis.records import LEGACY_OUTCOME_FILE, OUTCOME_FILE, read_outcome, write_outcome
 from ovis.training.checkpoint import load_checkpoint
-from ovis.training.divergence import (KL_TOLERANCE, DivergenceError, check_evaluation, check_parameters,
+from ovis.launch import DivergenceError
+from ovis.training.divergence import (KL_TOLERANCE, check_evaluation, check_parameters,
                                       likelihood_is_probability_mass)
-from ovis.training.main import main
+from ovis.apps.train import main
 from ovis.training.monitor import StepMonitor
 
 from .test_trainer import run

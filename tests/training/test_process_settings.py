@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from ovis.devices import SINGLE_THREAD_STEP_MACS
-from ovis.training.main import configure_threads
-from ovis.training.malloc import HEAP_ENVIRONMENT
+from ovis.training.components import configure_threads
+from ovis.launch import HEAP_ENVIRONMENT
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,7 +84,7 @@ def test_large_steps_and_explicit_counts_keep_their_threads(restore_threads):
 
 
 def test_evaluations_use_the_requested_threads_and_restore_the_training_threads():
-    from ovis.training.main import DEFAULT_THREADS, evaluation_threads, torch_threads
+    from ovis.training.components import DEFAULT_THREADS, evaluation_threads, torch_threads
     assert evaluation_threads(argparse.Namespace(threads=3)) == 3
     assert evaluation_threads(argparse.Namespace(threads=0)) == DEFAULT_THREADS
     previous = torch.get_num_threads()
@@ -95,7 +95,7 @@ def test_evaluations_use_the_requested_threads_and_restore_the_training_threads(
 
 def test_library_users_get_run_py_thread_setting_through_ovis_set_threads(restore_threads, monkeypatch):
     import ovis
-    import ovis.training.main as main
+    import ovis.training.components as main
     torch.set_num_threads(2)
     assert ovis.set_threads(1) == 1 == torch.get_num_threads()
     torch.set_num_threads(2)

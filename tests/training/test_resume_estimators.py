@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from ovis.records import read_outcome
-from ovis.training.main import build_components, main
+from ovis.apps.train import main
+from ovis.training.components import build_components
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_ROOT = os.environ.get("OVIS_DATA") or str(REPO.parent / "shared" / "data")

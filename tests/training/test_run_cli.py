@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from ovis.records import read_metrics, read_outcome
-from ovis.training.main import main
+from ovis.apps.train import main
 
 DATA_ROOT = os.environ.get("OVIS_DATA") or str(Path(__file__).resolve().parents[3] / "shared" / "data")
 COMMON = ["--exp", "cli", "--epochs", "1", "--eval_freq", "1", "--test_bs", "50", "--valid_bs", "100",

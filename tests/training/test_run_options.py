@@ -17,7 +17,7 @@ from ovis.estimators.muprop import MuProp
 from ovis.estimators.relaxed import Relaxed
 from ovis.records import read_metrics
 from ovis.training.arguments import ArgumentError, build_parser, parse_args, validate_args
-from ovis.training.main import main
+from ovis.apps.train import main
 
 REPO = Path(__file__).resolve().parents[2]
 DATA_ROOT = os.environ.get("OVIS_DATA") or str(REPO.parent / "shared" / "data")

@@ -9,7 +9,7 @@ import torch
 
 from ovis.records import read_config, read_metrics, read_outcome
 from ovis.training.checkpoint import load_checkpoint
-from ovis.training.main import main
+from ovis.apps.train import main
 
 from .toys import build_toy_components
 

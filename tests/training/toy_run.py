@@ -4,7 +4,7 @@ import sys
 
 from toys import build_toy_components
 
-from ovis.training.main import main
+from ovis.apps.train import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:], build=build_toy_components))

@@ -142,7 +142,7 @@ class ToyEvaluator:
 
 def build_toy_components(args, device=torch.device("cpu"), **estimator_options):
     """RunComponents for parsed run.py ``args``, with the toys in place of the registries
-    (the ``build`` argument of ``ovis.training.main.main``)."""
+    (the ``build`` argument of ``ovis.apps.train.main``)."""
     datasets = ToyDatasets()
     torch.manual_seed(args.seed)
     model = ToySBN(datasets.x_shape)

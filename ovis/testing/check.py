@@ -1,12 +1,11 @@
-"""Bias and variance of every estimator's gradient against the exact gradient of L_K.
-
-    python -m ovis.estimators.check [--iw 2 4] [--samples 50000] [--seed 0] [--estimators id,...]
+"""Bias and variance of every estimator's gradient against the exact gradient of L_K: the
+tables that ``python -m ovis.apps.check`` prints.
 
 Every registered estimator family's example ids are checked (``--estimators``: these ids only),
 each in the sections where its capabilities (``ovis.estimators.registry``) give an exact answer;
 "unbiased for" is the estimator's own ``unbiased_for``.
 
-1. Discrete model (``ovis.testing.EnumerableModel``, float64): the exact mean and
+1. Discrete model (``EnumerableModel``, float64): the exact mean and
    variance of each score-function / RWS / TVO estimator, by enumerating every tuple of its
    particles, against the exact gradient of L_K (also by enumeration). An unbiased estimator
    shows a relative bias at machine precision.
@@ -23,19 +22,17 @@ each in the sections where its capabilities (``ovis.estimators.registry``) give 
 Relative bias = ||E[g] - grad|| / ||grad|| over the generative (theta) or inference (phi)
 parameters; "std" = sqrt of the summed per-coordinate variances of one gradient sample.
 """
-import argparse
 import math
 import re
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from ovis.testing import EnumerableModel, LinearGaussianModel, enumerate_estimator, per_datum_gradients
-from .config import describe_estimator_id, parse_estimator_id
-from .noise_integration import integrate_estimator, rule_on, thresholds
-from .registry import example_ids
+from ovis.estimators.config import describe_estimator_id, parse_estimator_id
+from ovis.estimators.noise_integration import integrate_estimator, rule_on, thresholds
+from ovis.estimators.registry import example_ids
+from ovis.testing.models import EnumerableModel, LinearGaussianModel, enumerate_estimator, per_datum_gradients
 
 # Every registered family's example ids (one per canonical id) are checked, each where an exact
 # answer exists for it: score-function / RWS / TVO ones (no noise of their own, Bernoulli latents)
@@ -97,10 +94,6 @@ def _split(grads: Dict[str, Tensor]) -> Dict[str, Tensor]:
 
 def _relative(error: Tensor, target: Tensor) -> float:
     return (error.norm() / target.norm().clamp(min=1e-300)).item()
-
-
-def _row(cells: Sequence, widths: Sequence[int]) -> str:
-    return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
 
 def check_enumerable(iws: Sequence[int], seed: int = 0, estimators: Optional[Sequence[str]] = None) -> List[Dict]:
@@ -231,55 +224,3 @@ def check_linear_gaussian(iws: Sequence[int], samples: int, seed: int = 0,
             record["quadrature error"] = max(_relative(reference[k] - coarser[k], reference[k]) for k in reference)
             records.append(record)
     return records
-
-
-def _print(title: str, records: List[Dict], columns: Sequence[str]) -> None:
-    print(f"\n{title}")
-    widths = [max([24] + [len(r["estimator"]) for r in records]), 4, 13] + [max(13, len(c)) for c in columns[3:]]
-    print(_row(columns, widths))
-    for record in records:
-        if "error" in record:
-            print(_row([record["estimator"], record["iw"], f"n/a: {record['error'][:70]}"], widths[:3]))
-            continue
-        cells = [record[c] if isinstance(record[c], (str, int)) else f"{record[c]:.2e}" for c in columns]
-        print(_row(cells, widths))
-
-
-def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--iw", type=int, nargs="+", default=[2, 4], help="numbers of importance samples K")
-    parser.add_argument("--samples", type=int, default=50000, help="Monte-Carlo samples (linear Gaussian part)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--estimators", default=None, help="comma-separated estimator ids (default: every "
-                        "registered example id)")
-    args = parser.parse_args(argv)
-    if min(args.iw) < 1 or args.samples < 2:
-        parser.error("--iw values must be >= 1 and --samples >= 2")
-    ids = None if args.estimators is None else [e.strip() for e in args.estimators.split(",") if e.strip()]
-    try:
-        for estimator_id in ids or ():
-            parse_estimator_id(estimator_id)
-    except ValueError as error:
-        parser.error(f"--estimators: {error}")
-    torch.set_num_threads(1)  # tiny tensors: extra threads only add synchronisation
-    start = time.time()
-    _print("1. Enumerable binary model: exact expectation by enumerating every particle tuple "
-           "(relative bias against grad L_K; machine precision = unbiased)",
-           check_enumerable(args.iw, args.seed, ids),
-           ("estimator", "iw", "unbiased for", "bias theta", "bias phi", "cos phi", "phi vs target", "std phi"))
-    _print(f"2. Linear Gaussian model: Monte Carlo with {args.samples} samples against the gradient of L_K by "
-           f"Gauss-Hermite quadrature (z = max over coordinates of |difference| / (standard error + quadrature "
-           f"error))", check_linear_gaussian(args.iw, args.samples, args.seed, ids),
-           ("estimator", "iw", "unbiased for", "bias theta", "z theta", "bias phi", "z phi", "std phi",
-            "quadrature error"))
-    _print("3. Noise-controlled estimators on the enumerable model, integrated over their noise (exact for "
-           "ARM/DisARM, Gauss-Legendre ~1e-6 for REBAR/RELAX; relaxed estimators at temperature tau)",
-           check_noise_controlled(args.iw, args.seed, ids),
-           ("estimator", "iw", "unbiased for", "bias theta", "bias phi", "cos phi"))
-    print(f"\n'phi vs target': relative bias against the gradient of the objective the phi gradient is unbiased "
-          f"for (L_{{K-S}}: OVIS-MC without -exclusive, ELBO: TVO with one partition, sleep: E_p(x,z)[log q(z|x)], "
-          f"whose phi mean is a Monte-Carlo average over {SLEEP_SAMPLES} sleep phases).\n({time.time() - start:.1f} s)")
-
-
-if __name__ == "__main__":
-    main()
