@@ -144,4 +144,5 @@ FAMILIES = (EstimatorFamily(name="double-cv", grammar="double-cv | double-cv-lea
                                  "double-cv-learned": (DoubleControlVariate, {"learn": True, "scale": 0.0})},
                             examples=("double-cv", "double-cv-learned"),
                             label={"double-cv": "double CV", "double-cv-learned": "double CV, learned a"},
-                            style=Style("#fd8d3c", (10, 1))),)
+                            style={"double-cv": Style("#fd8d3c", (10, 1)),
+                                   "double-cv-learned": Style("#fd8d3c", (10, 1, 1), shade=0.4, linestyle="--")}),)

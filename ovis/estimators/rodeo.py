@@ -110,4 +110,5 @@ FAMILIES = (EstimatorFamily(name="rodeo", grammar="rodeo | rodeo-learned",
                                  "rodeo-learned": (Rodeo, {"learn": True, "scalar_scale": 0.0, "vector_scale": 0.0})},
                             examples=("rodeo", "rodeo-learned"),
                             label={"rodeo": "RODEO", "rodeo-learned": "RODEO, learned a, b"},
-                            style=Style("#31a354", (10, 3))),)
+                            style={"rodeo": Style("#31a354", (10, 3)),
+                                   "rodeo-learned": Style("#31a354", (10, 3, 1), shade=0.4, linestyle="--")}),)
