@@ -5,15 +5,19 @@ paper's 3 x 200 linear SBN with a batch of 24 binary 28 x 28 images.
 
     python benchmarks/rebar_family_speed.py [--steps 30] [--threads 1] [--optimizer trainer]
 
-    python benchmarks/rebar_family_speed.py --ids arms,arms-gaussian,double-cv,indecater
+    python benchmarks/rebar_family_speed.py --ids arms,arms-gaussian,double-cv,indecater,rodeo,unordered-set
+
+    python benchmarks/rebar_family_speed.py --ids double-cv,double-cv-learned,rodeo,rodeo-learned
 
 Targets: nvil, arm, disarm, reinforce-loo, gumbel-softmax, straight-through within 1.3x of
 reinforce (ARM and DisARM evaluate an antithetic pair per layer: against reinforce with 2 particles
 for the 1-layer comparison, 1 + depth for deeper models); REBAR and RELAX (three evaluations by
-construction) within 3.5x of reinforce at one particle. arms, arms-gaussian, double-cv and
-indecater (no target) run on the one-layer SBN (1 x 200) they serve, against reinforce with the
-same mc and ``model_evaluations / mc`` particles (indecater: 1 + 200 evaluations per particle);
-``exact`` enumerates 2^200 states there and is not timed.
+construction) within 3.5x of reinforce at one particle. arms, arms-gaussian, double-cv, rodeo, their
+``-learned`` ids and indecater (no target) run on the one-layer SBN (1 x 200) they serve, against
+reinforce with the same mc and ``model_evaluations / mc`` particles (indecater: 1 + 200
+evaluations per particle);
+``exact`` enumerates 2^200 states there and is not timed. unordered-set, which enumerates the joint
+states of its layer, runs with its reference on a categorical VAE with one latent of 10 categories.
 
 Each comparison alternates one step of the estimator and one of its reference, so that load
 changes on a shared machine hit both alike, and divides the medians of the process CPU time of
@@ -55,9 +59,14 @@ COMPARISONS = (
     ("rebar", 1, 1, 1, 1, 3.5), ("dynamic-rebar", 1, 1, 1, 1, None), ("relax", 1, 1, 1, 1, 3.5),
     ("arms", 4, 1, 4, "evaluations", None), ("arms-gaussian", 4, 1, 4, "evaluations", None),
     ("double-cv", 4, 1, 4, "evaluations", None), ("indecater", 1, 1, 1, "evaluations", None),
+    ("rodeo", 4, 1, 4, "evaluations", None), ("unordered-set", 4, 1, 4, "evaluations", None),
+    ("double-cv-learned", 4, 1, 4, "evaluations", None), ("rodeo-learned", 4, 1, 4, "evaluations", None),
 )
-ONE_LAYER = {"arms", "arms-gaussian", "double-cv", "indecater"}  # estimators of one stochastic layer
+ONE_LAYER = {"arms", "arms-gaussian", "double-cv", "indecater", "rodeo", "double-cv-learned",
+             "rodeo-learned"}  # estimators of one stochastic layer
 LATENT_UNITS = 200
+# estimators that enumerate the joint states of their layer: a categorical VAE with one latent of 10 categories
+SMALL_CATEGORICAL = {"unordered-set": dict(prior="categorical", N=1, K=10, hdim=200, nlayers=1, depth=1)}
 UNTIMED_STEPS = 3
 CPU = torch.device("cpu")
 
@@ -66,11 +75,18 @@ OPTIMIZERS = {"trainer": lambda params: make_optimizer("adam", params, lr=1e-3),
               "torch-default": lambda params: torch.optim.Adam(params, lr=1e-3)}
 
 
-def training_step(estimator_id: str, mc: int, iw: int, depth: int, x: torch.Tensor,
+def model_of(estimator_id: str, depth: int) -> Tuple[str, dict]:
+    """The model (name, hyper-parameters) that ``estimator_id`` and its reference are timed on."""
+    if estimator_id in SMALL_CATEGORICAL:
+        return "vae", SMALL_CATEGORICAL[estimator_id]
+    return "sbm", dict(N=LATENT_UNITS, depth=depth, nlayers=0)
+
+
+def training_step(estimator_id: str, mc: int, iw: int, model_spec: Tuple[str, dict], x: torch.Tensor,
                   optimizer: str = "trainer") -> Callable[[], None]:
-    """One training step of a fresh model with ``estimator_id`` on ``x``, as a function."""
+    """One training step of a fresh model ``model_spec`` with ``estimator_id`` on ``x``, as a function."""
     torch.manual_seed(0)
-    model = get_model("sbm", tuple(x.shape[1:]), N=LATENT_UNITS, depth=depth, nlayers=0)
+    model = get_model(model_spec[0], tuple(x.shape[1:]), **model_spec[1])
     Estimator, config = parse_estimator_id(estimator_id)
     estimator = Estimator(mc=mc, iw=iw, x_shape=tuple(x.shape[1:]), **config)
     estimator.check_model(model)
@@ -147,12 +163,13 @@ def main(argv=None) -> None:
         if chosen is not None and estimator_id not in chosen:
             continue
         depth = 1 if estimator_id in ONE_LAYER else args.depth
+        model_spec = model_of(estimator_id, depth)
         if ref_iw == "evaluations":
             Estimator, config = parse_estimator_id(estimator_id)
-            ref_iw = Estimator(mc=mc, iw=iw, **config).model_evaluations(latent_size=LATENT_UNITS) // ref_mc
+            ref_iw = Estimator(mc=mc, iw=iw, **config).model_evaluations(latent_size=model_spec[1]["N"]) // ref_mc
         ref_iw = iw * (1 + depth) if ref_iw == "pairs" else ref_iw
-        steps = [training_step(estimator_id, mc, iw, depth, x, args.optimizer),
-                 training_step("reinforce", ref_mc, ref_iw, depth, x, args.optimizer)]
+        steps = [training_step(estimator_id, mc, iw, model_spec, x, args.optimizer),
+                 training_step("reinforce", ref_mc, ref_iw, model_spec, x, args.optimizer)]
         (cpu, wall), (ref_cpu, ref_wall) = median_step_times(steps, args.steps)
         flops, ref_flops = (step_flops(step) for step in steps)
         print(f"{estimator_id:>18s} {mc:3d} {iw:3d} {cpu:9.2f} {ref_cpu:12.2f} {ref_iw:6d} {cpu / ref_cpu:6.2f} "

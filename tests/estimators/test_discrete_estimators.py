@@ -244,3 +244,78 @@ def test_arms_draws_from_its_copula(copula):
             expected = math.comb(3, r) * law[r]
             frequency = (rare == r).double().mean().item()
             assert abs(frequency - expected) < 5 * (expected * (1 - expected) / 10000) ** 0.5 + 1e-12, (unit, r)
+
+
+class BrokenLearnedDoubleControlVariate(DoubleControlVariate):
+    """The coefficient's step without the analytic term's part of G1 (its Jacobian dropped)."""
+
+    def coefficient_learning(self, bound, linear_part, centred, slopes, mean):
+        return super().coefficient_learning(bound, linear_part, centred, torch.zeros_like(slopes), mean)
+
+
+class BrokenLearnedRodeo(Rodeo):
+    """The coefficients' steps with the scalar control variate's part of G taken with the wrong sign."""
+
+    def coefficient_learning(self, bound, slopes, x, p):
+        with torch.no_grad():
+            self.scalar_scale.neg_()
+        try:
+            return super().coefficient_learning(bound, slopes, x, p)
+        finally:
+            with torch.no_grad():
+                self.scalar_scale.neg_()
+
+
+def offset_and_coefficient_gradients(estimator, model, x, bias, coefficients, seed):
+    """G, the estimate of the gradient for an offset on every logit of the layer, without the
+    loss's zero-mean term ``-mean_m (z_m - mu)`` (the gradient through log q of the ELBO, which does
+    not depend on the coefficients; iw = 1), read from the logits' bias (one data point); and the
+    estimator's gradients for its coefficients ``[P]``."""
+    parameters = list(estimator.parameters())
+    for parameter, value in zip(parameters, coefficients):
+        parameter.data.fill_(value)
+    model.zero_grad()
+    estimator.zero_grad()
+    torch.manual_seed(seed)
+    loss, _, _ = estimator(model, x)
+    loss.mean().backward()
+    z = estimator.leaves[0].detach()  # [mc, N] or [mc, N, C]
+    pathwise = -(z - model.infer(x)[0].mean.detach()).mean(0).flatten()  # [N] or [N * C]
+    return -bias.grad - pathwise, torch.stack([p.grad for p in parameters])
+
+
+LEARNED = [(DoubleControlVariate, BrokenLearnedDoubleControlVariate, False, {}),
+           (DoubleControlVariate, BrokenLearnedDoubleControlVariate, True, {}),
+           (Rodeo, BrokenLearnedRodeo, False, {})]
+
+
+@pytest.mark.parametrize("cls,broken_cls,categorical,config", LEARNED)
+def test_learned_coefficients_step_down_the_variance_objective(cls, broken_cls, categorical, config):
+    """``double-cv-learned`` and ``rodeo-learned``: the gradient for each coefficient c_j is
+    ``d mean_n G_n^2 / d c_j`` (G is linear in them: a unit step of each on the same particles
+    gives G_j), on Bernoulli and categorical latents; the broken variant fails; and every value
+    of the coefficients keeps the estimate exact (enumeration)."""
+    if categorical:
+        model, x = categorical_vae()
+        x, bias = x[:1], dict(model.named_parameters())["inference_network.0.net.2.bias"]
+    else:
+        model, x = EnumerableModel(x_dim=3, z_dims=(3,), seed=0).double(), X
+        bias = model.inference_network["bias_0"]
+    for variant in (cls, broken_cls):
+        estimator = variant(3, 1, learn=True, x_shape=(3,)).double()
+        start = torch.tensor([0.4, 0.3][:len(list(estimator.parameters()))], dtype=torch.float64)
+        errors = []
+        for seed in range(3):
+            g, steps = offset_and_coefficient_gradients(estimator, model, x, bias, start, seed)
+            parts = [offset_and_coefficient_gradients(estimator, model, x, bias, start + unit, seed)[0] - g
+                     for unit in torch.eye(len(start), dtype=torch.float64)]  # G_j  [N]
+            expected = torch.stack([2 * (g * part).mean() for part in parts])
+            errors.append(((steps - expected).abs() / expected.abs()).max().item())
+        assert max(errors) < 1e-9 if variant is cls else max(errors) > 1e-3, (variant.__name__, errors)
+    if not categorical:
+        for z_dims, mc, iw, runtime in LEAVE_ONE_OUT_CASES:
+            small = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
+            learned = cls(mc, iw, learn=True, x_shape=(3,)).double()
+            for parameter in learned.parameters():
+                parameter.data.fill_(0.7)
+            assert error(enumerate_estimator(learned, small, X, **runtime)[0], small, iw, **runtime) < 1e-12
