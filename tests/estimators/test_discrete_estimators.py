@@ -276,10 +276,14 @@ def offset_and_coefficient_gradients(estimator, model, x, bias, coefficients, se
         parameter.data.fill_(value)
     model.zero_grad()
     estimator.zero_grad()
+    sampled = []
+    sample = estimator.sample
+    estimator.sample = lambda *args: sampled.append(sample(*args)) or sampled[-1]  # keep the call's Particles
     torch.manual_seed(seed)
     loss, _, _ = estimator(model, x)
     loss.mean().backward()
-    z = estimator.leaves[0].detach()  # [mc, N] or [mc, N, C]
+    del estimator.sample
+    z = sampled[0].leaves[0].detach()  # [mc, N] or [mc, N, C]
     pathwise = -(z - model.infer(x)[0].mean.detach()).mean(0).flatten()  # [N] or [N * C]
     return -bias.grad - pathwise, torch.stack([p.grad for p in parameters])
 
