@@ -33,6 +33,13 @@ of the inference network). ``benchmarks/rebar_family_speed.py``, a training step
 network's weights, a second backward pass and a correction pass), 3.95-4.26x (7.3x) with the
 trainer's fused Adam. Their parameters are ``estimator.parameters()`` (the trainer gives them
 their own Adam, ``--baseline_lr``).
+
+Options that make the estimator the REBAR code's (Tucker et al.'s ``rebar.py``; each keeps it
+unbiased): ``same_noise`` (``u~`` is ``u`` itself, with the conditional reparameterisation's
+gradient: ``c(u) - c(u~)`` is zero in value), ``relaxation="muprop"`` (its relaxation,
+``controlled.py``), ``bounded_eta`` (``eta = 2 sigmoid(v)``, trained through v) and
+``variance_objective="parameters"`` (the objective is the mean over all model parameters of the
+squared minibatch gradient, double backpropagation through the weights).
 """
 import math
 from contextlib import contextmanager, nullcontext
@@ -41,9 +48,13 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
-from .controlled import ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits, group_samples
+from .controlled import (RELAXATIONS, ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits,
+                         group_samples, interval_position)
+
+VARIANCE_OBJECTIVES = ("logits", "parameters")  # per-datum logit offsets; all model parameters (the REBAR code)
 from .registry import EstimatorFamily, Style
 
 
@@ -75,6 +86,16 @@ def tanh_network(features: int, hdim: int) -> nn.Module:
     return nn.Sequential(nn.Linear(features, hdim), nn.Tanh(), nn.Linear(hdim, 1))
 
 
+class TwoSigmoid(nn.Module):
+    """``eta = 2 sigmoid(v)`` (the REBAR code's eta, in (0, 2)); ``right_inverse`` gives v of an eta."""
+
+    def forward(self, v: Tensor) -> Tensor:
+        return 2 * torch.sigmoid(v)
+
+    def right_inverse(self, eta: Tensor) -> Tensor:
+        return torch.logit(eta / 2)
+
+
 class InjectedGradients(torch.autograd.Function):
     """``InjectedGradients.apply(gradients, *parameters)``: a zero whose backward pass gives each
     parameter its given gradient (times the incoming one): one graph node instead of a
@@ -99,14 +120,18 @@ class REBAR(ControlledNoiseEstimator):
     layer of this width; needs ``x_shape``; implies ``learn``), ``neural_baseline`` (> 0: subtract
     an input-dependent baseline ``b(2x - 1)`` (one tanh hidden layer of this width) from
     the score term's coefficient, as the REBAR code's REBAR does; trained by the variance objective,
-    so it needs ``learn``; ``b`` does not depend on z: the estimator stays unbiased).
+    so it needs ``learn``; ``b`` does not depend on z: the estimator stays unbiased);
+    ``same_noise``, ``relaxation``, ``bounded_eta`` (needs ``learn`` and 0 < eta < 2) and
+    ``variance_objective`` (needs ``learn``): the REBAR code's choices (module docstring).
     """
 
     noise_streams = 2
     noise_quadrature_nodes = 8  # the relaxed passes are smooth in the noise
 
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
-                 surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, **options):
+                 surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, same_noise: bool = False,
+                 relaxation: str = "concrete", bounded_eta: bool = False, variance_objective: str = "logits",
+                 **options):
         super().__init__(mc, iw, x_shape=x_shape, **options)
         if not temperature > 0:
             raise ValueError(f"temperature={temperature!r}: the relaxation temperature must be > 0")
@@ -117,15 +142,30 @@ class REBAR(ControlledNoiseEstimator):
         if neural_baseline and (not self.learn or x_shape is None):
             raise ValueError("neural_baseline needs a trained control variate (dynamic-rebar or relax) and x_shape=")
         self.baseline = tanh_network(math.prod(x_shape), neural_baseline) if neural_baseline else None
+        self.check_code_options(relaxation, bounded_eta, eta, variance_objective)
+        self.same_noise, self.relaxation, self.objective = bool(same_noise), relaxation, variance_objective
         values = {"eta": torch.tensor(float(eta)), "log_temperature": torch.tensor(math.log(temperature))}
         for name, value in values.items():
             if self.learn:
                 setattr(self, name, nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
+        if bounded_eta:
+            parametrize.register_parametrization(self, "eta", TwoSigmoid())
         self.surrogate_hdim = int(surrogate_hdim)
         self.network: Optional[nn.Module] = None
         self.register_load_state_dict_pre_hook(self._build_network_for_state)
+
+    def check_code_options(self, relaxation: str, bounded_eta: bool, eta: float, variance_objective: str) -> None:
+        """ValueError for a value out of range or an option that needs the learnt control variate."""
+        if relaxation not in RELAXATIONS or variance_objective not in VARIANCE_OBJECTIVES:
+            raise ValueError(f"relaxation={relaxation!r}, variance_objective={variance_objective!r}; allowed: "
+                             f"relaxation in {list(RELAXATIONS)}, variance_objective in {list(VARIANCE_OBJECTIVES)}")
+        if (bounded_eta or variance_objective != "logits") and not self.learn:
+            raise ValueError("bounded_eta and variance_objective apply to a trained control variate "
+                             "(dynamic-rebar or relax)")
+        if bounded_eta and not 0 < eta < 2:
+            raise ValueError(f"bounded_eta: eta = 2 sigmoid(v) lies in (0, 2), got eta={eta}")
 
     def model_evaluations(self, latent_size: Optional[int] = None) -> int:
         """The hard pass, then both relaxations in one call with 2 mc outer samples."""
@@ -166,15 +206,15 @@ class REBAR(ControlledNoiseEstimator):
         parents). Also returns the logits of q of that pass, one ``[bs * 2 mc * iw, N_g]`` per group."""
         mc, iw = self.layout
         bs, groups = x.shape[0], list(self.noise)
-        v = self.second_noise(self.noise)
         hard, logits = group_samples(particles), group_logits(particles)
-        # u, v, b and the hard logits of all groups side by side: [bs * mc * iw, sum N_g] each
-        flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (self.noise, v, hard, logits)]
-        conditional = conditional_uniform(*flat[1:])  # [bs * mc * iw, sum N_g]
+        # u, b and the hard logits of all groups side by side: [bs * mc * iw, sum N_g] each
+        flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (self.noise, hard, logits)]
+        conditional = self.conditional_noise(*flat)  # [bs * mc * iw, sum N_g]
         both = torch.stack([flat[0].view(bs, mc * iw, -1), conditional.view(bs, mc * iw, -1)], 1)  # [bs, 2, mc iw, sum N_g]
         pieces = both.view(bs * 2 * mc * iw, -1).split([self.noise[g][0].numel() for g in groups], 1)
         noise = {g: piece.view(-1, *self.noise[g].shape[1:]) for g, piece in zip(groups, pieces)}
-        relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, RelaxedSampler(temperature, noise))
+        sampler = RelaxedSampler(temperature, noise, relaxation=self.relaxation)
+        relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, sampler)
         values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, 2 mc]
         if self.network is not None:  # r([x, z]); its first layer's x columns act once per data point
             first, activation, last = self.network
@@ -184,6 +224,16 @@ class REBAR(ControlledNoiseEstimator):
                       + F.linear(latents, first.weight[:, features:]).view(bs, 2 * mc * iw, -1))  # [bs, 2 mc iw, h]
             values = values + last(activation(hidden)).view(bs, 2 * mc, iw).mean(-1)
         return values.view(bs, 2, mc).transpose(0, 1), list(group_logits(relaxed).values())  # [2, bs, mc]
+
+    def conditional_noise(self, u: Tensor, b: Tensor, logits: Tensor) -> Tensor:
+        """``u~ ~ u | b`` for the flat ``[rows, sum N_g]`` noise, hard samples and logits: from the
+        second noise v, or (``same_noise``) equal to ``u`` with the conditional gradient."""
+        if not self.same_noise:
+            second = self.second_noise(self.noise)
+            v = torch.cat([second[g].flatten(1) for g in self.noise], 1)  # [rows, sum N_g]
+            return conditional_uniform(v, b, logits)
+        conditional = conditional_uniform(interval_position(u, b, logits), b, logits)
+        return conditional + (u - conditional).detach()  # u in value (not up to rounding)
 
     def surrogate(self, model: nn.Module, x: Tensor, particles: Particles,
                   options: RuntimeOptions) -> Tuple[Tensor, Dict[str, Tensor]]:
@@ -231,9 +281,18 @@ class REBAR(ControlledNoiseEstimator):
             return None  # the model's parameters are not in the graph (per-datum copies)
         pairs = list(zip(phi + theta, per_parameter))
         if own:
-            pairs += zip(own, torch.autograd.grad(self.variance_objective(per_logit, log_q.shape[0]), own,
-                                                  allow_unused=True))
+            objective = self.objective_value(per_logit, per_parameter, log_q.shape[0])
+            pairs += zip(own, torch.autograd.grad(objective, own, allow_unused=True))
         return [(p, g.detach()) for p, g in pairs if g is not None]
+
+    def objective_value(self, per_logit: List[Tensor], per_parameter: Tuple[Optional[Tensor], ...], bs: int) -> Tensor:
+        """The objective of eta, log lam (and psi, the baseline): ``variance_objective`` of the logit
+        offsets, or (``parameters``) the mean over the model's parameters of the squared minibatch
+        gradient (``per_parameter``, with its graph: double backpropagation through the weights)."""
+        if self.objective == "logits":
+            return self.variance_objective(per_logit, bs)
+        present = [g for g in per_parameter if g is not None]
+        return sum(g.square().sum() for g in present) / sum(g.numel() for g in present)
 
     @staticmethod
     def variance_objective(per_logit: List[Tensor], bs: int) -> Tensor:
@@ -250,7 +309,8 @@ class REBAR(ControlledNoiseEstimator):
 
     def extra_repr(self) -> str:
         return (f"{super().extra_repr()}, learn={self.learn}, surrogate_hdim={self.surrogate_hdim}, "
-                f"neural_baseline={self.baseline is not None}")
+                f"neural_baseline={self.baseline is not None}, same_noise={self.same_noise}, "
+                f"relaxation={self.relaxation}, variance_objective={self.objective}")
 
 
 FAMILIES = (EstimatorFamily(

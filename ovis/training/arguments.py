@@ -39,7 +39,7 @@ from ovis.cli import ArgumentParser, add_run_folder_options, comma_list, integer
 from ovis.identity import DATASET_MODELS, run_hash
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.reproduction_options import (MODEL_OPTIONS, ReproductionOptionError, add_reproduction_options,
-                                                check_reproduction_options)
+                                                check_reproduction_options, rebar_constructor_options)
 from ovis.training.schedules import WARMUP_MODES
 
 NORMALIZATIONS = ("none", "layernorm", "batchnorm")
@@ -369,6 +369,7 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
     config.update({key: value for key, value in baseline.items() if key in Estimator.baseline_options})
     if getattr(args, "rebar_baseline_hdim", 0):  # refused by check_reproduction_options but for dynamic-rebar/relax
         config["neural_baseline"] = args.rebar_baseline_hdim
+    config.update(rebar_constructor_options(getattr(args, "rebar_options", [])))
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
     except ValueError as error:

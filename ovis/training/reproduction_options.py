@@ -1,11 +1,13 @@
 """``run.py`` options that let a run train as another code base does: the optimiser's betas, the
 initialisation, output bias and input centring of the VAE-like models, and the gradient variance
-of the REBAR code (Tucker et al., 2017; README, "The REBAR code's tables"). Their defaults leave
+of the REBAR code and its estimator's choices (Tucker et al., 2017; README, "The REBAR code's
+tables"). Their defaults leave
 ovis's behaviour unchanged.
 """
 import argparse
 from typing import Tuple
 
+from ovis.cli import comma_list
 from ovis.models import MODEL_DEFAULTS
 from ovis.models.layers import INITIALISATIONS
 from ovis.models.vae import DATA_CENTRINGS
@@ -13,6 +15,11 @@ from ovis.training.optim import optimizers_with_betas
 
 GRAD_VARIANCE_MODES = ("samples", "moving")
 MODEL_OPTIONS = ("init", "output_bias_clip", "data_centring")  # run.py option = model hyper-parameter
+# --rebar_options: name -> REBAR's constructor arguments (ovis/estimators/rebar.py); the last two
+# train with the control variate, so they need dynamic-rebar or relax
+REBAR_OPTIONS = {"same-noise": {"same_noise": True}, "muprop-relaxation": {"relaxation": "muprop"},
+                 "bounded-eta": {"bounded_eta": True}, "parameter-objective": {"variance_objective": "parameters"}}
+LEARNT_REBAR_OPTIONS = ("bounded-eta", "parameter-objective")
 
 
 class ReproductionOptionError(ValueError):
@@ -47,6 +54,13 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
                        help="> 0: dynamic-rebar and relax subtract an input-dependent baseline b(x) (one hidden "
                             "layer of this width, trained by their variance objective) from the score term's "
                             "coefficient, as the REBAR code's REBAR does (it uses 100); 0: none")
+    run.add_argument("--rebar_options", type=comma_list, default=[],
+                     help=f"comma list of the REBAR code's estimator choices for rebar, dynamic-rebar and relax "
+                          f"(none by default): same-noise (the conditional noise u~ is u itself), "
+                          f"muprop-relaxation (sigmoid((a + logit u) / lam + a lam / (lam + 1))), bounded-eta "
+                          f"(eta = 2 sigmoid(v)) and parameter-objective (eta, lam and the baseline minimise the "
+                          f"mean squared minibatch gradient of all model parameters); allowed: "
+                          f"{', '.join(REBAR_OPTIONS)}")
     grads.add_argument("--grad_variance_mode", default="samples", choices=GRAD_VARIANCE_MODES,
                        help="--track_grad_variances: samples = grad_log_variance/<id> from --grad_samples "
                             "draws at each evaluation; moving = the REBAR code's: at every training step, "
@@ -68,6 +82,7 @@ def check_reproduction_options(args: argparse.Namespace, model: str) -> None:
     if args.rebar_baseline_hdim < 0 or (args.rebar_baseline_hdim and args.estimator not in ("dynamic-rebar", "relax")):
         raise ReproductionOptionError(f"--rebar_baseline_hdim {args.rebar_baseline_hdim}: a width >= 0, used by "
                                       f"--estimator dynamic-rebar or relax (got --estimator {args.estimator})")
+    check_rebar_options(args.rebar_options, args.estimator)
     if not 0 < args.grad_variance_decay < 1:
         raise ReproductionOptionError(f"--grad_variance_decay must be in (0, 1), got {args.grad_variance_decay}")
     defaults = {action.dest: action.default for action in _defaults_parser()._actions}
@@ -76,6 +91,21 @@ def check_reproduction_options(args: argparse.Namespace, model: str) -> None:
             users = [m for m, hparams in MODEL_DEFAULTS.items() if name in hparams]
             raise ReproductionOptionError(f"--{name} does not apply to --model {model}; it applies to "
                                           f"{', '.join(users)}")
+
+
+def check_rebar_options(names, estimator: str) -> None:
+    unknown = [name for name in names if name not in REBAR_OPTIONS]
+    learnt = [name for name in names if name in LEARNT_REBAR_OPTIONS]
+    if unknown or (names and estimator not in ("rebar", "dynamic-rebar", "relax")) or (
+            learnt and estimator == "rebar"):
+        raise ReproductionOptionError(f"--rebar_options {','.join(names)} with --estimator {estimator}: allowed "
+                                      f"{', '.join(REBAR_OPTIONS)} with rebar, dynamic-rebar or relax "
+                                      f"({', '.join(LEARNT_REBAR_OPTIONS)}: dynamic-rebar or relax only)")
+
+
+def rebar_constructor_options(names) -> dict:
+    """The REBAR constructor's arguments of ``--rebar_options``."""
+    return {key: value for name in names for key, value in REBAR_OPTIONS[name].items()}
 
 
 def _defaults_parser() -> argparse.ArgumentParser:
