@@ -80,6 +80,22 @@ class RelaxedSampler(NoiseSampler):
         return hard_bernoulli(logits.detach(), u) + (relaxed - relaxed.detach())
 
 
+class PartlyRelaxedSampler(RelaxedSampler):
+    """``RelaxedSampler`` whose row r draws its first ``hard_draws[r]`` groups hard
+    (``H(a + logit u)``, no gradient) and relaxes the later ones (the REBAR code's per-layer control
+    variates). ``order``: the groups in the order drawn."""
+
+    def __init__(self, temperature: float, noise: Noise, hard_draws: Tensor, relaxation: str = "concrete"):
+        super().__init__(temperature, noise, relaxation=relaxation)
+        self.hard_draws, self.order = hard_draws, []  # [rows]
+
+    def transform(self, group: int, q: Distribution, u: Tensor) -> Tensor:
+        relaxed = super().transform(group, q, u)  # [rows, N_g]
+        hard = (self.hard_draws > len(self.order)).unsqueeze(-1)  # [rows, 1]
+        self.order.append(group)
+        return torch.where(hard, hard_bernoulli(bernoulli_logits(q).detach(), u), relaxed)
+
+
 class ControlledNoiseEstimator(GradientEstimator):
     """Base class of the estimators that draw the latents themselves (module docstring).
 

@@ -51,8 +51,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
-from .controlled import (RELAXATIONS, ControlledNoiseEstimator, RelaxedSampler, conditional_uniform, group_logits,
-                         group_samples, interval_position)
+from .controlled import (RELAXATIONS, ControlledNoiseEstimator, PartlyRelaxedSampler, RelaxedSampler,
+                         conditional_uniform, group_logits, group_samples, interval_position)
 
 VARIANCE_OBJECTIVES = ("logits", "parameters")  # per-datum logit offsets; all model parameters (the REBAR code)
 from .registry import EstimatorFamily, Style
@@ -131,7 +131,7 @@ class REBAR(ControlledNoiseEstimator):
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
                  surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, same_noise: bool = False,
                  relaxation: str = "concrete", bounded_eta: bool = False, variance_objective: str = "logits",
-                 **options):
+                 per_layer: bool = False, **options):
         super().__init__(mc, iw, x_shape=x_shape, **options)
         if not temperature > 0:
             raise ValueError(f"temperature={temperature!r}: the relaxation temperature must be > 0")
@@ -144,6 +144,7 @@ class REBAR(ControlledNoiseEstimator):
         self.baseline = tanh_network(math.prod(x_shape), neural_baseline) if neural_baseline else None
         self.check_code_options(relaxation, bounded_eta, eta, variance_objective)
         self.same_noise, self.relaxation, self.objective = bool(same_noise), relaxation, variance_objective
+        self.per_layer, self.blocks, self.draw_order = bool(per_layer), 1, []
         values = {"eta": torch.tensor(float(eta)), "log_temperature": torch.tensor(math.log(temperature))}
         for name, value in values.items():
             if self.learn:
@@ -168,8 +169,9 @@ class REBAR(ControlledNoiseEstimator):
             raise ValueError(f"bounded_eta: eta = 2 sigmoid(v) lies in (0, 2), got eta={eta}")
 
     def model_evaluations(self, latent_size: Optional[int] = None) -> int:
-        """The hard pass, then both relaxations in one call with 2 mc outer samples."""
-        return 3 * self.mc * self.iw
+        """The hard pass, then both relaxations of each control variate in one call (``blocks``: 1,
+        or with ``per_layer`` the latent groups of the last call)."""
+        return (1 + 2 * self.blocks) * self.mc * self.iw
 
     @property
     def compile_problem(self) -> Optional[str]:
@@ -199,11 +201,13 @@ class REBAR(ControlledNoiseEstimator):
 
     def controls(self, model, x: Tensor, particles: Particles, temperature: Tensor,
                  options: RuntimeOptions) -> Tuple[Tensor, List[Tensor]]:
-        """``c(u)`` and ``c(u~)`` of every (data point, mc) pair, ``[2, bs, mc]``, from ONE pass of
-        ``model`` with ``2 mc`` outer samples per data point: the first ``mc`` relaxed at the hard
-        pass's noise ``u``, the last ``mc`` at ``u~ ~ u | b`` (from the hard pass's ``b`` and
-        logits, with their graph); each relaxation uses the logits of its own pass (relaxed
-        parents). Also returns the logits of q of that pass, one ``[bs * 2 mc * iw, N_g]`` per group."""
+        """``c(u)`` and ``c(u~)`` of every (data point, mc) pair and control variate l,
+        ``[2, bs, mc, L]``, from ONE pass of ``model`` with ``2 L mc`` outer samples per data point:
+        per l, ``mc`` relaxed at the hard pass's noise ``u``, then ``mc`` at ``u~ ~ u | b`` (from
+        the hard pass's ``b`` and logits, with their graph); each relaxation uses the logits of its
+        own pass (relaxed parents). L = 1, or (``per_layer``) one per group, the first l groups
+        drawn hard (``self.draw_order``: the groups in the order drawn). Also returns the logits of
+        q of that pass, one ``[bs * 2 L mc * iw, N_g]`` per group."""
         mc, iw = self.layout
         bs, groups = x.shape[0], list(self.noise)
         hard, logits = group_samples(particles), group_logits(particles)
@@ -211,19 +215,35 @@ class REBAR(ControlledNoiseEstimator):
         flat = [torch.cat([values[g].flatten(1) for g in groups], 1) for values in (self.noise, hard, logits)]
         conditional = self.conditional_noise(*flat)  # [bs * mc * iw, sum N_g]
         both = torch.stack([flat[0].view(bs, mc * iw, -1), conditional.view(bs, mc * iw, -1)], 1)  # [bs, 2, mc iw, sum N_g]
-        pieces = both.view(bs * 2 * mc * iw, -1).split([self.noise[g][0].numel() for g in groups], 1)
+        blocks = len(groups) if self.per_layer else 1
+        both = both.unsqueeze(1).expand(bs, blocks, *both.shape[1:])  # [bs, L, 2, mc iw, sum N_g]
+        pieces = both.reshape(bs * blocks * 2 * mc * iw, -1).split([self.noise[g][0].numel() for g in groups], 1)
         noise = {g: piece.view(-1, *self.noise[g].shape[1:]) for g, piece in zip(groups, pieces)}
         sampler = RelaxedSampler(temperature, noise, relaxation=self.relaxation)
-        relaxed = sample_particles(model, x, 2 * mc, iw, False, options, self.log_q, sampler)
-        values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, 2 mc]
+        if self.per_layer:  # rows of control variate l draw their first l groups hard
+            hard_draws = torch.arange(blocks, device=x.device).view(1, blocks, 1).expand(bs, blocks, 2 * mc * iw)
+            sampler = PartlyRelaxedSampler(temperature, noise, hard_draws.reshape(-1), relaxation=self.relaxation)
+        outer = 2 * blocks * mc
+        relaxed = sample_particles(model, x, outer, iw, False, options, self.log_q, sampler)
+        self.blocks, self.draw_order = blocks, getattr(sampler, "order", [])
+        values = iw_bound(relaxed.log_weights(options), options.alpha)  # [bs, L 2 mc]
         if self.network is not None:  # r([x, z]); its first layer's x columns act once per data point
             first, activation, last = self.network
             latents = torch.cat([z.flatten(1) for z in relaxed.output["z"]], 1)  # [bs * 2 mc * iw, sum N_g]
             features = x[0].numel()
             hidden = (F.linear(2 * x.flatten(1) - 1, first.weight[:, :features], first.bias).unsqueeze(1)  # [bs, 1, h]
-                      + F.linear(latents, first.weight[:, features:]).view(bs, 2 * mc * iw, -1))  # [bs, 2 mc iw, h]
-            values = values + last(activation(hidden)).view(bs, 2 * mc, iw).mean(-1)
-        return values.view(bs, 2, mc).transpose(0, 1), list(group_logits(relaxed).values())  # [2, bs, mc]
+                      + F.linear(latents, first.weight[:, features:]).view(bs, outer * iw, -1))  # [bs, L 2 mc iw, h]
+            values = values + last(activation(hidden)).view(bs, outer, iw).mean(-1)
+        return values.view(bs, blocks, 2, mc).permute(2, 0, 3, 1), list(group_logits(relaxed).values())  # [2, bs, mc, L]
+
+    def paired_scores(self, layers: Tensor) -> Tensor:
+        """``[bs, mc, L]`` from log q of each layer ``[bs, mc, G]``: the log q that control variate l
+        multiplies, of every layer it relaxes (the l-th drawn and the later ones: the relaxation
+        of a layer moves the expectation of c_l through the score of each; the REBAR code's
+        pairing with the l-th alone is biased for l < G - 1)."""
+        if not self.per_layer:
+            return layers.sum(-1, keepdim=True)
+        return layers[..., self.draw_order].flip(-1).cumsum(-1).flip(-1)
 
     def conditional_noise(self, u: Tensor, b: Tensor, logits: Tensor) -> Tensor:
         """``u~ ~ u | b`` for the flat ``[rows, sum N_g]`` noise, hard samples and logits: from the
@@ -242,18 +262,20 @@ class REBAR(ControlledNoiseEstimator):
         phi, theta = split_parameters(model)
         with frozen(theta):
             (relaxed, conditional), relaxed_logits = self.controls(model, x, particles, temperature, options)
-        log_q = particles.log_qz.sum((-2, -1))  # [bs, mc]: log q(b) of all particles and layers
-        coefficient = bound.detach() - self.eta * conditional  # [bs, mc]
+        layers = particles.log_qz.sum(-2)  # [bs, mc, G]: log q(b) of each layer, summed over the particles
+        log_q = torch.cat([layers.sum(-1, keepdim=True), self.paired_scores(layers)], -1)  # [bs, mc, 1 + L]
+        signal = bound.detach()  # [bs, mc]
         if self.baseline is not None:
-            coefficient = coefficient - self.baseline(2 * x.flatten(1) - 1)  # [bs, mc]: b(x) [bs, 1]
-        difference = relaxed - conditional  # [bs, mc]
+            signal = signal - self.baseline(2 * x.flatten(1) - 1)  # b(x): [bs, 1]
+        coefficient = torch.cat([signal.unsqueeze(-1), -self.eta * conditional], -1)  # [bs, mc, 1 + L]
+        difference = (relaxed - conditional).sum(-1)  # [bs, mc]
         diagnostics = {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
         gradients = None
         if self.learn and self.training and torch.is_grad_enabled():
             logits = list(group_logits(particles).values()) + relaxed_logits
             gradients = self.gradients(phi, theta, logits, log_q, coefficient, difference, bound)
         with torch.no_grad() if gradients else nullcontext():  # the gradients are computed: only the value
-            loss = (-(coefficient.detach() * log_q + self.eta.detach() * difference) - bound).mean(1)  # [bs]
+            loss = (-((coefficient.detach() * log_q).sum(-1) + self.eta.detach() * difference) - bound).mean(1)  # [bs]
         if gradients:
             parameters, values = zip(*gradients)
             loss = loss + InjectedGradients.apply(values, *parameters)
@@ -269,7 +291,7 @@ class REBAR(ControlledNoiseEstimator):
         own = [p for p in self.parameters() if p.requires_grad]
         if not phi:
             return None
-        scale = 1.0 / log_q.numel()  # the batch mean over data points and mc samples
+        scale = 1.0 / bound.numel()  # the batch mean over data points and mc samples
         # score term (coefficient as grad_outputs: constant for the model, live for eta, lam, psi)
         # + eta (grad c(u) - grad c(u~)) + the direct term (and theta's whole gradient)
         outputs = [log_q, -(self.eta * difference).sum() * scale, -bound.sum() * scale]

@@ -18,7 +18,8 @@ MODEL_OPTIONS = ("init", "output_bias_clip", "data_centring")  # run.py option =
 # --rebar_options: name -> REBAR's constructor arguments (ovis/estimators/rebar.py); the last two
 # train with the control variate, so they need dynamic-rebar or relax
 REBAR_OPTIONS = {"same-noise": {"same_noise": True}, "muprop-relaxation": {"relaxation": "muprop"},
-                 "bounded-eta": {"bounded_eta": True}, "parameter-objective": {"variance_objective": "parameters"}}
+                 "per-layer": {"per_layer": True}, "bounded-eta": {"bounded_eta": True},
+                 "parameter-objective": {"variance_objective": "parameters"}}
 LEARNT_REBAR_OPTIONS = ("bounded-eta", "parameter-objective")
 
 
@@ -57,7 +58,8 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--rebar_options", type=comma_list, default=[],
                      help=f"comma list of the REBAR code's estimator choices for rebar, dynamic-rebar and relax "
                           f"(none by default): same-noise (the conditional noise u~ is u itself), "
-                          f"muprop-relaxation (sigmoid((a + logit u) / lam + a lam / (lam + 1))), bounded-eta "
+                          f"muprop-relaxation (sigmoid((a + logit u) / lam + a lam / (lam + 1))), per-layer (one "
+                          f"control variate per layer, the layers drawn before it hard), bounded-eta "
                           f"(eta = 2 sigmoid(v)) and parameter-objective (eta, lam and the baseline minimise the "
                           f"mean squared minibatch gradient of all model parameters); allowed: "
                           f"{', '.join(REBAR_OPTIONS)}")

@@ -127,17 +127,17 @@ def test_antithetic_estimators_match_the_exact_gradient(mode, z_dims, iw, runtim
 REBAR_CASES = [((2,), 0.5, 1, {}), ((1,), 1.0, 2, {"alpha": 0.3}), ((1, 1), 1.0, 1, {"beta": 0.7})]
 
 
-CODE_NOISE_CHOICES = {"same_noise": True, "relaxation": "muprop", "bounded_eta": True}
+CODE_NOISE_CHOICES = {"same_noise": True, "relaxation": "muprop", "bounded_eta": True, "per_layer": True}
 # the parameter objective (its gradient: test_rebar_variance_objective.py) is the squared minibatch
 # gradient: its cross terms between data points make it too noisy to lower the variance in 60 steps
 CODE_CHOICES = {**CODE_NOISE_CHOICES, "variance_objective": "parameters"}
 
 
 @pytest.mark.parametrize("config", [{}, {"learn": True}, {"surrogate_hdim": 8}, {"learn": True, "neural_baseline": 4},
-                                    {"same_noise": True}, {"relaxation": "muprop", "eta": 0.8},
+                                    {"same_noise": True}, {"relaxation": "muprop", "eta": 0.8}, {"per_layer": True},
                                     {"learn": True, "eta": 1.3, **CODE_CHOICES}],
                          ids=["rebar", "dynamic", "relax", "dynamic-baseline", "same-noise", "muprop-relaxation",
-                              "dynamic-code-choices"])
+                              "per-layer", "dynamic-code-choices"])
 @pytest.mark.parametrize("z_dims,scale,iw,runtime", REBAR_CASES)
 def test_rebar_family_matches_the_exact_gradient(config, z_dims, scale, iw, runtime):
     model = EnumerableModel(x_dim=3, z_dims=z_dims, scale=scale, seed=0).double()
@@ -154,6 +154,13 @@ class UnconditionalSameNoiseREBAR(REBAR):
         return u
 
 
+class OwnLayerScoreREBAR(REBAR):
+    """per_layer with the REBAR code's pairing: control variate l multiplies log q of layer l alone."""
+
+    def paired_scores(self, layers):
+        return layers[..., self.draw_order]
+
+
 @pytest.mark.parametrize("broken", [BrokenREBAR, lambda iw: UnconditionalSameNoiseREBAR(iw=iw, same_noise=True)],
                          ids=["scaled-control", "same-noise-unconditional"])
 @pytest.mark.parametrize("z_dims,scale,iw,runtime", REBAR_CASES)
@@ -161,6 +168,15 @@ def test_broken_rebar_fails(broken, z_dims, scale, iw, runtime):
     model = EnumerableModel(x_dim=3, z_dims=z_dims, scale=scale, seed=0).double()
     mean = integrate_estimator(broken(iw=iw).double(), model, X, nodes=SMOOTH_NODES, **runtime)
     assert error(mean, model, iw, **runtime) > 100 * SMOOTH_TOLERANCE
+
+
+@pytest.mark.parametrize("runtime", [{}, {"beta": 0.7}])
+def test_per_layer_control_variates_pair_with_the_score_of_every_layer_they_relax(runtime):
+    """Two layers: the REBAR code's pairing of the first control variate (every layer relaxed) with
+    the first layer's log q alone is biased; the pairing with both layers' is not (above)."""
+    model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
+    mean = integrate_estimator(OwnLayerScoreREBAR(per_layer=True).double(), model, X, nodes=SMOOTH_NODES, **runtime)
+    assert error(mean, model, 1, **runtime) > 100 * SMOOTH_TOLERANCE
 
 
 class BrokenLearnedREBAR(REBAR):

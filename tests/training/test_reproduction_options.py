@@ -99,16 +99,17 @@ def test_rebar_options_reach_the_estimator_and_bad_ones_get_one_message():
 
     parser = build_parser()
     args = parser.parse_args(["--model", "sbm", "--estimator", "dynamic-rebar",
-                              "--rebar_options", "same-noise,muprop-relaxation,bounded-eta,parameter-objective"])
+                              "--rebar_options", "same-noise,muprop-relaxation,per-layer,bounded-eta,parameter-objective"])
     check_values(args)
     estimator = make_estimator(args, X_SHAPE)
-    assert (estimator.same_noise, estimator.relaxation, estimator.objective) == (True, "muprop", "parameters")
+    assert (estimator.same_noise, estimator.relaxation, estimator.objective, estimator.per_layer) == (
+        True, "muprop", "parameters", True)
     assert "parametrizations.eta.original" in dict(estimator.named_parameters())
     default = make_estimator(parser.parse_args(["--model", "sbm", "--estimator", "dynamic-rebar"]), X_SHAPE)
     assert (default.same_noise, default.relaxation, default.objective) == (False, "concrete", "logits")
     for argv in (["--estimator", "rebar", "--rebar_options", "bounded-eta"],
                  ["--estimator", "nvil", "--rebar_options", "same-noise"],
                  ["--estimator", "dynamic-rebar", "--rebar_options", "same_noise"]):
-        with pytest.raises(ArgumentError, match="allowed same-noise, muprop-relaxation, bounded-eta, "
+        with pytest.raises(ArgumentError, match="allowed same-noise, muprop-relaxation, per-layer, bounded-eta, "
                                                 "parameter-objective with rebar, dynamic-rebar or relax"):
             check_values(parser.parse_args(["--model", "sbm", *argv]))
