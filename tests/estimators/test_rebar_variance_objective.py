@@ -50,6 +50,20 @@ def central_difference(objective, parameter: torch.Tensor, direction: torch.Tens
     return (values[0] - values[1]) / (2 * EPS)
 
 
+def check_derivatives(objective, own, computed, broken: bool) -> None:
+    """``computed[name]`` against the central difference of ``objective`` along a random direction
+    of each parameter in ``own`` (a scalar's sign); a broken variant must miss by 100x the tolerance."""
+    errors = {}
+    for name, parameter in own.items():
+        direction = torch.randn_like(parameter)
+        expected = central_difference(objective, parameter, direction)
+        errors[name] = abs((computed[name] * direction).sum().item() - expected) / max(abs(expected), 1e-3)
+    if broken:
+        assert max(errors.values()) > 100 * TOLERANCE, errors
+    else:
+        assert max(errors.values()) < TOLERANCE, errors
+
+
 @pytest.mark.parametrize("cls,config", [(REBAR, {"learn": True}), (REBAR, {"surrogate_hdim": 6}),
                                         (HardPassVarianceREBAR, {"surrogate_hdim": 6})],
                          ids=["dynamic-rebar", "relax", "broken-hard-pass-only"])
@@ -72,15 +86,7 @@ def test_eta_temperature_and_surrogate_get_the_gradient_of_the_variance_objectiv
         with estimator.fixed_noise(u, v):
             return offset_variance_objective(estimator, model, x, **runtime)
 
-    errors = {}
-    for name, parameter in own.items():
-        direction = torch.randn_like(parameter)  # a scalar's sign; a random direction of a weight
-        expected = central_difference(objective, parameter, direction)
-        errors[name] = abs((computed[name] * direction).sum().item() - expected) / max(abs(expected), 1e-3)
-    if cls is HardPassVarianceREBAR:
-        assert max(errors.values()) > 100 * TOLERANCE, errors
-    else:
-        assert max(errors.values()) < TOLERANCE, errors
+    check_derivatives(objective, own, computed, broken=cls is HardPassVarianceREBAR)
 
 
 class InferenceOnlyParameterREBAR(REBAR):
@@ -124,12 +130,4 @@ def test_the_parameter_objective_is_the_mean_squared_minibatch_gradient(cls, con
         with estimator.fixed_noise(u, v):
             return parameter_variance_objective(estimator, model, x)
 
-    errors = {}
-    for name, parameter in own.items():
-        direction = torch.randn_like(parameter)
-        expected = central_difference(objective, parameter, direction)
-        errors[name] = abs((computed[name] * direction).sum().item() - expected) / max(abs(expected), 1e-3)
-    if cls is InferenceOnlyParameterREBAR:
-        assert max(errors.values()) > 100 * TOLERANCE, errors
-    else:
-        assert max(errors.values()) < TOLERANCE, errors
+    check_derivatives(objective, own, computed, broken=cls is InferenceOnlyParameterREBAR)
