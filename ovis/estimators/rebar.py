@@ -37,9 +37,12 @@ their own Adam, ``--baseline_lr``).
 Options that make the estimator the REBAR code's (Tucker et al.'s ``rebar.py``; each keeps it
 unbiased): ``same_noise`` (``u~`` is ``u`` itself, with the conditional reparameterisation's
 gradient: ``c(u) - c(u~)`` is zero in value), ``relaxation="muprop"`` (its relaxation,
-``controlled.py``), ``bounded_eta`` (``eta = 2 sigmoid(v)``, trained through v) and
+``controlled.py``), ``bounded_eta`` (``eta = 2 sigmoid(v)``, trained through v),
 ``variance_objective="parameters"`` (the objective is the mean over all model parameters of the
-squared minibatch gradient, double backpropagation through the weights).
+squared minibatch gradient, double backpropagation through the weights) and ``per_layer`` (one
+control variate c_l per latent group, the groups drawn before the l-th hard and the others
+relaxed, paired with the score of every group it relaxes; ``own_layer_score``: with the l-th
+group's alone, as the REBAR code does, which is biased: its estimator is marked "biased").
 """
 import math
 from contextlib import contextmanager, nullcontext
@@ -122,7 +125,9 @@ class REBAR(ControlledNoiseEstimator):
     the score term's coefficient, as the REBAR code's REBAR does; trained by the variance objective,
     so it needs ``learn``; ``b`` does not depend on z: the estimator stays unbiased);
     ``same_noise``, ``relaxation``, ``bounded_eta`` (needs ``learn`` and 0 < eta < 2) and
-    ``variance_objective`` (needs ``learn``): the REBAR code's choices (module docstring).
+    ``variance_objective`` (needs ``learn``), ``per_layer`` (one control variate per latent group)
+    and ``own_layer_score`` (``per_layer`` with the REBAR code's biased pairing): the REBAR code's
+    choices (module docstring).
     """
 
     noise_streams = 2
@@ -131,7 +136,7 @@ class REBAR(ControlledNoiseEstimator):
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
                  surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, same_noise: bool = False,
                  relaxation: str = "concrete", bounded_eta: bool = False, variance_objective: str = "logits",
-                 per_layer: bool = False, **options):
+                 per_layer: bool = False, own_layer_score: bool = False, **options):
         super().__init__(mc, iw, x_shape=x_shape, **options)
         if not temperature > 0:
             raise ValueError(f"temperature={temperature!r}: the relaxation temperature must be > 0")
@@ -144,7 +149,10 @@ class REBAR(ControlledNoiseEstimator):
         self.baseline = tanh_network(math.prod(x_shape), neural_baseline) if neural_baseline else None
         self.check_code_options(relaxation, bounded_eta, eta, variance_objective)
         self.same_noise, self.relaxation, self.objective = bool(same_noise), relaxation, variance_objective
-        self.per_layer, self.blocks, self.draw_order = bool(per_layer), 1, []
+        self.per_layer, self.blocks, self.draw_order = bool(per_layer or own_layer_score), 1, []
+        self.own_layer_score = bool(own_layer_score)
+        if own_layer_score:
+            self.unbiased_for = "biased"
         values = {"eta": torch.tensor(float(eta)), "log_temperature": torch.tensor(math.log(temperature))}
         for name, value in values.items():
             if self.learn:
@@ -239,11 +247,12 @@ class REBAR(ControlledNoiseEstimator):
     def paired_scores(self, layers: Tensor) -> Tensor:
         """``[bs, mc, L]`` from log q of each layer ``[bs, mc, G]``: the log q that control variate l
         multiplies, of every layer it relaxes (the l-th drawn and the later ones: the relaxation
-        of a layer moves the expectation of c_l through the score of each; the REBAR code's
-        pairing with the l-th alone is biased for l < G - 1)."""
+        of a layer moves the expectation of c_l through the score of each). ``own_layer_score``:
+        the REBAR code's pairing with the l-th alone, biased for l < G - 1 (reproduction only)."""
         if not self.per_layer:
             return layers.sum(-1, keepdim=True)
-        return layers[..., self.draw_order].flip(-1).cumsum(-1).flip(-1)
+        ordered = layers[..., self.draw_order]  # [bs, mc, G]
+        return ordered if self.own_layer_score else ordered.flip(-1).cumsum(-1).flip(-1)
 
     def conditional_noise(self, u: Tensor, b: Tensor, logits: Tensor) -> Tensor:
         """``u~ ~ u | b`` for the flat ``[rows, sum N_g]`` noise, hard samples and logits: from the

@@ -18,7 +18,8 @@ MODEL_OPTIONS = ("init", "output_bias_clip", "data_centring")  # run.py option =
 # --rebar_options: name -> REBAR's constructor arguments (ovis/estimators/rebar.py); the last two
 # train with the control variate, so they need dynamic-rebar or relax
 REBAR_OPTIONS = {"same-noise": {"same_noise": True}, "muprop-relaxation": {"relaxation": "muprop"},
-                 "per-layer": {"per_layer": True}, "bounded-eta": {"bounded_eta": True},
+                 "per-layer": {"per_layer": True}, "per-layer-own-score": {"own_layer_score": True},
+                 "bounded-eta": {"bounded_eta": True},
                  "parameter-objective": {"variance_objective": "parameters"}}
 LEARNT_REBAR_OPTIONS = ("bounded-eta", "parameter-objective")
 
@@ -59,7 +60,9 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
                      help=f"comma list of the REBAR code's estimator choices for rebar, dynamic-rebar and relax "
                           f"(none by default): same-noise (the conditional noise u~ is u itself), "
                           f"muprop-relaxation (sigmoid((a + logit u) / lam + a lam / (lam + 1))), per-layer (one "
-                          f"control variate per layer, the layers drawn before it hard), bounded-eta "
+                          f"control variate per layer, the layers drawn before it hard), per-layer-own-score "
+                          f"(per-layer with the REBAR code's pairing of each with its own layer's score: biased), "
+                          f"bounded-eta "
                           f"(eta = 2 sigmoid(v)) and parameter-objective (eta, lam and the baseline minimise the "
                           f"mean squared minibatch gradient of all model parameters); allowed: "
                           f"{', '.join(REBAR_OPTIONS)}")

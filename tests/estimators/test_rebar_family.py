@@ -154,13 +154,6 @@ class UnconditionalSameNoiseREBAR(REBAR):
         return u
 
 
-class OwnLayerScoreREBAR(REBAR):
-    """per_layer with the REBAR code's pairing: control variate l multiplies log q of layer l alone."""
-
-    def paired_scores(self, layers):
-        return layers[..., self.draw_order]
-
-
 @pytest.mark.parametrize("broken", [BrokenREBAR, lambda iw: UnconditionalSameNoiseREBAR(iw=iw, same_noise=True)],
                          ids=["scaled-control", "same-noise-unconditional"])
 @pytest.mark.parametrize("z_dims,scale,iw,runtime", REBAR_CASES)
@@ -173,10 +166,13 @@ def test_broken_rebar_fails(broken, z_dims, scale, iw, runtime):
 @pytest.mark.parametrize("runtime", [{}, {"beta": 0.7}])
 def test_per_layer_control_variates_pair_with_the_score_of_every_layer_they_relax(runtime):
     """Two layers: the REBAR code's pairing of the first control variate (every layer relaxed) with
-    the first layer's log q alone is biased; the pairing with both layers' is not (above)."""
+    the first layer's log q alone (``own_layer_score``) is biased, and says so; the pairing with
+    both layers' is not (above)."""
     model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
-    mean = integrate_estimator(OwnLayerScoreREBAR(per_layer=True).double(), model, X, nodes=SMOOTH_NODES, **runtime)
+    estimator = REBAR(own_layer_score=True).double()
+    mean = integrate_estimator(estimator, model, X, nodes=SMOOTH_NODES, **runtime)
     assert error(mean, model, 1, **runtime) > 100 * SMOOTH_TOLERANCE
+    assert estimator.unbiased_for == "biased" and REBAR(per_layer=True).unbiased_for == "∇ L_K"
 
 
 class BrokenLearnedREBAR(REBAR):

@@ -110,6 +110,7 @@ def test_rebar_options_reach_the_estimator_and_bad_ones_get_one_message():
     for argv in (["--estimator", "rebar", "--rebar_options", "bounded-eta"],
                  ["--estimator", "nvil", "--rebar_options", "same-noise"],
                  ["--estimator", "dynamic-rebar", "--rebar_options", "same_noise"]):
-        with pytest.raises(ArgumentError, match="allowed same-noise, muprop-relaxation, per-layer, bounded-eta, "
+        with pytest.raises(ArgumentError, match="allowed same-noise, muprop-relaxation, per-layer, "
+                                                "per-layer-own-score, bounded-eta, "
                                                 "parameter-objective with rebar, dynamic-rebar or relax"):
             check_values(parser.parse_args(["--model", "sbm", *argv]))
