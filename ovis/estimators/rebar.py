@@ -56,9 +56,9 @@ from torch.nn.utils import parametrize
 from .base import Particles, RuntimeOptions, iw_bound, sample_particles
 from .controlled import (RELAXATIONS, ControlledNoiseEstimator, PartlyRelaxedSampler, RelaxedSampler,
                          conditional_uniform, group_logits, group_samples, interval_position)
+from .registry import EstimatorFamily, Style
 
 VARIANCE_OBJECTIVES = ("logits", "parameters")  # per-datum logit offsets; all model parameters (the REBAR code)
-from .registry import EstimatorFamily, Style
 
 
 @contextmanager
