@@ -244,6 +244,22 @@ class REBAR(ControlledNoiseEstimator):
             values = values + last(activation(hidden)).view(bs, outer, iw).mean(-1)
         return values.view(bs, blocks, 2, mc).permute(2, 0, 3, 1), list(group_logits(relaxed).values())  # [2, bs, mc, L]
 
+    def score_terms(self, x: Tensor, particles: Particles, bound: Tensor,
+                    conditional: Tensor) -> Tuple[Tensor, Tensor]:
+        """The score term ``sum_s coefficient_s log_q_s``: ``log q(b)`` of all layers with
+        ``f(b) - b(x) - eta c(u~)`` (S = 1); with ``per_layer``, ``log q(b)`` of all layers with
+        ``f(b) - b(x)``, then each control variate's ``paired_scores`` with ``-eta c_l(u~)`` (S = 1 + L)."""
+        baseline = 0.0 if self.baseline is None else self.baseline(2 * x.flatten(1) - 1)  # b(x): [bs, 1]
+        if not self.per_layer:
+            coefficient = bound.detach().unsqueeze(-1) - self.eta * conditional  # [bs, mc, 1]
+            if self.baseline is not None:
+                coefficient = coefficient - baseline.unsqueeze(-1)
+            return particles.log_qz.sum((-2, -1)).unsqueeze(-1), coefficient
+        layers = particles.log_qz.sum(-2)  # [bs, mc, G]: log q(b) of each layer, summed over the particles
+        log_q = torch.cat([layers.sum(-1, keepdim=True), self.paired_scores(layers)], -1)  # [bs, mc, 1 + L]
+        signal = (bound.detach() - baseline).unsqueeze(-1)  # [bs, mc, 1]
+        return log_q, torch.cat([signal, -self.eta * conditional], -1)  # [bs, mc, 1 + L]
+
     def paired_scores(self, layers: Tensor) -> Tensor:
         """``[bs, mc, L]`` from log q of each layer ``[bs, mc, G]``: the log q that control variate l
         multiplies, of every layer it relaxes (the l-th drawn and the later ones: the relaxation
@@ -271,12 +287,7 @@ class REBAR(ControlledNoiseEstimator):
         phi, theta = split_parameters(model)
         with frozen(theta):
             (relaxed, conditional), relaxed_logits = self.controls(model, x, particles, temperature, options)
-        layers = particles.log_qz.sum(-2)  # [bs, mc, G]: log q(b) of each layer, summed over the particles
-        log_q = torch.cat([layers.sum(-1, keepdim=True), self.paired_scores(layers)], -1)  # [bs, mc, 1 + L]
-        signal = bound.detach()  # [bs, mc]
-        if self.baseline is not None:
-            signal = signal - self.baseline(2 * x.flatten(1) - 1)  # b(x): [bs, 1]
-        coefficient = torch.cat([signal.unsqueeze(-1), -self.eta * conditional], -1)  # [bs, mc, 1 + L]
+        log_q, coefficient = self.score_terms(x, particles, bound, conditional)  # [bs, mc, S] each
         difference = (relaxed - conditional).sum(-1)  # [bs, mc]
         diagnostics = {"rebar/eta": self.eta.detach(), "rebar/temperature": temperature.detach()}
         gradients = None
