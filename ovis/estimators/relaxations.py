@@ -11,7 +11,11 @@ on ``(1 - theta, 1)`` if ``b = 1`` and on ``(0, 1 - theta)`` if ``b = 0``; with 
 
     u_tilde = b (1 - theta + v theta) + (1 - b) v (1 - theta)
 
-is a draw of ``u | b`` that is differentiable in ``a`` (the conditional reparameterisation).
+is a draw of ``u | b`` that is differentiable in ``a`` (the conditional reparameterisation). The
+REBAR code takes ``u`` itself as that draw: ``v`` is the position of ``u`` in its interval
+(``interval_position``), so ``u_tilde`` equals ``u`` in value and keeps the conditional gradient.
+The REBAR code's relaxation (``muprop_relaxation``) adds ``a lam / (lam + 1)`` to the Concrete's
+logit: ``sigmoid((a + logit u) / lam + a lam / (lam + 1))``; it also tends to ``b`` as lam -> 0.
 Hierarchical q: the model computes each group's ``q`` from what the sampler returned for its
 parents, so a relaxed pass relaxes every group and the relaxation is a differentiable function
 of the noise of all groups.
@@ -29,6 +33,7 @@ from ..models.sampling import LatentSampler
 UNIFORM_EPS = 1e-6
 
 Noise = Dict[int, Tensor]  # latent group -> uniforms [rows, N_g]
+RELAXATIONS = ("concrete", "muprop")  # the Concrete; the REBAR code's muprop_relaxation (module docstring)
 
 
 def bernoulli_logits(q: Distribution) -> Tensor:
@@ -114,15 +119,26 @@ def conditional_uniform(v: Tensor, b: Tensor, logits: Tensor) -> Tensor:
     return u.clamp(UNIFORM_EPS, 1 - UNIFORM_EPS)
 
 
+def interval_position(u: Tensor, b: Tensor, logits: Tensor) -> Tensor:
+    """The ``v`` for which ``conditional_uniform(v, b, logits)`` is ``u`` (no gradient): where ``u``
+    lies in its interval ``(1 - theta, 1)`` (b = 1) or ``(0, 1 - theta)`` (b = 0)."""
+    theta = torch.sigmoid(logits.detach())
+    v = torch.where(b > 0.5, (u - 1 + theta) / theta, u / (1 - theta))
+    return v.clamp(0, 1)
+
+
 class RelaxedSampler(NoiseSampler):
     """The Concrete relaxation ``sigmoid((a + logit u) / temperature)`` of each Bernoulli group,
     differentiable in the logits ``a``. With ``straight_through`` the value is the hard sample
     ``H(a + logit u)`` and the gradient that of the relaxation (straight-through Gumbel).
-    Categorical groups (``q.logits [.., C]``) get the Gumbel-softmax sample instead (fresh noise)."""
+    Categorical groups (``q.logits [.., C]``) get the Gumbel-softmax sample instead (fresh noise).
+    ``relaxation="muprop"``: the REBAR code's relaxation (module docstring) instead of the Concrete."""
 
-    def __init__(self, temperature: float, noise: Optional[Noise] = None, straight_through: bool = False):
+    def __init__(self, temperature: float, noise: Optional[Noise] = None, straight_through: bool = False,
+                 relaxation: str = "concrete"):
         super().__init__(noise)
         self.temperature, self.straight_through = temperature, straight_through  # a tensor keeps its graph
+        self.relaxation = relaxation
 
     def __call__(self, group: int, q: Distribution) -> Tensor:
         if q.event_shape:  # one-hot categorical
@@ -131,7 +147,27 @@ class RelaxedSampler(NoiseSampler):
 
     def transform(self, group: int, q: Distribution, u: Tensor) -> Tensor:
         logits = bernoulli_logits(q)
-        relaxed = relaxed_bernoulli(logits, u, self.temperature)
+        if self.relaxation == "muprop":
+            lam = self.temperature
+            relaxed = torch.sigmoid((logits + logistic_noise(u)) / lam + logits * (lam / (lam + 1)))
+        else:
+            relaxed = relaxed_bernoulli(logits, u, self.temperature)
         if not self.straight_through:
             return relaxed
         return hard_bernoulli(logits.detach(), u) + (relaxed - relaxed.detach())
+
+
+class PartlyRelaxedSampler(RelaxedSampler):
+    """``RelaxedSampler`` whose row r draws its first ``hard_draws[r]`` groups hard
+    (``H(a + logit u)``, no gradient) and relaxes the later ones (the REBAR code's per-layer control
+    variates). ``order``: the groups in the order drawn."""
+
+    def __init__(self, temperature: float, noise: Noise, hard_draws: Tensor, relaxation: str = "concrete"):
+        super().__init__(temperature, noise, relaxation=relaxation)
+        self.hard_draws, self.order = hard_draws, []  # [rows]
+
+    def transform(self, group: int, q: Distribution, u: Tensor) -> Tensor:
+        relaxed = super().transform(group, q, u)  # [rows, N_g]
+        hard = (self.hard_draws > len(self.order)).unsqueeze(-1)  # [rows, 1]
+        self.order.append(group)
+        return torch.where(hard, hard_bernoulli(bernoulli_logits(q).detach(), u), relaxed)

@@ -19,6 +19,7 @@ from ovis.cli import comma_list
 from ovis.devices import resolve_device, set_threads
 from ovis.training.arguments import (DEFAULT_IW, ArgumentError, IncompatibleComponents, gradient_filter,
                                      model_hparams, model_name)
+from ovis.training.reproduction_options import rebar_constructor_options
 from ovis.training.trainer import RunComponents
 
 BASELINE_HDIM = 64  # the original's --hdim default, the width of reinforce-baseline's network
@@ -118,6 +119,7 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
     config.update({key: value for key, value in baseline.items() if key in Estimator.baseline_options})
     if getattr(args, "rebar_baseline_hdim", 0) and Estimator.input_baseline_option:  # checked by check_values
         config[Estimator.input_baseline_option] = args.rebar_baseline_hdim
+    config.update(rebar_constructor_options(getattr(args, "rebar_options", [])))  # checked by check_values
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
     except ValueError as error:

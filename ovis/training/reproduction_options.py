@@ -1,11 +1,13 @@
 """``run.py`` options that let a run train as another code base does: the optimiser's betas, the
 initialisation, output bias and input centring of the VAE-like models, and the gradient variance
-of the REBAR code (Tucker et al., 2017; README, "The REBAR code's tables"). Their defaults leave
+of the REBAR code and its estimator's choices (Tucker et al., 2017; README, "The REBAR code's
+tables"). Their defaults leave
 ovis's behaviour unchanged.
 """
 import argparse
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
+from ovis.cli import comma_list
 from ovis.identity import REPRODUCTION_MODEL_OPTIONS
 from ovis.models import MODEL_DEFAULTS
 from ovis.models.layers import INITIALISATIONS
@@ -13,6 +15,12 @@ from ovis.models.vae import DATA_CENTRINGS
 from ovis.training.optim import optimizers_with_betas
 
 GRAD_VARIANCE_MODES = ("samples", "moving")
+# --rebar_options: name -> REBAR's constructor arguments (ovis/estimators/rebar.py); the last two
+# train with the control variate, so they need dynamic-rebar or relax
+REBAR_OPTIONS = {"same-noise": {"same_noise": True}, "muprop-relaxation": {"relaxation": "muprop"},
+                 "per-layer": {"per_layer": True}, "per-layer-own-score": {"own_layer_score": True},
+                 "bounded-eta": {"bounded_eta": True},
+                 "parameter-objective": {"variance_objective": "parameters"}}
 
 
 class ReproductionOptionError(ValueError):
@@ -48,6 +56,16 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
                             "subtract b(x) (one hidden layer of this width, trained by their variance objective) "
                             "from the score term's coefficient, as the REBAR code's REBAR does (it uses 100); "
                             "0: none")
+    run.add_argument("--rebar_options", type=comma_list, default=[],
+                     help=f"comma list of the REBAR code's estimator choices for rebar, dynamic-rebar and relax "
+                          f"(none by default): same-noise (the conditional noise u~ is u itself), "
+                          f"muprop-relaxation (sigmoid((a + logit u) / lam + a lam / (lam + 1))), per-layer (one "
+                          f"control variate per layer, the layers drawn before it hard), per-layer-own-score "
+                          f"(per-layer with the REBAR code's pairing of each with its own layer's score: biased), "
+                          f"bounded-eta "
+                          f"(eta = 2 sigmoid(v)) and parameter-objective (eta, lam and the baseline minimise the "
+                          f"mean squared minibatch gradient of all model parameters); allowed: "
+                          f"{', '.join(REBAR_OPTIONS)}")
     grads.add_argument("--grad_variance_mode", default="samples", choices=GRAD_VARIANCE_MODES,
                        help="--track_grad_variances: samples = grad_log_variance/<id> from --grad_samples "
                             "draws at each evaluation; moving = the REBAR code's: at every training step, "
@@ -67,6 +85,7 @@ def check_reproduction_options(args: argparse.Namespace, model: str) -> None:
     if not 0 < args.output_bias_clip < 0.5:
         raise ReproductionOptionError(f"--output_bias_clip must be in (0, 0.5), got {args.output_bias_clip}")
     check_input_baseline(args.rebar_baseline_hdim, args.estimator)
+    check_rebar_options(args.rebar_options, args.estimator)
     if not 0 < args.grad_variance_decay < 1:
         raise ReproductionOptionError(f"--grad_variance_decay must be in (0, 1), got {args.grad_variance_decay}")
     defaults = {action.dest: action.default for action in _defaults_parser()._actions}
@@ -77,33 +96,49 @@ def check_reproduction_options(args: argparse.Namespace, model: str) -> None:
                                           f"{', '.join(users)}")
 
 
-def input_baseline_error(width: int, estimator_id: str) -> Optional[str]:
-    """Why the estimator cannot take an input-dependent baseline of this width (its capability
-    ``input_baseline_option``, and its constructor's refusal); None when it can or the id does not
-    parse (the component check reports that)."""
-    if not width:
-        return None
-    from ovis.estimators.config import parse_estimator_id
+def _refusal(Estimator, config: dict, extra: Optional[dict], option: str) -> Optional[str]:
+    """Why ``Estimator`` does not take the constructor arguments ``extra`` (None: it declares no
+    ``option``), or None when it constructs with them."""
+    if extra is None:
+        return f"{Estimator.__name__} takes no {option}"
+    try:
+        Estimator(mc=Estimator.min_mc, iw=Estimator.min_iw, x_shape=(1,), **{**config, **extra})
+    except TypeError:  # an unexpected keyword argument
+        return f"{Estimator.__name__} takes no {option}"
+    except ValueError as error:
+        return str(error)
+    return None
 
-    def refusal(Estimator, config) -> Optional[str]:
-        if Estimator.input_baseline_option is None:
-            return f"{Estimator.__name__} takes no input-dependent baseline"
-        try:
-            Estimator(mc=Estimator.min_mc, iw=Estimator.min_iw, x_shape=(1,),
-                      **{**config, Estimator.input_baseline_option: width})
-        except ValueError as error:
-            return str(error)
-        return None
+
+def constructor_option_error(estimator_id: str, extra: Callable[[type], Optional[dict]], option: str,
+                             undo: str) -> Optional[str]:
+    """Why the estimator refuses the constructor arguments ``extra(Estimator)`` of ``option``, with
+    the example ids that take them and ``undo`` (the option to drop); None when it takes them or
+    the id does not parse (the component check reports that)."""
+    from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
+
+    def refusal(identifier: str) -> Optional[str]:
+        Estimator, config = parse_estimator_id(identifier)
+        return _refusal(Estimator, config, extra(Estimator), option)
 
     try:
-        problem = refusal(*parse_estimator_id(estimator_id))
+        problem = refusal(estimator_id)
     except ValueError:
         return None
     if problem is None:
         return None
-    from ovis.estimators.config import EXAMPLE_IDS
-    takers = [e for e in EXAMPLE_IDS if refusal(*parse_estimator_id(e)) is None]
-    return f"{problem}; use --estimator {' or '.join(takers)}, or --rebar_baseline_hdim 0"
+    takers = [e for e in EXAMPLE_IDS if refusal(e) is None]
+    return f"{problem}; use --estimator {' or '.join(takers)}, or {undo}"
+
+
+def input_baseline_error(width: int, estimator_id: str) -> Optional[str]:
+    """Why the estimator cannot take an input-dependent baseline of this width (its capability
+    ``input_baseline_option``, and its constructor's refusal); None when it can."""
+    if not width:
+        return None
+    return constructor_option_error(
+        estimator_id, lambda E: None if E.input_baseline_option is None else {E.input_baseline_option: width},
+        "input-dependent baseline", "--rebar_baseline_hdim 0")
 
 
 def check_input_baseline(width: int, estimator_id: str) -> None:
@@ -113,6 +148,23 @@ def check_input_baseline(width: int, estimator_id: str) -> None:
     problem = input_baseline_error(width, estimator_id)
     if problem:
         raise ReproductionOptionError(f"--rebar_baseline_hdim {width} with --estimator {estimator_id}: {problem}")
+
+
+def check_rebar_options(names, estimator_id: str) -> None:
+    """``--rebar_options``: known names whose constructor arguments the estimator takes."""
+    unknown = [name for name in names if name not in REBAR_OPTIONS]
+    if unknown:
+        raise ReproductionOptionError(f"--rebar_options {','.join(unknown)}: unknown; allowed "
+                                      f"{', '.join(REBAR_OPTIONS)}")
+    problem = names and constructor_option_error(estimator_id, lambda E: rebar_constructor_options(names),
+                                                 "--rebar_options", "drop --rebar_options")
+    if problem:
+        raise ReproductionOptionError(f"--rebar_options {','.join(names)} with --estimator {estimator_id}: {problem}")
+
+
+def rebar_constructor_options(names) -> dict:
+    """The REBAR constructor's arguments of ``--rebar_options``."""
+    return {key: value for name in names for key, value in REBAR_OPTIONS[name].items()}
 
 
 def _defaults_parser() -> argparse.ArgumentParser:

@@ -127,8 +127,17 @@ def test_antithetic_estimators_match_the_exact_gradient(mode, z_dims, iw, runtim
 REBAR_CASES = [((2,), 0.5, 1, {}), ((1,), 1.0, 2, {"alpha": 0.3}), ((1, 1), 1.0, 1, {"beta": 0.7})]
 
 
-@pytest.mark.parametrize("config", [{}, {"learn": True}, {"surrogate_hdim": 8}, {"learn": True, "neural_baseline": 4}],
-                         ids=["rebar", "dynamic", "relax", "dynamic-baseline"])
+CODE_NOISE_CHOICES = {"same_noise": True, "relaxation": "muprop", "bounded_eta": True, "per_layer": True}
+# the parameter objective (its gradient: test_rebar_variance_objective.py) is the squared minibatch
+# gradient: its cross terms between data points make it too noisy to lower the variance in 60 steps
+CODE_CHOICES = {**CODE_NOISE_CHOICES, "variance_objective": "parameters"}
+
+
+@pytest.mark.parametrize("config", [{}, {"learn": True}, {"surrogate_hdim": 8}, {"learn": True, "neural_baseline": 4},
+                                    {"same_noise": True}, {"relaxation": "muprop", "eta": 0.8}, {"per_layer": True},
+                                    {"learn": True, "eta": 1.3, **CODE_CHOICES}],
+                         ids=["rebar", "dynamic", "relax", "dynamic-baseline", "same-noise", "muprop-relaxation",
+                              "per-layer", "dynamic-code-choices"])
 @pytest.mark.parametrize("z_dims,scale,iw,runtime", REBAR_CASES)
 def test_rebar_family_matches_the_exact_gradient(config, z_dims, scale, iw, runtime):
     model = EnumerableModel(x_dim=3, z_dims=z_dims, scale=scale, seed=0).double()
@@ -138,11 +147,32 @@ def test_rebar_family_matches_the_exact_gradient(config, z_dims, scale, iw, runt
     assert error(mean, model, iw, **runtime) < SMOOTH_TOLERANCE
 
 
+class UnconditionalSameNoiseREBAR(REBAR):
+    """same_noise without the conditional reparameterisation: u~ = u, with u's gradient (none)."""
+
+    def conditional_noise(self, noise, u, b, logits):
+        return u
+
+
+@pytest.mark.parametrize("broken", [BrokenREBAR, lambda iw: UnconditionalSameNoiseREBAR(iw=iw, same_noise=True)],
+                         ids=["scaled-control", "same-noise-unconditional"])
 @pytest.mark.parametrize("z_dims,scale,iw,runtime", REBAR_CASES)
-def test_broken_rebar_fails(z_dims, scale, iw, runtime):
+def test_broken_rebar_fails(broken, z_dims, scale, iw, runtime):
     model = EnumerableModel(x_dim=3, z_dims=z_dims, scale=scale, seed=0).double()
-    mean = integrate_estimator(BrokenREBAR(iw=iw).double(), model, X, nodes=SMOOTH_NODES, **runtime)
+    mean = integrate_estimator(broken(iw=iw).double(), model, X, nodes=SMOOTH_NODES, **runtime)
     assert error(mean, model, iw, **runtime) > 100 * SMOOTH_TOLERANCE
+
+
+@pytest.mark.parametrize("runtime", [{}, {"beta": 0.7}])
+def test_per_layer_control_variates_pair_with_the_score_of_every_layer_they_relax(runtime):
+    """Two layers: the REBAR code's pairing of the first control variate (every layer relaxed) with
+    the first layer's log q alone (``own_layer_score``) is biased, and says so; the pairing with
+    both layers' is not (above)."""
+    model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
+    estimator = REBAR(own_layer_score=True).double()
+    mean = integrate_estimator(estimator, model, X, nodes=SMOOTH_NODES, **runtime)
+    assert error(mean, model, 1, **runtime) > 100 * SMOOTH_TOLERANCE
+    assert estimator.unbiased_for == "biased" and REBAR(per_layer=True).unbiased_for == "∇ L_K"
 
 
 class BrokenLearnedREBAR(REBAR):
@@ -156,12 +186,12 @@ class BrokenLearnedREBAR(REBAR):
 class VarianceMaximisingREBAR(REBAR):
     """Trains eta, lam and psi to raise the variance objective."""
 
-    def variance_objective(self, *args):
-        return -super().variance_objective(*args)
+    def objective_value(self, *args):
+        return -super().objective_value(*args)
 
 
 @pytest.mark.parametrize("cls,config", [(REBAR, {"learn": True}), (REBAR, {"surrogate_hdim": 8}),
-                                        (REBAR, {"learn": True, "neural_baseline": 4}),
+                                        (REBAR, {"learn": True, "neural_baseline": 4}), (REBAR, {"learn": True, **CODE_CHOICES}),
                                         (BrokenLearnedREBAR, {"surrogate_hdim": 8})])
 @pytest.mark.parametrize("z_dims,mc,iw,runtime", [((2,), 1, 1, {}), ((1, 1), 2, 2, {"alpha": 0.3, "freebits": 0.1})])
 def test_training_mode_gives_the_model_the_gradient_of_the_unbiased_estimator(cls, config, z_dims, mc, iw, runtime):
@@ -207,7 +237,9 @@ def inference_gradient_variance(estimator, model, samples=2000, seed=1):
 
 
 @pytest.mark.parametrize("cls,config", [(REBAR, {"learn": True}), (REBAR, {"surrogate_hdim": 8}),
-                                        (VarianceMaximisingREBAR, {"surrogate_hdim": 8})])
+                                        (REBAR, {"learn": True, **CODE_NOISE_CHOICES}),
+                                        (VarianceMaximisingREBAR, {"surrogate_hdim": 8}),
+                                        (VarianceMaximisingREBAR, {"learn": True, **CODE_NOISE_CHOICES})])
 def test_training_eta_temperature_and_surrogate_lowers_the_gradient_variance(cls, config):
     """60 Adam steps on eta, log lam (and psi) alone, the model fixed: the phi gradient's variance
     (measured at the same noise before and after) falls by more than 30% (by 2.5x in practice);

@@ -50,6 +50,20 @@ def central_difference(objective, parameter: torch.Tensor, direction: torch.Tens
     return (values[0] - values[1]) / (2 * EPS)
 
 
+def check_derivatives(objective, own, computed, broken: bool) -> None:
+    """``computed[name]`` against the central difference of ``objective`` along a random direction
+    of each parameter in ``own`` (a scalar's sign); a broken variant must miss by 100x the tolerance."""
+    errors = {}
+    for name, parameter in own.items():
+        direction = torch.randn_like(parameter)
+        expected = central_difference(objective, parameter, direction)
+        errors[name] = abs((computed[name] * direction).sum().item() - expected) / max(abs(expected), 1e-3)
+    if broken:
+        assert max(errors.values()) > 100 * TOLERANCE, errors
+    else:
+        assert max(errors.values()) < TOLERANCE, errors
+
+
 @pytest.mark.parametrize("cls,config", [(REBAR, {"learn": True}), (REBAR, {"surrogate_hdim": 6}),
                                         (HardPassVarianceREBAR, {"surrogate_hdim": 6})],
                          ids=["dynamic-rebar", "relax", "broken-hard-pass-only"])
@@ -73,12 +87,49 @@ def test_eta_temperature_and_surrogate_get_the_gradient_of_the_variance_objectiv
         with estimator.fixed_noise(u, v):
             return offset_variance_objective(estimator, model, x, **runtime)
 
-    errors = {}
-    for name, parameter in own.items():
-        direction = torch.randn_like(parameter)  # a scalar's sign; a random direction of a weight
-        expected = central_difference(objective, parameter, direction)
-        errors[name] = abs((computed[name] * direction).sum().item() - expected) / max(abs(expected), 1e-3)
-    if cls is HardPassVarianceREBAR:
-        assert max(errors.values()) > 100 * TOLERANCE, errors
-    else:
-        assert max(errors.values()) < TOLERANCE, errors
+    check_derivatives(objective, own, computed, broken=cls is HardPassVarianceREBAR)
+
+
+class InferenceOnlyParameterREBAR(REBAR):
+    """The parameter objective over the inference network's parameters alone."""
+
+    def objective_value(self, per_logit, per_parameter, bs):
+        inference = per_parameter[:self.inference_parameters]  # phi comes first
+        return sum(g.square().sum() for g in inference) / sum(g.numel() for g in inference)
+
+
+def parameter_variance_objective(estimator, model, x, **runtime) -> torch.Tensor:
+    """The mean over the model's parameters of the squared gradient of the evaluation-mode loss."""
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    loss, _, _ = estimator.eval()(model, x, return_diagnostics=False, **runtime)
+    gradients = torch.autograd.grad(loss.mean(), parameters)
+    estimator.train()
+    return sum(g.square().sum() for g in gradients) / sum(g.numel() for g in gradients)
+
+
+@pytest.mark.parametrize("cls", [REBAR, InferenceOnlyParameterREBAR], ids=["parameters", "broken-inference-only"])
+@pytest.mark.parametrize("config", [{}, {"same_noise": True, "relaxation": "muprop", "neural_baseline": 3}],
+                         ids=["plain", "code-noise-relaxation-baseline"])
+def test_the_parameter_objective_is_the_mean_squared_minibatch_gradient(cls, config):
+    """``variance_objective="parameters"`` (with ``bounded_eta``): the derivatives for v (eta =
+    2 sigmoid(v)), log lam (and the baseline) of the mean over all model parameters of the squared
+    gradient, against central differences; a variant that averages over phi alone fails."""
+    torch.manual_seed(0)
+    model = EnumerableModel(x_dim=3, z_dims=(2, 1), seed=0).double()
+    estimator = cls(x_shape=(3,), eta=0.7, temperature=0.8, learn=True, bounded_eta=True,
+                    variance_objective="parameters", **config).double()
+    estimator.inference_parameters = sum(name.startswith("inference") for name, _ in model.named_parameters())
+    x = (torch.rand(4, 3) > 0.5).double()
+    u, v = ({g: torch.rand(4, d, dtype=torch.float64) for g, d in enumerate((2, 1))} for _ in range(2))
+    own = dict(estimator.named_parameters())
+    assert "parametrizations.eta.original" in own and torch.isclose(estimator.eta, torch.tensor(0.7).double())
+    with estimator.train().fixed_noise(u, v):
+        estimator(model, x, backward=True)  # the training step's backward pass
+    computed = {name: parameter.grad for name, parameter in own.items()}
+    model.zero_grad(set_to_none=True)
+
+    def objective():
+        with estimator.fixed_noise(u, v):
+            return parameter_variance_objective(estimator, model, x)
+
+    check_derivatives(objective, own, computed, broken=cls is InferenceOnlyParameterREBAR)

@@ -2,6 +2,7 @@
 Adam's betas, the variance-scaling initialisation, the output bias's clip and the sbm's input
 centring, each against its formula; the defaults leave the model and the optimiser as they were."""
 import math
+import re
 
 import pytest
 import torch
@@ -133,3 +134,31 @@ def test_data_centring_feeds_the_inference_network_its_formula(centring):
     for name, formula in CENTRINGS.items():
         matches = torch.allclose(logits, first(formula(x, x_mean).flatten(1)), atol=1e-5)
         assert matches == (name == centring), name
+
+
+def test_rebar_options_reach_the_estimator_and_bad_ones_get_one_message():
+    from ovis.training.components import make_estimator
+
+    parser = build_parser()
+    args = parser.parse_args(["--model", "sbm", "--estimator", "dynamic-rebar",
+                              "--rebar_options", "same-noise,muprop-relaxation,per-layer,bounded-eta,parameter-objective"])
+    check_values(args)
+    estimator = make_estimator(args, X_SHAPE)
+    assert (estimator.same_noise, estimator.relaxation, estimator.objective, estimator.per_layer) == (
+        True, "muprop", "parameters", True)
+    assert "parametrizations.eta.original" in dict(estimator.named_parameters())
+    default = make_estimator(parser.parse_args(["--model", "sbm", "--estimator", "dynamic-rebar"]), X_SHAPE)
+    assert (default.same_noise, default.relaxation, default.objective) == (False, "concrete", "logits")
+    for argv, message in (
+            (["--estimator", "rebar", "--rebar_options", "bounded-eta"],
+             "--rebar_options bounded-eta with --estimator rebar: bounded_eta and variance_objective apply to a "
+             "trained control variate (dynamic-rebar or relax); use --estimator dynamic-rebar or relax, or drop "
+             "--rebar_options"),
+            (["--estimator", "nvil", "--rebar_options", "same-noise"],
+             "--rebar_options same-noise with --estimator nvil: NVIL takes no --rebar_options; use --estimator "
+             "rebar or dynamic-rebar or relax, or drop --rebar_options"),
+            (["--estimator", "dynamic-rebar", "--rebar_options", "same_noise"],
+             "--rebar_options same_noise: unknown; allowed same-noise, muprop-relaxation, per-layer, "
+             "per-layer-own-score, bounded-eta, parameter-objective")):
+        with pytest.raises(ArgumentError, match=re.escape(message)):
+            check_values(parser.parse_args(["--model", "sbm", *argv]))
