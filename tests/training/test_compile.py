@@ -68,8 +68,9 @@ def _model_and_estimator(estimator_id: str):
 def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
     """Losses and model gradients of calls at batch sizes 4, 4, 3, 2 (the third recompiles at a
     symbolic batch size, as the last batch of an epoch does in run.py), on seeded streams.
-    ``compiled``: "" (eager), "forward" (the estimator call compiled) or "gradient pass" (forward
-    and backward pass compiled together, as run.py --compile does)."""
+    ``compiled``: "" (eager), "forward" (the estimator call compiled), "gradient pass" (forward
+    and backward pass compiled together, run.py --compile's fallback) or "gradients" (forward pass
+    and ``autograd.grad`` compiled together, as in run.py --compile's whole step)."""
     torch._dynamo.reset()
     model, estimator = _model_and_estimator(estimator_id)
     parameters = list(model.parameters())
@@ -81,11 +82,18 @@ def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
             return loss.detach()
         return run
 
+    def gradients(call):  # x -> the loss and the gradients of its batch mean
+        def run(x):
+            loss, _, _ = call(model, x)
+            return loss.detach(), torch.autograd.grad(loss.mean(), parameters, allow_unused=True)
+        return run
+
     compiled_call = torch.compile(estimator)
     # the fallback, where the gradient pass breaks the graph (nvil), is run.py's: the compiled call
+    cpu = torch.device("cpu")
     step = {"": estimator, "forward": compiled_call,
-            "gradient pass": compiled_gradient_pass(gradient_pass(estimator), torch.device("cpu"),
-                                                    gradient_pass(compiled_call))}[compiled]
+            "gradient pass": compiled_gradient_pass(gradient_pass(estimator), cpu, gradient_pass(compiled_call)),
+            "gradients": compiled_gradient_pass(gradients(estimator), cpu, gradients(compiled_call))}[compiled]
     results = []
     for call, bs in enumerate((4, 4, 3, 2)):
         x = (torch.rand(bs, 1, 6, 6, generator=torch.Generator().manual_seed(call)) > 0.5).float()
@@ -94,6 +102,8 @@ def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
             loss = step(x)
             gradients = [None if p.grad is None else p.grad.clone() for p in parameters]
             model.zero_grad(set_to_none=True)
+        elif compiled == "gradients":
+            loss, gradients = step(x)
         else:
             loss, _, _ = step(model, x)
             gradients = torch.autograd.grad(loss.mean(), parameters, allow_unused=True)
@@ -102,7 +112,7 @@ def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
 
 
 @pytest.mark.slow  # about 15 s per estimator and mode on 2 cores
-@pytest.mark.parametrize("compiled", ["forward", "gradient pass"])
+@pytest.mark.parametrize("compiled", ["forward", "gradient pass", "gradients"])
 @pytest.mark.parametrize("estimator_id", [e for e in EXAMPLE_IDS if e not in ("dynamic-rebar", "relax")])
 def test_every_compilable_estimator_compiles_to_its_eager_gradients(estimator_id, compiled, monkeypatch):
     """(dynamic-rebar and relax are refused: test_run_options.) Found by this test: NVIL's running
