@@ -27,8 +27,22 @@ import torch
 import torch._dynamo.config as dynamo_config
 from torch import Tensor
 
+# run.py --compile auto: compiled where the faster step repays the compilation (about 0.5 to 2 minutes on a
+# CPU). Measured (benchmarks/results.md, SBN 3 x 200, one core): the compiled step saves about 1 ms of 5 to 7
+# at K = 5, after about 100,000 steps (twice that, to be sure), and nothing at K = 50.
+COMPILE_SETTINGS = ("auto", "on", "off")
+COMPILE_MIN_STEPS = 200_000
+COMPILE_MAX_PARTICLES = 5  # mc * iw
 # Adam settings the whole-step update implements (run.py's make_optimizer leaves them so)
 PLAIN_ADAM = {"amsgrad": False, "weight_decay": 0, "maximize": False, "differentiable": False}
+
+
+def compiles(setting, total_steps: int, particles: int, compile_problem: Optional[str]) -> bool:
+    """Whether run.py compiles a run of ``total_steps`` steps of ``particles`` (mc * iw) particles per
+    data point with ``--compile setting`` (``compile_problem``: the estimator's, None when it can be compiled)."""
+    if setting in ("auto", None):
+        return compile_problem is None and total_steps >= COMPILE_MIN_STEPS and particles <= COMPILE_MAX_PARTICLES
+    return setting in ("on", True)
 
 
 def compile_mode(device: torch.device) -> str:
@@ -48,7 +62,7 @@ def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callabl
         try:
             with dynamo_config.patch(trace_autograd_ops=True):  # read when dynamo traces (first call, recompiles)
                 return current["call"](*args, **kwargs)
-        except torch._dynamo.exc.Unsupported:
+        except torch._dynamo.exc.TorchDynamoException:  # a graph break, or a construct dynamo cannot trace
             current["call"] = fallback
             return fallback(*args, **kwargs)
     return call

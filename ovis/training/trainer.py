@@ -33,10 +33,11 @@ from ovis import exit_codes
 from ovis.records import ABORTED, FAILED, SUCCESS, write_outcome
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
-from ovis.training.compilation import compiled_gradient_pass, compiled_optimizer_step, compiled_training_step
+from ovis.training.compilation import (compiled_gradient_pass, compiled_optimizer_step, compiled_training_step,
+                                       compiles)
 from ovis.training.divergence import (DivergenceError, check_evaluation, check_parameters,
                                      likelihood_is_probability_mass)
-from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
+from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count, steps_per_epoch
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
 from ovis.training.messages import evaluation_line, start_lines
@@ -95,7 +96,10 @@ class Trainer:
         self.datasets = components.datasets
         self.model = components.model.to(self.device)
         self.estimator = components.estimator.to(self.device)
-        compile = getattr(args, "compile", False)
+        total_steps = (epoch_count(args.epochs, args.nsteps, len(self.datasets.train), args.bs)
+                       * steps_per_epoch(len(self.datasets.train), args.bs))
+        compile = compiles(getattr(args, "compile", "off"), total_steps, args.mc * args.iw,
+                           getattr(self.estimator, "compile_problem", None))
         # --compile: the gradient pass and the optimiser steps, compiled on first use (ovis.training.compilation)
         self.gradient_pass = self._gradient_pass
         if compile:

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ovis.estimators.config import EXAMPLE_IDS
-from ovis.training.compilation import compiled_gradient_pass
+from ovis.training.compilation import COMPILE_MAX_PARTICLES, COMPILE_MIN_STEPS, compiled_gradient_pass, compiles
 from ovis.training.efficiency import Workload, _build, _batches
 
 # A small SBN on the generated shapes data (8 units, 1 layer), batch 4, K = 3.
@@ -36,6 +36,16 @@ def test_compiled_step_gives_the_eager_losses_and_parameters(tmp_path, monkeypat
     for compiled, eager in zip(compiled_parameters, eager_parameters):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
     assert eager_parameters[0].ne(_losses_and_parameters(tmp_path / "again", SMALL)[1][0]).sum() == 0
+
+
+def test_compile_auto_compiles_long_runs_at_small_k_of_compilable_estimators():
+    from ovis.training.arguments import parse_args
+    assert parse_args(["--dataset", "shapes", "--model", "sbm"]).compile == "auto"
+    assert compiles("auto", COMPILE_MIN_STEPS, COMPILE_MAX_PARTICLES, None)
+    assert not compiles("auto", COMPILE_MIN_STEPS - 1, COMPILE_MAX_PARTICLES, None)
+    assert not compiles("auto", COMPILE_MIN_STEPS, COMPILE_MAX_PARTICLES + 1, None)
+    assert not compiles("auto", COMPILE_MIN_STEPS, 1, "differentiates its backward pass")
+    assert compiles("on", 1, 50, None) and not compiles("off", 10 * COMPILE_MIN_STEPS, 1, None)
 
 
 def test_compile_is_not_part_of_the_run_identity():
