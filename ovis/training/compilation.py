@@ -27,9 +27,9 @@ import torch
 import torch._dynamo.config as dynamo_config
 from torch import Tensor
 
-# run.py --compile auto: compiled where the faster step repays the compilation (about 0.5 to 2 minutes on a
-# CPU). Measured (benchmarks/results.md, SBN 3 x 200, one core): the compiled step saves about 1 ms of 5 to 7
-# at K = 5, after about 100,000 steps (twice that, to be sure), and nothing at K = 50.
+# run.py --compile auto: compiled where the faster step repays the compilation. Both bounds come from
+# benchmarks/results.md (compilation time over the saving per step, doubled; the step is faster compiled
+# at K = 5 and not at K = 50).
 COMPILE_SETTINGS = ("auto", "on", "off")
 COMPILE_MIN_STEPS = 200_000
 COMPILE_MAX_PARTICLES = 5  # mc * iw
