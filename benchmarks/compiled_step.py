@@ -2,8 +2,8 @@
 
     OVIS_DATA=../shared/data python benchmarks/compiled_step.py [--device cpu] [--iw 5,50] [--repeats 3]
 
-Modes (``ovis.training.compilation``): ``eager``; ``compiled`` (inductor's default mode: the
-gradient pass as one graph, each optimiser step compiled); ``graph`` (``mode="reduce-overhead"``:
+Modes (``ovis.training.compilation``): ``eager``; ``compiled`` (inductor's default mode:
+``run.py --compile on``, the whole step as one graph where the optimisers are Adam); ``graph`` (``mode="reduce-overhead"``:
 the compiled step replayed as CUDA graphs, run.py's ``--compile`` on CUDA; skipped on a CPU). Each
 measurement is a fresh process through run.py's set-up (``ovis.training.efficiency._build``) and
 ``Trainer._train_step``, pinned to one core on a CPU (``--core``), the modes alternating over

@@ -36,6 +36,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 from ovis.cli import ArgumentError, ArgumentParser, add_run_folder_options, integer_option
 from ovis.identity import DATASET_MODELS, MODEL_OPTIONS, run_hash
+from ovis.training.compilation import COMPILE_MAX_PARTICLES, COMPILE_MIN_STEPS, COMPILE_SETTINGS
 from ovis.training.optim import OPTIMIZERS
 from ovis.training.reproduction_options import (ReproductionOptionError, add_reproduction_options,
                                                 check_reproduction_options)
@@ -163,11 +164,14 @@ def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
     session.add_argument("--threads", type=integer_option, default=0,
                          help="CPU threads of PyTorch (0: one when the training step is small, e.g. a 3x200 SBN "
                               "at batch 24 and iw <= 15, else PyTorch's default of one per core)")
-    session.add_argument("--compile", action="store_true",
-                         help="compile the training step with torch.compile: the estimator's forward and backward "
-                              "pass as one graph, sampling included, and each optimiser step (on CUDA replayed as "
-                              "CUDA graphs, mode reduce-overhead: untested); off by default; costs one to two "
-                              "minutes of compilation (benchmarks/compiled_step.py); not for dynamic-rebar and relax")
+    session.add_argument("--compile", nargs="?", const="on", default="auto", choices=COMPILE_SETTINGS,
+                         help="compile the training step with torch.compile: the estimator's forward pass, sampling "
+                              "included, its gradients and the Adam update as one graph (on CUDA replayed as CUDA "
+                              "graphs, mode reduce-overhead: untested); costs 0.5 to 2 minutes of compilation "
+                              "(benchmarks/compiled_step.py). auto (default): on where the faster step repays the "
+                              f"compilation: runs of at least {COMPILE_MIN_STEPS:,} steps with mc * iw <= "
+                              f"{COMPILE_MAX_PARTICLES} whose estimator can be compiled (not dynamic-rebar and relax); "
+                              "--compile alone: on")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
 

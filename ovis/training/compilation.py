@@ -1,19 +1,48 @@
 """``run.py --compile``: the training step as compiled programs (``torch.compile``).
 
-* the gradient pass: the estimator's forward pass (sampling included), the surrogate and its
-  backward pass, traced together into one graph (dynamo's ``trace_autograd_ops``: ``backward()``
-  inside the traced function becomes part of the graph instead of a graph break); an estimator
-  whose call breaks the graph gets its call compiled and an eager ``backward()`` instead;
-* each optimiser's ``step``, compiled on its own: ``torch.optim`` breaks the graph around its
-  update on purpose (the update must be traced without gradient).
+* the whole step (``compiled_training_step``), where every optimiser is run.py's Adam: the
+  estimator's forward pass (sampling included), the surrogate, its gradients and the Adam update
+  of every parameter, traced together into one graph (dynamo's ``trace_autograd_ops`` traces
+  ``torch.autograd.grad``). Inductor fuses each parameter's update into the kernel that follows
+  its gradient's matrix product. The Adam update is written out here because torch's own
+  (``torch.optim.adam.adam``, capturable as it must be under ``torch.compile``) computes the bias
+  corrections from the step tensor inside every element loop; here they are computed once per
+  step on the host and passed in as tensors, so the graph is not recompiled as they change. The
+  update is the one of ``torch.optim.Adam`` (same state: ``step``, ``exp_avg``, ``exp_avg_sq``),
+  so checkpoints and resumed runs do not depend on it;
+* otherwise (another optimiser, a per-step gradient analysis that reads ``.grad``, or an
+  estimator whose call breaks the graph) the gradient pass: forward pass and ``backward()``
+  traced together (``compiled_gradient_pass``); where that breaks the graph (NVIL updates its
+  statistics outside the graph, and a ``backward()`` traced after a break leaves the parameters
+  without gradients) the estimator's call compiled and an eager ``backward()``; each
+  optimiser's ``step`` compiled on its own (``torch.optim`` breaks the graph around its update
+  on purpose: the update must be traced without gradient).
 
 On CUDA both run as CUDA graphs (``mode="reduce-overhead"``): one launch replays the step's
 kernels. The CUDA path is untested (no GPU was lent to this project so far).
 """
-from typing import Callable
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch._dynamo.config as dynamo_config
+from torch import Tensor
+
+# run.py --compile auto: compiled where the faster step repays the compilation. Both bounds come from
+# benchmarks/results.md (compilation time over the saving per step, doubled; the step is faster compiled
+# at K = 5 and not at K = 50).
+COMPILE_SETTINGS = ("auto", "on", "off")
+COMPILE_MIN_STEPS = 200_000
+COMPILE_MAX_PARTICLES = 5  # mc * iw
+# Adam settings the whole-step update implements (run.py's make_optimizer leaves them so)
+PLAIN_ADAM = {"amsgrad": False, "weight_decay": 0, "maximize": False, "differentiable": False}
+
+
+def compiles(setting, total_steps: int, particles: int, compile_problem: Optional[str]) -> bool:
+    """Whether run.py compiles a run of ``total_steps`` steps of ``particles`` (mc * iw) particles per
+    data point with ``--compile setting`` (``compile_problem``: the estimator's, None when it can be compiled)."""
+    if setting in ("auto", None):
+        return compile_problem is None and total_steps >= COMPILE_MIN_STEPS and particles <= COMPILE_MAX_PARTICLES
+    return setting in ("on", True)
 
 
 def compile_mode(device: torch.device) -> str:
@@ -21,26 +50,113 @@ def compile_mode(device: torch.device) -> str:
     return "reduce-overhead" if device.type == "cuda" else "default"
 
 
-def compiled_gradient_pass(function: Callable, device: torch.device, fallback: Callable) -> Callable:
-    """``function`` (forward pass, ``backward()`` inside) compiled as one graph for ``device``;
-    where it cannot be one graph (a graph break: NVIL updates its statistics outside the graph,
-    and a ``backward()`` traced after a break leaves the parameters without gradients), every
-    call goes to ``fallback`` instead. Dynamo refuses before running anything, so the call that
-    found out runs once, in ``fallback``."""
-    compiled = {"call": torch.compile(function, mode=compile_mode(device), fullgraph=True)}
+def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callable:
+    """``compiled`` (traced with ``backward()``/``autograd.grad`` inside), or ``fallback`` for
+    every call from the first that breaks the graph: dynamo refuses before running anything, so
+    the call that found out runs once, in ``fallback``."""
+    current = {"call": compiled}
 
-    def gradient_pass(*args, **kwargs):
-        if compiled["call"] is fallback:
+    def call(*args, **kwargs):
+        if current["call"] is fallback:
             return fallback(*args, **kwargs)
         try:
             with dynamo_config.patch(trace_autograd_ops=True):  # read when dynamo traces (first call, recompiles)
-                return compiled["call"](*args, **kwargs)
-        except torch._dynamo.exc.Unsupported:
-            compiled["call"] = fallback
+                return current["call"](*args, **kwargs)
+        except torch._dynamo.exc.TorchDynamoException:  # a graph break, or a construct dynamo cannot trace
+            current["call"] = fallback
             return fallback(*args, **kwargs)
-    return gradient_pass
+    return call
+
+
+def compiled_gradient_pass(function: Callable, device: torch.device, fallback: Callable) -> Callable:
+    """``function`` (forward pass, ``backward()`` inside) compiled as one graph for ``device``;
+    where it cannot be one graph, every call goes to ``fallback`` instead."""
+    return _fall_back_on_graph_break(torch.compile(function, mode=compile_mode(device), fullgraph=True), fallback)
 
 
 def compiled_optimizer_step(optimizer: torch.optim.Optimizer, device: torch.device) -> Callable:
     """``optimizer.step`` compiled for ``device`` (torch's compiled optimiser)."""
     return torch.compile(optimizer.step, mode=compile_mode(device))
+
+
+class AdamGroups:
+    """The parameter groups of ``torch.optim.Adam`` optimisers, their state created as Adam's
+    first step creates it, and the bias-corrected scalars of each step (computed on the host)."""
+
+    def __init__(self, optimizers: Sequence[torch.optim.Optimizer]):
+        self.optimizers = list(optimizers)
+        self.groups: List[Dict] = []  # (load_state_dict replaces the groups and the state: both read on first use)
+        self.states: List[List[Dict]] = []
+        self.steps: Optional[List[int]] = None  # per group: read from the state on first use (a resumed run's)
+
+    @staticmethod
+    def supports(optimizers: Sequence[torch.optim.Optimizer]) -> bool:
+        return all(type(optimizer) is torch.optim.Adam for optimizer in optimizers) and all(
+            not isinstance(group["lr"], Tensor) and all(group.get(key, value) == value for key, value in PLAIN_ADAM.items())
+            for optimizer in optimizers for group in optimizer.param_groups)
+
+    def prepare(self, device: torch.device) -> Tensor:
+        """``[groups, 2]``: ``lr / (1 - beta1^t)`` and ``sqrt(1 - beta2^t)`` of this step ``t``."""
+        if self.steps is None:  # the state loaded from a checkpoint, or created as Adam's first step creates it
+            for optimizer in self.optimizers:
+                for group in optimizer.param_groups:
+                    self.groups.append(group)
+                    for p in group["params"]:
+                        if not optimizer.state[p]:
+                            optimizer.state[p].update(
+                                step=torch.zeros((), dtype=torch.float32, device=p.device),
+                                exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                                exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format))
+                    self.states.append([optimizer.state[p] for p in group["params"]])
+            self.steps = [int(states[0]["step"]) if states else 0 for states in self.states]
+        self.steps = [t + 1 for t in self.steps]
+        scalars = [(group["lr"] / (1 - group["betas"][0] ** t), (1 - group["betas"][1] ** t) ** 0.5)
+                   for group, t in zip(self.groups, self.steps)]
+        return torch.tensor(scalars, dtype=torch.float32).to(device, non_blocking=True)
+
+    def update(self, gradients: Sequence[Optional[Tensor]], scalars: Tensor) -> None:
+        """One Adam step of every parameter with a gradient (``gradients``: group after group)."""
+        position = 0
+        for index, (group, states) in enumerate(zip(self.groups, self.states)):
+            beta1, beta2 = group["betas"]
+            kept = [(p, g, s) for p, g, s in zip(group["params"], gradients[position:], states) if g is not None]
+            position += len(group["params"])
+            if not kept:
+                continue
+            params, grads, state = zip(*kept)
+            exp_avg, exp_avg_sq = [s["exp_avg"] for s in state], [s["exp_avg_sq"] for s in state]
+            torch._foreach_add_([s["step"] for s in state], 1)
+            torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, grads, grads, 1 - beta2)
+            denominator = torch._foreach_sqrt(exp_avg_sq)
+            torch._foreach_div_(denominator, scalars[index, 1])
+            torch._foreach_add_(denominator, group["eps"])
+            steps = torch._foreach_div(exp_avg, denominator)
+            torch._foreach_mul_(steps, scalars[index, 0])
+            torch._foreach_sub_(list(params), steps)
+
+
+def compiled_training_step(gradients: Callable[..., Tuple[Tensor, Dict, Sequence[Optional[Tensor]]]],
+                           optimizers: Sequence[torch.optim.Optimizer], device: torch.device,
+                           fallback: Callable) -> Optional[Callable]:
+    """``step(x, **runtime) -> (loss, diagnostics)``: ``gradients(x, **runtime) -> (loss,
+    diagnostics, gradients of the optimisers' parameters)`` and the Adam update, compiled as one
+    graph for ``device``; where that breaks the graph, ``fallback`` (the same signature) for
+    every call. None where an optimiser is not plain ``torch.optim.Adam``."""
+    if not AdamGroups.supports(optimizers):
+        return None
+    adam = AdamGroups(optimizers)
+
+    def step(x: Tensor, scalars: Tensor, **runtime):
+        loss, diagnostics, grads = gradients(x, **runtime)
+        with torch.no_grad():
+            adam.update(grads, scalars)
+        return loss, diagnostics
+
+    compiled = _fall_back_on_graph_break(torch.compile(step, mode=compile_mode(device), fullgraph=True),
+                                         lambda x, scalars, **runtime: fallback(x, **runtime))
+
+    def training_step(x: Tensor, **runtime):
+        return compiled(x, adam.prepare(device), **runtime)
+    return training_step

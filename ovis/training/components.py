@@ -88,7 +88,7 @@ def _estimator_problem(args: argparse.Namespace, estimator, model, name: str, sh
     from ovis.analysis.grad_variance import GradientVarianceTracker
     from ovis.estimators.particles import RuntimeOptions
 
-    if args.compile and estimator.compile_problem:
+    if args.compile in ("on", True) and estimator.compile_problem:
         return f"--compile with --estimator {args.estimator}: {estimator.compile_problem}; drop --compile"
     try:
         estimator.check_options(RuntimeOptions(args.alpha, args.beta, args.tau, args.freebits))

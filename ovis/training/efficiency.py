@@ -110,7 +110,7 @@ class Workload:
         if self.estimator == "-":  # evaluation only: any estimator that builds
             options["estimator"] = "reinforce"
         argv = [text for key, value in options.items() for text in (f"--{key}", str(value))]
-        return argv + ["--silent"] + (["--compile"] if self.compile else [])
+        return argv + ["--silent", "--compile", "on" if self.compile else "off"]
 
 
 @dataclass

@@ -31,9 +31,10 @@ from torch import Tensor, nn
 from ovis.run_folder import StopRequests, run_work
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
-from ovis.training.compilation import compiled_gradient_pass, compiled_optimizer_step
+from ovis.training.compilation import (compiled_gradient_pass, compiled_optimizer_step, compiled_training_step,
+                                       compiles)
 from ovis.training.divergence import check_evaluation, check_parameters, likelihood_is_probability_mass
-from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count
+from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count, steps_per_epoch
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
 from ovis.training.messages import evaluation_line, start_lines
@@ -91,7 +92,10 @@ class Trainer:
         self.datasets = components.datasets
         self.model = components.model.to(self.device)
         self.estimator = components.estimator.to(self.device)
-        compile = getattr(args, "compile", False)
+        total_steps = (epoch_count(args.epochs, args.nsteps, len(self.datasets.train), args.bs)
+                       * steps_per_epoch(len(self.datasets.train), args.bs))
+        compile = compiles(getattr(args, "compile", "off"), total_steps, args.mc * args.iw,
+                           getattr(self.estimator, "compile_problem", None))
         # --compile: the gradient pass and the optimiser steps, compiled on first use (ovis.training.compilation)
         self.gradient_pass = self._gradient_pass
         if compile:
@@ -110,6 +114,8 @@ class Trainer:
         self.base_lrs = [[group["lr"] for group in optimizer.param_groups] for optimizer in self.optimizers]
         self.optimizer_steps = [compiled_optimizer_step(optimizer, self.device) if compile else optimizer.step
                                 for optimizer in self.optimizers]
+        self.trained_parameters = [p for optimizer in self.optimizers for group in optimizer.param_groups
+                                   for p in group["params"]]
 
         train = self.datasets.train
         self.batches = TrainingBatches(train, args.bs, args.seed, args.workers,
@@ -138,6 +144,11 @@ class Trainer:
         self.stop_requests = StopRequests(logger)
         # --grad_variance_mode moving: per-step variances (not checkpointed: a resumed run restarts them)
         self.moving_variance = moving_variance_tracker(args, self.model, self.estimator, self.datasets.x_shape)
+        # --compile: the whole step as one graph where the optimisers are Adam, no analysis reads .grad and
+        # the estimator has no objective of its own (its backward pass would be skipped)
+        self.whole_step = (compiled_training_step(self._gradients, self.optimizers, self.device, self._separate_steps)
+                           if compile and self.moving_variance is None and self.estimator.own_objective is None
+                           and all(p.requires_grad for p in self.trained_parameters) else None)
         self._started = time.time()
         self._last_checkpoint = time.monotonic()
         self.progress: Optional[Progress] = None
@@ -224,15 +235,26 @@ class Trainer:
         loss.backward()
         return loss.detach(), diagnostics
 
-    def _train_step(self, x: Tensor) -> None:
-        state = self.state
-        loss, diagnostics = self.gradient_pass(x, **self.runtime(state.step))
+    def _gradients(self, x: Tensor, **runtime):
+        """The batch-mean surrogate loss, the diagnostics and the gradients of ``trained_parameters``."""
+        loss, diagnostics, _ = self.estimator(self.model, x, backward=False, return_diagnostics=True, **runtime)
+        loss = loss.mean()
+        return loss.detach(), diagnostics, torch.autograd.grad(loss, self.trained_parameters, allow_unused=True)
+
+    def _separate_steps(self, x: Tensor, **runtime):
+        """The gradient pass, then each optimiser's step."""
+        loss, diagnostics = self.gradient_pass(x, **runtime)
         if self.moving_variance is not None:  # on its own random stream: the trajectory does not change
-            with seeded_rng(derive_seed(self.args.seed, "moving-variance", state.step), self.device):
-                diagnostics = {**diagnostics, **self.moving_variance.step(self.model, x, **self.runtime(state.step))}
+            with seeded_rng(derive_seed(self.args.seed, "moving-variance", self.state.step), self.device):
+                diagnostics = {**diagnostics, **self.moving_variance.step(self.model, x, **runtime)}
         for optimizer, step in zip(self.optimizers, self.optimizer_steps):
             step()
             optimizer.zero_grad(set_to_none=True)
+        return loss, diagnostics
+
+    def _train_step(self, x: Tensor) -> None:
+        state = self.state
+        loss, diagnostics = (self.whole_step or self._separate_steps)(x, **self.runtime(state.step))
         state.step += 1
         state.batch += 1
         self.monitor.record(state.step, loss, diagnostics)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from ovis.estimators.config import EXAMPLE_IDS
-from ovis.training.compilation import compiled_gradient_pass
+from ovis.training.compilation import COMPILE_MAX_PARTICLES, COMPILE_MIN_STEPS, compiled_gradient_pass, compiles
 from ovis.training.efficiency import Workload, _build, _batches
 
 # A small SBN on the generated shapes data (8 units, 1 layer), batch 4, K = 3.
@@ -38,6 +38,16 @@ def test_compiled_step_gives_the_eager_losses_and_parameters(tmp_path, monkeypat
     assert eager_parameters[0].ne(_losses_and_parameters(tmp_path / "again", SMALL)[1][0]).sum() == 0
 
 
+def test_compile_auto_compiles_long_runs_at_small_k_of_compilable_estimators():
+    from ovis.training.arguments import parse_args
+    assert parse_args(["--dataset", "shapes", "--model", "sbm"]).compile == "auto"
+    assert compiles("auto", COMPILE_MIN_STEPS, COMPILE_MAX_PARTICLES, None)
+    assert not compiles("auto", COMPILE_MIN_STEPS - 1, COMPILE_MAX_PARTICLES, None)
+    assert not compiles("auto", COMPILE_MIN_STEPS, COMPILE_MAX_PARTICLES + 1, None)
+    assert not compiles("auto", COMPILE_MIN_STEPS, 1, "differentiates its backward pass")
+    assert compiles("on", 1, 50, None) and not compiles("off", 10 * COMPILE_MIN_STEPS, 1, None)
+
+
 def test_compile_is_not_part_of_the_run_identity():
     from ovis.training.arguments import parse_args, run_hash
     argv = ["--dataset", "shapes", "--model", "sbm"]
@@ -68,8 +78,9 @@ def _model_and_estimator(estimator_id: str):
 def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
     """Losses and model gradients of calls at batch sizes 4, 4, 3, 2 (the third recompiles at a
     symbolic batch size, as the last batch of an epoch does in run.py), on seeded streams.
-    ``compiled``: "" (eager), "forward" (the estimator call compiled) or "gradient pass" (forward
-    and backward pass compiled together, as run.py --compile does)."""
+    ``compiled``: "" (eager), "forward" (the estimator call compiled), "gradient pass" (forward
+    and backward pass compiled together, run.py --compile's fallback) or "gradients" (forward pass
+    and ``autograd.grad`` compiled together, as in run.py --compile's whole step)."""
     torch._dynamo.reset()
     model, estimator = _model_and_estimator(estimator_id)
     parameters = list(model.parameters())
@@ -81,11 +92,18 @@ def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
             return loss.detach()
         return run
 
+    def gradients(call):  # x -> the loss and the gradients of its batch mean
+        def run(x):
+            loss, _, _ = call(model, x)
+            return loss.detach(), torch.autograd.grad(loss.mean(), parameters, allow_unused=True)
+        return run
+
     compiled_call = torch.compile(estimator)
     # the fallback, where the gradient pass breaks the graph (nvil), is run.py's: the compiled call
+    cpu = torch.device("cpu")
     step = {"": estimator, "forward": compiled_call,
-            "gradient pass": compiled_gradient_pass(gradient_pass(estimator), torch.device("cpu"),
-                                                    gradient_pass(compiled_call))}[compiled]
+            "gradient pass": compiled_gradient_pass(gradient_pass(estimator), cpu, gradient_pass(compiled_call)),
+            "gradients": compiled_gradient_pass(gradients(estimator), cpu, gradients(compiled_call))}[compiled]
     results = []
     for call, bs in enumerate((4, 4, 3, 2)):
         x = (torch.rand(bs, 1, 6, 6, generator=torch.Generator().manual_seed(call)) > 0.5).float()
@@ -94,6 +112,8 @@ def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
             loss = step(x)
             gradients = [None if p.grad is None else p.grad.clone() for p in parameters]
             model.zero_grad(set_to_none=True)
+        elif compiled == "gradients":
+            loss, gradients = step(x)
         else:
             loss, _, _ = step(model, x)
             gradients = torch.autograd.grad(loss.mean(), parameters, allow_unused=True)
@@ -102,7 +122,7 @@ def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
 
 
 @pytest.mark.slow  # about 15 s per estimator and mode on 2 cores
-@pytest.mark.parametrize("compiled", ["forward", "gradient pass"])
+@pytest.mark.parametrize("compiled", ["forward", "gradient pass", "gradients"])
 @pytest.mark.parametrize("estimator_id", [e for e in EXAMPLE_IDS if e not in ("dynamic-rebar", "relax")])
 def test_every_compilable_estimator_compiles_to_its_eager_gradients(estimator_id, compiled, monkeypatch):
     """(dynamic-rebar and relax are refused: test_run_options.) Found by this test: NVIL's running
