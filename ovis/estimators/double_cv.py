@@ -70,6 +70,8 @@ class DoubleControlVariate(DiscreteLatentEstimator, ScoreFunctionEstimator):
     name = "double-cv"
     max_groups = 1
     min_mc = 2
+    compile_problem = ("its control variate's slopes are gradients taken inside the training call "
+                       "(torch.autograd.grad), which torch.compile traces to gradients that differ from the eager ones")
 
     def __init__(self, mc: int = 2, iw: int = 1, scale: float = 1.0, learn: bool = False, **options):
         super().__init__(mc, iw, **options)

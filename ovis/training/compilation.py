@@ -25,6 +25,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch._dynamo.config as dynamo_config
+import torch._functorch.config as functorch_config
 from torch import Tensor
 
 # run.py --compile auto: compiled where the faster step repays the compilation. Both bounds come from
@@ -57,14 +58,16 @@ def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callabl
     current = {"call": compiled}
 
     def call(*args, **kwargs):
-        if current["call"] is fallback:
-            return fallback(*args, **kwargs)
-        try:
-            with dynamo_config.patch(trace_autograd_ops=True):  # read when dynamo traces (first call, recompiles)
+        # read when dynamo traces (first call, recompiles); the fallback's compiled estimator call keeps its
+        # backward buffers: estimators that differentiate inside their call (double-cv, rodeo) retain the graph
+        with dynamo_config.patch(trace_autograd_ops=True), functorch_config.patch(donated_buffer=False):
+            if current["call"] is fallback:
+                return fallback(*args, **kwargs)
+            try:
                 return current["call"](*args, **kwargs)
-        except torch._dynamo.exc.TorchDynamoException:  # a graph break, or a construct dynamo cannot trace
-            current["call"] = fallback
-            return fallback(*args, **kwargs)
+            except torch._dynamo.exc.TorchDynamoException:  # a graph break, or a construct dynamo cannot trace
+                current["call"] = fallback
+                return fallback(*args, **kwargs)
     return call
 
 

@@ -55,24 +55,26 @@ def test_compile_is_not_part_of_the_run_identity():
 
 
 
-SWEEP_MODELS = {"sbm": {"N": 5, "depth": 2, "nlayers": 0}, "vae": {"N": 3, "hdim": 8, "nlayers": 1}}
+# (the one-layer sbm: for the enumerating estimators and those that take one stochastic layer)
+SWEEP_MODELS = [("sbm", {"N": 5, "depth": 2, "nlayers": 0}), ("vae", {"N": 3, "hdim": 8, "nlayers": 1}),
+                ("sbm", {"N": 3, "depth": 1, "nlayers": 0})]
 
 
 def _model_and_estimator(estimator_id: str):
-    """A small SBN, or a small Gaussian VAE for the pathwise estimators that refuse it."""
+    """The first of ``SWEEP_MODELS`` the estimator accepts, and the estimator at its smallest mc."""
     from ovis.estimators.config import parse_estimator_id
     from ovis.models import get_model
     Estimator, config = parse_estimator_id(estimator_id)
-    for name, hparams in SWEEP_MODELS.items():
+    for name, hparams in SWEEP_MODELS:
         torch.manual_seed(0)
         model = get_model(name, (1, 6, 6), **hparams)
-        estimator = Estimator(mc=1, iw=3, x_shape=(1, 6, 6), **config)
+        estimator = Estimator(mc=max(1, Estimator.min_mc), iw=3, x_shape=(1, 6, 6), **config)
         try:
             estimator.check_model(model)
         except ValueError:
             continue
         return model, estimator
-    raise AssertionError(f"{estimator_id} accepts none of {sorted(SWEEP_MODELS)}")
+    raise AssertionError(f"{estimator_id} accepts none of {SWEEP_MODELS}")
 
 
 def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
@@ -123,9 +125,10 @@ def _gradients_at_changing_batch_sizes(estimator_id: str, compiled: str):
 
 @pytest.mark.slow  # about 15 s per estimator and mode on 2 cores
 @pytest.mark.parametrize("compiled", ["forward", "gradient pass", "gradients"])
-@pytest.mark.parametrize("estimator_id", [e for e in EXAMPLE_IDS if e not in ("dynamic-rebar", "relax")])
+@pytest.mark.parametrize("estimator_id", [e for e in EXAMPLE_IDS
+                                          if e not in ("dynamic-rebar", "relax", "double-cv", "rodeo")])
 def test_every_compilable_estimator_compiles_to_its_eager_gradients(estimator_id, compiled, monkeypatch):
-    """(dynamic-rebar and relax are refused: test_run_options.) Found by this test: NVIL's running
+    """(dynamic-rebar, relax, double-cv and rodeo are refused: their compile_problem.) Found by this test: NVIL's running
     statistics, updated inside the compiled graph, gave 20% different phi gradients, and the noise
     samplers failed to trace at a symbolic batch size."""
     import torch._inductor.config as inductor
