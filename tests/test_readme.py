@@ -135,8 +135,19 @@ def test_quickstart_and_test_scripts_exist_and_parse():
 def test_python_blocks_run_as_written():
     """The own-project and evaluation blocks, in order, in one namespace."""
     import ovis
+    from ovis.estimators.registry import registered_families, unregister_estimator
     from ovis.models.dynamic import GeometricGenerative, GeometricInference
     from ovis.testing.models import EnumerableModel
+    before = {family.name for family in registered_families()}
+    try:
+        _run_python_blocks(ovis, GeometricGenerative, GeometricInference, EnumerableModel)
+    finally:  # the plugin block registers an estimator: later tests see the built-in registry
+        for family in registered_families():
+            if family.name not in before:
+                unregister_estimator(family.name)
+
+
+def _run_python_blocks(ovis, GeometricGenerative, GeometricInference, EnumerableModel):
     torch.manual_seed(0)
     model = EnumerableModel()  # binary x of model.x_dim pixels, Bernoulli latents
     data = torch.bernoulli(torch.full((4, model.x_dim), 0.5))
