@@ -14,6 +14,7 @@ from typing import List, Optional, Sequence
 import pandas as pd
 
 from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list, integer_option
+from ovis.files import atomic_write
 from ovis.reporting.efficiency import markdown_summary, plot_efficiency
 from ovis.reporting.style import apply_style
 from ovis.run_folder import StopRequests, run_script, run_work
@@ -66,8 +67,7 @@ def write_summary(table: pd.DataFrame, args: argparse.Namespace) -> None:
     """``efficiency.md`` and the figure in ``--output``; the summary on the terminal."""
     table = with_clock(table, args.clock)
     summary = markdown_summary(table)
-    with open(os.path.join(args.output, "efficiency.md"), "w") as f:
-        f.write(summary)
+    atomic_write(os.path.join(args.output, "efficiency.md"), summary)
     apply_style()
     paths = plot_efficiency(table, os.path.join(args.output, "efficiency"))
     if "threads_used" in table:
