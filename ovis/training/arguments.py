@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--warmup_mode", default="log", choices=WARMUP_MODES, help="shape of the alpha warm-up")
     run.add_argument("--alpha_init", type=_optional(float), default=None, help="alpha at the start of the warm-up")
     run.add_argument("--eval_freq", type=integer_option, default=10, help="evaluate every this many epochs")
+    run.add_argument("--time_budget", type=_optional(float), default=None,
+                     help="stop training once its steps have taken this many seconds (process CPU time on a CPU, "
+                          "what a one-thread run takes on an idle machine; wall-clock on CUDA; evaluations "
+                          "excluded), then evaluate and validate as at the end; --epochs or --nsteps stays the "
+                          "upper bound and sets the learning-rate schedule. For comparisons at equal time")
     run.add_argument("--max_eval", type=_optional(integer_option), default=1000,
                      help="data points per split and periodic evaluation (none: the whole split)")
     run.add_argument("--iw_valid", type=integer_option, default=100, help="K of the final validation bound")
@@ -223,6 +228,8 @@ def check_values(args: argparse.Namespace) -> None:
     _check(args.beta >= 0, f"--beta must be >= 0, got {args.beta}")
     _check(args.tau >= 0, f"--tau must be >= 0 (0: straight-through), got {args.tau}")
     _check(args.freebits is None or args.freebits >= 0, f"--freebits must be >= 0, got {args.freebits}")
+    _check(args.time_budget is None or args.time_budget > 0,
+           f"--time_budget must be > 0 seconds (leave it out for no budget), got {args.time_budget}")
     _check(args.bs >= 2 or args.normalization != "batchnorm",
            "--bs 1 with --normalization batchnorm: batch normalisation needs two or more data points per "
            "training batch; use --bs 2 or more, or --normalization layernorm")

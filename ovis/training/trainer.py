@@ -10,6 +10,9 @@ One ``Trainer`` runs one run folder (DESIGN 4). The loop, per epoch ``e``:
    ``SYNC_EVERY`` steps (progress bar, NaN check); their averages since the previous
    evaluation are logged under the ``online`` split (``online:loss/L_k``, ``online:control_variate/mse``).
 
+Training stops after the last epoch or, with ``--time_budget``, once the training steps have
+taken that many seconds (``_budget_spent``); every evaluation logs the time spent in training
+steps (``info/training-time``, wall-clock, and ``info/training-cpu-time``, process CPU time).
 After training the best model is evaluated on the whole validation split (``valid:loss/L_k``).
 
 Randomness: model initialisation and particles draw from the global torch RNG, whose state is
@@ -73,6 +76,8 @@ class TrainingState:
     best_step: int = -1
     best_epoch: int = -1
     elapsed: float = 0.0  # seconds of training time before the current process
+    training_time: float = 0.0  # wall-clock seconds spent in training steps (evaluations excluded)
+    training_cpu_time: float = 0.0  # process CPU seconds spent in training steps (evaluations excluded)
 
 
 @contextmanager
@@ -192,17 +197,19 @@ class Trainer:
         state, args = self.state, self.args
         self.progress = Progress(self.total_steps, state.step, args.silent, self.logger)
         while True:
-            due = state.epoch % args.eval_freq == 0 or state.epoch >= self.epochs
-            if state.batch == 0 and due and state.last_eval_step != state.step:
+            finished = state.epoch >= self.epochs or self._budget_spent()
+            due = (state.batch == 0 and state.epoch % args.eval_freq == 0) or finished
+            if due and state.last_eval_step != state.step:
                 self._evaluate()
                 self._save_checkpoint()
-            if state.epoch >= self.epochs:
+            if finished:
                 return
             self._stop_if_requested()
             self.lr_schedule.apply(self.optimizers, self.base_lrs, state.epoch)
             self.model.train()
             self.estimator.train()
             for x in self.batches.epoch(state.epoch, start=state.batch):
+                wall, cpu = time.perf_counter(), time.process_time()
                 try:
                     self._train_step(x.to(self.device, non_blocking=True))
                 except Exception:
@@ -211,7 +218,9 @@ class Trainer:
                     check_parameters(state.step, self.model)
                     raise
                 if self.monitor.full:
-                    self._sync()
+                    self._sync()  # on CUDA the wait for the queued steps counts as their time
+                state.training_time += time.perf_counter() - wall
+                state.training_cpu_time += time.process_time() - cpu
                 if self.stop_requests.pending:
                     self._sync()
                     self._save_checkpoint()
@@ -219,8 +228,20 @@ class Trainer:
                 if time.monotonic() - self._last_checkpoint > args.checkpoint_interval:
                     self._sync()
                     self._save_checkpoint()
-            state.epoch += 1
-            state.batch = 0
+                if self._budget_spent():
+                    break
+            else:
+                state.epoch += 1
+                state.batch = 0
+
+    def _budget_spent(self) -> bool:
+        """Whether ``--time_budget`` is spent: process CPU time of the training steps on a CPU (the
+        time a one-thread run would take on an idle machine), wall-clock on CUDA."""
+        budget = getattr(self.args, "time_budget", None)
+        if budget is None:
+            return False
+        spent = self.state.training_cpu_time if self.device.type == "cpu" else self.state.training_time
+        return spent >= budget
 
     def _gradient_pass(self, x: Tensor, estimator_call: Optional[Callable] = None, **runtime):
         """The batch-mean surrogate loss and the diagnostics; the gradients accumulated in ``.grad``
@@ -272,6 +293,7 @@ class Trainer:
         args, state = self.args, self.state
         common = {f"parameters/{key}": value for key, value in self.runtime(state.step).items()}
         common.update({"info/epoch": float(state.epoch), "info/elapsed-time": self._elapsed(),
+                       "info/training-time": state.training_time, "info/training-cpu-time": state.training_cpu_time,
                        "info/model-evaluations": float(self.estimator.model_evaluations())})
         with seeded_rng(derive_seed(args.seed, "evaluation", state.step), self.device):
             self.model.eval()

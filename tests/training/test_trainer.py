@@ -16,7 +16,7 @@ from .toys import build_toy_components
 OPTIONS = ["--exp", "e", "--run_id", "r", "--epochs", "4", "--eval_freq", "2", "--bs", "8", "--iw", "3",
            "--grad_samples", "10", "--grad_bs", "4", "--mc_au_analysis", "10", "--npoints_au_analysis", "16",
            "--test_bs", "8", "--valid_bs", "10", "--iw_test", "20", "--iw_valid", "20", "--max_eval", "16", "--silent"]
-VOLATILE = {"info/elapsed-time"}
+VOLATILE = {"info/elapsed-time", "info/training-time", "info/training-cpu-time"}
 
 
 def run(root, *extra, **estimator_options):
@@ -52,7 +52,7 @@ def test_a_run_writes_every_file_and_metric(tmp_path):
                  "train:active_units/r_au", "train:active_units/n", "train:parameters/alpha", "train:info/epoch",
                  "online:loss/L_k", "test:loss/L_k", "test:loss/overfitting", "test:loss/kl_q_p",
                  "test:parameters/beta", "test:info/elapsed-time", "test:info/iters", "valid:loss/L_k",
-                 "train:info/model-evaluations"):
+                 "train:info/model-evaluations", "test:info/training-time", "test:info/training-cpu-time"):
         assert name in names, name
 
     def value(metric, step):
@@ -174,3 +174,19 @@ def test_resuming_with_other_options_is_refused(tmp_path, capsys):
     # the length sets the learning-rate schedule: a longer run is another run (ovis.identity)
     assert run(tmp_path, "--resume", "--epochs", "5") == 2
     assert "(changed: epochs)" in capsys.readouterr().err
+
+
+def test_a_time_budget_stops_training_at_the_first_step_past_it_then_evaluates(tmp_path, monkeypatch):
+    clock = iter(range(10 ** 6))
+    monkeypatch.setattr("ovis.training.trainer.time.process_time", lambda: 0.25 * next(clock))
+    # each step reads the clock twice: 0.25 s a step, so a budget of 2.5 s is spent at step 10 of 24
+    assert run(tmp_path, "--time_budget", "2.5") == 0
+    run_dir = tmp_path / "e" / "r"
+    metrics = read_metrics(str(run_dir))
+    assert sorted(metrics[metrics.metric == "test:loss/L_k"].step) == [0, 10]
+    spent = metrics[metrics.metric == "test:info/training-cpu-time"].set_index("step").value
+    assert spent[0] == 0 and spent[10] == 2.5
+    assert load_checkpoint(str(run_dir))["state"]["step"] == 10
+    finished = records(run_dir)
+    assert run(tmp_path, "--resume", "--time_budget", "2.5") == 0  # a spent budget trains no further
+    assert records(run_dir) == finished
