@@ -24,8 +24,6 @@ kernels. The CUDA path is untested (no GPU was lent to this project so far).
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch._dynamo.config as dynamo_config
-import torch._functorch.config as functorch_config
 from torch import Tensor
 
 # run.py --compile auto: compiled where the faster step repays the compilation. Both bounds come from
@@ -58,6 +56,9 @@ def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callabl
     current = {"call": compiled}
 
     def call(*args, **kwargs):
+        # imported here: importing dynamo costs about a second, which run.py --help and uncompiled runs skip
+        import torch._dynamo.config as dynamo_config
+        import torch._functorch.config as functorch_config
         # read when dynamo traces (first call, recompiles); the fallback's compiled estimator call keeps its
         # backward buffers: estimators that differentiate inside their call (double-cv, rodeo) retain the graph
         with dynamo_config.patch(trace_autograd_ops=True), functorch_config.patch(donated_buffer=False):
