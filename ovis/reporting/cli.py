@@ -46,6 +46,9 @@ def report_parser() -> ArgumentParser:
     parser.add_argument("--ylims", default="", help="<split>:<key>:<min>:<max>,...")
     parser.add_argument("--include", default="", help="keep runs whose id contains one of these substrings")
     parser.add_argument("--exclude", default="", help="drop runs whose id contains one of these substrings")
+    parser.add_argument("--where", default="",
+                        help="option=value,...: keep runs with these options (config.json's names and values, e.g. "
+                             "depth=1,id=E2,id=E4: an option given twice accepts either value)")
     parser.add_argument("--downsample", type=int, default=0, help="at most this many points per curve (0: all)")
     parser.add_argument("--ema", type=float, default=0.0, help="exponential smoothing factor of the curves, [0, 1)")
     parser.add_argument("--parse_estimator_args", action="store_true",
@@ -62,7 +65,8 @@ def report_parser() -> ArgumentParser:
 def report_options(argv: Optional[Sequence[str]] = None) -> ReportOptions:
     args = report_parser().parse_args(argv)
     lists = {name: comma_list(getattr(args, name)) for name in
-             ("keys", "metrics", "detailed_metrics", "pivot_metrics", "ylims", "include", "exclude", "merge_args")}
+             ("keys", "metrics", "detailed_metrics", "pivot_metrics", "ylims", "include", "exclude", "where",
+              "merge_args")}
     for name in ("metrics", "detailed_metrics", "pivot_metrics"):  # old metric names read as the current ones
         lists[name] = [records.current_metric_name(metric) for metric in lists[name]]
     plain = {name: value for name, value in vars(args).items() if name not in lists}

@@ -41,7 +41,7 @@ from ovis.reporting.aggregate import (SEED, PivotMetric, ReportError, attribute_
                                       downsample_curves, parse_ylims, run_aggregates, seed_statistics,
                                       smooth_curves, variant_columns)
 from ovis.reporting.runs import (ABORTED, FAILED, QUEUED, RUNNING, SUCCESS, UNKNOWN, ExperimentRuns, Run,
-                                 load_curves, scan_experiment, select_runs)
+                                 load_curves, parse_where, scan_experiment, select_runs)
 from ovis.reporting.style import apply_style, estimator_style
 from ovis.reporting.uncertainty import improvement_table
 
@@ -66,6 +66,7 @@ class ReportOptions:
     ylims: Sequence[str] = ()
     include: Sequence[str] = ()
     exclude: Sequence[str] = ()
+    where: Sequence[str] = ()
     downsample: int = 0
     ema: float = 0.0
     parse_estimator_args: bool = False
@@ -231,7 +232,8 @@ def _index_page(options: ReportOptions, experiment: ExperimentRuns, selected: Li
     lines += [f"Generated {datetime.datetime.now():%Y-%m-%d %H:%M} from `{experiment.exp_dir}`"
               + (f" with `{options.command}`" if options.command else "") + ".", ""]
     filters = [f"include={','.join(options.include)}" if options.include else "",
-               f"exclude={','.join(options.exclude)}" if options.exclude else ""]
+               f"exclude={','.join(options.exclude)}" if options.exclude else "",
+               f"where={','.join(options.where)}" if options.where else ""]
     lines += ["## Runs", ""]
     if any(filters):
         lines += [f"{len(selected)} of {len(experiment.runs)} runs match "
@@ -336,7 +338,11 @@ def _draw_figures(directory: str, per_run: pd.DataFrame, curves: pd.DataFrame, p
 def _used_runs(options: ReportOptions) -> Tuple[ExperimentRuns, List[Run], List[Run]]:
     """The experiment, the runs matching the filters, and those that the report reads."""
     experiment = scan_experiment(os.path.join(options.root, options.exp))
-    selected = select_runs(experiment.runs, options.include, options.exclude)
+    try:
+        where = parse_where(options.where)
+    except ValueError as error:
+        raise ReportError(str(error)) from None
+    selected = select_runs(experiment.runs, options.include, options.exclude, where)
     readable = [SUCCESS] + ([RUNNING, FAILED, ABORTED, UNKNOWN] if options.non_completed else [])
     used = [run for run in selected if run.status in readable and run.has_records]
     if options.max_records > 0:

@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import pandas as pd
 
 from ovis import records
-from ovis.identity import EXECUTION_OPTIONS
+from ovis.identity import EXECUTION_OPTIONS, canonical_value
 
 log = logging.getLogger(__name__)
 
@@ -136,14 +136,31 @@ def scan_experiment(exp_dir: str) -> ExperimentRuns:
     return experiment
 
 
-def select_runs(runs: Sequence[Run], include: Sequence[str] = (), exclude: Sequence[str] = ()) -> List[Run]:
+def parse_where(conditions: Sequence[str]) -> Dict[str, List[object]]:
+    """``option=value`` conditions -> option -> accepted values (an option given twice accepts either)."""
+    where: Dict[str, List[object]] = {}
+    for condition in conditions:
+        name, equals, value = condition.partition("=")
+        if not equals or not name:
+            raise ValueError(f"--where {condition!r}: expected option=value (a run.py option as config.json "
+                             f"names it, e.g. depth=1 or id=E2; repeat an option to accept several values)")
+        where.setdefault(name, []).append(canonical_value(value))
+    return where
+
+
+def select_runs(runs: Sequence[Run], include: Sequence[str] = (), exclude: Sequence[str] = (),
+                where: Optional[Dict[str, List[object]]] = None) -> List[Run]:
     """Keep a run if its id contains at least one ``include`` pattern (when any) and none of
-    the ``exclude`` patterns."""
+    the ``exclude`` patterns, and its options have one of the ``where`` values of each option
+    (``parse_where``; runs without options, not started, are dropped by a condition)."""
     kept = []
     for run in runs:
         if include and not any(pattern in run.run_id for pattern in include):
             continue
         if any(pattern in run.run_id for pattern in exclude):
+            continue
+        if where and not all(canonical_value((run.config or {}).get(name)) in values
+                             for name, values in where.items()):
             continue
         kept.append(run)
     return kept

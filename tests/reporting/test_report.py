@@ -113,6 +113,15 @@ def test_include_exclude_filters_and_report_id(experiment):
     assert "7 of 20 runs match include=ovis,vimco exclude=iw5-" in index
 
 
+def test_where_keeps_the_runs_with_those_options_as_typed_values(experiment):
+    report = build_report(options(experiment, where=("iw=50.0", "estimator=vimco-arithmetic", "estimator=reinforce"),
+                                  metrics=(), detailed_metrics=()))
+    assert set(report.per_run["estimator"]) == {"vimco-arithmetic", "reinforce"}
+    assert set(report.per_run["iw"]) == {50}
+    assert "runs match where=iw=50.0,estimator=vimco-arithmetic,estimator=reinforce" in read_text(report.directory,
+                                                                                                   "index.md")
+
+
 def test_variants_split_groups_and_redundant_options_are_dropped(experiment):
     # Same estimator and K with and without warm-up (ids differ too, but add nothing).
     for seed in (1, 2):
@@ -152,6 +161,7 @@ def test_two_keys_draw_the_pivot_plot_without_category(experiment):
     ({"keys": ("dataset", "estimator", "beta")}, "'beta'"),
     ({"ylims": ("train:loss/L_k:-80:-90",)}, "min < max"),
     ({"include": ("no-such-run",)}, "no completed run"),
+    ({"where": ("iw",)}, "expected option=value"),
 ])
 def test_bad_requests_raise_clear_errors(experiment, overrides, message):
     with pytest.raises(ReportError, match=message.replace("(", r"\(")):
