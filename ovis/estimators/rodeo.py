@@ -41,7 +41,6 @@ from typing import Dict, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from .relaxations import bernoulli_logits
 from .particles import Particles, RuntimeOptions, iw_bound
@@ -65,10 +64,34 @@ def stein_terms(at_neighbours: Tensor, at_sample: Tensor, x: Tensor, p: Tensor) 
     return stein[..., 0], stein[..., 1:] - at_neighbours[..., 1]
 
 
+NEGATIVE_SLOPE = 0.3  # of the network's LeakyReLU units, as in the paper's code
+
+
+def piecewise_linear_tables(inputs: nn.Linear, outputs: nn.Linear, others_bound: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The network of ``ControlNetwork`` as a function of its input t, for each ``others_bound [...]``:
+    ``sum_k v_k leaky(w_k t + c_k) + v_0`` is linear in t between the kinks ``-c_k / w_k``. Returns the
+    sorted kinks ``[..., H]`` and the slopes and intercepts ``[..., H + 1, 2]`` of the H + 1 pieces
+    (piece j: t above j kinks), differentiable in the network's parameters."""
+    w = inputs.weight[:, 0]  # [H]
+    c = others_bound[..., None] * inputs.weight[:, 1] + inputs.bias  # [..., H]
+    v = outputs.weight.t()  # [H, 2]
+    terms = torch.stack([(w[:, None] * v).expand(*c.shape, 2), c[..., None] * v], -1)  # v_k (w_k, c_k)  [..., H, 2, 2]
+    with torch.no_grad():
+        kinks, order = torch.where(w != 0, -c / torch.where(w != 0, w, 1), torch.inf).sort(-1)  # [..., H]
+    positive_below = ((w < 0) | ((w == 0) & (c > 0))).to(c.dtype)  # unit k above its kink for t below all kinks  [..., H]
+    start = ((positive_below + NEGATIVE_SLOPE * (1 - positive_below))[..., None, None] * terms).sum(-3)  # [..., 2, 2]
+    change = (1 - NEGATIVE_SLOPE) * torch.sign(w).expand_as(c)  # the unit's factor's change at its kink  [..., H]
+    steps = (change[..., None, None] * terms).gather(-3, order[..., None, None].expand_as(terms))  # sorted  [..., H, 2, 2]
+    pieces = torch.cat([torch.zeros_like(start)[..., None, :, :], steps.cumsum(-3)], -3) + start[..., None, :, :]
+    return kinks, pieces[..., 0], pieces[..., 1] + outputs.bias  # [..., H], [..., H + 1, 2] twice
+
+
 class ControlNetwork(nn.Module):
     """The paper's control function g: ``(t, f_-m) -> (h0, h1)``, one hidden layer of ``hidden``
     LeakyReLU units (negative slope 0.3), Glorot-uniform weights and zero biases (the Keras
-    defaults of the paper's code)."""
+    defaults of the paper's code). It is evaluated at the n points of each ``f_-m`` as the
+    piecewise linear function of t that it is (``piecewise_linear_tables``): ``O(H log H + n)``
+    per ``f_-m`` instead of the ``O(n H)`` of the hidden layer at every point."""
 
     def __init__(self, hidden: int = 100):
         super().__init__()
@@ -79,10 +102,10 @@ class ControlNetwork(nn.Module):
 
     def forward(self, taylor: Tensor, others_bound: Tensor) -> Tensor:
         """``[..., n, 2]`` from ``taylor [..., n]`` (``t_m`` at n points) and ``others_bound [...]`` (``f_-m``)."""
-        weight = self.inputs.weight  # [hidden, 2]
-        shared = others_bound[..., None] * weight[:, 1] + self.inputs.bias  # [..., hidden]
-        hidden = taylor[..., None] * weight[:, 0] + shared[..., None, :]  # [..., n, hidden]
-        return self.outputs(F.leaky_relu(hidden, 0.3))  # [..., n, 2]
+        kinks, slopes, intercepts = piecewise_linear_tables(self.inputs, self.outputs, others_bound)
+        piece = torch.searchsorted(kinks, taylor.contiguous())  # kinks below t  [..., n]
+        piece = piece[..., None].expand(*piece.shape, 2)  # [..., n, 2]
+        return slopes.gather(-2, piece) * taylor[..., None] + intercepts.gather(-2, piece)  # [..., n, 2]
 
 
 class Rodeo(DoubleControlVariate):
