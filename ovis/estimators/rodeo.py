@@ -29,7 +29,10 @@ them, is left out of G). ``rodeo-net`` is the paper's: ``(h0_m, h1_m)(y) = g(t_m
 network (``ControlNetwork``: one hidden layer of 100 LeakyReLU units, two outputs), learned with
 ``a`` and ``b`` by the same step (G then depends on g's parameters through ``Ga`` and ``Gb``). It
 starts as the paper's code and ``rodeo-learned`` do: ``a = b = 0`` (the leave-one-out estimator),
-g at a random Glorot-uniform start; the paper's code takes ``-f`` for f, which a learned g absorbs.
+g at a random Glorot-uniform start. This is the paper code's ``discrete_stein_avg`` (g of the mean
+Taylor expansion; its README's choice at K = 2, ``discrete_stein_output_avg`` at K > 2 averages g
+over the other samples' own expansions instead); that code takes the loss ``-f`` for f and averages
+A over the units (a factor 1/D): the same family of g, a and b.
 Each ``h_m`` depends on the other samples only, and A has zero mean under q given the other samples,
 so the estimator is unbiased for the gradient of L_K (the ELBO at iw = 1, the IW-Renyi bound at
 alpha > 0), theta and phi, for one layer of Bernoulli latents, at any a, b and g fixed before the
