@@ -9,11 +9,13 @@ paper's 3 x 200 linear SBN with a batch of 24 binary 28 x 28 images.
 
     python benchmarks/rebar_family_speed.py --ids double-cv,double-cv-learned,rodeo,rodeo-learned
 
+    python benchmarks/rebar_family_speed.py --ids rodeo,rodeo-learned,rodeo-net
+
 Targets: nvil, arm, disarm, reinforce-loo, gumbel-softmax, straight-through within 1.3x of
 reinforce (ARM and DisARM evaluate an antithetic pair per layer: against reinforce with 2 particles
 for the 1-layer comparison, 1 + depth for deeper models); REBAR and RELAX (three evaluations by
 construction) within 3.5x of reinforce at one particle. arms, arms-gaussian, double-cv, rodeo, their
-``-learned`` ids and indecater (no target) run on the one-layer SBN (1 x 200) they serve, against
+``-learned`` ids, rodeo-net and indecater (no target) run on the one-layer SBN (1 x 200) they serve, against
 reinforce with the same mc and ``model_evaluations / mc`` particles (indecater: 1 + 200
 evaluations per particle);
 ``exact`` enumerates 2^200 states there and is not timed. unordered-set, which enumerates the joint
@@ -61,9 +63,10 @@ COMPARISONS = (
     ("double-cv", 4, 1, 4, "evaluations", None), ("indecater", 1, 1, 1, "evaluations", None),
     ("rodeo", 4, 1, 4, "evaluations", None), ("unordered-set", 4, 1, 4, "evaluations", None),
     ("double-cv-learned", 4, 1, 4, "evaluations", None), ("rodeo-learned", 4, 1, 4, "evaluations", None),
+    ("rodeo-net", 4, 1, 4, "evaluations", None),
 )
 ONE_LAYER = {"arms", "arms-gaussian", "double-cv", "indecater", "rodeo", "double-cv-learned",
-             "rodeo-learned"}  # estimators of one stochastic layer
+             "rodeo-learned", "rodeo-net"}  # estimators of one stochastic layer
 LATENT_UNITS = 200
 # estimators that enumerate the joint states of their layer: a categorical VAE with one latent of 10 categories
 SMALL_CATEGORICAL = {"unordered-set": dict(prior="categorical", N=1, K=10, hdim=200, nlayers=1, depth=1)}

@@ -11,13 +11,14 @@ import math
 
 import pytest
 import torch
+from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from ovis.estimators.arms import ARMS, CopulaSampler, unit_pattern_probabilities
 from ovis.estimators.baselines import ReinforceLeaveOneOut
 from ovis.estimators.double_cv import DoubleControlVariate
 from ovis.estimators.exact import ExactEnumeration
 from ovis.estimators.indecater import IndeCateR
-from ovis.estimators.rodeo import Rodeo, leave_one_out
+from ovis.estimators.rodeo import Rodeo, RodeoNet, leave_one_out
 from ovis.models import get_model
 from ovis.testing import EnumerableModel, enumerate_estimator, per_datum_gradients
 
@@ -54,11 +55,18 @@ class BrokenDoubleControlVariate(DoubleControlVariate):
 
 
 class BrokenRodeo(Rodeo):
-    """The vector control variate's g1 taken at the sample itself instead of at its neighbours."""
+    """The vector control variate's h1 taken at the sample itself instead of at its neighbours."""
 
-    def logit_coefficients(self, bound, slopes, x, p):
-        jumps = leave_one_out(slopes) * (1 - 2 * x)
-        return super().logit_coefficients(bound, slopes, x, p) + self.vector_scale * jumps
+    def control_variates(self, bound, slopes, x, p):
+        stein, vector = super().control_variates(bound, slopes, x, p)
+        return stein, vector + leave_one_out(slopes) * (1 - 2 * x)
+
+
+class BrokenRodeoNet(RodeoNet):
+    """The network given the sample's own bound f_m instead of the other samples' mean f_-m."""
+
+    def control_functions(self, taylor, bound):
+        return self.network(taylor, bound)
 
 
 CASES = [((2,), 1, 1, {}), ((2,), 1, 3, {"alpha": 0.3, "beta": 0.7}), ((2,), 2, 2, {"freebits": 0.3})]
@@ -110,6 +118,24 @@ def test_rodeo_without_its_control_variates_is_leave_one_out():
         assert (flat(ours) - flat(theirs)).abs().max() < 1e-12
 
 
+@pytest.mark.parametrize("z_dims,mc,iw,runtime", LEAVE_ONE_OUT_CASES + [((3,), 2, 1, {})])
+def test_rodeo_net_matches_the_exact_gradient_at_any_network(z_dims, mc, iw, runtime):
+    """rodeo-net with a random network (standard normal weights and biases, 100 hidden units) and
+    a = 0.7, b = -0.4: exact on average; the network fed the sample's own bound is not."""
+    model = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
+    for cls in (RodeoNet, BrokenRodeoNet):
+        estimator = cls(mc, iw, x_shape=(3,)).double()
+        torch.manual_seed(1)
+        for parameter in estimator.network.parameters():
+            parameter.data.normal_()
+        estimator.scalar_scale.data.fill_(0.7), estimator.vector_scale.data.fill_(-0.4)
+        mean, _ = enumerate_estimator(estimator, model, X, **runtime)
+        if cls is RodeoNet:
+            assert error(mean, model, iw, **runtime) < 1e-12
+        else:
+            assert error(mean, model, iw, **runtime) > 1e-3
+
+
 def test_indecater_has_less_variance_than_reinforce():
     from ovis.estimators.score_function import Reinforce
     model = EnumerableModel(x_dim=4, z_dims=(2,), seed=0).double()
@@ -143,6 +169,7 @@ def test_indecater_on_categorical_latents_agrees_with_exact_on_average():
     (lambda: DoubleControlVariate(2, 1, x_shape=(3,)), "1 stochastic layer"),
     (lambda: ARMS(2, 1, x_shape=(3,)), "1 stochastic layer"),
     (lambda: Rodeo(2, 1, x_shape=(3,)), "1 stochastic layer"),
+    (lambda: RodeoNet(2, 1, x_shape=(3,)), "1 stochastic layer"),
 ])
 def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
     model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
@@ -152,20 +179,20 @@ def test_models_they_cannot_serve_are_refused_before_any_work(make, message):
     assert all(p.grad is None for p in model.parameters())
 
 
-@pytest.mark.parametrize("cls", [DoubleControlVariate, ARMS, Rodeo])
+@pytest.mark.parametrize("cls", [DoubleControlVariate, ARMS, Rodeo, RodeoNet])
 def test_leave_one_out_estimators_need_two_outer_samples(cls):
     with pytest.raises(ValueError, match="needs mc >= 2, got mc=1; use mc=2"):
         cls(1, 4)
 
 
-@pytest.mark.parametrize("cls", [ARMS, Rodeo])
+@pytest.mark.parametrize("cls", [ARMS, Rodeo, RodeoNet])
 def test_bernoulli_only_estimators_refuse_categorical_latents(cls):
     model, _ = categorical_vae()
     with pytest.raises(ValueError, match="accepts bernoulli latents, but .* categorical latents"):
         cls(2, 1, x_shape=(3,)).check_model(model)
 
 
-@pytest.mark.parametrize("cls", [IndeCateR, ExactEnumeration, DoubleControlVariate, ARMS, Rodeo])
+@pytest.mark.parametrize("cls", [IndeCateR, ExactEnumeration, DoubleControlVariate, ARMS, Rodeo, RodeoNet])
 def test_gaussian_latents_are_refused_with_the_fix(cls):
     torch.manual_seed(0)
     model = get_model("vae", (3,), prior="normal", N=2, hdim=4, nlayers=1, depth=1)
@@ -179,6 +206,7 @@ def test_evaluation_counts():
     indecater.check_model(model), exact.check_model(model)
     assert indecater.model_evaluations() == 2 * 3 * (1 + 2)
     assert Rodeo(2, 3, x_shape=(3,)).model_evaluations() == 2 * 3  # the neighbours come from Taylor expansions
+    assert RodeoNet(2, 3, x_shape=(3,)).model_evaluations() == 2 * 3
     assert exact.model_evaluations() == 1 * 2 + 4
 
 
@@ -256,24 +284,30 @@ class BrokenLearnedDoubleControlVariate(DoubleControlVariate):
 class BrokenLearnedRodeo(Rodeo):
     """The coefficients' steps with the scalar control variate's part of G taken with the wrong sign."""
 
-    def coefficient_learning(self, bound, slopes, x, p):
+    def coefficient_learning(self, bound, stein, vector, score):
         with torch.no_grad():
             self.scalar_scale.neg_()
         try:
-            return super().coefficient_learning(bound, slopes, x, p)
+            return super().coefficient_learning(bound, stein, vector, score)
         finally:
             with torch.no_grad():
                 self.scalar_scale.neg_()
 
 
-def offset_and_coefficient_gradients(estimator, model, x, bias, coefficients, seed):
+class BrokenLearnedRodeoNet(RodeoNet):
+    """The network's step without the vector control variate's part of G."""
+
+    def coefficient_learning(self, bound, stein, vector, score):
+        return super().coefficient_learning(bound, stein, vector.detach(), score)
+
+
+def offset_and_parameter_gradients(estimator, model, x, bias, values, seed):
     """G, the estimate of the gradient for an offset on every logit of the layer, without the
     loss's zero-mean term ``-mean_m (z_m - mu)`` (the gradient through log q of the ELBO, which does
-    not depend on the coefficients; iw = 1), read from the logits' bias (one data point); and the
-    estimator's gradients for its coefficients ``[P]``."""
+    not depend on the estimator's parameters; iw = 1), read from the logits' bias (one data point);
+    and the estimator's gradients for its parameters, set to ``values``, all flat ``[P]``."""
     parameters = list(estimator.parameters())
-    for parameter, value in zip(parameters, coefficients):
-        parameter.data.fill_(value)
+    vector_to_parameters(values, parameters)
     model.zero_grad()
     estimator.zero_grad()
     sampled = []
@@ -285,20 +319,36 @@ def offset_and_coefficient_gradients(estimator, model, x, bias, coefficients, se
     del estimator.sample
     z = sampled[0].leaves[0].detach()  # [mc, N] or [mc, N, C]
     pathwise = -(z - model.infer(x)[0].mean.detach()).mean(0).flatten()  # [N] or [N * C]
-    return -bias.grad - pathwise, torch.stack([p.grad for p in parameters])
+    return -bias.grad - pathwise, parameters_to_vector([p.grad for p in parameters])
 
 
-LEARNED = [(DoubleControlVariate, BrokenLearnedDoubleControlVariate, False, {}),
-           (DoubleControlVariate, BrokenLearnedDoubleControlVariate, True, {}),
-           (Rodeo, BrokenLearnedRodeo, False, {})]
+def parameter_directions(estimator):
+    """``(direction, step, tolerance)``: each coefficient (a scalar parameter) with a unit step (G is
+    linear in them: the central difference is exact), a random direction of the network's parameters
+    (if any) with a step that crosses none of its units' kinks here."""
+    sizes = [p.numel() for p in estimator.parameters()]
+    coefficients = sum(1 for p in estimator.parameters() if p.dim() == 0)  # the first parameters
+    directions = [(unit, 1.0, 1e-9) for unit in torch.eye(sum(sizes), dtype=torch.float64)[:coefficients]]
+    if coefficients < len(sizes):
+        network = torch.zeros(sum(sizes), dtype=torch.float64)
+        network[coefficients:] = torch.randn(sum(sizes) - coefficients, generator=torch.Generator().manual_seed(2))
+        directions.append((network, 1e-7, 1e-6))
+    return directions
+
+
+LEARNED = [(DoubleControlVariate, BrokenLearnedDoubleControlVariate, False, {"learn": True}),
+           (DoubleControlVariate, BrokenLearnedDoubleControlVariate, True, {"learn": True}),
+           (Rodeo, BrokenLearnedRodeo, False, {"learn": True}),
+           (RodeoNet, BrokenLearnedRodeoNet, False, {})]
 
 
 @pytest.mark.parametrize("cls,broken_cls,categorical,config", LEARNED)
-def test_learned_coefficients_step_down_the_variance_objective(cls, broken_cls, categorical, config):
-    """``double-cv-learned`` and ``rodeo-learned``: the gradient for each coefficient c_j is
-    ``d mean_n G_n^2 / d c_j`` (G is linear in them: a unit step of each on the same particles
-    gives G_j), on Bernoulli and categorical latents; the broken variant fails; and every value
-    of the coefficients keeps the estimate exact (enumeration)."""
+def test_learned_parameters_step_down_the_variance_objective(cls, broken_cls, categorical, config):
+    """``double-cv-learned``, ``rodeo-learned`` and ``rodeo-net``: the gradient for the parameters
+    along each direction v is ``d mean_n G_n^2 / dv = 2 mean_n G_n dG_n/dv`` (``dG/dv`` by central
+    differences on the same particles: exact for the coefficients, G is linear in them; to
+    ``O(step^2)`` for the network), on Bernoulli and categorical latents; the broken variant fails;
+    and every value of the parameters keeps the estimate exact (enumeration)."""
     if categorical:
         model, x = categorical_vae()
         x, bias = x[:1], dict(model.named_parameters())["inference_network.0.net.2.bias"]
@@ -306,20 +356,23 @@ def test_learned_coefficients_step_down_the_variance_objective(cls, broken_cls, 
         model, x = EnumerableModel(x_dim=3, z_dims=(3,), seed=0).double(), X
         bias = model.inference_network["bias_0"]
     for variant in (cls, broken_cls):
-        estimator = variant(3, 1, learn=True, x_shape=(3,)).double()
-        start = torch.tensor([0.4, 0.3][:len(list(estimator.parameters()))], dtype=torch.float64)
+        torch.manual_seed(0)
+        estimator = variant(3, 1, x_shape=(3,), **config).double()
+        start = parameters_to_vector(estimator.parameters()).detach().clone()
+        start[:2] = torch.tensor([0.4, 0.3][:len(start)], dtype=torch.float64)  # the coefficients
         errors = []
         for seed in range(3):
-            g, steps = offset_and_coefficient_gradients(estimator, model, x, bias, start, seed)
-            parts = [offset_and_coefficient_gradients(estimator, model, x, bias, start + unit, seed)[0] - g
-                     for unit in torch.eye(len(start), dtype=torch.float64)]  # G_j  [N]
-            expected = torch.stack([2 * (g * part).mean() for part in parts])
-            errors.append(((steps - expected).abs() / expected.abs()).max().item())
-        assert max(errors) < 1e-9 if variant is cls else max(errors) > 1e-3, (variant.__name__, errors)
+            g, steps = offset_and_parameter_gradients(estimator, model, x, bias, start, seed)
+            for direction, step, tolerance in parameter_directions(estimator):
+                change = [offset_and_parameter_gradients(estimator, model, x, bias, start + sign * step * direction,
+                                                         seed)[0] for sign in (1, -1)]
+                expected = 2 * (g * (change[0] - change[1]) / (2 * step)).mean()
+                errors.append(((steps @ direction - expected).abs() / expected.abs()).item() / tolerance)
+        assert max(errors) < 1 if variant is cls else max(errors) > 1e3, (variant.__name__, errors)
     if not categorical:
         for z_dims, mc, iw, runtime in LEAVE_ONE_OUT_CASES:
             small = EnumerableModel(x_dim=3, z_dims=z_dims, seed=0).double()
-            learned = cls(mc, iw, learn=True, x_shape=(3,)).double()
+            learned = cls(mc, iw, x_shape=(3,), **config).double()
             for parameter in learned.parameters():
                 parameter.data.fill_(0.7)
             assert error(enumerate_estimator(learned, small, X, **runtime)[0], small, iw, **runtime) < 1e-12
