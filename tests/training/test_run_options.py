@@ -166,7 +166,14 @@ def test_a_default_gmm_run_evaluates_a_bounded_subset_and_analyses_phi(tmp_path)
 @pytest.mark.parametrize("setup, estimator", [(setup, estimator) for setup in sorted(SETUPS) for estimator in EXAMPLE_IDS
                                               if not (setup in DISCRETE and estimator in PATHWISE)])
 def test_every_accepted_combination_trains_with_the_defaults(tmp_path, setup, estimator):
-    """Defaults (model sizes, iw, grad_key) with a short run and small evaluations."""
+    """Defaults (model sizes, iw, grad_key) with a short run and small evaluations; a combination that
+    ``parse_args`` refuses (the refusals are checked above) exits 2 before any work."""
     short = ["--mini", "--nsteps", "3", "--bs", "1000", "--max_eval", "20", "--iw_test", "5", "--iw_valid", "3",
              "--grad_samples", "2", "--grad_bs", "2", "--test_bs", "20", "--silent", "--data_root", DATA_ROOT]
-    assert main(SETUPS[setup] + estimator_options(estimator) + ["--root", str(tmp_path)] + short) == exit_codes.SUCCESS
+    argv = SETUPS[setup] + estimator_options(estimator) + ["--root", str(tmp_path)] + short
+    try:
+        parse_args(argv)
+    except ArgumentError:
+        assert main(argv) == exit_codes.BAD_ARGUMENTS and not os.listdir(tmp_path)
+        return
+    assert main(argv) == exit_codes.SUCCESS
