@@ -79,10 +79,15 @@ def log_factors(log_p: Tensor, log_rest: Tensor) -> Tensor:
     return torch.where(y < -20, y - torch.exp(y) / 2, torch.log(-torch.expm1(-torch.exp(y))))
 
 
+def log_integrand(log_factor_sum: Tensor) -> Tensor:
+    """The log integrand times the grid's step, from the sum over T of ``log_factors``: ``[..., n]``."""
+    nodes = NODES.to(log_factor_sum.device)  # [n]
+    return LOG_STEP + nodes - nodes.exp() + log_factor_sum  # [..., n]
+
+
 def log_integral(log_factor_sum: Tensor) -> Tensor:
     """``log p^{D\\A}(T)`` from the sum over T of ``log_factors``, ``[..., n] -> [...]``."""
-    nodes = NODES.to(log_factor_sum.device)  # [n]
-    return torch.logsumexp(LOG_STEP + nodes - nodes.exp() + log_factor_sum, -1)
+    return torch.logsumexp(log_integrand(log_factor_sum), -1)
 
 
 def log_rest(log_p: Tensor) -> Tensor:
@@ -101,11 +106,15 @@ def log_set_probability(log_p: Tensor, log_excluded: Tensor) -> Tensor:
 def log_leave_out(log_p: Tensor):
     """For a set S of k distinct elements, ``log_p [..., k]``: ``log p(S) [...]``, ``log p^{D\\s}(S\\s)
     [..., k]`` and ``log p^{D\\{s,s'}}(S\\{s,s'}) [..., k, k]`` (diagonal: ``log p^{D\\s}(S\\s)``), all with
-    the same remaining mass ``r = 1 - p(S)`` (float64)."""
+    the same remaining mass ``r = 1 - p(S)`` (float64). The pairs' quadratures are one matrix product:
+    their integrands are ``exp(V_s + V_s')`` with ``V_s = log integrand(S) / 2 - log factor(s)``, each
+    ``exp(V_s)`` scaled by its maximum over the grid."""
     factors = log_factors(log_p, log_rest(log_p))  # [..., k, n]
-    total = factors.sum(-2)  # [..., n]
-    one_out = total[..., None, :] - factors  # [..., k, n]
-    two_out = one_out[..., :, None, :] - factors[..., None, :, :]  # [..., k, k, n]
-    eye = torch.eye(log_p.shape[-1], dtype=torch.bool, device=log_p.device)[..., None]  # [k, k, 1]
-    two_out = torch.where(eye, one_out[..., :, None, :], two_out)  # [..., k, k, n]
-    return log_integral(total), log_integral(one_out), log_integral(two_out)
+    full = log_integrand(factors.sum(-2))  # [..., n]
+    one_out = torch.logsumexp(full[..., None, :] - factors, -1)  # [..., k]
+    half = full[..., None, :] / 2 - factors  # [..., k, n]
+    top = half.amax(-1, keepdim=True)  # [..., k, 1]
+    scaled = (half - top).exp()  # [..., k, n]
+    two_out = (scaled @ scaled.transpose(-1, -2)).log() + top + top.transpose(-1, -2)  # [..., k, k]
+    two_out = torch.diagonal_scatter(two_out, one_out, dim1=-2, dim2=-1)  # [..., k, k]
+    return torch.logsumexp(full, -1), one_out, two_out
