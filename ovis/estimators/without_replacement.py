@@ -29,6 +29,7 @@ probability (``p(T) ~ |T|! prod a_i``) do not underflow.
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .relaxations import UNIFORM_EPS
@@ -38,8 +39,9 @@ LOG_STEP = math.log(40.6 / 255)
 
 
 def log1mexp(x: Tensor) -> Tensor:
-    """``log(1 - exp(x))`` for ``x <= 0``, accurate at both ends (-inf at 0)."""
-    return torch.where(x > -math.log(2), torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+    """``log(1 - exp(x))`` for ``x <= 0`` (-inf at 0), accurate to double precision in absolute terms
+    (what the sums it enters need), not in relative terms below ``x = -log 2``."""
+    return torch.log(-torch.expm1(x))
 
 
 def conditioned_gumbels(parent: Tensor, children: Tensor) -> Tensor:
@@ -47,22 +49,23 @@ def conditioned_gumbels(parent: Tensor, children: Tensor) -> Tensor:
     keeping their law given that maximum (Kool et al. 2019, appendix B, in its stable form)."""
     top = children.max(-1, keepdim=True).values  # [..., 1]
     gap = parent[..., None] - children + log1mexp(children - top)  # [..., C]
-    shifted = parent[..., None] - gap.clamp(min=0) - torch.log1p(torch.exp(-gap.abs()))  # [..., C]
-    return torch.where(parent[..., None] == -math.inf, parent[..., None], shifted)  # [..., C]: dead beams stay dead
+    shifted = parent[..., None] - F.softplus(gap)  # [..., C]
+    return torch.where(torch.isneginf(parent)[..., None], parent[..., None], shifted)  # [..., C]: dead beams stay dead
 
 
 def stochastic_beam_search(log_p: Tensor, k: int) -> Tensor:
     """k elements drawn without replacement, in the order of the draws, from the factorised law of
     the units' log-probabilities ``log_p [bs, U, C]``: category indices ``[bs, k, U]``."""
     bs, units, categories = log_p.shape
+    uniform = torch.rand(bs, units, k, categories, dtype=log_p.dtype, device=log_p.device)  # [bs, U, k, C]
+    noise = -torch.log(-torch.log(uniform.clamp_(min=UNIFORM_EPS)))  # [bs, U, k, C]: standard Gumbels
     phi = log_p.new_zeros(bs, k)  # [bs, k]: log p of each beam's partial assignment
     perturbed = torch.full_like(phi, -math.inf)  # [bs, k]: the beams' G, one live beam (the empty assignment)
     perturbed[:, 0] = 0
     chosen = log_p.new_zeros(bs, k, 0, dtype=torch.long)  # [bs, k, u]
     for u in range(units):
         children = phi[:, :, None] + log_p[:, None, u]  # [bs, k, C]
-        uniform = torch.rand_like(children).clamp_(min=UNIFORM_EPS)  # [bs, k, C]
-        gumbels = conditioned_gumbels(perturbed, children - torch.log(-torch.log(uniform)))  # [bs, k, C]
+        gumbels = conditioned_gumbels(perturbed, children + noise[:, u])  # [bs, k, C]
         perturbed, kept = gumbels.flatten(1).topk(k, dim=-1)  # [bs, k] x 2
         phi = children.flatten(1).gather(1, kept)  # [bs, k]
         parent = (kept // categories)[:, :, None].expand(-1, -1, u)  # [bs, k, u]
