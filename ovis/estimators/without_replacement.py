@@ -35,7 +35,7 @@ from torch import Tensor
 from .relaxations import UNIFORM_EPS
 
 NODES = torch.linspace(-36.0, 4.6, 256, dtype=torch.float64)  # [n]: the grid in t = log(r x)
-LOG_STEP = math.log(40.6 / 255)
+LOG_STEP = math.log((NODES[1] - NODES[0]).item())
 
 
 def log1mexp(x: Tensor) -> Tensor:
@@ -78,7 +78,7 @@ def log_factors(log_p: Tensor, log_rest: Tensor) -> Tensor:
     [...]`` (log r) -> ``[..., m, n]`` (float64)."""
     y = log_p.double()[..., None] - log_rest.double()[..., None, None] + NODES.to(log_p.device)  # [..., m, n]
     y = y.clamp(min=-1e4)  # elements of probability 0 keep the sums below finite
-    # below e^-20 the series log(y) - y / 2 is exact to double precision where exp(y) would underflow
+    # where x = a_i e^t = e^y < e^-20, log(1 - e^-x) = log x - x / 2 to double precision (exp may underflow)
     return torch.where(y < -20, y - torch.exp(y) / 2, torch.log(-torch.expm1(-torch.exp(y))))
 
 

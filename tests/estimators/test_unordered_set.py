@@ -169,7 +169,7 @@ def beam_search_chi_square(draws=20000):
     assert (codes.diff(dim=-1) > 0).all()
     sets = torch.tensor(list(itertools.combinations(range(8), 3)))  # [56, 3]
     state_log_p = log_p[torch.arange(3), torch.tensor(list(itertools.product(range(2), repeat=3)))].sum(-1)  # [8]
-    law = log_set_probability(state_log_p[sets], torch.full((56,), -math.inf)).exp()  # [56]
+    law = permutation_sum(state_log_p[sets].exp(), torch.zeros(56, dtype=torch.float64))  # [56]
     assert law.sum().item() == pytest.approx(1, abs=1e-12)
     observed = (codes[:, None, :] == sets).all(-1).sum(0).double()  # [56]
     return ((observed - draws * law) ** 2 / (draws * law)).sum().item()
