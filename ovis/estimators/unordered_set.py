@@ -33,14 +33,14 @@ from .particles import Particles, RuntimeOptions, iw_bound, sample_particles
 from .factorised import (DiscreteLatentEstimator, LatentGroup, LeafSample, latent_kind,
                          unit_probabilities, unit_values)
 from .registry import EstimatorFamily, Style
-from .without_replacement import log_leave_out, stochastic_beam_search
+from .without_replacement import log_leave_out, sample_without_replacement
 
 MAX_SET = 16  # the quadrature of the set probabilities is tested up to 16 elements
 
 
 class WithoutReplacementSampler(LatentSampler):
     """Draws, per data point of a ``[bs * mc * iw]``-row pass, ``mc`` distinct elements (iw-tuples
-    of joint states of the layer) by stochastic beam search over the iw * N units."""
+    of joint states of the layer) by stochastic beam search over the iw * N units (in blocks)."""
 
     def __init__(self, mc: int, iw: int, check: Callable[[List[LatentGroup]], None]):
         self.mc, self.iw, self.check = mc, iw, check
@@ -52,7 +52,7 @@ class WithoutReplacementSampler(LatentSampler):
         self.check([unit] * (group + 1))  # one layer with at least mc elements, before any draw
         first = probs.view(-1, self.mc * self.iw, N, C)[:, 0]  # [bs, N, C]: q(z|x) is the same for all particles
         units = first.log().repeat(1, self.iw, 1)  # [bs, iw * N, C]: particle slowest
-        indices = stochastic_beam_search(units, self.mc)  # [bs, mc, iw * N]
+        indices = sample_without_replacement(units, self.mc)  # [bs, mc, iw * N]
         return unit_values(indices.reshape(rows, N), unit, probs.dtype)
 
 

@@ -73,6 +73,31 @@ def stochastic_beam_search(log_p: Tensor, k: int) -> Tensor:
     return chosen
 
 
+def merge_units(log_p: Tensor, size: int) -> Tensor:
+    """Consecutive blocks of ``size`` units as single units of ``C^size`` categories (the first unit
+    of a block slowest), the last block padded with units of one certain category: ``log_p [bs, U, C]
+    -> [bs, ceil(U / size), C^size]``."""
+    bs, units, categories = log_p.shape
+    padding = log_p.new_full((bs, -units % size, categories), -math.inf)  # [bs, pad, C]
+    padding[..., 0] = 0
+    blocks = torch.cat([log_p, padding], 1).view(bs, -1, size, categories)  # [bs, B, size, C]
+    joint = blocks[:, :, 0]  # [bs, B, C]
+    for unit in range(1, size):
+        joint = (joint[..., :, None] + blocks[:, :, unit, None, :]).flatten(-2)  # [bs, B, C^(unit + 1)]
+    return joint
+
+
+def sample_without_replacement(log_p: Tensor, k: int, max_categories: int = 16) -> Tensor:
+    """``stochastic_beam_search`` over blocks of units of at most ``max_categories`` joint
+    categories (fewer steps, the same law): ``log_p [bs, U, C]`` -> category indices ``[bs, k, U]``."""
+    bs, units, categories = log_p.shape
+    size = max(1, int(math.log(max_categories) / math.log(categories) + 1e-9))
+    chosen = stochastic_beam_search(merge_units(log_p, size), k)  # [bs, k, B]
+    place = categories ** torch.arange(size - 1, -1, -1, device=log_p.device)  # [size]: first unit slowest
+    digits = chosen[..., None] // place % categories  # [bs, k, B, size]
+    return digits.flatten(-2)[..., :units]
+
+
 def log_factors(log_p: Tensor, log_rest: Tensor) -> Tensor:
     """``log(1 - exp(-a_i e^t))`` at the grid's t, ``a_i = p_i / r``: ``log_p [..., m]`` and ``log_rest
     [...]`` (log r) -> ``[..., m, n]`` (float64)."""

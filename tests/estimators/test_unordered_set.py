@@ -12,7 +12,8 @@ import torch
 from scipy.stats import chi2
 
 from ovis.estimators import without_replacement
-from ovis.estimators.without_replacement import log_leave_out, log_set_probability, stochastic_beam_search
+from ovis.estimators.without_replacement import (log_leave_out, log_set_probability, sample_without_replacement,
+                                                stochastic_beam_search)
 
 from ovis.estimators.particles import RuntimeOptions
 from ovis.estimators.baselines import ReinforceLeaveOneOut
@@ -159,12 +160,12 @@ def test_the_leave_out_probabilities_are_those_of_the_smaller_sets(k):
     assert torch.allclose(log_leave_out(tiny)[0], math.lgamma(k + 1) + tiny.sum(-1), rtol=1e-15, atol=1e-13)
 
 
-def beam_search_chi_square(draws=20000):
-    """Pearson's statistic of the sets of 3 of the 8 states of 3 binary units drawn by stochastic
-    beam search against their probabilities under sampling without replacement (55 degrees)."""
+def beam_search_chi_square(sample, draws=20000):
+    """Pearson's statistic of the sets of 3 of the 8 states of 3 binary units drawn by ``sample``
+    against their probabilities under sampling without replacement (55 degrees)."""
     torch.manual_seed(0)
     log_p = torch.log_softmax(1.5 * torch.randn(3, 2, dtype=torch.float64), -1)  # [U, C]
-    chosen = stochastic_beam_search(log_p.expand(draws, -1, -1), 3)  # [n, 3, U]
+    chosen = sample(log_p.expand(draws, -1, -1), 3)  # [n, 3, U]
     codes = (chosen * torch.tensor([4, 2, 1])).sum(-1).sort(-1).values  # [n, 3]
     assert (codes.diff(dim=-1) > 0).all()
     sets = torch.tensor(list(itertools.combinations(range(8), 3)))  # [56, 3]
@@ -175,10 +176,13 @@ def beam_search_chi_square(draws=20000):
     return ((observed - draws * law) ** 2 / (draws * law)).sum().item()
 
 
-def test_stochastic_beam_search_draws_sets_with_the_law_of_sampling_without_replacement(monkeypatch):
-    """Below the 0.999 quantile of chi-square(55); beams that keep their children's unconditioned
-    Gumbels (a plain beam search on perturbed log-probabilities) fail it."""
-    assert beam_search_chi_square() < chi2.ppf(0.999, 55)
+@pytest.mark.parametrize("sample", [stochastic_beam_search,
+                                    lambda log_p, k: sample_without_replacement(log_p, k, max_categories=4)])
+def test_stochastic_beam_search_draws_sets_with_the_law_of_sampling_without_replacement(sample, monkeypatch):
+    """Unit by unit, and in blocks of 2 units (the second block padded): below the 0.999 quantile
+    of chi-square(55); beams that keep their children's unconditioned Gumbels (a plain beam search
+    on perturbed log-probabilities) fail it."""
+    assert beam_search_chi_square(sample) < chi2.ppf(0.999, 55)
     monkeypatch.setattr(without_replacement, "conditioned_gumbels",
                         lambda parent, children: torch.where(parent[..., None] == -math.inf, parent[..., None], children))
-    assert beam_search_chi_square() > chi2.ppf(0.999, 55)
+    assert beam_search_chi_square(sample) > chi2.ppf(0.999, 55)
