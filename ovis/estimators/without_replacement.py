@@ -10,7 +10,9 @@ Gumbel(phi + log p_u(c))`` are conditioned on their maximum being the parent's G
 - e^{-Z} + e^{-G'_c})``, Z = max_c G'_c), and the k children with the largest G are kept. The
 perturbed value of a partial assignment is then the maximum of the Gumbel-perturbed log-probabilities
 of its completions, so the k final beams are the Gumbel-top-k of all C^U elements: k draws without
-replacement, in the order of the draws. Public code: github.com/wouterkool/stochastic-beam-search.
+replacement, in the order of the draws. Any grouping of the units into steps gives the same law:
+``sample_without_replacement`` takes blocks of units of at most 16 joint categories a step (4
+Bernoulli units, one unit of 10 categories). Public code: github.com/wouterkool/stochastic-beam-search.
 
 Set probabilities (Kool, van Hoof & Welling, ICLR 2020, appendix): with exponential clocks of
 rates ``p_i`` over the domain without A, the unordered set T holds the first ``|T|`` draws iff its
