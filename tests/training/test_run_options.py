@@ -12,7 +12,6 @@ import pytest
 from ovis import exit_codes
 from ovis.estimators.config import EXAMPLE_IDS, parse_estimator_id
 from ovis.estimators.exact import ExactEnumeration
-from ovis.estimators.unordered_set import UnorderedSet
 from ovis.estimators.muprop import MuProp
 from ovis.estimators.relaxed import Relaxed
 from ovis.records import read_metrics
@@ -37,9 +36,9 @@ PATHWISE = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0].reparam}
 MEAN_FIELD = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is MuProp}
 ONE_HOT = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is Relaxed}
 INDEX_VALUED = {"gmm"}
-# exact and unordered-set enumerate every latent state: no model here is small enough; estimators of one stochastic
+# exact enumerates every latent state: no model here is small enough; estimators of one stochastic
 # layer refuse the 3-layer sbm, and the factorised ones the GMM's index-valued cluster
-ENUMERATING = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] in (ExactEnumeration, UnorderedSet)}
+ENUMERATING = {e for e in EXAMPLE_IDS if parse_estimator_id(e)[0] is ExactEnumeration}
 ONE_LAYER = {e for e in EXAMPLE_IDS if getattr(parse_estimator_id(e)[0], "max_groups", None) == 1}
 MULTI_LAYER = {"sbm"}
 
