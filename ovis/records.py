@@ -34,6 +34,8 @@ SUCCESS = "success"
 ABORTED = "aborted"
 FAILED = "failed"
 OUTCOME_FIRST_LINE = {SUCCESS: "Success.", ABORTED: "Aborted by User.", FAILED: "Failed."}
+# Metrics that measure time: they differ between two runs that compute the same values
+TIMING_METRICS = frozenset({"info/elapsed-time", "info/training-time", "info/training-cpu-time"})
 
 
 def _finite_or_none(value: float) -> Optional[float]:

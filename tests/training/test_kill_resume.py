@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ovis.records import read_outcome
+from ovis.records import TIMING_METRICS, read_outcome
 from ovis.training.checkpoint import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ def launch(root, *extra, delay="0"):
 
 def records(run_dir):
     with open(run_dir / "metrics.jsonl") as f:
-        return [(r["step"], r["split"], {k: v for k, v in r["values"].items() if k != "info/elapsed-time"})
+        return [(r["step"], r["split"], {k: v for k, v in r["values"].items() if k not in TIMING_METRICS})
                 for r in map(json.loads, f)]
 
 

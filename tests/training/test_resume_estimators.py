@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ovis.records import read_outcome
+from ovis.records import TIMING_METRICS, read_outcome
 from ovis.apps.train import main
 from ovis.training.components import build_components
 
@@ -39,7 +39,7 @@ def stopping_at(call: int):
 
 def records(run_dir):
     with open(run_dir / "metrics.jsonl") as f:
-        return [(r["step"], r["split"], {k: v for k, v in r["values"].items() if k != "info/elapsed-time"})
+        return [(r["step"], r["split"], {k: v for k, v in r["values"].items() if k not in TIMING_METRICS})
                 for r in map(json.loads, f)]
 
 

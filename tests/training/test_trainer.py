@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from ovis.records import read_config, read_metrics, read_outcome
+from ovis.records import TIMING_METRICS, read_config, read_metrics, read_outcome
 from ovis.training.checkpoint import load_checkpoint
 from ovis.apps.train import main
 
@@ -16,7 +16,6 @@ from .toys import build_toy_components
 OPTIONS = ["--exp", "e", "--run_id", "r", "--epochs", "4", "--eval_freq", "2", "--bs", "8", "--iw", "3",
            "--grad_samples", "10", "--grad_bs", "4", "--mc_au_analysis", "10", "--npoints_au_analysis", "16",
            "--test_bs", "8", "--valid_bs", "10", "--iw_test", "20", "--iw_valid", "20", "--max_eval", "16", "--silent"]
-VOLATILE = {"info/elapsed-time", "info/training-time", "info/training-cpu-time"}
 
 
 def run(root, *extra, **estimator_options):
@@ -28,7 +27,7 @@ def records(run_dir):
     """metrics.jsonl without wall-clock values."""
     with open(os.path.join(run_dir, "metrics.jsonl")) as f:
         lines = [json.loads(line) for line in f]
-    return [(r["step"], r["epoch"], r["split"], {k: v for k, v in r["values"].items() if k not in VOLATILE})
+    return [(r["step"], r["epoch"], r["split"], {k: v for k, v in r["values"].items() if k not in TIMING_METRICS})
             for r in lines]
 
 
