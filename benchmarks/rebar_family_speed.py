@@ -18,9 +18,10 @@ construction) within 3.5x of reinforce at one particle. arms, arms-gaussian, dou
 ``-learned`` ids, rodeo-net and indecater (no target) run on the one-layer SBN (1 x 200) they serve, against
 reinforce with the same mc and ``model_evaluations / mc`` particles (indecater: 1 + 200
 evaluations per particle);
-``exact`` enumerates 2^200 states there and is not timed. unordered-set, which serves Bernoulli and
-categorical layers, runs with its reference (mc = 8) on the categorical VAE of the discrete-estimators
-benchmark (20 latents of 10 categories).
+unordered-set, which serves Bernoulli and categorical layers, runs with its reference (mc = 8) on
+the categorical VAE of the discrete-estimators benchmark (20 latents of 10 categories); ``exact``,
+which would enumerate 2^200 states on the SBN, on a categorical VAE of 2 latents of 8 categories
+(64 states: 65 evaluations per data point, against reinforce with 65 particles).
 
 Each comparison alternates one step of the estimator and one of its reference, so that load
 changes on a shared machine hit both alike, and divides the medians of the process CPU time of
@@ -64,13 +65,15 @@ COMPARISONS = (
     ("double-cv", 4, 1, 4, "evaluations", None), ("indecater", 1, 1, 1, "evaluations", None),
     ("rodeo", 4, 1, 4, "evaluations", None), ("unordered-set", 8, 1, 8, "evaluations", None),
     ("double-cv-learned", 4, 1, 4, "evaluations", None), ("rodeo-learned", 4, 1, 4, "evaluations", None),
-    ("rodeo-net", 4, 1, 4, "evaluations", None),
+    ("rodeo-net", 4, 1, 4, "evaluations", None), ("exact", 1, 1, 1, "evaluations", None),
 )
 ONE_LAYER = {"arms", "arms-gaussian", "double-cv", "indecater", "rodeo", "double-cv-learned",
              "rodeo-learned", "rodeo-net"}  # estimators of one stochastic layer
 LATENT_UNITS = 200
-# estimators timed on the categorical VAE of the discrete-estimators benchmark (20 latents of 10 categories)
-CATEGORICAL = {"unordered-set": dict(prior="categorical", N=20, K=10, hdim=200, nlayers=1, depth=1)}
+# estimators timed on a categorical VAE: the discrete-estimators benchmark's (20 latents of 10 categories), or
+# one small enough to enumerate
+CATEGORICAL = {"unordered-set": dict(prior="categorical", N=20, K=10, hdim=200, nlayers=1, depth=1),
+               "exact": dict(prior="categorical", N=2, K=8, hdim=200, nlayers=1, depth=1)}
 UNTIMED_STEPS = 3
 CPU = torch.device("cpu")
 
@@ -86,14 +89,20 @@ def model_of(estimator_id: str, depth: int) -> Tuple[str, dict]:
     return "sbm", dict(N=LATENT_UNITS, depth=depth, nlayers=0)
 
 
+def model_and_estimator(estimator_id: str, mc: int, iw: int, model_spec: Tuple[str, dict], x_shape: tuple):
+    """A fresh model ``model_spec`` and ``estimator_id``, checked against it."""
+    torch.manual_seed(0)
+    model = get_model(model_spec[0], x_shape, **model_spec[1])
+    Estimator, config = parse_estimator_id(estimator_id)
+    estimator = Estimator(mc=mc, iw=iw, x_shape=x_shape, **config)
+    estimator.check_model(model)
+    return model, estimator
+
+
 def training_step(estimator_id: str, mc: int, iw: int, model_spec: Tuple[str, dict], x: torch.Tensor,
                   optimizer: str = "trainer") -> Callable[[], None]:
     """One training step of a fresh model ``model_spec`` with ``estimator_id`` on ``x``, as a function."""
-    torch.manual_seed(0)
-    model = get_model(model_spec[0], tuple(x.shape[1:]), **model_spec[1])
-    Estimator, config = parse_estimator_id(estimator_id)
-    estimator = Estimator(mc=mc, iw=iw, x_shape=tuple(x.shape[1:]), **config)
-    estimator.check_model(model)
+    model, estimator = model_and_estimator(estimator_id, mc, iw, model_spec, tuple(x.shape[1:]))
     optimizers = [OPTIMIZERS[optimizer](model.parameters())]
     own = [p for p in estimator.parameters() if p.requires_grad]
     if own:
@@ -168,9 +177,9 @@ def main(argv=None) -> None:
             continue
         depth = 1 if estimator_id in ONE_LAYER else args.depth
         model_spec = model_of(estimator_id, depth)
-        if ref_iw == "evaluations":
-            Estimator, config = parse_estimator_id(estimator_id)
-            ref_iw = Estimator(mc=mc, iw=iw, **config).model_evaluations(latent_size=model_spec[1]["N"]) // ref_mc
+        if ref_iw == "evaluations":  # the estimator's count on this model
+            estimator = model_and_estimator(estimator_id, mc, iw, model_spec, tuple(x.shape[1:]))[1]
+            ref_iw = estimator.model_evaluations() // ref_mc
         ref_iw = iw * (1 + depth) if ref_iw == "pairs" else ref_iw
         steps = [training_step(estimator_id, mc, iw, model_spec, x, args.optimizer),
                  training_step("reinforce", ref_mc, ref_iw, model_spec, x, args.optimizer)]
