@@ -3,7 +3,9 @@ README) beside ovis's runs of ``rebar-code-sbn`` (Table 1), ``rebar-code-sbn-ab`
 ``rebar-code-omniglot`` (Table 2): per run configuration (``--id``) and epoch, the mean ± standard
 error over seeds of the training ELBO averaged over the epoch (``online:loss/L_k``), the temperature
 (``online:rebar/temperature``) and the log of each tracked estimator's moving-average gradient
-variance averaged over the epoch (``online:grad_moving_variance/<id>``, ``--grad_variance_mode moving``).
+variance averaged over the epoch (``online:grad_moving_variance/<id>``, ``--grad_variance_mode moving``);
+``rebar-learned-eta``, ``muprop-learned`` and ``simple-muprop-learned`` are in the rows of the REBAR
+code's REBAR, MuProp and SimpleMuProp (``--id`` names the variant of each run).
 
     python scripts/rebar_code_tables.py --exp rebar-code-sbn [--root runs] [--output reports]
 
@@ -27,6 +29,8 @@ from ovis.records import read_config, read_metrics  # noqa: E402
 from ovis.reporting.style import apply_style  # noqa: E402
 
 VARIANCE = "online:grad_moving_variance/"
+# ovis's ids of the REBAR code's estimators with its learned control variates: their rows are those estimators'
+CODE_ESTIMATOR = {"rebar-learned-eta": "rebar", "muprop-learned": "muprop", "simple-muprop-learned": "simple-muprop"}
 # The REBAR code's README: SBNDynamicRebar on MNIST (task=sbn) and SBNTrackGradVariances on Omniglot
 # (task=omni), learning_rate=0.0003, n_layer=2: step -> printed value
 REBAR_CODE = {
@@ -53,7 +57,8 @@ def load_runs(root: str, exp: str) -> pd.DataFrame:
         names = {"online:loss/L_k": "ELBO", "online:rebar/temperature": "temperature"}
         for metric, step, value in zip(online.metric, online.step, online.value):
             if metric.startswith(VARIANCE):
-                quantity, value = metric[len(VARIANCE):], math.log(value) if value > 0 else float("nan")
+                tracked = metric[len(VARIANCE):]
+                quantity, value = CODE_ESTIMATOR.get(tracked, tracked), math.log(value) if value > 0 else float("nan")
             elif metric in names:
                 quantity = names[metric]
             else:

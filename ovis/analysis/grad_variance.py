@@ -19,7 +19,7 @@ at the parameters of that step, updates moving averages of ``g`` and ``g^2`` (``
 learned control variates follow the trajectory, trained by their own objectives.
 """
 import math
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor, nn
@@ -53,17 +53,18 @@ class GradientVarianceTracker:
     """``tracker(model, x, n_samples, param_filter, **runtime) -> {"grad_log_variance/<id>": float}``."""
 
     def __init__(self, ids: List[str], mc: int, iw: int, x_shape, training: Optional[Dict[str, nn.Module]] = None,
-                 adapt_steps: int = ADAPT_STEPS, adapt_lr: float = 5e-3, estimator_config: Optional[Dict] = None):
+                 adapt_steps: int = ADAPT_STEPS, adapt_lr: float = 5e-3,
+                 estimator_options: Optional[Callable[[type, Dict], Dict]] = None):
         self.ids, self.mc, self.iw, self.x_shape = list(ids), mc, iw, tuple(x_shape)
         self.estimators: Dict[str, nn.Module] = dict(training or {})
         self.shared = set(self.estimators)
         self.adapt_steps, self.adapt_lr = adapt_steps, adapt_lr
-        self.estimator_config = estimator_config or {}
+        self.estimator_options = estimator_options  # (class, id's config) -> the run's extra constructor options
 
     def estimator(self, estimator_id: str, model: nn.Module) -> nn.Module:
         if estimator_id not in self.estimators:
             Estimator, config = parse_estimator_id(estimator_id)
-            extra = {k: v for k, v in self.estimator_config.items() if k in Estimator.baseline_options}
+            extra = self.estimator_options(Estimator, config) if self.estimator_options else {}
             reference = next(model.parameters())
             estimator = Estimator(mc=self.mc, iw=self.iw, x_shape=self.x_shape, **config, **extra)
             estimator.check_model(model)
@@ -132,8 +133,9 @@ class MovingVarianceTracker(GradientVarianceTracker):
     Adam (``lr``, ``betas``), as the REBAR code trains every tracked estimator's control variates."""
 
     def __init__(self, ids: List[str], mc: int, iw: int, x_shape, training: Dict[str, nn.Module], model: nn.Module,
-                 param_filter: str, decay: float = 0.999, lr: float = 5e-3, betas=None):
-        super().__init__(ids, mc, iw, x_shape, training=training)
+                 param_filter: str, decay: float = 0.999, lr: float = 5e-3, betas=None,
+                 estimator_options: Optional[Callable[[type, Dict], Dict]] = None):
+        super().__init__(ids, mc, iw, x_shape, training=training, estimator_options=estimator_options)
         self.parameters = [p for _, p in select_parameters(model, param_filter)]
         self.moments = MovingGradientMoments(ids, decay)
         self.lr, self.betas = lr, betas

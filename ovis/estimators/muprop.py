@@ -13,30 +13,56 @@ own group-g term, ``f'_kg . grad mu_kg`` (``mu_kg`` the mean of q(z_kg | sampled
 added. Terms of groups drawn after g are left out (they depend on z_kg through their
 distribution). SimpleMuProp: the baseline ``f(z_bar)`` alone. Both: theta gets the exact gradient
 of L_K, phi an unbiased estimate of its gradient (L_K at iw = K, the ELBO at iw = 1).
+
+Learned (``muprop-learned``, ``simple-muprop-learned``: the MuProp and SimpleMuProp of the REBAR
+code, Tucker et al. 2017): ``c_kg = s_0 f(z_bar) + s_1 (linear terms) + b(x)`` with scales
+``s = 2 sigmoid(v)`` (1 at the start) and an input-dependent baseline ``b`` (one tanh hidden layer),
+all trained by the mean squared error to the learning signal; the analytic term is scaled by
+``s_1``. None of them depends on the particles: the estimate stays unbiased. The REBAR code keeps
+scales and a baseline per layer; here they are shared by the latent groups.
 """
+import math
 from typing import Dict, Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .relaxations import MeanField
 from .particles import sample_particles
 from .score_function import ScoreFunctionEstimator
 from .registry import EstimatorFamily, Style
+from .rebar import tanh_network
 
 
 class MuProp(ScoreFunctionEstimator):
     """MuProp (``first_order=True``) or SimpleMuProp (module docstring). Two model evaluations
-    per step (hard particles, mean field) and one backward pass of the mean-field pass."""
+    per step (hard particles, mean field) and one backward pass of the mean-field pass.
+    ``learned``: the REBAR code's learned scales and baseline (module docstring), ``baseline_hdim``
+    the baseline's width (100: the REBAR code's); needs ``x_shape``."""
     needs_model = True
 
     def model_evaluations(self, latent_size: Optional[int] = None) -> int:
         """The particles' pass and one mean-field pass per data point."""
         return self.mc * self.iw + 1
 
-    def __init__(self, mc: int = 1, iw: int = 1, first_order: bool = True, **options):
-        super().__init__(mc, iw, **options)
-        self.first_order = bool(first_order)
+    def __init__(self, mc: int = 1, iw: int = 1, first_order: bool = True, learned: bool = False,
+                 baseline_hdim: int = 100, x_shape=None, **options):
+        super().__init__(mc, iw, x_shape=x_shape, **options)
+        self.first_order, self.learned = bool(first_order), bool(learned)
+        self.learns_control_variate = self.owns_parameters = self.learned
+        if self.learned:
+            if x_shape is None:
+                raise ValueError("the learned MuProp needs x_shape= (the shape of one data point) for its baseline")
+            self.scale_logits = nn.Parameter(torch.zeros(2))  # s_0, s_1 = 2 sigmoid(v): 1 at v = 0
+            self.baseline = tanh_network(math.prod(x_shape), baseline_hdim)
+
+    def learned_terms(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """``s_0``, ``s_1`` (0-dim) and ``b(x) [bs]``; 1, 1 and 0 when not ``learned``."""
+        if not self.learned:
+            one = x.new_ones(())
+            return one, one, x.new_zeros(x.shape[0])
+        scale_value, scale_linear = (2 * torch.sigmoid(self.scale_logits)).unbind()
+        return scale_value, scale_linear, self.baseline(2 * x.flatten(1) - 1).squeeze(-1)
 
     def check_model(self, model) -> None:
         super().check_model(model)
@@ -62,7 +88,8 @@ class MuProp(ScoreFunctionEstimator):
     def group_terms(self, model, x, particles, control_variate, options):
         value, means, slopes = self.mean_field(model, x, options)  # [bs], {g: [bs, N_g]} x 2
         bs, mc, K = particles.log_px.shape
-        baseline = value.view(bs, 1, 1, 1)
+        scale_value, scale_linear, input_baseline = self.learned_terms(x)  # [], [], [bs]
+        baseline = (scale_value * value + input_baseline).view(bs, 1, 1, 1)
         if not self.first_order:
             return baseline, 0.0
         z, qz = particles.output["z"], particles.output["qz"]
@@ -77,22 +104,28 @@ class MuProp(ScoreFunctionEstimator):
         others = terms.sum((-2, -1), keepdim=True) - terms.sum(-1, keepdim=True)  # [bs, mc, K, 1]
         own = terms.cumsum(-1)  # [bs, mc, K, G]: own groups drawn up to g
         positions = torch.tensor([order.index(g) for g in range(len(order))], device=terms.device)
-        return baseline + others + own.index_select(-1, positions), analytic
+        linear_terms = others + own.index_select(-1, positions)  # [bs, mc, K, G]
+        return baseline + scale_linear * linear_terms, scale_linear.detach() * analytic
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, first_order={self.first_order}"
+        return f"{super().extra_repr()}, first_order={self.first_order}, learned={self.learned}"
 
 
 FAMILIES = (EstimatorFamily(
-    name="muprop", grammar="muprop | simple-muprop",
-    ids={"muprop": (MuProp, {"first_order": True}), "simple-muprop": (MuProp, {"first_order": False})},
-    examples=("muprop", "simple-muprop"), label={"muprop": "MuProp", "simple-muprop": "SimpleMuProp"},
-    style={"muprop": Style("#808000", (6, 0)), "simple-muprop": Style("#bcbd22", (6, 1))},
+    name="muprop", grammar="muprop | simple-muprop | muprop-learned | simple-muprop-learned",
+    ids={"muprop": (MuProp, {"first_order": True}), "simple-muprop": (MuProp, {"first_order": False}),
+         "muprop-learned": (MuProp, {"first_order": True, "learned": True}),
+         "simple-muprop-learned": (MuProp, {"first_order": False, "learned": True})},
+    examples=("muprop", "simple-muprop", "muprop-learned", "simple-muprop-learned"),
+    label={"muprop": "MuProp", "simple-muprop": "SimpleMuProp", "muprop-learned": "MuProp (learned)",
+           "simple-muprop-learned": "SimpleMuProp (learned)"},
+    style={"muprop": Style("#808000", (6, 0)), "simple-muprop": Style("#bcbd22", (6, 1)),
+           "muprop-learned": Style("#556b2f", (6, 2)), "simple-muprop-learned": Style("#dbdb8d", (6, 3))},
     table=(
         (
-            "`muprop`, `simple-muprop`",
+            "`muprop`, `simple-muprop`, `muprop-learned`, `simple-muprop-learned`",
             ("first-order Taylor control variate around the mean-field pass (Gu et al. 2016) and the REBAR code's "
-             "simpler variant"),
+             "simpler variant; `-learned`: with the REBAR code's learned scales and input-dependent baseline"),
             "∇ L_K",
         ),
     )),)

@@ -105,7 +105,8 @@ class REBAR(ControlledNoiseEstimator):
     """REBAR / dynamic REBAR / RELAX (module docstring).
 
     Args: ``eta`` (control-variate scale, 1), ``temperature`` (lam, 0.5), ``learn`` (train eta
-    and log lam: dynamic REBAR), ``surrogate_hdim`` (> 0: RELAX's network r with one tanh hidden
+    and log lam: dynamic REBAR), ``learn_temperature`` (False: with ``learn``, lam stays fixed and
+    eta alone is trained, as the REBAR code's REBAR), ``surrogate_hdim`` (> 0: RELAX's network r with one tanh hidden
     layer of this width; needs ``x_shape``; implies ``learn``), ``neural_baseline`` (> 0: subtract
     an input-dependent baseline ``b(2x - 1)`` (one tanh hidden layer of this width) from
     the score term's coefficient, as the REBAR code's REBAR does; trained by the variance objective,
@@ -121,7 +122,7 @@ class REBAR(ControlledNoiseEstimator):
     noise_quadrature_nodes = 8  # the relaxed passes are smooth in the noise
 
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
-                 surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, same_noise: bool = False,
+                 learn_temperature: bool = True, surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, same_noise: bool = False,
                  relaxation: str = "concrete", bounded_eta: bool = False, variance_objective: str = "logits",
                  per_layer: bool = False, own_layer_score: bool = False, **options):
         super().__init__(mc, iw, x_shape=x_shape, **options)
@@ -133,8 +134,8 @@ class REBAR(ControlledNoiseEstimator):
         self.owns_parameters = self.learn
         self.own_objective = "the variance of the gradient estimate for the logits of q" if self.learn else None
         if neural_baseline and (not self.learn or x_shape is None):
-            raise ValueError("neural_baseline needs a trained control variate (learn=True: dynamic-rebar or relax) "
-                             "and x_shape=")
+            raise ValueError("neural_baseline needs a trained control variate (learn=True: dynamic-rebar, "
+                             "rebar-learned-eta or relax) and x_shape=")
         self.baseline = tanh_network(math.prod(x_shape), neural_baseline) if neural_baseline else None
         self.check_code_options(relaxation, bounded_eta, eta, variance_objective)
         self.same_noise, self.relaxation, self.objective = bool(same_noise), relaxation, variance_objective
@@ -144,7 +145,7 @@ class REBAR(ControlledNoiseEstimator):
             self.unbiased_for = "biased"
         values = {"eta": torch.tensor(float(eta)), "log_temperature": torch.tensor(math.log(temperature))}
         for name, value in values.items():
-            if self.learn:
+            if self.learn and (learn_temperature or name == "eta"):
                 setattr(self, name, nn.Parameter(value))
             else:
                 self.register_buffer(name, value)
@@ -161,7 +162,7 @@ class REBAR(ControlledNoiseEstimator):
                              f"relaxation in {list(RELAXATIONS)}, variance_objective in {list(VARIANCE_OBJECTIVES)}")
         if (bounded_eta or variance_objective != "logits") and not self.learn:
             raise ValueError("bounded_eta and variance_objective apply to a trained control variate "
-                             "(dynamic-rebar or relax)")
+                             "(dynamic-rebar, rebar-learned-eta or relax)")
         if bounded_eta and not 0 < eta < 2:
             raise ValueError(f"bounded_eta: eta = 2 sigmoid(v) lies in (0, 2), got eta={eta}")
 
@@ -356,18 +357,20 @@ class REBAR(ControlledNoiseEstimator):
 
 
 FAMILIES = (EstimatorFamily(
-    name="rebar", grammar="rebar | dynamic-rebar | relax",
+    name="rebar", grammar="rebar | dynamic-rebar | rebar-learned-eta | relax",
     ids={"rebar": (REBAR, {"learn": False}), "dynamic-rebar": (REBAR, {"learn": True}),
+         "rebar-learned-eta": (REBAR, {"learn": True, "learn_temperature": False}),
          "relax": (REBAR, {"learn": True, "surrogate_hdim": 64})},
-    examples=("rebar", "dynamic-rebar", "relax"),
-    label={"rebar": "REBAR", "dynamic-rebar": "dynamic REBAR", "relax": "RELAX"},
+    examples=("rebar", "dynamic-rebar", "rebar-learned-eta", "relax"),
+    label={"rebar": "REBAR", "dynamic-rebar": "dynamic REBAR", "rebar-learned-eta": "REBAR (learned η)",
+           "relax": "RELAX"},
     style={"rebar": Style("#01665e", (7, 0)), "dynamic-rebar": Style("#35978f", (7, 1)),
-           "relax": Style("#80cdc1", (7, 2))},
+           "rebar-learned-eta": Style("#5ab4ac", (7, 3)), "relax": Style("#80cdc1", (7, 2))},
     table=(
         (
-            "`rebar`, `dynamic-rebar`, `relax`",
+            "`rebar`, `dynamic-rebar`, `rebar-learned-eta`, `relax`",
             ("relaxed control variates: fixed η and τ, η and τ trained online to minimise variance (Tucker et al. "
-             "2017), a learned surrogate (Grathwohl et al. 2018)"),
+             "2017), η alone trained (the REBAR code's REBAR), a learned surrogate (Grathwohl et al. 2018)"),
             "∇ L_K",
         ),
     )),)

@@ -16,7 +16,7 @@ the direct term stays exact with free bits. The phi gradient is unbiased for any
 does not depend on ``z_k`` (given the other particles). ``alpha`` enters through L and v only:
 ``d_k`` is the exact learning signal of the IW-Renyi bound too.
 
-Diagnostics: ``control_variate/mse`` = mean over (m, k) of ``(c_k - d_k)^2`` per data point: the
+Diagnostics: ``control_variate/mse`` = mean over (m, k, g) of ``(c_kg - d_k)^2`` per data point: the
 mean squared error of the control variate as a prediction of the learning signal (every
 score-function estimator reports it; the original code called it ``reinforce/mse``).
 """
@@ -105,10 +105,10 @@ class ScoreFunctionEstimator(GradientEstimator):
         phi_loss = -((prefactor * log_q).sum((-2, -1)) + analytic) / self.signal_scale()  # [bs, mc]
         loss = (phi_loss - theta_bound).mean(1)  # [bs]
 
-        squared_error = (control_variate - signal) ** 2  # [bs, mc, K']
+        squared_error = (group_control_variate - signal.unsqueeze(-1)) ** 2  # [bs, mc, K', 1 or G]
         if self.learns_control_variate:
-            loss = loss + squared_error.mean((1, 2))
-        return loss, {"control_variate/mse": squared_error.detach().mean((1, 2))}
+            loss = loss + squared_error.mean((1, 2, 3))
+        return loss, {"control_variate/mse": squared_error.detach().mean((1, 2, 3))}
 
 
 class Reinforce(ScoreFunctionEstimator):

@@ -9,6 +9,7 @@ when its option switches it off) and append it to ``ANALYSES``. The analysed par
 ``gradient_filter(context.args, context.model)`` (``--grad_key`` defaults to ``None``: the
 model's inference network).
 """
+import functools
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional
 
@@ -19,6 +20,7 @@ from ovis.analysis.active_units import active_units
 from ovis.analysis.grad_variance import GradientVarianceTracker, MovingVarianceTracker, parse_tracked_ids
 from ovis.analysis.gradients import gradient_statistics
 from ovis.training.arguments import gradient_filter
+from ovis.training.reproduction_options import reproduction_constructor_options
 
 # Bytes of gradient samples held at once by the gradient analysis: wide vmap batches on a GPU,
 # little memory on a CPU, where samples are drawn one at a time anyway (the samples of an SBN's
@@ -77,8 +79,9 @@ def grad_variance_analysis(context: AnalysisContext, runtime: Dict) -> Dict[str,
     x = torch.cat(list(context.subsets["gradients"].batches(args.grad_bs, context.device)))  # [grad_bs, *x_shape]
     if "grad_variances" not in context.state:
         ids = parse_tracked_ids(args.track_grad_variances, args.mc, args.iw)
-        context.state["grad_variances"] = GradientVarianceTracker(ids, args.mc, args.iw, x.shape[1:],
-                                                                  training={args.estimator: context.estimator})
+        context.state["grad_variances"] = GradientVarianceTracker(
+            ids, args.mc, args.iw, x.shape[1:], training={args.estimator: context.estimator},
+            estimator_options=functools.partial(reproduction_constructor_options, args))
     return context.state["grad_variances"](context.model, x, args.grad_samples, gradient_filter(args, context.model),
                                            **runtime)
 
@@ -95,7 +98,8 @@ def moving_variance_tracker(args, model: torch.nn.Module, estimator: torch.nn.Mo
     ids = parse_tracked_ids(args.track_grad_variances, args.mc, args.iw)
     return MovingVarianceTracker(ids, args.mc, args.iw, x_shape, {args.estimator: estimator}, model,
                                  gradient_filter(args, model), decay=args.grad_variance_decay,
-                                 lr=args.baseline_lr, betas=args.adam_betas)
+                                 lr=args.baseline_lr, betas=args.adam_betas,
+                                 estimator_options=functools.partial(reproduction_constructor_options, args))
 
 
 ANALYSES: List[Callable[[AnalysisContext, Dict], Dict[str, float]]] = [active_units_analysis, gradient_analysis,

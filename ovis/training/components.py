@@ -19,7 +19,7 @@ from ovis.cli import comma_list
 from ovis.devices import resolve_device, set_threads
 from ovis.training.arguments import (DEFAULT_IW, ArgumentError, IncompatibleComponents, gradient_filter,
                                      model_hparams, model_name)
-from ovis.training.reproduction_options import rebar_constructor_options
+from ovis.training.reproduction_options import reproduction_constructor_options
 from ovis.training.trainer import RunComponents
 
 BASELINE_HDIM = 64  # the original's --hdim default, the width of reinforce-baseline's network
@@ -96,7 +96,8 @@ def _estimator_problem(args: argparse.Namespace, estimator, model, name: str, sh
         return (f"--estimator {args.estimator} with --alpha {args.alpha} --beta {args.beta} --tau {args.tau} "
                 f"--freebits {args.freebits}: {error}")
     tracked = comma_list(args.track_grad_variances)  # parsed and built by check_values already
-    tracker = GradientVarianceTracker(tracked, args.mc, args.iw, shape)
+    tracker = GradientVarianceTracker(tracked, args.mc, args.iw, shape,
+                                      estimator_options=functools.partial(reproduction_constructor_options, args))
     for estimator_id in tracked:
         try:
             tracker.estimator(estimator_id, model)
@@ -117,9 +118,7 @@ def make_estimator(args: argparse.Namespace, x_shape: Sequence[int]):
         raise ArgumentError(f"--estimator {args.estimator!r}: {error}") from None
     baseline = {"baseline_hdim": args.hdim or BASELINE_HDIM, "baseline_nlayers": args.b_nlayers}
     config.update({key: value for key, value in baseline.items() if key in Estimator.baseline_options})
-    if getattr(args, "rebar_baseline_hdim", 0) and Estimator.input_baseline_option:  # checked by check_values
-        config[Estimator.input_baseline_option] = args.rebar_baseline_hdim
-    config.update(rebar_constructor_options(getattr(args, "rebar_options", [])))  # checked by check_values
+    config.update(reproduction_constructor_options(args, Estimator, config))
     try:
         return Estimator(mc=args.mc, iw=args.iw, x_shape=tuple(x_shape), **config)
     except ValueError as error:

@@ -16,7 +16,7 @@ from ovis.training.optim import optimizers_with_betas
 
 GRAD_VARIANCE_MODES = ("samples", "moving")
 # --rebar_options: name -> REBAR's constructor arguments (ovis/estimators/rebar.py); the last two
-# train with the control variate, so they need dynamic-rebar or relax
+# train with the control variate, so they need dynamic-rebar, rebar-learned-eta or relax
 REBAR_OPTIONS = {"same-noise": {"same_noise": True}, "muprop-relaxation": {"relaxation": "muprop"},
                  "per-layer": {"per_layer": True}, "per-layer-own-score": {"own_layer_score": True},
                  "bounded-eta": {"bounded_eta": True},
@@ -84,8 +84,9 @@ def check_reproduction_options(args: argparse.Namespace, model: str) -> None:
                                       f"choose one of {', '.join(optimizers_with_betas())} or drop --adam_betas")
     if not 0 < args.output_bias_clip < 0.5:
         raise ReproductionOptionError(f"--output_bias_clip must be in (0, 0.5), got {args.output_bias_clip}")
-    check_input_baseline(args.rebar_baseline_hdim, args.estimator)
-    check_rebar_options(args.rebar_options, args.estimator)
+    tracked = comma_list(getattr(args, "track_grad_variances", ""))
+    check_input_baseline(args.rebar_baseline_hdim, args.estimator, tracked)
+    check_rebar_options(args.rebar_options, args.estimator, tracked)
     if not 0 < args.grad_variance_decay < 1:
         raise ReproductionOptionError(f"--grad_variance_decay must be in (0, 1), got {args.grad_variance_decay}")
     defaults = {action.dest: action.default for action in _defaults_parser()._actions}
@@ -141,25 +142,47 @@ def input_baseline_error(width: int, estimator_id: str) -> Optional[str]:
         "input-dependent baseline", "--rebar_baseline_hdim 0")
 
 
-def check_input_baseline(width: int, estimator_id: str) -> None:
-    """``--rebar_baseline_hdim``: a width >= 0 that the estimator takes (``input_baseline_error``)."""
+def _refused_by_all(problem: Callable[[str], Optional[str]], option: str, estimator_id: str, tracked) -> None:
+    """Raises when the trained estimator refuses ``option`` (``problem(id)``) and no tracked one takes it:
+    the option applies to every estimator of the run that takes it."""
+    refusal = problem(estimator_id)
+    if refusal and not any(problem(other) is None for other in tracked):
+        where = f" and --track_grad_variances {','.join(tracked)} (none takes it)" if tracked else ""
+        raise ReproductionOptionError(f"{option} with --estimator {estimator_id}{where}: {refusal}")
+
+
+def check_input_baseline(width: int, estimator_id: str, tracked=()) -> None:
+    """``--rebar_baseline_hdim``: a width >= 0 that the estimator or a tracked one takes
+    (``input_baseline_error``)."""
     if width < 0:
         raise ReproductionOptionError(f"--rebar_baseline_hdim must be a width >= 0, got {width}")
-    problem = input_baseline_error(width, estimator_id)
-    if problem:
-        raise ReproductionOptionError(f"--rebar_baseline_hdim {width} with --estimator {estimator_id}: {problem}")
+    _refused_by_all(lambda e: input_baseline_error(width, e), f"--rebar_baseline_hdim {width}", estimator_id, tracked)
 
 
-def check_rebar_options(names, estimator_id: str) -> None:
-    """``--rebar_options``: known names whose constructor arguments the estimator takes."""
+def check_rebar_options(names, estimator_id: str, tracked=()) -> None:
+    """``--rebar_options``: known names whose constructor arguments the estimator or a tracked one takes."""
     unknown = [name for name in names if name not in REBAR_OPTIONS]
     if unknown:
         raise ReproductionOptionError(f"--rebar_options {','.join(unknown)}: unknown; allowed "
                                       f"{', '.join(REBAR_OPTIONS)}")
-    problem = names and constructor_option_error(estimator_id, lambda E: rebar_constructor_options(names),
-                                                 "--rebar_options", "drop --rebar_options")
-    if problem:
-        raise ReproductionOptionError(f"--rebar_options {','.join(names)} with --estimator {estimator_id}: {problem}")
+    if names:
+        _refused_by_all(lambda e: constructor_option_error(e, lambda E: rebar_constructor_options(names),
+                                                           "--rebar_options", "drop --rebar_options"),
+                        f"--rebar_options {','.join(names)}", estimator_id, tracked)
+
+
+def reproduction_constructor_options(args: argparse.Namespace, Estimator, config: dict) -> dict:
+    """``--rebar_baseline_hdim`` and ``--rebar_options`` as constructor arguments of ``Estimator`` (with
+    its id's ``config``), each where the class takes it: they apply to the trained and the tracked
+    estimators alike (``check_reproduction_options`` refuses them when no estimator of the run takes them)."""
+    width, names = getattr(args, "rebar_baseline_hdim", 0), getattr(args, "rebar_options", [])
+    candidates = [{Estimator.input_baseline_option: width} if width and Estimator.input_baseline_option else None,
+                  rebar_constructor_options(names) if names else None]
+    extra: dict = {}
+    for candidate in candidates:
+        if candidate is not None and _refusal(Estimator, config, candidate, "") is None:
+            extra.update(candidate)
+    return extra
 
 
 def rebar_constructor_options(names) -> dict:

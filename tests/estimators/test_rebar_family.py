@@ -57,6 +57,22 @@ class BrokenMuProp(MuProp):
         return terms, 1.2 * analytic
 
 
+def learned_muprop(mc, iw, first_order=True, broken=False):
+    """The REBAR code's learned MuProp at scales away from 1 (s_0 = 1.2, s_1 = 0.6) and a random
+    baseline; ``broken``: its analytic term left unscaled by s_1."""
+    estimator = (BrokenLearnedMuProp if broken else MuProp)(mc, iw, first_order=first_order, learned=True,
+                                                            baseline_hdim=4, x_shape=(3,))
+    with torch.no_grad():
+        estimator.scale_logits.copy_(torch.logit(torch.tensor([0.6, 0.3])))
+    return estimator
+
+
+class BrokenLearnedMuProp(MuProp):
+    def group_terms(self, model, x, particles, control_variate, options):
+        terms, analytic = super().group_terms(model, x, particles, control_variate, options)
+        return terms, analytic / self.learned_terms(x)[1].detach()
+
+
 class BrokenAntithetic(Antithetic):
     def logit_gradient(self, *args):
         return 1.2 * super().logit_gradient(*args)
@@ -80,9 +96,13 @@ ENUMERATED = [  # (estimator, mc, iw, runtime)
     (lambda mc, iw: MuProp(mc, iw, first_order=True), 1, 3, {"alpha": 0.3, "beta": 0.8}),
     (lambda mc, iw: MuProp(mc, iw, first_order=True), 2, 1, {"freebits": 0.3}),
     (lambda mc, iw: MuProp(mc, iw, first_order=False), 1, 2, {}),
+    (learned_muprop, 1, 1, {}),
+    (learned_muprop, 2, 2, {"alpha": 0.3, "beta": 0.8}),
+    (lambda mc, iw: learned_muprop(mc, iw, first_order=False), 1, 2, {}),
 ]
 BROKEN_ENUMERATED = [(lambda mc, iw: BrokenNVIL(mc, iw, x_shape=(3,)), 1, 1), (BrokenLeaveOneOut, 2, 1),
-                     (lambda mc, iw: BrokenMuProp(mc, iw), 1, 1)]
+                     (lambda mc, iw: BrokenMuProp(mc, iw), 1, 1),
+                     (lambda mc, iw: learned_muprop(mc, iw, broken=True), 1, 1)]
 
 
 @pytest.mark.parametrize("make,mc,iw,runtime", ENUMERATED)
@@ -134,9 +154,11 @@ CODE_CHOICES = {**CODE_NOISE_CHOICES, "variance_objective": "parameters"}
 
 
 @pytest.mark.parametrize("config", [{}, {"learn": True}, {"surrogate_hdim": 8}, {"learn": True, "neural_baseline": 4},
+                                    {"learn": True, "learn_temperature": False, "eta": 0.7, "neural_baseline": 4},
                                     {"same_noise": True}, {"relaxation": "muprop", "eta": 0.8}, {"per_layer": True},
                                     {"learn": True, "eta": 1.3, **CODE_CHOICES}],
-                         ids=["rebar", "dynamic", "relax", "dynamic-baseline", "same-noise", "muprop-relaxation",
+                         ids=["rebar", "dynamic", "relax", "dynamic-baseline", "learned-eta-baseline",
+                              "same-noise", "muprop-relaxation",
                               "per-layer", "dynamic-code-choices"])
 @pytest.mark.parametrize("z_dims,scale,iw,runtime", REBAR_CASES)
 def test_rebar_family_matches_the_exact_gradient(config, z_dims, scale, iw, runtime):
@@ -290,7 +312,9 @@ def test_muprop_refuses_index_valued_latents_before_training(estimator_id):
 @pytest.mark.parametrize("estimator_id,cls,config", [
     ("nvil", NVIL, {}), ("reinforce-loo", ReinforceLeaveOneOut, {}), ("muprop", MuProp, {"first_order": True}),
     ("simple-muprop", MuProp, {"first_order": False}), ("rebar", REBAR, {"learn": False}),
-    ("dynamic-rebar", REBAR, {"learn": True}), ("relax", REBAR, {"learn": True, "surrogate_hdim": 64}),
+    ("muprop-learned", MuProp, {"first_order": True, "learned": True}),
+    ("simple-muprop-learned", MuProp, {"first_order": False, "learned": True}),
+    ("dynamic-rebar", REBAR, {"learn": True}), ("rebar-learned-eta", REBAR, {"learn": True, "learn_temperature": False}), ("relax", REBAR, {"learn": True, "surrogate_hdim": 64}),
     ("arm", Antithetic, {"mode": "arm"}), ("disarm", Antithetic, {"mode": "disarm"}),
     ("disarm-iw", Antithetic, {"mode": "disarm-iw"}),
     ("gumbel-softmax", Relaxed, {"temperature": None, "straight_through": False}),
@@ -362,3 +386,40 @@ def test_the_neural_baseline_is_trained_by_the_variance_objective_and_needs_lear
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in estimator.baseline.parameters())
     with pytest.raises(ValueError, match="needs a trained control variate"):
         REBAR(neural_baseline=4, x_shape=(3,))
+
+
+def test_rebar_learned_eta_trains_eta_and_keeps_the_temperature():
+    """The REBAR code's REBAR: eta is trained by the variance objective, lam stays at 0.5."""
+    torch.manual_seed(0)
+    model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
+    estimator = build("rebar-learned-eta", iw=1, x_shape=(3,)).double()
+    assert [name for name, _ in estimator.named_parameters()] == ["eta"]
+    optimizer = torch.optim.Adam(estimator.parameters(), lr=0.1)
+    for _ in range(5):
+        optimizer.zero_grad()
+        estimator.train()(model, X.expand(16, -1), backward=True, return_diagnostics=False)
+        optimizer.step()
+    assert abs(estimator.eta.item() - 1.0) > 0.1
+    assert estimator.log_temperature.exp().item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("first_order", [True, False], ids=["muprop-learned", "simple-muprop-learned"])
+def test_the_learned_muprop_scales_and_baseline_lower_the_squared_error_of_the_control_variate(first_order):
+    """100 Adam steps of the mean squared error (the model fixed) lower it by more than 20% (by 27%
+    and 70% here): its gradient reaches the scales and the baseline."""
+    torch.manual_seed(0)
+    model = EnumerableModel(x_dim=3, z_dims=(1, 1), seed=0).double()
+    estimator = learned_muprop(1, 1, first_order=first_order).double()
+    x = (torch.rand(64, 3) > 0.5).double()
+
+    def squared_error():
+        torch.manual_seed(1)
+        return estimator(model, x)[1]["control_variate/mse"].mean().item()
+
+    before = squared_error()
+    optimizer = torch.optim.Adam(estimator.parameters(), lr=3e-2)
+    for _ in range(100):
+        optimizer.zero_grad()
+        estimator(model, x)[0].mean().backward()
+        optimizer.step()
+    assert squared_error() < 0.8 * before, before

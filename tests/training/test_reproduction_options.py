@@ -53,7 +53,7 @@ def test_bad_reproduction_options_get_one_message_before_any_work():
                           (["--output_bias_clip", "0.7"], "--output_bias_clip must be in (0, 0.5)"),
                           (["--estimator", "nvil", "--rebar_baseline_hdim", "8"],
                            "--rebar_baseline_hdim 8 with --estimator nvil: NVIL takes no input-dependent baseline; "
-                           "use --estimator dynamic-rebar or relax, or --rebar_baseline_hdim 0"),
+                           "use --estimator dynamic-rebar or rebar-learned-eta or relax, or --rebar_baseline_hdim 0"),
                           (["--estimator", "rebar", "--rebar_baseline_hdim", "8"],
                            "--rebar_baseline_hdim 8 with --estimator rebar: neural_baseline needs a trained control "
                            "variate (learn=True"),
@@ -152,13 +152,37 @@ def test_rebar_options_reach_the_estimator_and_bad_ones_get_one_message():
     for argv, message in (
             (["--estimator", "rebar", "--rebar_options", "bounded-eta"],
              "--rebar_options bounded-eta with --estimator rebar: bounded_eta and variance_objective apply to a "
-             "trained control variate (dynamic-rebar or relax); use --estimator dynamic-rebar or relax, or drop "
-             "--rebar_options"),
+             "trained control variate (dynamic-rebar, rebar-learned-eta or relax); use --estimator dynamic-rebar "
+             "or rebar-learned-eta or relax, or drop --rebar_options"),
             (["--estimator", "nvil", "--rebar_options", "same-noise"],
              "--rebar_options same-noise with --estimator nvil: NVIL takes no --rebar_options; use --estimator "
-             "rebar or dynamic-rebar or relax, or drop --rebar_options"),
+             "rebar or dynamic-rebar or rebar-learned-eta or relax, or drop --rebar_options"),
+            (["--estimator", "nvil", "--track_grad_variances", "muprop,rebar", "--rebar_options", "bounded-eta"],
+             "--rebar_options bounded-eta with --estimator nvil and --track_grad_variances muprop,rebar (none "
+             "takes it): NVIL takes no --rebar_options"),
             (["--estimator", "dynamic-rebar", "--rebar_options", "same_noise"],
              "--rebar_options same_noise: unknown; allowed same-noise, muprop-relaxation, per-layer, "
              "per-layer-own-score, bounded-eta, parameter-objective")):
         with pytest.raises(ArgumentError, match=re.escape(message)):
             check_values(parser.parse_args(["--model", "sbm", *argv]))
+
+
+def test_reproduction_estimator_options_reach_the_tracked_estimators_that_take_them():
+    """The trained SimpleMuProp takes neither; the tracked dynamic REBAR takes both, the tracked
+    NVIL neither: each estimator of the run gets what it takes."""
+    from ovis.analysis.grad_variance import MovingVarianceTracker
+    from ovis.training.analyses import moving_variance_tracker
+
+    args = build_parser().parse_args([
+        "--model", "sbm", "--estimator", "simple-muprop", "--track_grad_variances", "dynamic-rebar,nvil",
+        "--grad_variance_mode", "moving", "--rebar_options", "muprop-relaxation,bounded-eta",
+        "--rebar_baseline_hdim", "7"])
+    check_values(args)
+    trained = make_estimator(args, X_SHAPE)
+    model = get_model("sbm", X_SHAPE, N=4, depth=2)
+    tracker = moving_variance_tracker(args, model, trained, X_SHAPE)
+    assert isinstance(tracker, MovingVarianceTracker)
+    rebar, nvil = (tracker.estimator(estimator_id, model) for estimator_id in ("dynamic-rebar", "nvil"))
+    assert rebar.relaxation == "muprop" and rebar.baseline[0].out_features == 7
+    assert "parametrizations.eta.original" in dict(rebar.named_parameters())
+    assert not hasattr(nvil, "relaxation") and not trained.learned
