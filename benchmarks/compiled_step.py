@@ -33,7 +33,7 @@ def measure(mode: str, args) -> dict:
     import torch
     from ovis.analysis.floor import timed
     from ovis.training import compilation
-    from ovis.training.efficiency import Workload, _batches, _build
+    from ovis.training.efficiency import Workload, _batches, _build, training_step
     if mode != "eager":
         wanted = "reduce-overhead" if mode == "graph" else "default"
         compilation.compile_mode = lambda device: wanted  # the mode this measurement is about
@@ -45,10 +45,10 @@ def measure(mode: str, args) -> dict:
         batches = _batches(components.datasets.train, workload, args.untimed_steps + args.steps, device)
         first = time.perf_counter()
         for x in batches[:args.untimed_steps]:
-            trainer._train_step(x)
+            training_step(trainer, x)
         first = time.perf_counter() - first
         clock = 0 if device.type == "cuda" else 1  # timed() gives (wall, process CPU)
-        times = [timed(trainer._train_step, device, x)[clock] for x in batches[args.untimed_steps:]]
+        times = [timed(training_step, device, trainer, x)[clock] for x in batches[args.untimed_steps:]]
         trainer.recorder.close()
     memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 20

@@ -19,6 +19,7 @@ temporary run folder; only the data loading is left out of the timings.
 * ``threads``: torch's CPU threads during the steps; ``load``: the 1-minute load average of
   the machine when the measurement ended.
 """
+import functools
 import math
 import os
 import re
@@ -183,6 +184,13 @@ class _PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * RU_MAXRSS_UNIT / MIB
 
 
+def training_step(trainer, x: torch.Tensor) -> None:
+    """As ``Trainer._train``: one step, then the loss read-back every ``SYNC_EVERY`` steps."""
+    trainer._train_step(x)
+    if trainer.monitor.full:
+        trainer._sync()
+
+
 def _batches(train, workload: Workload, count: int, device) -> List[torch.Tensor]:
     """``count`` training batches ``[bs, *x_shape]``, drawn before the timings."""
     generator = torch.Generator().manual_seed(workload.seed)
@@ -225,10 +233,7 @@ def measure_in_this_process(workload: Workload) -> Measurement:
             mc, iw = components.estimator.layout
             floor = floor_of(trainer.model, batches[0], mc * iw, components.estimator.reparam)
 
-            def step(x):  # Trainer._train: one step, then the loss read-back every SYNC_EVERY steps
-                trainer._train_step(x)
-                if trainer.monitor.full:
-                    trainer._sync()
+            step = functools.partial(training_step, trainer)
         else:
             from ovis.training.components import evaluation_threads, torch_threads
             evaluator = (components.evaluator(workload.iw) if workload.chunk_size is None
