@@ -7,7 +7,6 @@ L_5000 at its best over training) and ranks, with Kendall's tau between the two 
 
 prints the table (Markdown) and writes it to ``<output>/<exp>/figure3-table.md``.
 """
-import glob
 import math
 import os
 import sys
@@ -18,7 +17,7 @@ from scipy.stats import kendalltau
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ovis.cli import ArgumentParser  # noqa: E402
 from ovis.estimators.config import describe_estimator_id  # noqa: E402
-from ovis.records import read_config, read_metrics  # noqa: E402
+from ovis.reporting.runs import add_experiment_options, read_experiment  # noqa: E402
 
 # The paper's Figure 3 at K = 5 (PAPER_RESULTS.md of the shared folder): (panel, estimator) ->
 # (train L_5000 at 4e6 steps, test L_5000 at its best over training); None where not printed
@@ -33,14 +32,10 @@ PAPER = {
 PANELS = {"iwbound": "IW", "iwrbound": "Rényi"}
 
 
-def final_values(root: str, exp: str) -> pd.DataFrame:
-    """One row per run: panel, estimator, seed, last step, and the last train and test L_k."""
+def final_values(runs) -> pd.DataFrame:
+    """One row per run (``(config, metrics)``): panel, estimator, seed, last step, and the last train and test L_k."""
     rows = []
-    for run_dir in sorted(glob.glob(os.path.join(root, exp, "*"))):
-        config = read_config(run_dir)
-        if config is None or not os.path.isfile(os.path.join(run_dir, "metrics.jsonl")):
-            continue
-        metrics = read_metrics(run_dir)
+    for config, metrics in runs:
         row = {"panel": PANELS.get(config.get("id"), config.get("id")), "estimator": config["estimator"],
                "seed": config["seed"], "step": int(metrics.step.max())}
         for split in ("train", "test"):
@@ -90,14 +85,9 @@ def markdown(table: pd.DataFrame) -> list:
 
 def main(argv=None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--exp", default="sigmoid-belief-network-cpu", help="experiment name (runs under <root>/<exp>)")
-    parser.add_argument("--root", default="runs", help="experiments root (the manager's --root)")
-    parser.add_argument("--output", default="reports", help="folder receiving <exp>/figure3-table.md")
+    add_experiment_options(parser, "sigmoid-belief-network-cpu", "folder receiving <exp>/figure3-table.md")
     args = parser.parse_args(argv)
-    runs = final_values(args.root, args.exp)
-    if runs.empty:
-        parser.error(f"no run with metrics under {os.path.join(args.root, args.exp)}; run the experiment first: "
-                     f"python manager.py --exp {args.exp} --root {args.root}")
+    runs = final_values(read_experiment(parser, args.root, args.exp))
     lines = markdown(summary(runs))
     os.makedirs(os.path.join(args.output, args.exp), exist_ok=True)
     with open(os.path.join(args.output, args.exp, "figure3-table.md"), "w") as f:

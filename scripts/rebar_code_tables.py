@@ -11,7 +11,6 @@ code's REBAR, MuProp and SimpleMuProp (``--id`` names the variant of each run).
 
 prints the tables (Markdown) and writes ``<output>/<exp>/rebar-code-tables.md`` and ``.png``.
 """
-import glob
 import math
 import os
 import sys
@@ -25,7 +24,7 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ovis.cli import ArgumentParser  # noqa: E402
-from ovis.records import read_config, read_metrics  # noqa: E402
+from ovis.reporting.runs import add_experiment_options, read_experiment  # noqa: E402
 from ovis.reporting.style import apply_style  # noqa: E402
 
 VARIANCE = "online:grad_moving_variance/"
@@ -44,15 +43,11 @@ REBAR_CODE = {
 }
 
 
-def load_runs(root: str, exp: str) -> pd.DataFrame:
-    """One row per (run, step, quantity): ``id, seed, dataset, step, quantity, value``; the
-    variances as natural logs."""
+def load_runs(runs) -> pd.DataFrame:
+    """One row per (run, step, quantity) of the runs' ``(config, metrics)``: ``id, seed, dataset,
+    step, quantity, value``; the variances as natural logs."""
     rows = []
-    for run_dir in sorted(glob.glob(os.path.join(root, exp, "*"))):
-        config = read_config(run_dir)
-        if config is None or not os.path.isfile(os.path.join(run_dir, "metrics.jsonl")):
-            continue
-        metrics = read_metrics(run_dir)
+    for config, metrics in runs:
         online = metrics[metrics.split == "online"]
         names = {"online:loss/L_k": "ELBO", "online:rebar/temperature": "temperature"}
         for metric, step, value in zip(online.metric, online.step, online.value):
@@ -131,14 +126,12 @@ def plot(runs: pd.DataFrame, dataset: str, path: str) -> None:
 
 def main(argv=None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--exp", default="rebar-code-sbn", help="experiment name (runs under <root>/<exp>)")
-    parser.add_argument("--root", default="runs", help="experiments root (the manager's --root)")
-    parser.add_argument("--output", default="reports", help="folder receiving <exp>/rebar-code-tables.{md,png}")
+    add_experiment_options(parser, "rebar-code-sbn", "folder receiving <exp>/rebar-code-tables.{md,png}")
     args = parser.parse_args(argv)
-    runs = load_runs(args.root, args.exp)
+    runs = load_runs(read_experiment(parser, args.root, args.exp))
     if runs.empty:
-        parser.error(f"no run with online metrics under {os.path.join(args.root, args.exp)}; run the experiment "
-                     f"first: python manager.py --exp {args.exp} --root {args.root}")
+        parser.error(f"no online metrics in the runs of {os.path.join(args.root, args.exp)}: they are logged by "
+                     f"--grad_variance_mode moving runs; run the experiment first: python manager.py --exp {args.exp}")
     out_dir = os.path.join(args.output, args.exp)
     os.makedirs(out_dir, exist_ok=True)
     lines = []

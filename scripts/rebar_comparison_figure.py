@@ -9,7 +9,6 @@ and dynamic REBAR's stay visible), and each panel's legend sits beside it, off t
 writes ``reports/<exp>/grad-log-variances.png`` and ``grad-log-variances.md`` (the values at the
 last evaluation, sorted, per run).
 """
-import glob
 import os
 import sys
 
@@ -20,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from ovis.cli import ArgumentParser  # noqa: E402
-from ovis.records import read_config, read_metrics  # noqa: E402
+from ovis.reporting.runs import add_experiment_options, read_experiment  # noqa: E402
 from ovis.reporting.style import apply_style  # noqa: E402
 
 PREFIX = "train:grad_log_variance/"
@@ -63,17 +62,11 @@ def draw(loaded):
 
 def main(argv=None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", required=True, help="experiments root (the manager's --root)")
-    parser.add_argument("--exp", default="rebar-comparison")
-    parser.add_argument("--output", default="reports", help="folder receiving <exp>/")
+    add_experiment_options(parser, "rebar-comparison", "folder receiving <exp>/", root_required=True)
     args = parser.parse_args(argv)
-    runs = [d for d in sorted(glob.glob(os.path.join(args.root, args.exp, "*"))) if os.path.isfile(
-        os.path.join(d, "metrics.jsonl"))]
-    if not runs:
-        parser.error(f"no run with metrics.jsonl under {os.path.join(args.root, args.exp)}; run the experiment "
-                     f"first: python manager.py --exp {args.exp} --root {args.root}")
+    runs = read_experiment(parser, args.root, args.exp)
     apply_style()
-    figure, lines = draw([(read_config(d), read_metrics(d)) for d in runs])
+    figure, lines = draw(runs)
     out_dir = os.path.join(args.output, args.exp)
     os.makedirs(out_dir, exist_ok=True)
     figure.savefig(os.path.join(out_dir, "grad-log-variances.png"))

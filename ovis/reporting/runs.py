@@ -204,3 +204,26 @@ def load_curves(runs: Sequence[Run], metrics: Sequence[str]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["run_id", "step", "metric", "value"])
     return pd.concat(frames, ignore_index=True)
+
+
+def add_experiment_options(parser, exp: str, output: str, root_required: bool = False) -> None:
+    """``--exp`` (default ``exp``), ``--root`` and ``--output`` (help: ``output``) of the scripts
+    that read one experiment's run folders."""
+    parser.add_argument("--exp", default=exp, help="experiment name (runs under <root>/<exp>)")
+    parser.add_argument("--root", required=root_required, default=None if root_required else "runs",
+                        help="experiments root (the manager's --root)")
+    parser.add_argument("--output", default="reports", help=output)
+
+
+def read_experiment(parser, root: str, exp: str) -> List[Tuple[dict, pd.DataFrame]]:
+    """``(config, metrics)`` of every run folder of ``<root>/<exp>`` with ``config.json`` and
+    ``metrics.jsonl``, in folder order; a usage error naming the command that makes them when there is none."""
+    folders = sorted(os.path.join(root, exp, name) for name in os.listdir(os.path.join(root, exp))) \
+        if os.path.isdir(os.path.join(root, exp)) else []
+    runs = [(records.read_config(folder), records.read_metrics(folder)) for folder in folders
+            if os.path.isfile(os.path.join(folder, records.CONFIG_FILE))
+            and os.path.isfile(os.path.join(folder, "metrics.jsonl"))]
+    if not runs:
+        parser.error(f"no run with metrics.jsonl under {os.path.join(root, exp)}; run the experiment first: "
+                     f"python manager.py --exp {exp} --root {root}")
+    return runs
