@@ -7,7 +7,7 @@ variance averaged over the epoch (``online:grad_moving_variance/<id>``, ``--grad
 ``rebar-learned-eta``, ``muprop-learned`` and ``simple-muprop-learned`` are in the rows of the REBAR
 code's REBAR, MuProp and SimpleMuProp (``--id`` names the variant of each run).
 
-    python scripts/rebar_code_tables.py --exp rebar-code-sbn [--root runs] [--output reports]
+    python scripts/rebar_code_tables.py --exp rebar-code-sbn [--root runs] [--output reports] [--wide]
 
 prints the tables (Markdown) and writes ``<output>/<exp>/rebar-code-tables.md`` and ``.png``.
 """
@@ -98,6 +98,23 @@ def table(runs: pd.DataFrame, dataset: str) -> List[str]:
     return lines
 
 
+def wide_table(runs: pd.DataFrame, dataset: str) -> List[str]:
+    """Markdown: one row per source (the REBAR code, then each ``--id``, seed means), one column per
+    log variance and evaluation: an A/B's lines side by side."""
+    reference = REBAR_CODE.get(dataset, {})
+    steps = columns(runs, reference)
+    quantities = [q for q in reference if q not in ("ELBO", "temperature") and q in set(runs.quantity)]
+    header = [f"{q} {theirs}" for q in quantities for theirs, _ in steps]
+    lines = ["| source | " + " | ".join(header) + " |", "|---|" + "---|" * len(header)]
+    lines.append("| REBAR code | " + " | ".join(f"{reference[q].get(theirs, math.nan):.2f}" for q in quantities
+                                                  for theirs, _ in steps) + " |")
+    means = runs.groupby(["id", "quantity", "step"]).value.mean()
+    for run_id in sorted(set(runs.id)):
+        lines.append(f"| ovis {run_id} | " + " | ".join(
+            f"{means.get((run_id, q, ours), math.nan):.2f}" for q in quantities for _, ours in steps) + " |")
+    return lines
+
+
 def plot(runs: pd.DataFrame, dataset: str, path: str) -> None:
     """ELBO and log variances against the step: ovis's mean ± standard error (lines), the REBAR code (crosses)."""
     apply_style()
@@ -127,6 +144,9 @@ def plot(runs: pd.DataFrame, dataset: str, path: str) -> None:
 def main(argv=None) -> None:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_experiment_options(parser, "rebar-code-sbn", "folder receiving <exp>/rebar-code-tables.{md,png}")
+    parser.add_argument("--wide", action="store_true",
+                        help="one row per source and one column per log variance and evaluation (an A/B's lines "
+                             "side by side), instead of one row per quantity and source")
     args = parser.parse_args(argv)
     runs = load_runs(read_experiment(parser, args.root, args.exp))
     if runs.empty:
@@ -136,7 +156,7 @@ def main(argv=None) -> None:
     os.makedirs(out_dir, exist_ok=True)
     lines = []
     for dataset, group in runs.groupby("dataset"):
-        lines += [f"## {args.exp}: {dataset}", ""] + table(group, dataset) + [""]
+        lines += [f"## {args.exp}: {dataset}", ""] + (wide_table if args.wide else table)(group, dataset) + [""]
         plot(group, dataset, os.path.join(out_dir, f"rebar-code-tables-{dataset}.png"))
     with open(os.path.join(out_dir, "rebar-code-tables.md"), "w") as f:
         f.write("\n".join(lines))
