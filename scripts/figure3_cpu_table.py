@@ -70,7 +70,8 @@ def markdown(table: pd.DataFrame) -> list:
     lines = [f"| bound | estimator | seeds | L_1000 train, step {step:,} | L_1000 test, step {step:,} | rank (test) "
              "| paper: train at 4e6 | paper: test, best | paper rank (test) |", "|---|---|---|---|---|---|---|---|---|"]
     for row in table.itertuples():
-        paper = ["" if value is None or pd.isna(value) else f"{value:.2f}" for value in (row.paper_train, row.paper_test)]
+        paper = ["" if value is None or pd.isna(value) else f"{value:.2f}"
+                 for value in (row.paper_train, row.paper_test)]
         lines.append(f"| {row.panel} | {describe_estimator_id(row.estimator).label} | {row.seeds} | "
                      f"{cell(row.train_mean, row.train_sem)} | {cell(row.test_mean, row.test_sem)} | {row.test_rank} | "
                      f"{paper[0]} | {paper[1]} | {'' if pd.isna(row.paper_rank) else row.paper_rank} |")

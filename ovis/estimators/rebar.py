@@ -106,8 +106,8 @@ class REBAR(ControlledNoiseEstimator):
 
     Args: ``eta`` (control-variate scale, 1), ``temperature`` (lam, 0.5), ``learn`` (train eta
     and log lam: dynamic REBAR), ``learn_temperature`` (False: with ``learn``, lam stays fixed and
-    eta alone is trained, as the REBAR code's REBAR), ``surrogate_hdim`` (> 0: RELAX's network r with one tanh hidden
-    layer of this width; needs ``x_shape``; implies ``learn``), ``neural_baseline`` (> 0: subtract
+    eta alone is trained, as the REBAR code's REBAR), ``surrogate_hdim`` (> 0: RELAX's network r
+    with one tanh hidden layer of this width; needs ``x_shape``; implies ``learn``), ``neural_baseline`` (> 0: subtract
     an input-dependent baseline ``b(2x - 1)`` (one tanh hidden layer of this width) from
     the score term's coefficient, as the REBAR code's REBAR does; trained by the variance objective,
     so it needs ``learn``; ``b`` does not depend on z: the estimator stays unbiased);
@@ -122,8 +122,9 @@ class REBAR(ControlledNoiseEstimator):
     noise_quadrature_nodes = 8  # the relaxed passes are smooth in the noise
 
     def __init__(self, mc: int = 1, iw: int = 1, eta: float = 1.0, temperature: float = 0.5, learn: bool = False,
-                 learn_temperature: bool = True, surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0, same_noise: bool = False,
-                 relaxation: str = "concrete", bounded_eta: bool = False, variance_objective: str = "logits",
+                 learn_temperature: bool = True, surrogate_hdim: int = 0, x_shape=None, neural_baseline: int = 0,
+                 same_noise: bool = False, relaxation: str = "concrete", bounded_eta: bool = False,
+                 variance_objective: str = "logits",
                  per_layer: bool = False, own_layer_score: bool = False, **options):
         super().__init__(mc, iw, x_shape=x_shape, **options)
         if not temperature > 0:
