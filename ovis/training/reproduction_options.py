@@ -52,13 +52,14 @@ def add_reproduction_options(parser: argparse.ArgumentParser) -> None:
                        help="input of the sbm's inference network: (x - mean + 1) / 2 (shifted, TVO and OVIS) "
                             "or x - mean (centred, the REBAR code)")
     run.add_argument("--rebar_baseline_hdim", type=int, default=0,
-                       help="> 0: estimators that take an input-dependent baseline (dynamic-rebar, relax) "
-                            "subtract b(x) (one hidden layer of this width, trained by their variance objective) "
-                            "from the score term's coefficient, as the REBAR code's REBAR does (it uses 100); "
-                            "0: none")
+                       help="> 0: the estimators of the run, trained or tracked, that take an input-dependent "
+                            "baseline (dynamic-rebar, rebar-learned-eta, relax) subtract b(x) (one hidden layer of "
+                            "this width, trained by their variance objective) from the score term's coefficient, "
+                            "as the REBAR code's REBAR does (it uses 100); 0: none")
     run.add_argument("--rebar_options", type=comma_list, default=[],
-                     help=f"comma list of the REBAR code's estimator choices for rebar, dynamic-rebar and relax "
-                          f"(none by default): same-noise (the conditional noise u~ is u itself), "
+                     help=f"comma list of the REBAR code's estimator choices for the estimators of the run, "
+                          f"trained or tracked, that take them (rebar, dynamic-rebar, rebar-learned-eta, relax; "
+                          f"none by default): same-noise (the conditional noise u~ is u itself), "
                           f"muprop-relaxation (sigmoid((a + logit u) / lam + a lam / (lam + 1))), per-layer (one "
                           f"control variate per layer, the layers drawn before it hard), per-layer-own-score "
                           f"(per-layer with the REBAR code's pairing of each with its own layer's score: biased), "
