@@ -57,10 +57,7 @@ class MuProp(ScoreFunctionEstimator):
             self.baseline = tanh_network(math.prod(x_shape), baseline_hdim)
 
     def learned_terms(self, x: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-        """``s_0``, ``s_1`` (0-dim) and ``b(x) [bs]``; 1, 1 and 0 when not ``learned``."""
-        if not self.learned:
-            one = x.new_ones(())
-            return one, one, x.new_zeros(x.shape[0])
+        """``s_0``, ``s_1`` (0-dim) and ``b(x) [bs]`` of the ``learned`` form."""
         scale_value, scale_linear = (2 * torch.sigmoid(self.scale_logits)).unbind()
         return scale_value, scale_linear, self.baseline(2 * x.flatten(1) - 1).squeeze(-1)
 
@@ -88,8 +85,10 @@ class MuProp(ScoreFunctionEstimator):
     def group_terms(self, model, x, particles, control_variate, options):
         value, means, slopes = self.mean_field(model, x, options)  # [bs], {g: [bs, N_g]} x 2
         bs, mc, K = particles.log_px.shape
-        scale_value, scale_linear, input_baseline = self.learned_terms(x)  # [], [], [bs]
-        baseline = (scale_value * value + input_baseline).view(bs, 1, 1, 1)
+        baseline = value.view(bs, 1, 1, 1)
+        if self.learned:  # the plain forms skip these operations
+            scale_value, scale_linear, input_baseline = self.learned_terms(x)  # [], [], [bs]
+            baseline = scale_value * baseline + input_baseline.view(bs, 1, 1, 1)
         if not self.first_order:
             return baseline, 0.0
         z, qz = particles.output["z"], particles.output["qz"]
@@ -105,7 +104,9 @@ class MuProp(ScoreFunctionEstimator):
         own = terms.cumsum(-1)  # [bs, mc, K, G]: own groups drawn up to g
         positions = torch.tensor([order.index(g) for g in range(len(order))], device=terms.device)
         linear_terms = others + own.index_select(-1, positions)  # [bs, mc, K, G]
-        return baseline + scale_linear * linear_terms, scale_linear.detach() * analytic
+        if self.learned:
+            return baseline + scale_linear * linear_terms, scale_linear.detach() * analytic
+        return baseline + linear_terms, analytic
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, first_order={self.first_order}, learned={self.learned}"
