@@ -6,7 +6,7 @@ Modes (``ovis.training.compilation``): ``eager``; ``compiled`` (inductor's defau
 ``run.py --compile on``, the whole step as one graph where the optimisers are Adam); ``graph`` (``mode="reduce-overhead"``:
 the compiled step replayed as CUDA graphs, run.py's ``--compile`` on CUDA; skipped on a CPU). Each
 measurement is a fresh process through run.py's set-up (``ovis.training.efficiency._build``) and
-``Trainer._train_step``, pinned to one core on a CPU (``--core``), the modes alternating over
+consecutive steps of ``Trainer._train_step`` (``consecutive_step_times``), pinned to one core on a CPU (``--core``), the modes alternating over
 ``--repeats``. Printed per mode: the median step time (process CPU time on a CPU, wall-clock time
 on CUDA, synchronised), its ratio to the eager step of the same repeat (median over repeats), the
 time of the first ``--untimed_steps`` steps (compilation) and the peak memory (CUDA: allocated;
@@ -18,8 +18,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -31,28 +29,20 @@ MODES = ("eager", "compiled", "graph")
 def measure(mode: str, args) -> dict:
     """One mode in this process: step times, the first steps' time and the peak memory."""
     import torch
-    from ovis.analysis.floor import timed
     from ovis.training import compilation
-    from ovis.training.efficiency import Workload, _batches, _build, training_step
+    from ovis.training.efficiency import Workload, consecutive_step_times
     if mode != "eager":
         wanted = "reduce-overhead" if mode == "graph" else "default"
         compilation.compile_mode = lambda device: wanted  # the mode this measurement is about
     workload = Workload(model="sbm", estimator=args.estimator, iw=args.iw[0], batch_size=args.bs, device=args.device,
-                        threads=1, compile=mode != "eager", data_root=args.data_root)
-    with tempfile.TemporaryDirectory() as root:
-        trainer, components = _build(workload, root)
-        device = components.device
-        batches = _batches(components.datasets.train, workload, args.untimed_steps + args.steps, device)
-        first = time.perf_counter()
-        for x in batches[:args.untimed_steps]:
-            training_step(trainer, x)
-        first = time.perf_counter() - first
-        clock = 0 if device.type == "cuda" else 1  # timed() gives (wall, process CPU)
-        times = [timed(training_step, device, trainer, x)[clock] for x in batches[args.untimed_steps:]]
-        trainer.recorder.close()
+                        threads=1, compile=mode != "eager", data_root=args.data_root, steps=args.steps,
+                        untimed_steps=args.untimed_steps)
+    times, first = consecutive_step_times(workload)
+    clock = 0 if args.device.startswith("cuda") else 1  # (wall, process CPU)
+    device = torch.device(args.device)
     memory = (torch.cuda.max_memory_allocated(device) if device.type == "cuda"
               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024) / 2 ** 20
-    return {"ms": statistics.median(times), "first_s": first, "memory_mib": memory}
+    return {"ms": statistics.median(t[clock] for t in times), "first_s": first, "memory_mib": memory}
 
 
 def run_mode(mode: str, iw: int, args) -> dict:

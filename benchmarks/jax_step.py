@@ -9,8 +9,9 @@ belief network on a batch of 24 binarized MNIST images, the OVIS~ surrogate with
 all in one ``jax.jit`` program on XLA's CPU backend with one thread.
 
 ovis's step is ``run.py``'s: its set-up, ``Trainer._train_step`` (estimator, backward pass,
-``make_optimizer``'s Adam, the diagnostics kept on the device), ``RUN_ENVIRONMENT``
-(``ovis.training.efficiency.measure_in_this_process``). ``--compile``: with ``run.py --compile``.
+``make_optimizer``'s Adam, the diagnostics kept on the device), ``RUN_ENVIRONMENT``,
+consecutive steps as the JAX step's are timed (``ovis.training.efficiency.consecutive_step_times``).
+``--compile``: with ``run.py --compile``.
 
 Each measurement is a fresh process pinned to one core (``--core``, ``os.sched_setaffinity``, as
 ``taskset -c``), the two steps' processes alternating (their order swapped at every repeat), so
@@ -156,8 +157,8 @@ def measure_jax(iw: int, steps: int, untimed_steps: int, data_root=None) -> Dict
 
 
 def measure_ovis(iw: int, steps: int, untimed_steps: int, compile: bool, data_root=None) -> Dict:
-    from ovis.training.efficiency import measure_in_this_process
-    times = measure_in_this_process(workload(iw, steps, untimed_steps, compile, data_root)).step_ms
+    from ovis.training.efficiency import consecutive_step_times
+    times, _ = consecutive_step_times(workload(iw, steps, untimed_steps, compile, data_root))
     return {"wall_ms": statistics.median(t[0] for t in times), "cpu_ms": statistics.median(t[1] for t in times)}
 
 

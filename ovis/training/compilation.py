@@ -9,7 +9,9 @@
   corrections from the step tensor inside every element loop; here they are computed once per
   step on the host and passed in as tensors, so the graph is not recompiled as they change. The
   update is the one of ``torch.optim.Adam`` (same state: ``step``, ``exp_avg``, ``exp_avg_sq``),
-  so checkpoints and resumed runs do not depend on it;
+  so checkpoints and resumed runs do not depend on it. The graph also computes the step's row of
+  the training monitor (``ovis.training.monitor.summary``), so that nothing but its storing runs
+  outside it;
 * otherwise (another optimiser, a per-step gradient analysis that reads ``.grad``, or an
   estimator whose call breaks the graph) the gradient pass: forward pass and ``backward()``
   traced together (``compiled_gradient_pass``); where that breaks the graph (NVIL updates its
@@ -18,10 +20,13 @@
   optimiser's ``step`` compiled on its own (``torch.optim`` breaks the graph around its update
   on purpose: the update must be traced without gradient).
 
+Every compiled program draws its random numbers from torch's generator (``compile_options``), as
+the eager step does: a compiled run draws the eager run's samples.
+
 On CUDA both run as CUDA graphs (``mode="reduce-overhead"``): one launch replays the step's
 kernels. The CUDA path is untested (no GPU was lent to this project so far).
 """
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -47,6 +52,15 @@ def compiles(setting, total_steps: int, particles: int, compile_problem: Optiona
 def compile_mode(device: torch.device) -> str:
     """``reduce-overhead`` (CUDA graphs) on CUDA, inductor's default elsewhere."""
     return "reduce-overhead" if device.type == "cuda" else "default"
+
+
+def compile_options(device: torch.device, cuda_graphs: bool = True) -> Dict[str, Any]:
+    """Inductor's options for ``device``: those of ``compile_mode`` (or of the default mode), and
+    torch's own random draws (``fallback_random``): the compiled step draws the eager step's samples,
+    and on a CPU torch's generator is faster than inductor's per-element Philox."""
+    import torch._inductor
+    mode = compile_mode(device) if cuda_graphs else "default"
+    return {**torch._inductor.list_mode_options(mode), "fallback_random": True}
 
 
 def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callable:
@@ -75,12 +89,12 @@ def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callabl
 def compiled_gradient_pass(function: Callable, device: torch.device, fallback: Callable) -> Callable:
     """``function`` (forward pass, ``backward()`` inside) compiled as one graph for ``device``;
     where it cannot be one graph, every call goes to ``fallback`` instead."""
-    return _fall_back_on_graph_break(torch.compile(function, mode=compile_mode(device), fullgraph=True), fallback)
+    return _fall_back_on_graph_break(torch.compile(function, options=compile_options(device), fullgraph=True), fallback)
 
 
 def compiled_optimizer_step(optimizer: torch.optim.Optimizer, device: torch.device) -> Callable:
     """``optimizer.step`` compiled for ``device`` (torch's compiled optimiser)."""
-    return torch.compile(optimizer.step, mode=compile_mode(device))
+    return torch.compile(optimizer.step, options=compile_options(device))
 
 
 class AdamGroups:
@@ -143,11 +157,12 @@ class AdamGroups:
 
 def compiled_training_step(gradients: Callable[..., Tuple[Tensor, Dict, Sequence[Optional[Tensor]]]],
                            optimizers: Sequence[torch.optim.Optimizer], device: torch.device,
-                           fallback: Callable) -> Optional[Callable]:
-    """``step(x, **runtime) -> (loss, diagnostics)``: ``gradients(x, **runtime) -> (loss,
-    diagnostics, gradients of the optimisers' parameters)`` and the Adam update, compiled as one
-    graph for ``device``; where that breaks the graph, ``fallback`` (the same signature) for
-    every call. None where an optimiser is not plain ``torch.optim.Adam``."""
+                           fallback: Callable, summarise: Callable[[Tensor, Dict], Any]) -> Optional[Callable]:
+    """``step(x, **runtime) -> summarise(loss, diagnostics)``: ``gradients(x, **runtime) -> (loss,
+    diagnostics, gradients of the optimisers' parameters)``, the Adam update and the step's summary
+    (the monitor's row), compiled as one graph for ``device``; where that breaks the graph,
+    ``fallback`` (``(x, **runtime) -> (loss, diagnostics)``) for every call. None where an
+    optimiser is not plain ``torch.optim.Adam``."""
     if not AdamGroups.supports(optimizers):
         return None
     adam = AdamGroups(optimizers)
@@ -156,10 +171,10 @@ def compiled_training_step(gradients: Callable[..., Tuple[Tensor, Dict, Sequence
         loss, diagnostics, grads = gradients(x, **runtime)
         with torch.no_grad():
             adam.update(grads, scalars)
-        return loss, diagnostics
+        return summarise(loss, diagnostics)
 
-    compiled = _fall_back_on_graph_break(torch.compile(step, mode=compile_mode(device), fullgraph=True),
-                                         lambda x, scalars, **runtime: fallback(x, **runtime))
+    compiled = _fall_back_on_graph_break(torch.compile(step, options=compile_options(device), fullgraph=True),
+                                         lambda x, scalars, **runtime: summarise(*fallback(x, **runtime)))
 
     def training_step(x: Tensor, **runtime):
         return compiled(x, adam.prepare(device), **runtime)

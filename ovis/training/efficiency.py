@@ -26,6 +26,7 @@ import re
 import resource
 import sys
 import tempfile
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
@@ -35,7 +36,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ovis.analysis.floor import describe, evaluation_floor_of, floor_of, timed
+from ovis.analysis.floor import describe, evaluation_floor_of, floor_of, synchronise, timed
 from ovis.estimators.config import describe_estimator_id, parse_estimator_id
 from ovis.estimators.evaluation import BoundEvaluator
 from ovis.estimators.registry import family_of, registered_families
@@ -214,6 +215,28 @@ def _build(workload: Workload, root: str):
     except ValueError as error:
         raise IncompatibleWorkload(str(error)) from None
     return Trainer(args, components, run_dir, run_logger(run_dir, silent=True)), components
+
+
+def consecutive_step_times(workload: Workload) -> Tuple[List[Tuple[float, float]], float]:
+    """run.py's training step of ``workload`` in this process, timed over consecutive steps as a run
+    takes them (``measure_in_this_process`` runs the floor's products between the steps, which
+    leaves the step's parameters and optimiser state out of the caches): ``(times, first)``, the
+    ``(wall, process CPU)`` milliseconds of each timed step and the wall-clock seconds of the
+    ``untimed_steps`` first steps (compilation)."""
+    with tempfile.TemporaryDirectory() as root:
+        trainer, components = _build(workload, root)
+        device = components.device
+        batches = _batches(components.datasets.train, workload, workload.untimed_steps + workload.steps, device)
+        trainer.model.train()  # as Trainer._train
+        trainer.estimator.train()
+        started = time.perf_counter()
+        for x in batches[:workload.untimed_steps]:
+            training_step(trainer, x)
+        synchronise(device)
+        first = time.perf_counter() - started
+        times = [timed(training_step, device, trainer, x) for x in batches[workload.untimed_steps:]]
+        trainer.recorder.close()
+    return times, first
 
 
 def measure_in_this_process(workload: Workload) -> Measurement:

@@ -1,6 +1,6 @@
 """Training diagnostics kept on the device between reads, and the check that they stay sound
 (``ovis.training.divergence``)."""
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -9,6 +9,21 @@ from ovis.launch import DivergenceError, NonFiniteLossError
 from ovis.training.divergence import ADVICE, impossible_values, non_finite
 
 SYNC_EVERY = 50  # training steps between reads of the losses kept on the device
+
+
+def summary(loss: Tensor, diagnostics: Dict[str, Tensor]) -> Tuple[Tensor, Tuple[str, ...]]:
+    """``(row, keys)``: the batch-mean surrogate loss and the batch mean of every training
+    diagnostic, ``[keys]``, and their keys (``StepMonitor.LOSS`` first, then the diagnostics' sorted)."""
+    keys = tuple(sorted(diagnostics))
+    with torch.no_grad():
+        values = [diagnostics[key] for key in keys]
+        if values and all(value.shape == values[0].shape for value in values):
+            # one stack and one mean for every key: a mean per key cost as many operations per step
+            # as a fifth of the estimator's forward pass
+            row = torch.cat([loss.reshape(1), torch.stack(values).flatten(1).float().mean(1)])  # [keys]
+        else:
+            row = torch.stack([loss.reshape(())] + [value.float().mean() for value in values])  # [keys]
+    return row, (StepMonitor.LOSS,) + keys
 
 
 class StepMonitor:
@@ -39,20 +54,16 @@ class StepMonitor:
 
     def record(self, step: int, loss: Tensor, diagnostics: Dict[str, Tensor]) -> None:
         """``step``: the global step of this loss; ``loss``: the batch-mean surrogate loss."""
+        self.store(step, *summary(loss, diagnostics))
+
+    def store(self, step: int, row: Tensor, keys: Tuple[str, ...]) -> None:
+        """Keep a step's ``summary`` (computed where the step is: the compiled step returns it)."""
         if self.keys is None:
-            self.keys = [self.LOSS] + sorted(diagnostics)
+            self.keys = list(keys)
             self.values = torch.zeros(len(self.keys), self.window, device=self.device)
         if self.count == 0:
             self.first_step = step
-        with torch.no_grad():
-            values = [diagnostics[key] for key in self.keys[1:]]
-            if values and all(value.shape == values[0].shape for value in values):
-                # one stack and one mean for every key: a mean per key cost as many operations per step
-                # as a fifth of the estimator's forward pass
-                means = torch.cat([loss.reshape(1), torch.stack(values).flatten(1).float().mean(1)])  # [keys]
-            else:
-                means = torch.stack([loss] + [value.float().mean() for value in values])  # [keys]
-        self.values[:, self.count] = means
+        self.values[:, self.count] = row
         self.count += 1
 
     def sync(self) -> Optional[Dict[str, float]]:

@@ -34,14 +34,14 @@ from torch import Tensor, nn
 from ovis.run_folder import StopRequests, run_work
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
-from ovis.training.compilation import (compiled_gradient_pass, compiled_optimizer_step, compiled_training_step,
-                                       compiles)
+from ovis.training.compilation import (compile_options, compiled_gradient_pass, compiled_optimizer_step,
+                                       compiled_training_step, compiles)
 from ovis.training.divergence import check_evaluation, check_parameters, likelihood_is_probability_mass
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count, steps_per_epoch
 from ovis.training.evaluation import evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
 from ovis.training.messages import evaluation_line, start_lines
-from ovis.training.monitor import StepMonitor
+from ovis.training.monitor import StepMonitor, summary
 from ovis.training.optim import load_optimizer_state, make_optimizer
 from ovis.training.progress import Progress
 from ovis.training.recorder import RunRecorder
@@ -104,7 +104,8 @@ class Trainer:
         # --compile: the gradient pass and the optimiser steps, compiled on first use (ovis.training.compilation)
         self.gradient_pass = self._gradient_pass
         if compile:
-            estimator_call = torch.compile(self.estimator)  # the fallback's: compiled on first use only
+            # the fallback's: compiled on first use only
+            estimator_call = torch.compile(self.estimator, options=compile_options(self.device, cuda_graphs=False))
             self.gradient_pass = compiled_gradient_pass(
                 self._gradient_pass, self.device, lambda x, **runtime: self._gradient_pass(x, estimator_call, **runtime))
         self.evaluator, self.chunk_rows = components.evaluator, components.chunk_rows
@@ -151,7 +152,8 @@ class Trainer:
         self.moving_variance = moving_variance_tracker(args, self.model, self.estimator, self.datasets.x_shape)
         # --compile: the whole step as one graph where the optimisers are Adam, no analysis reads .grad and
         # the estimator has no objective of its own (its backward pass would be skipped)
-        self.whole_step = (compiled_training_step(self._gradients, self.optimizers, self.device, self._separate_steps)
+        self.whole_step = (compiled_training_step(self._gradients, self.optimizers, self.device, self._separate_steps,
+                                                  summary)
                            if compile and self.moving_variance is None and self.estimator.own_objective is None
                            and all(p.requires_grad for p in self.trained_parameters) else None)
         self._started = time.time()
@@ -275,10 +277,11 @@ class Trainer:
 
     def _train_step(self, x: Tensor) -> None:
         state = self.state
-        loss, diagnostics = (self.whole_step or self._separate_steps)(x, **self.runtime(state.step))
+        runtime = self.runtime(state.step)
+        row, keys = self.whole_step(x, **runtime) if self.whole_step else summary(*self._separate_steps(x, **runtime))
         state.step += 1
         state.batch += 1
-        self.monitor.record(state.step, loss, diagnostics)
+        self.monitor.store(state.step, row, keys)
 
     def _sync(self) -> None:
         """Read the pending training losses (raises on NaN) and refresh the progress bar."""
