@@ -55,27 +55,30 @@ def compile_mode(device: torch.device) -> str:
 
 
 def compile_options(device: torch.device, cuda_graphs: bool = True) -> Dict[str, Any]:
-    """Inductor's options for ``device``: those of ``compile_mode`` (or of the default mode), and
-    torch's own random draws (``fallback_random``): the compiled step draws the eager step's samples,
-    and on a CPU torch's generator is faster than inductor's per-element Philox."""
+    """Inductor's options for ``device``: those of ``compile_mode`` (or of the default mode),
+    torch's own random draws (``fallback_random``: the compiled step draws the eager step's samples,
+    and on a CPU torch's generator is faster than inductor's per-element Philox) and, on a CPU, the
+    compiled program's wrapper in C++ rather than Python (``cpp_wrapper``)."""
     import torch._inductor
     mode = compile_mode(device) if cuda_graphs else "default"
-    return {**torch._inductor.list_mode_options(mode), "fallback_random": True}
+    return {**torch._inductor.list_mode_options(mode), "fallback_random": True, "cpp_wrapper": device.type == "cpu"}
 
 
 def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callable:
     """``compiled`` (traced with ``backward()``/``autograd.grad`` inside), or ``fallback`` for
     every call from the first that breaks the graph: dynamo refuses before running anything, so
     the call that found out runs once, in ``fallback``."""
+    # imported here: importing dynamo costs about a second, which run.py --help and uncompiled runs skip
+    import torch._dynamo.config as dynamo_config
+    import torch._functorch.config as functorch_config
     current = {"call": compiled}
+    # read when dynamo traces (first call, recompiles); the fallback's compiled estimator call keeps its
+    # backward buffers: estimators that differentiate inside their call (double-cv, rodeo) retain the graph.
+    # Made once: a patch made per call cost three times as much as entering one.
+    settings = (dynamo_config.patch(trace_autograd_ops=True), functorch_config.patch(donated_buffer=False))
 
     def call(*args, **kwargs):
-        # imported here: importing dynamo costs about a second, which run.py --help and uncompiled runs skip
-        import torch._dynamo.config as dynamo_config
-        import torch._functorch.config as functorch_config
-        # read when dynamo traces (first call, recompiles); the fallback's compiled estimator call keeps its
-        # backward buffers: estimators that differentiate inside their call (double-cv, rodeo) retain the graph
-        with dynamo_config.patch(trace_autograd_ops=True), functorch_config.patch(donated_buffer=False):
+        with settings[0], settings[1]:
             if current["call"] is fallback:
                 return fallback(*args, **kwargs)
             try:
