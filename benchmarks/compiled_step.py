@@ -3,11 +3,11 @@
     OVIS_DATA=../shared/data python benchmarks/compiled_step.py [--device cpu] [--iw 5,50] [--repeats 3]
 
 Modes (``ovis.training.compilation``): ``eager``; ``compiled`` (inductor's default mode:
-``run.py --compile on``, the whole step as one graph where the optimisers are Adam); ``graph`` (``mode="reduce-overhead"``:
-the compiled step replayed as CUDA graphs, run.py's ``--compile`` on CUDA; skipped on a CPU). Each
-measurement is a fresh process through run.py's set-up (``ovis.training.efficiency._build``) and
-consecutive steps of ``Trainer._train_step`` (``consecutive_step_times``), pinned to one core on a CPU (``--core``), the modes alternating over
-``--repeats``. Printed per mode: the median step time (process CPU time on a CPU, wall-clock time
+``run.py --compile on``, the whole step as one graph where the optimisers are Adam); ``graph``
+(``mode="reduce-overhead"``: the compiled step replayed as CUDA graphs, run.py's ``--compile`` on
+CUDA; skipped on a CPU). Each measurement is a fresh process through run.py's set-up and
+consecutive steps of ``Trainer._train_step`` (``ovis.training.efficiency.consecutive_step_times``),
+pinned to one core on a CPU (``--core``), the modes alternating over ``--repeats``. Printed per mode: the median step time (process CPU time on a CPU, wall-clock time
 on CUDA, synchronised), its ratio to the eager step of the same repeat (median over repeats), the
 time of the first ``--untimed_steps`` steps (compilation) and the peak memory (CUDA: allocated;
 CPU: resident set size) of the process.
