@@ -55,13 +55,14 @@ def compile_mode(device: torch.device) -> str:
 
 
 def compile_options(device: torch.device, cuda_graphs: bool = True) -> Dict[str, Any]:
-    """Inductor's options for ``device``: those of ``compile_mode`` (or of the default mode),
+    """Inductor's options for ``device``: those of ``compile_mode`` (or of the default mode) and
     torch's own random draws (``fallback_random``: the compiled step draws the eager step's samples,
-    and on a CPU torch's generator is faster than inductor's per-element Philox) and, on a CPU, the
-    compiled program's wrapper in C++ rather than Python (``cpp_wrapper``)."""
+    and on a CPU torch's generator is faster than inductor's per-element Philox). Inductor's C++
+    wrapper (``cpp_wrapper``) is left out: its gain is small (``benchmarks/results.md``) and its
+    program failed at run time on ``unordered-set``'s ``pow(2, tensor)``."""
     import torch._inductor
     mode = compile_mode(device) if cuda_graphs else "default"
-    return {**torch._inductor.list_mode_options(mode), "fallback_random": True, "cpp_wrapper": device.type == "cpu"}
+    return {**torch._inductor.list_mode_options(mode), "fallback_random": True}
 
 
 def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callable:
