@@ -7,10 +7,11 @@ Modes (``ovis.training.compilation``): ``eager``; ``compiled`` (inductor's defau
 (``mode="reduce-overhead"``: the compiled step replayed as CUDA graphs, run.py's ``--compile`` on
 CUDA; skipped on a CPU). Each measurement is a fresh process through run.py's set-up and
 consecutive steps of ``Trainer._train_step`` (``ovis.training.efficiency.consecutive_step_times``),
-pinned to one core on a CPU (``--core``), the modes alternating over ``--repeats``. Printed per mode: the median step time (process CPU time on a CPU, wall-clock time
-on CUDA, synchronised), its ratio to the eager step of the same repeat (median over repeats), the
-time of the first ``--untimed_steps`` steps (compilation) and the peak memory (CUDA: allocated;
-CPU: resident set size) of the process.
+pinned to one core on a CPU (``--core``), the modes alternating over ``--repeats``. Printed per
+mode: the median step time (process CPU time on a CPU, wall-clock time on CUDA, synchronised), its
+ratio to the eager step of the same repeat (median over repeats), the time of the first
+``--untimed_steps`` steps (compilation) and the peak memory (CUDA: allocated; CPU: resident set
+size) of the process.
 """
 import json
 import os

@@ -93,7 +93,8 @@ def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callabl
 def compiled_gradient_pass(function: Callable, device: torch.device, fallback: Callable) -> Callable:
     """``function`` (forward pass, ``backward()`` inside) compiled as one graph for ``device``;
     where it cannot be one graph, every call goes to ``fallback`` instead."""
-    return _fall_back_on_graph_break(torch.compile(function, options=compile_options(device), fullgraph=True), fallback)
+    compiled = torch.compile(function, options=compile_options(device), fullgraph=True)
+    return _fall_back_on_graph_break(compiled, fallback)
 
 
 def compiled_optimizer_step(optimizer: torch.optim.Optimizer, device: torch.device) -> Callable:
