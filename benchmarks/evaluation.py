@@ -22,37 +22,24 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from ovis.analysis.floor import evaluation_chunk_rows  # noqa: E402
+from ovis.analysis.floor import measured_chunk_rows  # noqa: E402
 from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list  # noqa: E402
-from ovis.training.components import DEFAULT_THREADS, torch_threads  # noqa: E402
+from ovis.training.evaluation import DEFAULT_THREADS, torch_threads  # noqa: E402
 from ovis.training.efficiency import Workload, efficiency_table  # noqa: E402
 
 TEST_POINTS = 10000
 MEMORY_BUDGET_MIB = 2048
-# float32 tensors of a chunk row per linear output (logits, probabilities, samples, log-densities and
-# temporaries): 8 x 4 bytes x 1784 outputs = 57 KB per row of the SBN 3 x 200, twice its measured 28 KB
-ROW_TENSORS = 8
 
 
-def available_memory(device: torch.device) -> float:
-    """Bytes of memory free for the evaluation: the device's free memory, or MemAvailable."""
-    if device.type == "cuda":
-        return float(torch.cuda.mem_get_info(device)[0])
-    with open("/proc/meminfo") as f:
-        return float(next(line.split()[1] for line in f if line.startswith("MemAvailable:"))) * 1024
-
-
-def measured_chunk_rows(args) -> int:
-    """``evaluation_chunk_rows`` for the model, within a quarter of the free memory."""
+def chosen_chunk_rows(args) -> int:
+    """run.py's choice (``ovis.analysis.floor.measured_chunk_rows``) for the model and evaluation."""
     from ovis.models import get_model
     from ovis.training.efficiency import MODEL_PRESETS
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     model = get_model(args.model, (1, 28, 28), **MODEL_PRESETS.get(args.model, {})).to(device)
-    outputs = sum(module.out_features for module in model.modules() if isinstance(module, torch.nn.Linear))
     with torch_threads(args.threads or DEFAULT_THREADS):
-        rows, throughput = evaluation_chunk_rows(model, device, available_memory(device) / 4,
-                                                 ROW_TENSORS * 4 * outputs)
+        rows, throughput = measured_chunk_rows(model, device, args.test_bs * args.iw)
     print("forward products, rows per second: " + ", ".join(f"{r}: {v:.3g}" for r, v in throughput.items())
           + f"; chosen: {rows} rows (the smallest within 10% of the fastest that fits a quarter of the free memory)")
     return rows
@@ -65,17 +52,20 @@ def main() -> None:
     parser.add_argument("--chunks", type=lambda text: [int(c) if c != "auto" else c for c in comma_list(text)],
                         default="auto,512,4096,32768",
                         help="rows (data points x particles) per forward pass; auto: chosen from this machine's "
-                             "measured throughput and memory (ovis.analysis.floor.evaluation_chunk_rows)")
+                             "measured throughput and memory, as run.py chooses them (ovis.analysis.floor.measured_chunk_rows)")
     parser.add_argument("--test_bs", type=int, default=10, help="data points per evaluation batch")
     parser.add_argument("--batches", type=int, default=2, help="timed batches per chunk size")
     parser.add_argument("--threads", type=int, default=0, help="run.py's --threads (0: one per core)")
     parser.add_argument("--device", default="cpu", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--compile", action="store_true",
+                        help="as run.py --compile: each chunk's forward pass compiled (ovis.training.compilation)")
     parser.add_argument("--data_root", default=None, help="data directory (default: $OVIS_DATA, then ./data)")
     args = parser.parse_args()
-    auto = measured_chunk_rows(args) if "auto" in args.chunks else None
+    auto = chosen_chunk_rows(args) if "auto" in args.chunks else None
     args.chunks = [auto if chunk == "auto" else chunk for chunk in args.chunks]
     workloads = [Workload(model=args.model, estimator="-", kind="evaluate", iw=args.iw, batch_size=args.test_bs,
-                          chunk_size=chunk, device=args.device, threads=args.threads, untimed_steps=0,
+                          chunk_size=chunk, device=args.device, threads=args.threads, untimed_steps=int(args.compile),
+                          compile=args.compile,
                           steps=args.batches, data_root=args.data_root) for chunk in args.chunks]
     table = efficiency_table(workloads)
     print(f"\nL_{args.iw} of {TEST_POINTS} test points, {args.model}, {table['device_used'].iloc[0]}, "

@@ -33,7 +33,7 @@ from typing import Any, Dict, Mapping, Union
 EXECUTION_OPTIONS = frozenset({
     "root", "data_root", "exp", "run_id", "hash", "script", "rf", "resume", "load", "device", "threads", "workers",
     "silent", "deterministic", "sequential_computation", "valid_bs", "test_bs", "checkpoint_interval",
-    "draw_individual", "compile",
+    "draw_individual", "compile", "chunk_rows",
 })
 
 # Data sets that bring their own model (run.py trains it whatever --model says), the model options

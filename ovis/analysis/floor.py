@@ -120,8 +120,17 @@ def evaluation_floor_of(model: nn.Module, points: int, particles: int, device: t
     return None if shapes is None else MatmulFloor(shapes, device, dtype, gradients=False)
 
 
+# Rows (data points x particles) per evaluation chunk that ``measured_chunk_rows`` chooses from
+CHUNK_CANDIDATES = {"cpu": (512, 1024, 2048, 4096, 8192, 16384, 32768),
+                    "cuda": (4096, 8192, 16384, 32768, 65536, 131072, 262144)}
+# float32 values of a chunk row per linear output (logits, probabilities, samples, log-densities and
+# temporaries): 8 x 4 bytes x 1784 outputs = 57 KB per row of the SBN 3 x 200, twice its measured 28 KB
+ROW_TENSORS = 8
+MEMORY_SHARE = 4  # an evaluation chunk takes at most a quarter of the free memory
+
+
 def evaluation_chunk_rows(model: nn.Module, device: torch.device, memory_bytes: float, bytes_per_row: float,
-                          candidates=(512, 1024, 2048, 4096, 8192, 16384, 32768), tolerance: float = 0.1,
+                          candidates=CHUNK_CANDIDATES["cpu"], tolerance: float = 0.1,
                           repeats: int = 3) -> Tuple[int, Dict[int, float]]:
     """Rows per evaluation chunk from this machine's measured throughput and memory: the smallest
     of ``candidates`` whose forward products (``evaluation_floor_of``, one data point) run within
@@ -138,3 +147,24 @@ def evaluation_chunk_rows(model: nn.Module, device: torch.device, memory_bytes: 
         throughput[rows] = rows / min(timed(floor.run, device)[clock] for _ in range(repeats)) * 1e3
     best = max(throughput.values())
     return min(rows for rows, speed in throughput.items() if speed >= (1 - tolerance) * best), throughput
+
+
+def available_memory(device: torch.device) -> float:
+    """Bytes of memory free on ``device``: the CUDA device's free memory, or the host's MemAvailable."""
+    if device.type == "cuda":
+        return float(torch.cuda.mem_get_info(device)[0])
+    with open("/proc/meminfo") as f:
+        return float(next(line.split()[1] for line in f if line.startswith("MemAvailable:"))) * 1024
+
+
+def measured_chunk_rows(model: nn.Module, device: torch.device, largest_rows: int) -> Tuple[int, Dict[int, float]]:
+    """``evaluation_chunk_rows`` of ``model`` on ``device`` within ``1 / MEMORY_SHARE`` of its free
+    memory, at ``ROW_TENSORS`` float32 values per output of its linear maps, among the device's
+    ``CHUNK_CANDIDATES`` up to the first that holds ``largest_rows`` (the largest evaluation's rows:
+    larger chunks would run the same passes). Returns the rows and the measured rows per second."""
+    outputs = sum(module.out_features for module in model.modules() if isinstance(module, nn.Linear))
+    candidates = CHUNK_CANDIDATES["cuda" if device.type == "cuda" else "cpu"]
+    candidates = [rows for rows in candidates if rows < largest_rows] + [
+        next((rows for rows in candidates if rows >= largest_rows), candidates[-1])]
+    return evaluation_chunk_rows(model, device, available_memory(device) / MEMORY_SHARE,
+                                 ROW_TENSORS * 4 * outputs, candidates=tuple(sorted(set(candidates))))

@@ -1,5 +1,5 @@
 """Evaluation of the importance weighted bound L_K with many particles in bounded memory."""
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -16,9 +16,13 @@ class BoundEvaluator(nn.Module):
     log-densities ``[bs, K]`` are kept. Same call as the estimators:
     ``loss, diagnostics, output = evaluator(model, x)`` with ``loss = -L_K [bs]``; ``output`` is the
     model output of the last chunk. The only runtime option is ``tau`` (relaxed latents).
+
+    ``compiler`` (optional, e.g. ``torch.compile`` with options) compiles the pass of one chunk,
+    which then returns tensors only: ``output`` then holds the last chunk's latents ``z`` alone.
     """
 
-    def __init__(self, iw: int, chunk_size: Optional[int] = None):
+    def __init__(self, iw: int, chunk_size: Optional[int] = None,
+                 compiler: Optional[Callable[[Callable], Callable]] = None):
         super().__init__()
         if isinstance(iw, bool) or not float(iw).is_integer() or iw < 1:
             raise ValueError(f"iw={iw!r}: expected an integer >= 1")
@@ -26,6 +30,8 @@ class BoundEvaluator(nn.Module):
             raise ValueError(f"chunk_size={chunk_size!r}: expected None or an integer >= 1 (rows per forward pass)")
         self.iw = int(iw)
         self.chunk_size = None if chunk_size is None else int(chunk_size)
+        self.compiled = compiler is not None
+        self.chunk_pass = _chunk_pass if compiler is None else compiler(_tensors_of_chunk_pass)
 
     def chunk_layout(self, bs: int) -> Tuple[int, int]:
         """(data points, particles) per forward pass of a batch of ``bs`` data points."""
@@ -54,19 +60,16 @@ class BoundEvaluator(nn.Module):
             piece_diagnostics: Dict[str, Tensor] = {}
             for start in range(0, self.iw, particles):
                 output = {}  # the previous chunk's rows are freed before the next forward pass
-                chunk = sample_particles(model, x_piece, 1, min(particles, self.iw - start), False, options)
+                count = min(particles, self.iw - start)
+                values, chunk_diagnostics, output = self.chunk_pass(model, x_piece, count, options, return_diagnostics)
                 # Chunks write into buffers allocated once, so that memory holds one chunk's rows
                 # and the [bs, iw] log-densities, and freed chunks leave no gaps in the heap.
                 if densities is None:
-                    densities = [chunk.log_px.new_empty((bs, 1, self.iw) + value.shape[3:])
-                                 for value in (chunk.log_px, chunk.log_qz, chunk.log_pz)]
-                for buffer, value in zip(densities, (chunk.log_px, chunk.log_qz, chunk.log_pz)):
-                    buffer[first:first + x_piece.shape[0], :, start:start + chunk.iw] = value
-                if return_diagnostics:
-                    _accumulate(piece_diagnostics, model_diagnostics(chunk.output, x_piece.shape[0]),
-                                chunk.iw / self.iw)
-                output = chunk.output
-                del chunk
+                    densities = [value.new_empty((bs, 1, self.iw) + value.shape[3:]) for value in values]
+                for buffer, value in zip(densities, values):
+                    buffer[first:first + x_piece.shape[0], :, start:start + count] = value
+                _accumulate(piece_diagnostics, chunk_diagnostics, count / self.iw)
+                del values, chunk_diagnostics
             diagnostics_pieces.append(piece_diagnostics)
         diagnostics = base_diagnostics(Particles(*densities, output), options)  # [bs] each
         loss = -diagnostics["loss/L_k"]
@@ -78,7 +81,23 @@ class BoundEvaluator(nn.Module):
         return loss, diagnostics, output
 
     def extra_repr(self) -> str:
-        return f"iw={self.iw}, chunk_size={self.chunk_size}"
+        return f"iw={self.iw}, chunk_size={self.chunk_size}, compiled={self.compiled}"
+
+
+def _chunk_pass(model: nn.Module, x: Tensor, particles: int, options: RuntimeOptions, diagnostics: bool):
+    """One chunk's forward pass: its log-densities ``(log_px, log_qz, log_pz)``, the model's
+    diagnostics (``{}`` unless ``diagnostics``) and the model's output."""
+    chunk = sample_particles(model, x, 1, particles, False, options)
+    found = model_diagnostics(chunk.output, x.shape[0]) if diagnostics else {}
+    return (chunk.log_px, chunk.log_qz, chunk.log_pz), found, chunk.output
+
+
+def _tensors_of_chunk_pass(model: nn.Module, x: Tensor, particles: int, options: RuntimeOptions,
+                           diagnostics: bool):
+    """``_chunk_pass`` with the latents ``{"z": [...]}`` alone as its output: tensors only, as a
+    compiled program returns them."""
+    values, found, output = _chunk_pass(model, x, particles, options, diagnostics)
+    return values, found, {"z": list(output["z"])}
 
 
 def _accumulate(total: Dict[str, Tensor], diagnostics: Dict[str, Tensor], weight: float) -> None:

@@ -95,7 +95,8 @@ def sample_without_replacement(log_p: Tensor, k: int, max_categories: int = 16) 
     bs, units, categories = log_p.shape
     size = max(1, int(math.log(max_categories) / math.log(categories) + 1e-9))
     chosen = stochastic_beam_search(merge_units(log_p, size), k)  # [bs, k, B]
-    place = categories ** torch.arange(size - 1, -1, -1, device=log_p.device)  # [size]: first unit slowest
+    # [size]: first unit slowest (a constant list: a compiled step's C++ wrapper has no pow(int, tensor))
+    place = torch.tensor([categories ** power for power in range(size - 1, -1, -1)], device=log_p.device)
     digits = chosen[..., None] // place % categories  # [bs, k, B, size]
     return digits.flatten(-2)[..., :units]
 

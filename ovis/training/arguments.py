@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="deterministic algorithms (cuDNN/cuBLAS); resumed runs then reproduce unbroken ones")
     base.add_argument("--sequential_computation", action="store_true",
                       help="evaluate the particles of one data point at a time (lowest memory)")
+    base.add_argument("--chunk_rows", type=integer_option, default=0,
+                      help="rows (data points x particles) per forward pass of the evaluations and analyses; "
+                           "0: chosen from this machine's measured throughput and free memory at the start "
+                           "(the drawn particles depend on it: a resumed run keeps its first choice)")
 
     run = parser.add_argument_group("run")
     run.add_argument("--epochs", type=integer_option, default=-1, help="number of epochs (< 0: derived from --nsteps)")
@@ -209,7 +213,7 @@ def check_values(args: argparse.Namespace) -> None:
                  "grad_bs", "N", "K"):
         _check(getattr(args, name) >= 1, f"--{name} must be >= 1, got {getattr(args, name)}")
     for name in ("workers", "threads", "warmup", "warmup_offset", "lr_reduce_steps", "nlayers", "b_nlayers",
-                 "kdim", "mc_au_analysis", "seed"):
+                 "kdim", "mc_au_analysis", "seed", "chunk_rows"):
         _check(getattr(args, name) >= 0, f"--{name} must be >= 0, got {getattr(args, name)}")
     for name in ("depth", "hdim"):
         value = getattr(args, name)

@@ -26,6 +26,7 @@ the eager step does: a compiled run draws the eager run's samples.
 On CUDA both run as CUDA graphs (``mode="reduce-overhead"``): one launch replays the step's
 kernels. The CUDA path is untested (no GPU was lent to this project so far).
 """
+import types
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -55,14 +56,37 @@ def compile_mode(device: torch.device) -> str:
 
 
 def compile_options(device: torch.device, cuda_graphs: bool = True) -> Dict[str, Any]:
-    """Inductor's options for ``device``: those of ``compile_mode`` (or of the default mode) and
+    """Inductor's options for ``device``: those of ``compile_mode`` (or of the default mode),
     torch's own random draws (``fallback_random``: the compiled step draws the eager step's samples,
-    and on a CPU torch's generator is faster than inductor's per-element Philox). Inductor's C++
-    wrapper (``cpp_wrapper``) is left out: its gain is small (``benchmarks/results.md``) and its
-    program failed at run time on ``unordered-set``'s ``pow(2, tensor)``."""
+    and on a CPU torch's generator is faster than inductor's per-element Philox) and, on a CPU,
+    inductor's C++ wrapper (``cpp_wrapper``: the program's kernels called from C++ rather than from
+    a Python function; on CUDA the graph replay already leaves Python out)."""
     import torch._inductor
     mode = compile_mode(device) if cuda_graphs else "default"
-    return {**torch._inductor.list_mode_options(mode), "fallback_random": True}
+    return {**torch._inductor.list_mode_options(mode), "fallback_random": True, "cpp_wrapper": device.type == "cpu"}
+
+
+# The whole step's arguments (``compiled_training_step``): the guards on them stay (``run_guards``)
+STEP_ARGUMENTS = ("x", "scalars", "runtime")
+
+
+def run_guards(entries: Sequence[Any]) -> List[bool]:
+    """``torch.compile``'s ``guard_filter_fn`` for a program that belongs to one run: which of
+    dynamo's guards (``torch._dynamo.types.GuardFilterEntry``) are checked before every call.
+
+    Kept: the guards on the program's arguments (``STEP_ARGUMENTS``: a new batch size or a new value
+    of an annealed option recompiles), on every tensor (dtype, device, shape: a moved or resized
+    parameter or optimiser state recompiles), on the ``training`` flags and on the global state
+    (grad mode, default device, deterministic algorithms). Left out: those on the other Python
+    attributes of the run's model, estimator and optimiser (their hyperparameters and structure)
+    and on the identity of the library's functions. The run builds these objects once and does
+    not reconfigure them while it trains; checked at every call, their guards are most of the
+    step's time outside the compiled program at small K (``benchmarks/results.md``). The program
+    needs a code object of its own (``own_code``): dynamo looks
+    up compiled programs per code object, and without the guards left out, another run's program
+    of the same shapes would pass for this run's."""
+    return [not entry.name or entry.name.split("[")[0].split(".")[0] in STEP_ARGUMENTS
+            or entry.guard_type == "TENSOR_MATCH" or entry.name.endswith(".training") for entry in entries]
 
 
 def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callable:
@@ -88,6 +112,24 @@ def _fall_back_on_graph_break(compiled: Callable, fallback: Callable) -> Callabl
                 current["call"] = fallback
                 return fallback(*args, **kwargs)
     return call
+
+
+def own_code(function: Callable) -> Callable:
+    """``function`` on a copy of its code object: dynamo keeps compiled programs, and counts
+    recompilations, per code object, so that the copy's programs are its caller's alone."""
+    return types.FunctionType(function.__code__.replace(), function.__globals__, function.__name__,
+                              function.__defaults__, function.__closure__)
+
+
+def evaluation_compiler(device: torch.device) -> Callable[[Callable], Callable]:
+    """The ``compiler`` of a compiled run's bound evaluations (``BoundEvaluator``): each chunk's
+    forward pass one program, on a code object of its own per evaluator, without CUDA graphs (a
+    chunk of thousands of rows leaves the launches negligible); where dynamo cannot trace it, the
+    eager pass."""
+    def compiler(function: Callable) -> Callable:
+        compiled = torch.compile(own_code(function), options=compile_options(device, cuda_graphs=False))
+        return _fall_back_on_graph_break(compiled, function)
+    return compiler
 
 
 def compiled_gradient_pass(function: Callable, device: torch.device, fallback: Callable) -> Callable:
@@ -178,7 +220,9 @@ def compiled_training_step(gradients: Callable[..., Tuple[Tensor, Dict, Sequence
             adam.update(grads, scalars)
         return summarise(loss, diagnostics)
 
-    compiled = _fall_back_on_graph_break(torch.compile(step, options=compile_options(device), fullgraph=True),
+    # own_code: run_guards leaves out the guards that would tell this run's objects from another run's
+    options = {**compile_options(device), "guard_filter_fn": run_guards}
+    compiled = _fall_back_on_graph_break(torch.compile(own_code(step), options=options, fullgraph=True),
                                          lambda x, scalars, **runtime: summarise(*fallback(x, **runtime)))
 
     def training_step(x: Tensor, **runtime):

@@ -9,7 +9,6 @@ import argparse
 import functools
 import os
 import random
-from contextlib import contextmanager
 from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -20,6 +19,7 @@ from ovis.devices import resolve_device, set_threads
 from ovis.training.arguments import (DEFAULT_IW, ArgumentError, IncompatibleComponents, gradient_filter,
                                      model_hparams, model_name)
 from ovis.training.reproduction_options import reproduction_constructor_options
+from ovis.training.evaluation import evaluation_threads, torch_threads
 from ovis.training.trainer import RunComponents
 
 BASELINE_HDIM = 64  # the original's --hdim default, the width of reinforce-baseline's network
@@ -135,10 +135,6 @@ def _constructs(Estimator, config: Dict, mc: int, iw: int, x_shape) -> bool:
     return True
 
 
-# Rows (data points x particles) of one forward pass of the evaluations and analyses: bounds their
-# memory at iw = 5000 or mc = 1000. On a CPU, 512 rows are as fast per row as larger chunks.
-CHUNK_ROWS = {"cpu": 512, "cuda": 65536}
-DEFAULT_THREADS = torch.get_num_threads()  # torch's own choice, before configure_threads changes it
 
 
 def configure_determinism(deterministic: bool) -> None:
@@ -157,24 +153,6 @@ def configure_threads(args: argparse.Namespace, components: RunComponents) -> No
     rows = args.bs * args.mc * args.iw
     parameters = sum(p.numel() for p in components.model.parameters())
     set_threads(args.threads, rows * parameters, components.device)
-
-
-@contextmanager
-def torch_threads(count: int):
-    """Run the block with ``count`` torch CPU threads, then restore the previous count."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def evaluation_threads(args: argparse.Namespace) -> int:
-    """Threads of the bound evaluations: ``--threads`` when given, else torch's default (one per
-    core, or ``OMP_NUM_THREADS``) even where ``configure_threads`` chose one thread for the small
-    training step: an evaluation at K = 5000 has thousands of rows per forward pass."""
-    return args.threads if args.threads > 0 else DEFAULT_THREADS
 
 
 def seed_everything(seed: int) -> None:
@@ -209,11 +187,8 @@ def build_components(args: argparse.Namespace, device: torch.device) -> RunCompo
     except ValueError as error:  # ArgumentError included
         raise ArgumentError(f"--model {name} on --dataset {args.dataset}: {error}") from None
 
-    # --sequential_computation: one particle per data point and forward pass (lowest memory)
-    rows = min(args.test_bs, args.valid_bs) if args.sequential_computation else CHUNK_ROWS[device.type]
-
-    def evaluator(iw: int):
-        bound = BoundEvaluator(iw, chunk_size=rows)
+    def evaluator(iw: int, rows: int, compiler: Optional[Callable] = None):
+        bound = BoundEvaluator(iw, chunk_size=rows, compiler=compiler)
 
         def evaluate(model, x):
             with torch_threads(evaluation_threads(args)):
@@ -222,7 +197,7 @@ def build_components(args: argparse.Namespace, device: torch.device) -> RunCompo
         return evaluate
 
     return RunComponents(datasets=datasets, model=model, estimator=estimator, evaluator=evaluator, device=device,
-                         estimator_id=args.estimator, chunk_rows=rows)
+                         estimator_id=args.estimator)
 
 
 def prepare_process(args: argparse.Namespace,

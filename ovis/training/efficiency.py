@@ -258,9 +258,10 @@ def measure_in_this_process(workload: Workload) -> Measurement:
 
             step = functools.partial(training_step, trainer)
         else:
-            from ovis.training.components import evaluation_threads, torch_threads
-            evaluator = (components.evaluator(workload.iw) if workload.chunk_size is None
-                         else BoundEvaluator(workload.iw, chunk_size=workload.chunk_size))
+            from ovis.training.evaluation import evaluation_threads, torch_threads
+            evaluator = (trainer.evaluator(workload.iw) if workload.chunk_size is None
+                         else BoundEvaluator(workload.iw, chunk_size=workload.chunk_size,
+                                             compiler=trainer.evaluation_compiler))
             trainer.model.eval()
             threads = evaluation_threads(trainer.args)
             floor = _evaluation_floor(trainer.model, evaluator, batches[0], threads)
@@ -292,7 +293,7 @@ class _RepeatedFloor:
         self.floor, self.chunks, self.threads, self.shapes = floor, chunks, threads, floor.shapes
 
     def run(self) -> None:
-        from ovis.training.components import torch_threads
+        from ovis.training.evaluation import torch_threads
         with torch_threads(self.threads):
             for _ in range(self.chunks):
                 self.floor.run()

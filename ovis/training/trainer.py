@@ -35,10 +35,10 @@ from ovis.run_folder import StopRequests, run_work
 from ovis.training import checkpoint as checkpoints
 from ovis.training.analyses import AnalysisContext, moving_variance_tracker, run_analyses
 from ovis.training.compilation import (compile_options, compiled_gradient_pass, compiled_optimizer_step,
-                                       compiled_training_step, compiles)
+                                       compiled_training_step, compiles, evaluation_compiler)
 from ovis.training.divergence import check_evaluation, check_parameters, likelihood_is_probability_mass
 from ovis.training.data import FixedSubset, TrainingBatches, derive_seed, epoch_count, steps_per_epoch
-from ovis.training.evaluation import evaluate_bound
+from ovis.training.evaluation import chunk_rows, evaluate_bound
 from ovis.training.images import RECONSTRUCTIONS, model_image_grids, save_png
 from ovis.training.messages import evaluation_line, start_lines
 from ovis.training.monitor import StepMonitor, summary
@@ -54,15 +54,15 @@ ESS_POINTS = 1000  # training points of the ESS at the training K
 class RunComponents:
     """What a run trains and evaluates with (built from the options by ``ovis.training.components``).
 
-    ``evaluator(iw)`` returns a plain L_K evaluator (alpha = 0, beta = 1) called as
-    ``evaluator(model, x)``; ``datasets`` has ``train``, ``valid``, ``test`` and ``x_shape``."""
+    ``evaluator(iw, rows, compiler)`` returns a plain L_K evaluator (alpha = 0, beta = 1) of
+    ``rows`` rows per forward pass (``compiler``: None, or what compiles its chunks' pass), called
+    as ``evaluator(model, x)``; ``datasets`` has ``train``, ``valid``, ``test`` and ``x_shape``."""
     datasets: object
     model: nn.Module
     estimator: nn.Module
-    evaluator: Callable[[int], Callable]
+    evaluator: Callable[[int, int, Optional[Callable]], Callable]
     device: torch.device
     estimator_id: str = ""
-    chunk_rows: Optional[int] = None  # rows (data points x MC samples) per forward pass of the active units
 
 
 @dataclass
@@ -78,6 +78,7 @@ class TrainingState:
     elapsed: float = 0.0  # seconds of training time before the current process
     training_time: float = 0.0  # wall-clock seconds spent in training steps (evaluations excluded)
     training_cpu_time: float = 0.0  # process CPU seconds spent in training steps (evaluations excluded)
+    chunk_rows: int = 0  # rows per forward pass of the evaluations and analyses (0: not chosen yet)
 
 
 @contextmanager
@@ -108,7 +109,10 @@ class Trainer:
             estimator_call = torch.compile(self.estimator, options=compile_options(self.device, cuda_graphs=False))
             self.gradient_pass = compiled_gradient_pass(
                 self._gradient_pass, self.device, lambda x, **runtime: self._gradient_pass(x, estimator_call, **runtime))
-        self.evaluator, self.chunk_rows = components.evaluator, components.chunk_rows
+        self.make_evaluator = components.evaluator
+        # --compile: the bound evaluations' chunk passes compiled too, one evaluator (and program) per K
+        self.evaluation_compiler = evaluation_compiler(self.device) if compile else None
+        self.evaluators: Dict[int, Callable] = {}
         self.estimator_id = components.estimator_id or args.estimator
         self.image_data = len(self.datasets.x_shape) == 3
 
@@ -144,6 +148,8 @@ class Trainer:
         if saved is not None:
             self._restore(saved)
         self.recorder = RunRecorder(run_dir, resume_step=self.state.step if saved is not None else None)
+        self.state.chunk_rows, self.chunk_choice = chunk_rows(args, self.model, self.device, self.state.chunk_rows)
+        self.chunk_rows = self.state.chunk_rows
         self.probability_mass = self._likelihood_is_probability_mass()
         self.analysis_context = AnalysisContext(args, self.model, self.estimator, self.subsets, self.device,
                                                 self.chunk_rows)
@@ -329,6 +335,12 @@ class Trainer:
     def _bound(self, split: str, iw: int, limit: Optional[int] = None, batch_size: Optional[int] = None) -> Dict:
         batches = self.subsets[split].batches(batch_size or self.args.test_bs, self.device, limit=limit)
         return evaluate_bound(self.evaluator(iw), self.model, batches)
+
+    def evaluator(self, iw: int) -> Callable:
+        """The run's L_K evaluator of ``iw`` particles, in chunks of the run's ``chunk_rows``."""
+        if iw not in self.evaluators:
+            self.evaluators[iw] = self.make_evaluator(iw, self.chunk_rows, self.evaluation_compiler)
+        return self.evaluators[iw]
 
     def _save_images(self) -> None:
         """Prior samples and test reconstructions (means of p(x|z)) as PNG grids and TensorBoard images."""

@@ -2,7 +2,7 @@
 import torch
 
 from ovis.analysis.floor import (LinearShape, MatmulFloor, evaluation_chunk_rows, evaluation_floor_of, floor_of,
-                                 step_shapes, timed)
+                                 measured_chunk_rows, step_shapes, timed)
 from ovis.models import get_model
 
 X_SHAPE = (1, 28, 28)
@@ -62,3 +62,10 @@ def test_evaluation_chunk_rows_fit_the_memory_and_are_measured():
     assert sorted(throughput) == [512, 1024, 2048] and all(speed > 0 for speed in throughput.values())
     assert rows in throughput and throughput[rows] >= 0.9 * max(throughput.values())
     assert evaluation_chunk_rows(model, torch.device("cpu"), 10, 100, candidates=(512, 1024))[0] == 512  # none fits
+
+
+def test_run_chunks_are_measured_up_to_the_first_that_holds_the_largest_evaluation():
+    model = get_model("sbm", x_shape=X_SHAPE, N=8, depth=2, nlayers=0)
+    rows, throughput = measured_chunk_rows(model, torch.device("cpu"), largest_rows=600)
+    assert sorted(throughput) == [512, 1024] and rows in throughput
+    assert sorted(measured_chunk_rows(model, torch.device("cpu"), largest_rows=100)[1]) == [512]

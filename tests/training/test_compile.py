@@ -1,10 +1,13 @@
 """run.py --compile: the compiled training step computes what the eager one does."""
+from types import SimpleNamespace
+
 import pytest
 import torch
 
 from ovis.estimators.config import EXAMPLE_IDS
 from ovis.training.arguments import ArgumentError, parse_args
-from ovis.training.compilation import COMPILE_MAX_PARTICLES, COMPILE_MIN_STEPS, compiled_gradient_pass, compiles
+from ovis.training.compilation import (COMPILE_MAX_PARTICLES, COMPILE_MIN_STEPS, compiled_gradient_pass, compiles,
+                                       evaluation_compiler, run_guards)
 from ovis.training.efficiency import Workload, _build, _batches
 
 # A small SBN on the generated shapes data (8 units, 1 layer), batch 4, K = 3.
@@ -36,6 +39,51 @@ def test_compiled_step_gives_the_eager_losses_and_parameters(tmp_path):
     for compiled, eager in zip(compiled_parameters, eager_parameters):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
     assert eager_parameters[0].ne(_losses_and_parameters(tmp_path / "again", SMALL)[1][0]).sum() == 0
+    # a second run in the process, of the same shapes but another estimator setting, gets its own program:
+    # the guards left out (run_guards) are those on the first run's hyperparameters
+    other = Workload(**{**SMALL.__dict__, "estimator": "ovis-gamma0"})
+    other_losses, other_parameters = _losses_and_parameters(tmp_path / "other", other)
+    compiled_losses, compiled_parameters = _losses_and_parameters(
+        tmp_path / "other-compiled", Workload(**{**other.__dict__, "compile": True}))
+    assert compiled_losses == pytest.approx(other_losses, rel=1e-5)
+    for compiled, eager in zip(compiled_parameters, other_parameters):
+        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    assert not all(torch.equal(a, b) for a, b in zip(other_parameters, eager_parameters))  # a reuse would show
+
+
+@pytest.mark.slow  # two compilations (the last chunk of each data point is smaller)
+def test_a_compiled_evaluation_gives_the_eager_bound_and_diagnostics():
+    from ovis.estimators.evaluation import BoundEvaluator
+    from ovis.models import get_model
+    torch.manual_seed(0)
+    model = get_model("sbm", (1, 6, 6), N=8, depth=2, nlayers=0).eval()
+    x = (torch.rand(3, 1, 6, 6) > 0.5).float()
+    results = []
+    for compiler in (None, evaluation_compiler(torch.device("cpu"))):
+        torch.manual_seed(1)  # 50 particles in chunks of 21, 21 and 8 per data point
+        results.append(BoundEvaluator(50, chunk_size=64, compiler=compiler)(model, x))
+    (eager_loss, eager_diagnostics, eager_output), (loss, diagnostics, output) = results
+    torch.testing.assert_close(loss, eager_loss, rtol=1e-5, atol=1e-5)
+    assert diagnostics.keys() == eager_diagnostics.keys()
+    for key, value in eager_diagnostics.items():
+        torch.testing.assert_close(diagnostics[key], value, rtol=1e-4, atol=1e-5)
+    assert [z.shape for z in output["z"]] == [z.shape for z in eager_output["z"]] == [(3 * 8, 8)] * 2
+
+
+def test_the_whole_step_keeps_the_guards_on_its_arguments_tensors_and_global_state():
+    entries = {  # (dynamo's source name, guard type): kept
+        ("x", "TENSOR_MATCH"): True, ("scalars", "TENSOR_MATCH"): True, ("runtime['alpha']", "CONSTANT_MATCH"): True,
+        ("runtime", "DICT_KEYS_MATCH"): True, ("", "GRAD_MODE"): True, ("", "DEFAULT_DEVICE"): True,
+        ("adam.states[0][0]['exp_avg']", "TENSOR_MATCH"): True,
+        ("gradients.__self__.model._modules['observation']._parameters['weight']", "TENSOR_MATCH"): True,
+        ("gradients.__self__.estimator.training", "CONSTANT_MATCH"): True,
+        ("gradients.__self__.estimator.gamma", "CONSTANT_MATCH"): False,
+        ("gradients.__self__.model._modules", "TYPE_MATCH"): False,
+        ("G['__import_ovis_dot_estimators_dot_base'].base_diagnostics.__code__", "ID_MATCH"): False,
+        ("adam.groups[0]['eps']", "CONSTANT_MATCH"): False,
+    }
+    kept = run_guards([SimpleNamespace(name=name, guard_type=kind) for name, kind in entries])
+    assert dict(zip(entries, kept)) == entries
 
 
 def test_compile_auto_compiles_long_runs_at_small_k_of_compilable_estimators():

@@ -84,7 +84,7 @@ def test_large_steps_and_explicit_counts_keep_their_threads(restore_threads):
 
 
 def test_evaluations_use_the_requested_threads_and_restore_the_training_threads():
-    from ovis.training.components import DEFAULT_THREADS, evaluation_threads, torch_threads
+    from ovis.training.evaluation import DEFAULT_THREADS, evaluation_threads, torch_threads
     assert evaluation_threads(argparse.Namespace(threads=3)) == 3
     assert evaluation_threads(argparse.Namespace(threads=0)) == DEFAULT_THREADS
     previous = torch.get_num_threads()

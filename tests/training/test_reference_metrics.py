@@ -43,7 +43,9 @@ WALL_CLOCK_KEYS = {"info/elapsed-time"}
 def run_reference(tmp_path: Path, extra=()) -> list:
     """Run the reference command (plus ``extra`` options) in a fresh process; its records."""
     reference = json.loads(REFERENCE.read_text())
-    argv = reference["argv"] + ["--root", str(tmp_path), "--run_id", "reference", "--rf"] + list(extra)
+    # the reference's 512 rows per forward pass (run.py then had them fixed): the particles depend on them
+    argv = reference["argv"] + ["--chunk_rows", "512", "--root", str(tmp_path), "--run_id", "reference", "--rf"]
+    argv += list(extra)
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     env.setdefault("OVIS_DATA", str(REPO.parent / "shared" / "data"))
     done = subprocess.run([sys.executable, str(REPO / "run.py")] + argv, cwd=str(tmp_path), env=env,

@@ -94,6 +94,25 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_an_unbroken_one(tmp_path
         assert all(torch.equal(resumed[key], unbroken[key]) for key in unbroken)
 
 
+def test_the_rows_per_forward_pass_are_measured_once_and_kept_by_the_resumed_run(tmp_path, monkeypatch):
+    import ovis.analysis.floor as floor
+    monkeypatch.setattr(floor, "measured_chunk_rows", lambda model, device, largest_rows: (96, {96: 1.0}))
+    assert run(tmp_path, signal_at=10) == 130
+    run_dir = tmp_path / "e" / "r"
+    assert load_checkpoint(str(run_dir))["state"]["chunk_rows"] == 96
+    assert "; 96 rows per forward pass (measured (96: 1 rows per second))" in (run_dir / "run.log").read_text()
+
+    def measured_again(*args):
+        raise AssertionError("the resumed run measured its rows again")
+    monkeypatch.setattr(floor, "measured_chunk_rows", measured_again)
+    assert run(tmp_path, "--resume") == 0
+    assert "; 96 rows per forward pass (kept from the checkpoint)" in (run_dir / "run.log").read_text()
+    assert load_checkpoint(str(run_dir))["state"]["chunk_rows"] == 96
+    assert run(tmp_path, "--rf", "--chunk_rows", "64") == 0
+    assert "; 64 rows per forward pass (--chunk_rows)" in (run_dir / "run.log").read_text()
+    assert load_checkpoint(str(run_dir))["state"]["chunk_rows"] == 64
+
+
 def test_a_nan_loss_fails_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     assert run(tmp_path, nan_after=14) == 1
     run_dir = tmp_path / "e" / "r"

@@ -132,7 +132,7 @@ class ToyScoreEstimator(nn.Module):
 class ToyEvaluator:
     """The plain L_K (alpha = 0, beta = 1) under no_grad, like ``BoundEvaluator``."""
 
-    def __init__(self, iw, chunk_size=None):
+    def __init__(self, iw, chunk_size=None, compiler=None):
         self.estimator = ToyScoreEstimator(mc=1, iw=iw).eval()
 
     @torch.no_grad()
