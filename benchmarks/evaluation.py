@@ -52,7 +52,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=lambda text: [int(c) if c != "auto" else c for c in comma_list(text)],
                         default="auto,512,4096,32768",
                         help="rows (data points x particles) per forward pass; auto: chosen from this machine's "
-                             "measured throughput and memory, as run.py chooses them (ovis.analysis.floor.measured_chunk_rows)")
+                             "measured throughput and memory, as run.py chooses them "
+                             "(ovis.analysis.floor.measured_chunk_rows)")
     parser.add_argument("--test_bs", type=int, default=10, help="data points per evaluation batch")
     parser.add_argument("--batches", type=int, default=2, help="timed batches per chunk size")
     parser.add_argument("--threads", type=int, default=0, help="run.py's --threads (0: one per core)")

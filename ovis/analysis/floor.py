@@ -63,9 +63,11 @@ class MatmulFloor:
         for s in shapes:
             self.tensors.append(dict(
                 x=make(s.rows, s.in_features), weight=make(s.out_features, s.in_features),
-                bias=make(s.out_features), out=make(s.rows, s.out_features),  # [n, i], [o, i], [o], [n, o]
-                grad=make(s.rows, s.out_features), weight_grad=make(s.out_features, s.in_features),
-                input_grad=make(s.rows, s.in_features) if s.input_gradient else None))
+                bias=make(s.out_features), out=make(s.rows, s.out_features)))  # [n, i], [o, i], [o], [n, o]
+            if gradients:
+                self.tensors[-1].update(
+                    grad=make(s.rows, s.out_features), weight_grad=make(s.out_features, s.in_features),
+                    input_grad=make(s.rows, s.in_features) if s.input_gradient else None)
 
     def run(self) -> None:
         """One step's products: forward, then weight (and input) gradients."""
@@ -135,9 +137,14 @@ def evaluation_chunk_rows(model: nn.Module, device: torch.device, memory_bytes: 
     """Rows per evaluation chunk from this machine's measured throughput and memory: the smallest
     of ``candidates`` whose forward products (``evaluation_floor_of``, one data point) run within
     ``tolerance`` of the best measured rows per second (process CPU time on a CPU, all threads:
-    thread synchronisation counts), among those that fit ``memory_bytes`` at ``bytes_per_row``. Returns the rows and the measured rows per second of every candidate."""
-    fitting = [rows for rows in candidates if rows * bytes_per_row <= memory_bytes] or [min(candidates)]
-    throughput = {}
+    thread synchronisation counts), among those that fit ``memory_bytes`` at ``bytes_per_row``.
+    Candidates are measured in increasing size until two in a row are no faster than ``1 +
+    tolerance`` times the best so far (the throughput has levelled off: larger chunks would only
+    take more memory). Returns the rows and the measured rows per second of every candidate
+    measured."""
+    fitting = sorted(rows for rows in candidates if rows * bytes_per_row <= memory_bytes) or [min(candidates)]
+    throughput: Dict[int, float] = {}
+    best, flat = 0.0, 0
     for rows in fitting:
         floor = evaluation_floor_of(model, 1, rows, device)
         if floor is None:
@@ -145,7 +152,11 @@ def evaluation_chunk_rows(model: nn.Module, device: torch.device, memory_bytes: 
         floor.run()  # first touch of the buffers
         clock = 0 if device.type == "cuda" else 1  # wall-clock on CUDA; process CPU time on a CPU (load-proof)
         throughput[rows] = rows / min(timed(floor.run, device)[clock] for _ in range(repeats)) * 1e3
-    best = max(throughput.values())
+        del floor
+        flat = flat + 1 if throughput[rows] <= (1 + tolerance) * best else 0
+        best = max(best, throughput[rows])
+        if flat == 2:
+            break
     return min(rows for rows, speed in throughput.items() if speed >= (1 - tolerance) * best), throughput
 
 

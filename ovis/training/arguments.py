@@ -176,10 +176,10 @@ def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
     session.add_argument("--compile", nargs="?", const="on", default="auto", choices=COMPILE_SETTINGS,
                          help="compile the training step with torch.compile: the estimator's forward pass, sampling "
                               "included, its gradients and the Adam update as one graph (on CUDA replayed as CUDA "
-                              "graphs, mode reduce-overhead: untested); costs 20 s to 2 minutes of compilation "
-                              "(benchmarks/compiled_step.py). auto (default): on where the faster step repays the "
-                              f"compilation: runs of at least {COMPILE_MIN_STEPS:,} steps with mc * iw <= "
-                              f"{COMPILE_MAX_PARTICLES} whose estimator can be compiled (not the REBAR ids that "
+                              "graphs, mode reduce-overhead: untested), and each bound evaluation's chunk pass; "
+                              "costs 20 s to 2 minutes of compilation (benchmarks/compiled_step.py). auto "
+                              "(default): on where the faster step repays the compilation: runs of at least "
+                              f"{COMPILE_MIN_STEPS:,} steps with mc * iw <= {COMPILE_MAX_PARTICLES} whose estimator can be compiled (not the REBAR ids that "
                               "train eta, relax, the double-cv and rodeo ids); --compile alone: on")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
