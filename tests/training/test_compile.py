@@ -27,27 +27,28 @@ def _losses_and_parameters(tmp_path, workload: Workload, steps: int = 3):
     return losses, [p.detach().clone() for p in trainer.model.parameters()]
 
 
-@pytest.mark.slow  # torch.compile takes minutes on a loaded 2-core machine
-def test_compiled_step_gives_the_eager_losses_and_parameters(tmp_path):
-    # the compiled step draws from torch's generator, as the eager one (compile_options)
-    eager_losses, eager_parameters = _losses_and_parameters(tmp_path / "eager", SMALL)
+def _compiled_run_equals_the_eager_run(tmp_path, workload: Workload):
+    """The eager run's parameters; the compiled run's losses and parameters equal them (compile_options:
+    the compiled step draws from torch's generator, as the eager one)."""
+    eager_losses, eager_parameters = _losses_and_parameters(tmp_path / "eager", workload)
     compiled_losses, compiled_parameters = _losses_and_parameters(
-        tmp_path / "compiled", Workload(**{**SMALL.__dict__, "compile": True}))
+        tmp_path / "compiled", Workload(**{**workload.__dict__, "compile": True}))
     assert compiled_losses == pytest.approx(eager_losses, rel=1e-5)
     # three Adam steps of 1e-3 each: inductor's fused kernels round the float32 gradients differently,
     # and Adam's normalisation turns that into up to about 2e-6 where a gradient is near zero
     for compiled, eager in zip(compiled_parameters, eager_parameters):
         torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    return eager_parameters
+
+
+@pytest.mark.slow  # torch.compile takes minutes on a loaded 2-core machine
+def test_compiled_step_gives_the_eager_losses_and_parameters(tmp_path):
+    eager_parameters = _compiled_run_equals_the_eager_run(tmp_path / "first", SMALL)
     assert eager_parameters[0].ne(_losses_and_parameters(tmp_path / "again", SMALL)[1][0]).sum() == 0
     # a second run in the process, of the same shapes but another estimator setting, gets its own program:
     # the guards left out (run_guards) are those on the first run's hyperparameters
     other = Workload(**{**SMALL.__dict__, "estimator": "ovis-gamma0"})
-    other_losses, other_parameters = _losses_and_parameters(tmp_path / "other", other)
-    compiled_losses, compiled_parameters = _losses_and_parameters(
-        tmp_path / "other-compiled", Workload(**{**other.__dict__, "compile": True}))
-    assert compiled_losses == pytest.approx(other_losses, rel=1e-5)
-    for compiled, eager in zip(compiled_parameters, other_parameters):
-        torch.testing.assert_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    other_parameters = _compiled_run_equals_the_eager_run(tmp_path / "second", other)
     assert not all(torch.equal(a, b) for a, b in zip(other_parameters, eager_parameters))  # a reuse would show
 
 
