@@ -179,8 +179,9 @@ def _add_model_and_analysis_options(parser: argparse.ArgumentParser) -> None:
                               "graphs, mode reduce-overhead: untested), and each bound evaluation's chunk pass; "
                               "costs 20 s to 2 minutes of compilation (benchmarks/compiled_step.py). auto "
                               "(default): on where the faster step repays the compilation: runs of at least "
-                              f"{COMPILE_MIN_STEPS:,} steps with mc * iw <= {COMPILE_MAX_PARTICLES} whose estimator can be compiled (not the REBAR ids that "
-                              "train eta, relax, the double-cv and rodeo ids); --compile alone: on")
+                              f"{COMPILE_MIN_STEPS:,} steps with mc * iw <= {COMPILE_MAX_PARTICLES} whose estimator "
+                              "can be compiled (not the REBAR ids that train eta, relax, the double-cv and rodeo "
+                              "ids); --compile alone: on")
     session.add_argument("--checkpoint_interval", type=float, default=600.0,
                          help="seconds between checkpoints (besides the one after every evaluation)")
 

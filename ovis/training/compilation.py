@@ -82,9 +82,9 @@ def run_guards(entries: Sequence[Any]) -> List[bool]:
     and on the identity of the library's functions. The run builds these objects once and does
     not reconfigure them while it trains; checked at every call, their guards are most of the
     step's time outside the compiled program at small K (``benchmarks/results.md``). The program
-    needs a code object of its own (``own_code``): dynamo looks
-    up compiled programs per code object, and without the guards left out, another run's program
-    of the same shapes would pass for this run's."""
+    needs a code object of its own (``own_code``): dynamo looks up compiled programs per code
+    object, and without the guards left out, another run's program of the same shapes would pass
+    for this run's."""
     return [not entry.name or entry.name.split("[")[0].split(".")[0] in STEP_ARGUMENTS
             or entry.guard_type == "TENSOR_MATCH" or entry.name.endswith(".training") for entry in entries]
 

@@ -18,8 +18,8 @@ from ovis.cli import comma_list
 from ovis.devices import resolve_device, set_threads
 from ovis.training.arguments import (DEFAULT_IW, ArgumentError, IncompatibleComponents, gradient_filter,
                                      model_hparams, model_name)
-from ovis.training.reproduction_options import reproduction_constructor_options
 from ovis.training.evaluation import evaluation_threads, torch_threads
+from ovis.training.reproduction_options import reproduction_constructor_options
 from ovis.training.trainer import RunComponents
 
 BASELINE_HDIM = 64  # the original's --hdim default, the width of reinforce-baseline's network
@@ -133,8 +133,6 @@ def _constructs(Estimator, config: Dict, mc: int, iw: int, x_shape) -> bool:
     except ValueError:
         return False
     return True
-
-
 
 
 def configure_determinism(deterministic: bool) -> None:
