@@ -22,9 +22,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from ovis.analysis.floor import measured_chunk_rows  # noqa: E402
 from ovis.cli import ArgumentParser, ExamplesHelpFormatter, comma_list  # noqa: E402
-from ovis.training.evaluation import DEFAULT_THREADS, torch_threads  # noqa: E402
+from ovis.training.evaluation import DEFAULT_THREADS, measured_chunk_rows, torch_threads  # noqa: E402
 from ovis.training.efficiency import Workload, efficiency_table  # noqa: E402
 
 TEST_POINTS = 10000
@@ -32,15 +31,16 @@ MEMORY_BUDGET_MIB = 2048
 
 
 def chosen_chunk_rows(args) -> int:
-    """run.py's choice (``ovis.analysis.floor.measured_chunk_rows``) for the model and evaluation."""
+    """run.py's choice (``ovis.training.evaluation.measured_chunk_rows``) for the model and
+    evaluation, measured on a blank image (run.py measures on a test point)."""
     from ovis.models import get_model
     from ovis.training.efficiency import MODEL_PRESETS
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    model = get_model(args.model, (1, 28, 28), **MODEL_PRESETS.get(args.model, {})).to(device)
+    model = get_model(args.model, (1, 28, 28), **MODEL_PRESETS.get(args.model, {})).to(device).eval()
     with torch_threads(args.threads or DEFAULT_THREADS):
-        rows, throughput = measured_chunk_rows(model, device, args.test_bs * args.iw)
-    print("forward products, rows per second: " + ", ".join(f"{r}: {v:.3g}" for r, v in throughput.items())
+        rows, throughput = measured_chunk_rows(model, torch.zeros(1, 1, 28, 28, device=device), args.test_bs * args.iw)
+    print("evaluation chunks, rows per second: " + ", ".join(f"{r}: {v:.3g}" for r, v in throughput.items())
           + f"; chosen: {rows} rows (the smallest within 10% of the fastest that fits a quarter of the free memory)")
     return rows
 
@@ -53,7 +53,7 @@ def main() -> None:
                         default="auto,512,4096,32768",
                         help="rows (data points x particles) per forward pass; auto: chosen from this machine's "
                              "measured throughput and memory, as run.py chooses them "
-                             "(ovis.analysis.floor.measured_chunk_rows)")
+                             "(ovis.training.evaluation.measured_chunk_rows)")
     parser.add_argument("--test_bs", type=int, default=10, help="data points per evaluation batch")
     parser.add_argument("--batches", type=int, default=2, help="timed batches per chunk size")
     parser.add_argument("--threads", type=int, default=0, help="run.py's --threads (0: one per core)")

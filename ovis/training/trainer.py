@@ -26,7 +26,7 @@ import os
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -148,7 +148,7 @@ class Trainer:
         if saved is not None:
             self._restore(saved)
         self.recorder = RunRecorder(run_dir, resume_step=self.state.step if saved is not None else None)
-        self.state.chunk_rows, self.chunk_choice = chunk_rows(args, self.model, self.device, self.state.chunk_rows)
+        self.state.chunk_rows, self.chunk_choice = self._chunk_rows()
         self.chunk_rows = self.state.chunk_rows
         self.probability_mass = self._likelihood_is_probability_mass()
         self.analysis_context = AnalysisContext(args, self.model, self.estimator, self.subsets, self.device,
@@ -401,6 +401,16 @@ class Trainer:
         self.state = TrainingState(**saved["state"])
         self.monitor.load_state_dict(saved["monitor"])
         checkpoints.set_rng_state(saved["rng"], self.device)
+
+    def _chunk_rows(self) -> Tuple[int, str]:
+        """``chunk_rows`` of this run (measured on one test point in eval mode, on a forked RNG)."""
+        training = self.model.training
+        with seeded_rng(derive_seed(self.args.seed, "chunk-rows"), self.device):
+            self.model.eval()
+            x = next(self.subsets["test"].batches(1, self.device))  # [1, *x_shape]
+            chosen = chunk_rows(self.args, self.model, x, self.state.chunk_rows)
+        self.model.train(training)
+        return chosen
 
     def _likelihood_is_probability_mass(self) -> bool:
         """Whether p(x|z) is a probability mass (binary or discrete data: L_K <= 0), from one

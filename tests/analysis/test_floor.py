@@ -1,9 +1,7 @@
 """The hardware floor of a training step: which matrix products, on how many rows."""
-import pytest
 import torch
 
-from ovis.analysis.floor import (CHUNK_CANDIDATES, LinearShape, MatmulFloor, evaluation_chunk_rows,
-                                 evaluation_floor_of, floor_of, measured_chunk_rows, step_shapes, timed)
+from ovis.analysis.floor import LinearShape, MatmulFloor, evaluation_floor_of, floor_of, step_shapes, timed
 from ovis.models import get_model
 
 X_SHAPE = (1, 28, 28)
@@ -53,36 +51,3 @@ def test_evaluation_floor_is_the_forward_products_with_the_first_layer_once_per_
     for t in small.tensors:
         torch.testing.assert_close(t["out"], torch.addmm(t["bias"], t["x"], t["weight"].t()))
         assert "weight_grad" not in t  # no gradient products, no buffers for them
-
-
-def test_evaluation_chunk_rows_fit_the_memory_and_are_measured():
-    model = get_model("sbm", x_shape=X_SHAPE, N=8, depth=2, nlayers=0)
-    rows, throughput = evaluation_chunk_rows(model, torch.device("cpu"), memory_bytes=2048 * 100, bytes_per_row=100,
-                                             candidates=(512, 1024, 2048, 4096))
-    assert sorted(throughput) == [512, 1024, 2048] and all(speed > 0 for speed in throughput.values())
-    assert rows in throughput and throughput[rows] >= 0.9 * max(throughput.values())
-    assert evaluation_chunk_rows(model, torch.device("cpu"), 10, 100, candidates=(512, 1024))[0] == 512  # none fits
-
-
-@pytest.mark.parametrize("levelled_off, measured, chosen", [(True, [512, 1024, 2048], 512),
-                                                            (False, list(CHUNK_CANDIDATES["cpu"]), 32768)])
-def test_chunks_are_measured_until_the_throughput_levels_off(monkeypatch, levelled_off, measured, chosen):
-    import ovis.analysis.floor as floor
-
-    class Products:  # a chunk's products, timed in proportion to its rows (levelled off) or not
-        def __init__(self, model, points, particles, device):
-            self.rows = particles
-
-        def run(self):
-            pass
-    monkeypatch.setattr(floor, "evaluation_floor_of", Products)
-    monkeypatch.setattr(floor, "timed", lambda run, device: (run.__self__.rows if levelled_off else 1.0,) * 2)
-    rows, throughput = evaluation_chunk_rows(None, torch.device("cpu"), memory_bytes=1e12, bytes_per_row=1)
-    assert (sorted(throughput), rows) == (measured, chosen)
-
-
-def test_run_chunks_are_measured_up_to_the_first_that_holds_the_largest_evaluation():
-    model = get_model("sbm", x_shape=X_SHAPE, N=8, depth=2, nlayers=0)
-    rows, throughput = measured_chunk_rows(model, torch.device("cpu"), largest_rows=600)
-    assert sorted(throughput) == [512, 1024] and rows in throughput
-    assert sorted(measured_chunk_rows(model, torch.device("cpu"), largest_rows=100)[1]) == [512]

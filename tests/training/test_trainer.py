@@ -95,8 +95,8 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_an_unbroken_one(tmp_path
 
 
 def test_the_rows_per_forward_pass_are_measured_once_and_kept_by_the_resumed_run(tmp_path, monkeypatch):
-    import ovis.analysis.floor as floor
-    monkeypatch.setattr(floor, "measured_chunk_rows", lambda model, device, largest_rows: (96, {96: 1.0}))
+    import ovis.training.evaluation as evaluation
+    monkeypatch.setattr(evaluation, "measured_chunk_rows", lambda model, x, largest_rows: (96, {96: 1.0}))
     assert run(tmp_path, signal_at=10) == 130
     run_dir = tmp_path / "e" / "r"
     assert load_checkpoint(str(run_dir))["state"]["chunk_rows"] == 96
@@ -104,7 +104,7 @@ def test_the_rows_per_forward_pass_are_measured_once_and_kept_by_the_resumed_run
 
     def measured_again(*args):
         raise AssertionError("the resumed run measured its rows again")
-    monkeypatch.setattr(floor, "measured_chunk_rows", measured_again)
+    monkeypatch.setattr(evaluation, "measured_chunk_rows", measured_again)
     assert run(tmp_path, "--resume") == 0
     assert "; 96 rows per forward pass (kept from the checkpoint)" in (run_dir / "run.log").read_text()
     assert load_checkpoint(str(run_dir))["state"]["chunk_rows"] == 96
