@@ -30,11 +30,11 @@ OUT="$(mktemp -d -t ovis-gpu-check.XXXXXX)"
 echo "gpu_check.sh: device $DEVICE, logs in $OUT"
 
 if [ "$TINY" = 1 ]; then
-    K=5; EVAL=(--iw 200 --test_bs 2 --batches 1 --chunks 400)
+    K=5; EVAL=(--iw 200 --test_bs 2 --batches 1 --chunks auto,400)
     EFFICIENCY=(--iw 5,50 --estimators ovis-gamma1,pathwise-iwae --steps 2 --untimed_steps 1)
     COMPILED=(--iw 5 --repeats 1 --steps 3 --untimed_steps 2)
 else
-    K=50; EVAL=(--iw 5000 --test_bs 10 --batches 3 --chunks 32768,131072)
+    K=50; EVAL=(--iw 5000 --test_bs 10 --batches 3 --chunks auto,32768,131072)
     EFFICIENCY=(--iw 5,50,500,5000 --estimators reinforce,ovis-gamma1,pathwise-iwae --steps 10 --untimed_steps 3)
     COMPILED=(--iw 50 --repeats 1 --steps 30 --untimed_steps 5)
 fi
