@@ -13,7 +13,7 @@ def start_lines(run_dir: str, trainer) -> list:
             f"model {type(trainer.model).__name__} ({parameters} parameters), estimator {trainer.estimator_id}, "
             f"mc={args.mc}, iw={args.iw}, device {trainer.device}; {trainer.epochs} epochs x "
             f"{len(trainer.batches)} steps = {trainer.total_steps} steps; {trainer.alpha_schedule}",
-            evaluation_plan_line(args, trainer.subsets) + f"; {trainer.chunk_rows} rows per forward pass "
+            evaluation_plan_line(args, trainer.subsets) + f"; {state.chunk_rows} rows per forward pass "
             f"({trainer.chunk_choice})"]
 
 

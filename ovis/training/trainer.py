@@ -149,10 +149,9 @@ class Trainer:
             self._restore(saved)
         self.recorder = RunRecorder(run_dir, resume_step=self.state.step if saved is not None else None)
         self.state.chunk_rows, self.chunk_choice = self._chunk_rows()
-        self.chunk_rows = self.state.chunk_rows
         self.probability_mass = self._likelihood_is_probability_mass()
         self.analysis_context = AnalysisContext(args, self.model, self.estimator, self.subsets, self.device,
-                                                self.chunk_rows)
+                                                self.state.chunk_rows)
         self.stop_requests = StopRequests(logger)
         # --grad_variance_mode moving: per-step variances (not checkpointed: a resumed run restarts them)
         self.moving_variance = moving_variance_tracker(args, self.model, self.estimator, self.datasets.x_shape)
@@ -337,9 +336,9 @@ class Trainer:
         return evaluate_bound(self.evaluator(iw), self.model, batches)
 
     def evaluator(self, iw: int) -> Callable:
-        """The run's L_K evaluator of ``iw`` particles, in chunks of the run's ``chunk_rows``."""
+        """The run's L_K evaluator of ``iw`` particles, in chunks of the run's ``state.chunk_rows``."""
         if iw not in self.evaluators:
-            self.evaluators[iw] = self.make_evaluator(iw, self.chunk_rows, self.evaluation_compiler)
+            self.evaluators[iw] = self.make_evaluator(iw, self.state.chunk_rows, self.evaluation_compiler)
         return self.evaluators[iw]
 
     def _save_images(self) -> None:
