@@ -19,7 +19,7 @@ log-densities, the optimiser) is not part of the floor: ``step time / floor time
 """
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
