@@ -27,10 +27,11 @@ import resource
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from multiprocessing import get_context
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pandas as pd
@@ -217,16 +218,31 @@ def _build(workload: Workload, root: str):
     return Trainer(args, components, run_dir, run_logger(run_dir, silent=True)), components
 
 
+@contextmanager
+def _built(workload: Workload) -> Iterator[Tuple[Any, Any, List[torch.Tensor]]]:
+    """``(trainer, components, batches)`` of ``workload`` through run.py's set-up, in a temporary
+    run folder (``untimed_steps + steps`` batches); the trainer's recorder is closed afterwards."""
+    from ovis.training.arguments import IncompatibleComponents
+    with tempfile.TemporaryDirectory() as root:
+        try:
+            trainer, components = _build(workload, root)
+        except IncompatibleComponents as error:
+            raise IncompatibleWorkload(str(error)) from None
+        try:
+            yield trainer, components, _batches(components.datasets.train, workload,
+                                                workload.untimed_steps + workload.steps, components.device)
+        finally:
+            trainer.recorder.close()
+
+
 def consecutive_step_times(workload: Workload) -> Tuple[List[Tuple[float, float]], float]:
     """run.py's training step of ``workload`` in this process, timed over consecutive steps as a run
     takes them (``measure_in_this_process`` runs the floor's products between the steps, which
     leaves the step's parameters and optimiser state out of the caches): ``(times, first)``, the
     ``(wall, process CPU)`` milliseconds of each timed step and the wall-clock seconds of the
     ``untimed_steps`` first steps (compilation)."""
-    with tempfile.TemporaryDirectory() as root:
-        trainer, components = _build(workload, root)
+    with _built(workload) as (trainer, components, batches):
         device = components.device
-        batches = _batches(components.datasets.train, workload, workload.untimed_steps + workload.steps, device)
         trainer.model.train()  # as Trainer._train
         trainer.estimator.train()
         started = time.perf_counter()
@@ -235,20 +251,13 @@ def consecutive_step_times(workload: Workload) -> Tuple[List[Tuple[float, float]
         synchronise(device)
         first = time.perf_counter() - started
         times = [timed(training_step, device, trainer, x) for x in batches[workload.untimed_steps:]]
-        trainer.recorder.close()
     return times, first
 
 
 def measure_in_this_process(workload: Workload) -> Measurement:
     """Measure ``workload`` here (``measure`` runs this in a fresh process)."""
-    from ovis.training.arguments import IncompatibleComponents
-    with tempfile.TemporaryDirectory() as root:
-        try:
-            trainer, components = _build(workload, root)
-        except IncompatibleComponents as error:
-            raise IncompatibleWorkload(str(error)) from None
+    with _built(workload) as (trainer, components, batches):
         device = components.device
-        batches = _batches(components.datasets.train, workload, workload.untimed_steps + workload.steps, device)
         floor = None
         if workload.kind == "train":
             trainer.model.train()
@@ -281,7 +290,6 @@ def measure_in_this_process(workload: Workload) -> Measurement:
                 floor_times.append(timed(floor.run, device))
         peak = memory.peak()
         threads_used = threads if workload.kind == "evaluate" else torch.get_num_threads()
-        trainer.recorder.close()
     return Measurement(workload, str(device), times, floor_times, describe(floor.shapes) if floor else "", peak,
                        peak - memory.baseline, memory.source, threads_used, os.getloadavg()[0])
 
